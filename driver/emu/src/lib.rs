@@ -1,0 +1,2 @@
+//! A software NVMe controller that sees only its registers and the memory the
+//! driver mapped for DMA.

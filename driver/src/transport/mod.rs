@@ -1,0 +1,48 @@
+//! How the driver reaches a controller: register access, DMA mapping, interrupts.
+//!
+//! [`Transport`] is the one seam between the driver and a device. The hot path
+//! (doorbell writes) is generic over it, so there is no dynamic dispatch per I/O.
+
+use std::sync::Arc;
+
+use hugepages::DmaMapper;
+use vmm_sys_util::eventfd::EventFd;
+
+/// Register access, DMA mapping and interrupt delivery for one NVMe controller.
+///
+/// Offsets are byte offsets into the controller's register space (PCI BAR0).
+pub trait Transport: Send + Sync + 'static {
+    /// Reads the 32-bit register at `offset`.
+    fn read32(&self, offset: usize) -> u32;
+
+    /// Writes the 32-bit register at `offset`.
+    fn write32(&self, offset: usize, value: u32);
+
+    /// Reads the 64-bit register at `offset` (low dword first).
+    fn read64(&self, offset: usize) -> u64 {
+        let lo = u64::from(self.read32(offset));
+        let hi = u64::from(self.read32(offset + 4));
+        lo | (hi << 32)
+    }
+
+    /// Writes the 64-bit register at `offset` (low dword first).
+    fn write64(&self, offset: usize, value: u64) {
+        self.write32(offset, value as u32);
+        self.write32(offset + 4, (value >> 32) as u32);
+    }
+
+    /// The mapper through which this controller sees host memory.
+    fn dma_mapper(&self) -> Arc<dyn DmaMapper>;
+
+    /// Enables `count` interrupt vectors, each signalled on its own event notifier.
+    fn enable_interrupts(&self, count: u16) -> Result<Vec<Arc<EventFd>>, crate::Error>;
+
+    /// Disables all interrupt vectors.
+    fn disable_interrupts(&self) -> Result<(), crate::Error>;
+
+    /// Resets the device function if it offers a reset; returns whether it did.
+    fn function_reset(&self) -> Result<bool, crate::Error>;
+
+    /// A short name for messages, such as `emu` or `0000:00:04.0`.
+    fn name(&self) -> String;
+}
