@@ -1,3 +1,18 @@
 //! The NVMe specification as plain data: registers, queue entries, identify
 //! structures, log pages and status codes. No I/O and no `unsafe`.
+//!
+//! All multi-byte fields are little endian on the wire; the fixed-layout types
+//! here map them onto native integers, so the crate supports little-endian
+//! targets only.
 #![forbid(unsafe_code)]
+
+#[cfg(target_endian = "big")]
+compile_error!("nvme-spec maps little-endian wire structures onto native integers");
+
+pub mod command;
+pub mod registers;
+pub mod status;
+
+pub use command::{AdminOpcode, CompletionEntry, NvmOpcode, SubmissionEntry};
+pub use registers::{Aqa, Cap, Cc, Csts, Version};
+pub use status::{Status, StatusCode, StatusCodeType};
