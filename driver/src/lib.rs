@@ -1,12 +1,10 @@
 //! A userspace NVMe driver.
 
 pub use nvme_spec as spec;
+
+pub mod device;
+mod error;
 pub mod transport;
 
-/// Errors reported by the driver.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Placeholder until the driver's error set lands.
-    #[error("{0}")]
-    Other(String),
-}
+pub use device::{DeviceName, DeviceNameError, PciAddress};
+pub use error::{CommandDesc, Error, IoKind, PrpRule};

@@ -3,6 +3,8 @@
 //! [`Transport`] is the one seam between the driver and a device. The hot path
 //! (doorbell writes) is generic over it, so there is no dynamic dispatch per I/O.
 
+pub mod vfio;
+
 use std::sync::Arc;
 
 use hugepages::DmaMapper;
@@ -33,6 +35,9 @@ pub trait Transport: Send + Sync + 'static {
 
     /// The mapper through which this controller sees host memory.
     fn dma_mapper(&self) -> Arc<dyn DmaMapper>;
+
+    /// How many interrupt vectors the device offers (0 when it offers none).
+    fn max_interrupts(&self) -> u16;
 
     /// Enables `count` interrupt vectors, each signalled on its own event notifier.
     fn enable_interrupts(&self, count: u16) -> Result<Vec<Arc<EventFd>>, crate::Error>;

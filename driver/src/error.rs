@@ -1,0 +1,397 @@
+//! The driver's one error type.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::spec::Status;
+
+/// The kind of an I/O command, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoKind {
+    /// Read.
+    Read,
+    /// Write (FUA or not).
+    Write,
+    /// Flush.
+    Flush,
+    /// Write Zeroes.
+    WriteZeroes,
+    /// Dataset Management (deallocate).
+    DatasetManagement,
+    /// Verify.
+    Verify,
+}
+
+impl IoKind {
+    fn noun(self) -> &'static str {
+        match self {
+            IoKind::Read => "read",
+            IoKind::Write => "write",
+            IoKind::Flush => "flush",
+            IoKind::WriteZeroes => "write zeroes",
+            IoKind::DatasetManagement => "dataset management",
+            IoKind::Verify => "verify",
+        }
+    }
+}
+
+/// What a failed command was, so an error can say it in a sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandDesc {
+    /// An I/O command on a namespace.
+    Io {
+        /// Which command.
+        kind: IoKind,
+        /// Namespace ID.
+        nsid: u32,
+        /// Starting LBA (0 where the command has none).
+        slba: u64,
+        /// Number of logical blocks (0 where the command has none).
+        blocks: u32,
+    },
+    /// An admin command.
+    Admin {
+        /// The command's name, such as `Identify`.
+        name: &'static str,
+        /// Its opcode.
+        opcode: u8,
+    },
+}
+
+impl fmt::Display for CommandDesc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            CommandDesc::Io {
+                kind: kind @ (IoKind::Flush | IoKind::DatasetManagement),
+                nsid,
+                ..
+            } => write!(f, "{} on namespace {nsid}", kind.noun()),
+            CommandDesc::Io {
+                kind,
+                nsid,
+                slba,
+                blocks,
+            } => write!(
+                f,
+                "{} of {blocks} block{} at LBA {slba:#x} on namespace {nsid}",
+                kind.noun(),
+                if blocks == 1 { "" } else { "s" }
+            ),
+            CommandDesc::Admin { name, opcode } => {
+                write!(f, "admin command {name} (opcode {opcode:#04x})")
+            }
+        }
+    }
+}
+
+/// Why a data buffer cannot be described with PRPs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrpRule {
+    /// The buffer is empty.
+    Empty,
+    /// A segment's address is not dword aligned.
+    NotDwordAligned,
+    /// A segment after the first does not start on a memory page boundary.
+    MiddleStartNotPageAligned,
+    /// A segment before the last does not end on a memory page boundary.
+    MiddleEndNotPageAligned,
+    /// The buffer needs more PRP entries than the command's PRP list pages hold.
+    TooManyPages,
+    /// The buffer length does not match the command's transfer length.
+    LengthMismatch,
+}
+
+impl fmt::Display for PrpRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PrpRule::Empty => "the buffer is empty",
+            PrpRule::NotDwordAligned => "its address is not 4-byte aligned",
+            PrpRule::MiddleStartNotPageAligned => {
+                "it follows another segment but does not start on a page boundary"
+            }
+            PrpRule::MiddleEndNotPageAligned => {
+                "another segment follows it but it does not end on a page boundary"
+            }
+            PrpRule::TooManyPages => "the transfer needs more PRP entries than fit the list pages",
+            PrpRule::LengthMismatch => "the buffer length differs from the transfer length",
+        })
+    }
+}
+
+/// Errors reported by the driver.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- opening a device ----
+    /// The device name could not be parsed.
+    #[error(transparent)]
+    DeviceName(#[from] crate::device::DeviceNameError),
+    /// The emulated controller refused its configuration.
+    #[error("emulated controller: {0}")]
+    Emu(String),
+    /// `/dev/vfio/vfio` is missing.
+    #[error("/dev/vfio/vfio does not exist: load the vfio-pci module (modprobe vfio-pci) on a kernel with VFIO and an IOMMU enabled")]
+    NoVfio,
+    /// sysfs has no such PCI function.
+    #[error("no PCI device {device} in /sys/bus/pci/devices")]
+    PciDeviceNotFound {
+        /// PCI address.
+        device: String,
+    },
+    /// The function has no IOMMU group.
+    #[error("PCI device {device} has no IOMMU group: enable the IOMMU (intel_iommu=on or amd_iommu=on on the kernel command line)")]
+    NoIommuGroup {
+        /// PCI address.
+        device: String,
+    },
+    /// The function is not bound to `vfio-pci`.
+    #[error("PCI device {device} is bound to {}, not vfio-pci: unbind it and bind it to vfio-pci (driver_override)", driver.as_deref().unwrap_or("no driver"))]
+    NotBoundToVfio {
+        /// PCI address.
+        device: String,
+        /// Its current driver.
+        driver: Option<String>,
+    },
+    /// Another device in the IOMMU group is still bound to a host driver.
+    #[error("IOMMU group {group} of {device} is not viable: {} still bound to a host driver; bind every device of the group to vfio-pci or unbind it", if others.is_empty() { "another device is".to_string() } else { others.join(", ") + " is" })]
+    GroupNotViable {
+        /// PCI address.
+        device: String,
+        /// IOMMU group number.
+        group: u32,
+        /// The other members still bound, as `ADDRESS (driver)`.
+        others: Vec<String>,
+    },
+    /// Opening a VFIO node was refused.
+    #[error("permission denied opening {}: run as root or give this user the device node", path.display())]
+    VfioPermissionDenied {
+        /// The node.
+        path: PathBuf,
+    },
+    /// RLIMIT_MEMLOCK is below the DMA memory the driver maps.
+    #[error("locked-memory limit is {limit} bytes but DMA mapping needs {needed} bytes: raise it (ulimit -l {}, LimitMEMLOCK= in a systemd unit, or memlock in /etc/security/limits.conf) or run as root", needed.div_ceil(1024))]
+    MemlockTooLow {
+        /// Bytes the driver maps.
+        needed: u64,
+        /// The current soft limit in bytes.
+        limit: u64,
+    },
+    /// BAR0 cannot be mapped.
+    #[error("BAR0 of {device} cannot be memory-mapped (region flags {flags:#x}, size {size:#x})")]
+    BarNotMappable {
+        /// PCI address.
+        device: String,
+        /// VFIO region flags.
+        flags: u32,
+        /// Region size.
+        size: u64,
+    },
+    /// A PCI config-space access failed or did not stick.
+    #[error("config space access at {offset:#x} on {device} failed: {detail}")]
+    ConfigSpace {
+        /// PCI address.
+        device: String,
+        /// Config-space offset.
+        offset: u64,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The function reset failed.
+    #[error("function reset of {device} failed: {source}")]
+    ResetFailed {
+        /// PCI address.
+        device: String,
+        /// The kernel's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another VFIO step failed.
+    #[error("VFIO: {op} for {device} failed: {detail}")]
+    Vfio {
+        /// PCI address.
+        device: String,
+        /// The step.
+        op: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
+    /// DMA memory could not be allocated or mapped.
+    #[error("DMA memory for {what}: {detail}")]
+    Dma {
+        /// What the memory was for.
+        what: &'static str,
+        /// The allocator's error.
+        detail: String,
+    },
+
+    // ---- controller state ----
+    /// CSTS.CFS is set.
+    #[error("controller {device} reports a fatal status (CSTS.CFS) during {during}; reset it")]
+    ControllerFatal {
+        /// Device name.
+        device: String,
+        /// The step in progress.
+        during: &'static str,
+    },
+    /// Registers read all ones: the device is gone.
+    #[error("controller {device} is gone (registers read all ones) during {during}")]
+    DeviceGone {
+        /// Device name.
+        device: String,
+        /// The step in progress.
+        during: &'static str,
+    },
+    /// A bounded wait ran out.
+    #[error("controller {device} did not {what} within {waited:?}")]
+    Timeout {
+        /// Device name.
+        device: String,
+        /// What was awaited, as a verb phrase ("become ready").
+        what: &'static str,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The controller lacks something the driver needs.
+    #[error("controller {device} does not support {what}")]
+    Unsupported {
+        /// Device name.
+        device: String,
+        /// The missing feature.
+        what: String,
+    },
+    /// The controller returned data the driver cannot use.
+    #[error("controller {device} returned invalid data: {detail}")]
+    BadDeviceData {
+        /// Device name.
+        device: String,
+        /// What was wrong.
+        detail: String,
+    },
+
+    // ---- commands ----
+    /// The controller completed a command with an error status.
+    #[error("{command} failed: {status}")]
+    CommandFailed {
+        /// The command.
+        command: CommandDesc,
+        /// The completion status.
+        status: Status,
+    },
+    /// A command was outstanding past its deadline and was aborted.
+    #[error("{command} timed out after {timeout:?} and was aborted")]
+    CommandTimedOut {
+        /// The command.
+        command: CommandDesc,
+        /// The deadline it missed.
+        timeout: Duration,
+    },
+    /// A command was cut short by a controller reset.
+    #[error("{command} was outstanding when the controller was reset; it did not complete")]
+    ControllerReset {
+        /// The command.
+        command: CommandDesc,
+    },
+    /// Every command slot of the queue is in use.
+    #[error("queue {qid} is full ({depth} commands outstanding); process completions and retry")]
+    QueueFull {
+        /// Queue ID.
+        qid: u16,
+        /// Commands the queue holds.
+        depth: u16,
+    },
+    /// The request is larger than one command may transfer.
+    #[error("{command} transfers {bytes} bytes, more than the controller's limit of {max} bytes per command (MDTS); split it with split_by_mdts")]
+    ExceedsMdts {
+        /// The command.
+        command: CommandDesc,
+        /// Bytes requested.
+        bytes: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A data buffer breaks the PRP rules.
+    #[error("data segment {index} ({iova:#x}+{len:#x}) cannot be described with PRPs: {rule}")]
+    BadSegment {
+        /// Segment index within the buffer.
+        index: usize,
+        /// Its IOVA.
+        iova: u64,
+        /// Its length.
+        len: usize,
+        /// The rule it breaks.
+        rule: PrpRule,
+    },
+    /// The namespace does not exist or is inactive.
+    #[error("namespace {nsid} is not an active namespace of {device}")]
+    NoSuchNamespace {
+        /// Device name.
+        device: String,
+        /// Namespace ID.
+        nsid: u32,
+    },
+    /// A request is out of range for the namespace or buffer.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// No more I/O queues can be created.
+    #[error("controller {device} has no free I/O queue ({granted} granted, all in use)")]
+    NoFreeQueue {
+        /// Device name.
+        device: String,
+        /// Queues granted by Set Features Number of Queues.
+        granted: u16,
+    },
+    /// Waiting for an interrupt failed.
+    #[error("waiting for interrupt vector {vector} failed: {source}")]
+    Interrupt {
+        /// Vector.
+        vector: u16,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The NVMe status of a failed command, when the controller reported one.
+    pub fn status(&self) -> Option<Status> {
+        match self {
+            Error::CommandFailed { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::status::GenericStatus;
+
+    #[test]
+    fn failed_read_prints_as_a_sentence_with_spec_status() {
+        let err = Error::CommandFailed {
+            command: CommandDesc::Io {
+                kind: IoKind::Read,
+                nsid: 1,
+                slba: 0x100,
+                blocks: 8,
+            },
+            status: Status::generic(GenericStatus::LbaOutOfRange).with_dnr(true),
+        };
+        assert_eq!(
+            err.to_string(),
+            "read of 8 blocks at LBA 0x100 on namespace 1 failed: LBA Out of Range (SCT 0x0, SC 0x80, DNR)"
+        );
+    }
+
+    #[test]
+    fn flush_names_only_the_namespace() {
+        let d = CommandDesc::Io {
+            kind: IoKind::Flush,
+            nsid: 2,
+            slba: 0,
+            blocks: 0,
+        };
+        assert_eq!(d.to_string(), "flush on namespace 2");
+    }
+}
