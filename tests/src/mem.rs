@@ -1,0 +1,270 @@
+//! The probe's raw memory: BAR0 mapped from the VFIO device fd, one DMA page,
+//! and the `VFIO_IOMMU_GET_INFO` ioctl that `vfio-ioctls` does not wrap.
+//! Every access is volatile and bounds-checked.
+
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+
+use vfio_bindings::bindings::vfio::{
+    VFIO_BASE, VFIO_IOMMU_INFO_CAPS, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+    VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, VFIO_TYPE,
+};
+use vfio_ioctls::{VfioContainer, VfioDevice};
+
+use crate::Error;
+
+vmm_sys_util::ioctl_io_nr!(VFIO_IOMMU_GET_INFO, VFIO_TYPE as u32, VFIO_BASE + 12);
+
+/// A shared, writable mapping of `len` bytes; unmapped on drop.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps `len` bytes with `mmap(2)`; `fd` -1 for anonymous memory.
+    fn new(len: usize, flags: libc::c_int, fd: libc::c_int, offset: u64) -> std::io::Result<Self> {
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+        // SAFETY: a fresh mapping chosen by the kernel (null hint) aliases no
+        // Rust object; the result is checked before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                offset,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<u8>())
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EFAULT))?;
+        Ok(Self { ptr, len })
+    }
+
+    /// Pointer to a `T` at `off`, if it lies inside the mapping and is aligned.
+    fn at<T>(&self, off: usize) -> Result<*mut T, Error> {
+        let size = std::mem::size_of::<T>();
+        if off % size != 0 || off.checked_add(size).is_none_or(|end| end > self.len) {
+            return Err(Error::Probe(format!(
+                "access of {size} bytes at {off:#x} is outside the {:#x}-byte mapping or unaligned",
+                self.len
+            )));
+        }
+        // The offset was checked against the mapping's length above.
+        Ok(self.ptr.as_ptr().wrapping_add(off).cast())
+    }
+
+    fn read<T: Copy>(&self, off: usize) -> Result<T, Error> {
+        let p = self.at::<T>(off)?;
+        // SAFETY: `p` is aligned and inside the live mapping (checked by
+        // `at`); the memory is device- or DMA-shared, hence volatile.
+        Ok(unsafe { p.read_volatile() })
+    }
+
+    fn write<T: Copy>(&self, off: usize, v: T) -> Result<(), Error> {
+        let p = self.at::<T>(off)?;
+        // SAFETY: as in `read`; the mapping is writable.
+        unsafe { p.write_volatile(v) };
+        Ok(())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what mmap returned; no reference
+        // into the mapping outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// BAR0 of a VFIO device, mapped through the device fd.
+pub struct Bar(Mapping);
+
+impl Bar {
+    /// Maps the region at `offset` (from `get_region_offset`) of `size` bytes.
+    pub fn map(device: &VfioDevice, offset: u64, size: u64) -> Result<Self, Error> {
+        let len = usize::try_from(size)
+            .map_err(|_| Error::Probe(format!("BAR0 size {size:#x} does not fit")))?;
+        if len < 0x1008 {
+            return Err(Error::Probe(format!(
+                "BAR0 is {len:#x} bytes, too small for an NVMe controller"
+            )));
+        }
+        Mapping::new(len, libc::MAP_SHARED, device.as_raw_fd(), offset)
+            .map(Self)
+            .map_err(|source| Error::Io {
+                what: format!("mmap BAR0 ({len:#x} bytes at device fd offset {offset:#x})"),
+                source,
+            })
+    }
+
+    /// Reads a 32-bit register.
+    pub fn read32(&self, off: usize) -> Result<u32, Error> {
+        self.0.read(off)
+    }
+
+    /// Reads a 64-bit register as two 32-bit reads, low half first.
+    pub fn read64(&self, off: usize) -> Result<u64, Error> {
+        let lo = self.read32(off)?;
+        let hi = self.read32(off + 4)?;
+        Ok(u64::from(hi) << 32 | u64::from(lo))
+    }
+
+    /// Writes a 32-bit register.
+    pub fn write32(&self, off: usize, v: u32) -> Result<(), Error> {
+        self.0.write(off, v)
+    }
+
+    /// Writes a 64-bit register as two 32-bit writes, low half first.
+    pub fn write64(&self, off: usize, v: u64) -> Result<(), Error> {
+        self.write32(off, v as u32)?;
+        self.write32(off + 4, (v >> 32) as u32)
+    }
+}
+
+/// 2 MiB of anonymous memory for DMA, a hugepage when the system has one.
+pub struct DmaPage {
+    map: Mapping,
+    huge: bool,
+}
+
+/// Size of the probe's DMA page.
+const DMA_LEN: usize = 2 << 20;
+
+impl DmaPage {
+    /// Allocates and populates the page.
+    pub fn new() -> Result<Self, Error> {
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE;
+        match Mapping::new(DMA_LEN, flags | libc::MAP_HUGETLB, -1, 0) {
+            Ok(map) => Ok(Self { map, huge: true }),
+            Err(_) => Mapping::new(DMA_LEN, flags, -1, 0)
+                .map(|map| Self { map, huge: false })
+                .map_err(|source| Error::Io {
+                    what: "allocate 2 MiB for DMA".into(),
+                    source,
+                }),
+        }
+    }
+
+    /// Whether the page is a 2 MiB hugepage.
+    pub fn is_hugepage(&self) -> bool {
+        self.huge
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len
+    }
+
+    /// Maps the page for device DMA at `iova`.
+    pub fn map(&self, container: &VfioContainer, iova: u64) -> Result<(), Error> {
+        // SAFETY: the page stays mapped until `self` drops, and the probe
+        // unmaps the IOVA before that; the CPU touches it only with volatile
+        // accesses, never through references.
+        unsafe { container.vfio_dma_map(iova, self.map.len, self.map.ptr.as_ptr()) }
+            .map_err(|e| Error::vfio("map the DMA page", e))
+    }
+
+    /// Zeroes `len` bytes at `off`.
+    pub fn zero(&self, off: usize, len: usize) -> Result<(), Error> {
+        (off..off + len)
+            .step_by(4)
+            .try_for_each(|o| self.write32(o, 0))
+    }
+
+    /// Reads a little-endian 32-bit word.
+    pub fn read32(&self, off: usize) -> Result<u32, Error> {
+        self.map.read::<u32>(off).map(u32::from_le)
+    }
+
+    /// Writes a little-endian 32-bit word.
+    pub fn write32(&self, off: usize, v: u32) -> Result<(), Error> {
+        self.map.write(off, v.to_le())
+    }
+
+    /// Copies `out.len()` bytes from `off`.
+    pub fn read(&self, off: usize, out: &mut [u8]) -> Result<(), Error> {
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = self.map.read(off + i)?;
+        }
+        Ok(())
+    }
+}
+
+/// What `VFIO_IOMMU_GET_INFO` reports for a type1 container.
+pub struct IommuInfo {
+    /// Supported IOMMU page sizes (bit n set: 2^n bytes).
+    pub pgsizes: u64,
+    /// Usable IOVA ranges, inclusive.
+    pub ranges: Vec<(u64, u64)>,
+    /// DMA mappings still available.
+    pub dma_avail: Option<u32>,
+}
+
+/// Queries the container's IOMMU (valid once a device has been opened, which
+/// sets the IOMMU type).
+pub fn iommu_info(container: &VfioContainer) -> Result<IommuInfo, Error> {
+    // struct vfio_iommu_type1_info { argsz, flags: u32; iova_pgsizes: u64;
+    // cap_offset: u32; pad: u32 } followed by the capability chain.
+    let mut buf = vec![0u64; 512];
+    let len = buf.len() * 8;
+    buf[0] = len as u64; // argsz in the low half (little endian), flags 0.
+                         // SAFETY: the fd is the container's; the kernel writes at most `argsz`
+                         // bytes into `buf`, which is that long and stays alive for the call.
+    let rc = unsafe {
+        vmm_sys_util::ioctl::ioctl_with_mut_ptr(container, VFIO_IOMMU_GET_INFO(), buf.as_mut_ptr())
+    };
+    if rc < 0 {
+        return Err(Error::Io {
+            what: "VFIO_IOMMU_GET_INFO".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let u32_at = |o: usize| {
+        bytes
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
+    };
+    let u64_at = |o: usize| {
+        bytes
+            .get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    };
+    let flags = u32_at(4).unwrap_or(0);
+    let mut info = IommuInfo {
+        pgsizes: u64_at(8).unwrap_or(0),
+        ranges: Vec::new(),
+        dma_avail: None,
+    };
+    if flags & VFIO_IOMMU_INFO_CAPS == 0 {
+        return Ok(info);
+    }
+    // Capability chain: { id: u16, version: u16, next: u32 } headers; the
+    // kernel-provided offsets are bounded by the buffer (`get` returns None).
+    let mut off = u32_at(16).unwrap_or(0) as usize;
+    let mut hops = 0;
+    while off != 0 && hops < 16 {
+        hops += 1;
+        let Some(head) = u32_at(off) else { break };
+        let id = head & 0xffff;
+        if id == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE {
+            let n = u32_at(off + 8).unwrap_or(0) as usize;
+            for i in 0..n.min(64) {
+                let base = off + 16 + 16 * i;
+                if let (Some(a), Some(b)) = (u64_at(base), u64_at(base + 8)) {
+                    info.ranges.push((a, b));
+                }
+            }
+        } else if id == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL {
+            info.dma_avail = u32_at(off + 8);
+        }
+        off = u32_at(off + 4).unwrap_or(0) as usize;
+    }
+    Ok(info)
+}

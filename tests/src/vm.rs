@@ -1,0 +1,349 @@
+//! QEMU test guests: boot, run a command or a batch of checks, collect results.
+//!
+//! A thin typed front to `tests/vm/run-guest` (see its header for what the
+//! guest looks like). One boot costs a few seconds of emulation, so callers
+//! batch their checks: [`Guest::run_checks`] runs several scripts from
+//! `tests/vm/guest/checks/` in one boot and reports each one separately.
+//!
+//! ```no_run
+//! use nvme_e2e::vm::{Controller, Guest};
+//! let report = Guest::new()
+//!     .controller(Controller::new("deadbeef").second_namespace(4096))
+//!     .run_checks(&["kernel_driver_roundtrip"])
+//!     .unwrap();
+//! assert!(report.get("kernel_driver_roundtrip").unwrap().passed());
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+/// Root of the workspace (the directory that holds `tests/vm`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        Path::to_path_buf,
+    )
+}
+
+/// Directory of the harness scripts (`tests/vm`).
+pub fn vm_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("vm")
+}
+
+/// Whether this is a CI run (`CI=true`), where guest tests must not be skipped.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Installs missing packages (as root) and builds the cached kernel and
+/// initramfs; returns the cache directory. [`Error::Unavailable`] when the
+/// host lacks a package and cannot install it.
+pub fn prepare() -> Result<PathBuf, Error> {
+    let script = vm_dir().join("prepare");
+    let out = Command::new(&script)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Io {
+            what: format!("run {}", script.display()),
+            source,
+        })?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    match out.status.code() {
+        Some(0) => Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())),
+        Some(3 | 4) => Err(Error::Unavailable { reason: stderr }),
+        code => Err(Error::Harness {
+            script,
+            status: code.unwrap_or(-1),
+            stderr,
+        }),
+    }
+}
+
+/// One emulated NVMe controller and its namespaces (fresh sparse images).
+#[derive(Debug, Clone)]
+pub struct Controller {
+    serial: String,
+    size_mib: u32,
+    second_namespace_lba: Option<u32>,
+    props: Vec<(String, String)>,
+}
+
+impl Controller {
+    /// A controller with serial number `serial` and a 256 MiB namespace 1 of 512-byte LBAs.
+    pub fn new(serial: &str) -> Self {
+        Self {
+            serial: serial.into(),
+            size_mib: 256,
+            second_namespace_lba: None,
+            props: Vec::new(),
+        }
+    }
+
+    /// Sets namespace 1's size.
+    pub fn size_mib(mut self, mib: u32) -> Self {
+        self.size_mib = mib;
+        self
+    }
+
+    /// Sets MDTS (maximum data transfer size, 2^n minimum pages).
+    pub fn mdts(self, n: u8) -> Self {
+        self.prop("mdts", &n.to_string())
+    }
+
+    /// Adds namespace 2 (64 MiB) with `lba_size`-byte logical blocks.
+    pub fn second_namespace(mut self, lba_size: u32) -> Self {
+        self.second_namespace_lba = Some(lba_size);
+        self
+    }
+
+    /// Sets any other property of QEMU's `-device nvme` (`max_ioqpairs`, `msix_qsize`, ...).
+    pub fn prop(mut self, key: &str, value: &str) -> Self {
+        self.props.push((key.into(), value.into()));
+        self
+    }
+
+    /// The serial number.
+    pub fn serial(&self) -> &str {
+        &self.serial
+    }
+
+    /// The `--nvme` spec for run-guest.
+    fn spec(&self) -> String {
+        let mut s = format!("serial={},size={}", self.serial, self.size_mib);
+        if let Some(lba) = self.second_namespace_lba {
+            s.push_str(&format!(",ns2={lba}"));
+        }
+        for (k, v) in &self.props {
+            s.push_str(&format!(",{k}={v}"));
+        }
+        s
+    }
+}
+
+/// A guest configuration: controllers, kernel arguments, environment, timeout.
+#[derive(Debug, Clone)]
+pub struct Guest {
+    controllers: Vec<Controller>,
+    kernel_args: Vec<String>,
+    env: Vec<(String, String)>,
+    timeout: Duration,
+}
+
+impl Default for Guest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Guest {
+    /// A guest with no controller and a 240 s timeout.
+    pub fn new() -> Self {
+        Self {
+            controllers: Vec::new(),
+            kernel_args: Vec::new(),
+            env: Vec::new(),
+            timeout: Duration::from_secs(240),
+        }
+    }
+
+    /// Adds a controller; the n-th (from 0) is at guest PCI address `0000:00:0{4+n}.0`.
+    pub fn controller(mut self, c: Controller) -> Self {
+        self.controllers.push(c);
+        self
+    }
+
+    /// Adds a kernel command-line argument (e.g. `nvme.poll_queues=1`).
+    pub fn kernel_arg(mut self, arg: &str) -> Self {
+        self.kernel_args.push(arg.into());
+        self
+    }
+
+    /// Sets an environment variable for the guest command.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Kills the guest after `timeout` (the whole boot, not one check).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Guest PCI address of controller `index`.
+    pub fn bdf(index: usize) -> String {
+        format!("0000:00:{:02x}.0", 4 + index)
+    }
+
+    /// Boots the guest, runs `command` (in the host's root, read-only, from
+    /// the workspace directory) and returns its exit status and console.
+    pub fn run(&self, command: &[&str]) -> Result<GuestRun, Error> {
+        let xfer = tempfile::Builder::new()
+            .prefix("nvme-vm-xfer.")
+            .tempdir()
+            .map_err(|source| Error::Io {
+                what: "create the guest transfer directory".into(),
+                source,
+            })?;
+        let script = vm_dir().join("run-guest");
+        let mut cmd = Command::new(&script);
+        cmd.current_dir(repo_root())
+            .stdin(Stdio::null())
+            .arg("--xfer")
+            .arg(xfer.path())
+            .arg("--timeout")
+            .arg(self.timeout.as_secs().max(1).to_string());
+        for c in &self.controllers {
+            cmd.arg("--nvme").arg(c.spec());
+        }
+        for a in &self.kernel_args {
+            cmd.arg("--append").arg(a);
+        }
+        cmd.arg("--").arg("env");
+        for (k, v) in &self.env {
+            cmd.arg(format!("{k}={v}"));
+        }
+        cmd.args(command);
+
+        let start = Instant::now();
+        let out = cmd.output().map_err(|source| Error::Io {
+            what: format!("run {}", script.display()),
+            source,
+        })?;
+        let elapsed = start.elapsed();
+        let console = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let status = std::fs::read_to_string(xfer.path().join("exit-status"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        match status {
+            Some(status) => Ok(GuestRun {
+                status,
+                console,
+                stderr,
+                elapsed,
+                xfer,
+            }),
+            None if out.status.code() == Some(2) || console.is_empty() => Err(Error::Harness {
+                script,
+                status: out.status.code().unwrap_or(-1),
+                stderr,
+            }),
+            None => Err(Error::GuestDidNotFinish {
+                stderr,
+                console_tail: tail(&console, 40),
+            }),
+        }
+    }
+
+    /// Boots the guest once and runs each named check
+    /// (`tests/vm/guest/checks/<name>.sh`) in order, each with its own
+    /// result; a failing check does not stop the next ones.
+    pub fn run_checks(&self, checks: &[&str]) -> Result<CheckReport, Error> {
+        let runner = vm_dir().join("guest").join("run-checks.sh");
+        let runner = runner.to_string_lossy();
+        let mut command = vec!["bash", runner.as_ref()];
+        command.extend_from_slice(checks);
+        let run = self.run(&command)?;
+        let dir = run.xfer.path().join("checks");
+        let checks = checks
+            .iter()
+            .map(|name| {
+                let status = std::fs::read_to_string(dir.join(format!("{name}.status"))).ok();
+                let log =
+                    std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+                let mut fields = status.as_deref().unwrap_or("").split_whitespace();
+                let status = fields.next().and_then(|s| s.parse().ok());
+                let ms = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                CheckOutcome {
+                    name: (*name).to_string(),
+                    status,
+                    elapsed: Duration::from_millis(ms),
+                    log,
+                }
+            })
+            .collect();
+        Ok(CheckReport { run, checks })
+    }
+}
+
+/// The result of one guest boot.
+#[derive(Debug)]
+pub struct GuestRun {
+    /// The command's exit status in the guest.
+    pub status: i32,
+    /// Everything the guest printed on its serial console.
+    pub console: String,
+    /// run-guest's own messages.
+    pub stderr: String,
+    /// Wall time from launch to QEMU's exit.
+    pub elapsed: Duration,
+    /// The transfer directory (`/run/vm` in the guest); removed on drop.
+    pub xfer: tempfile::TempDir,
+}
+
+/// The result of one check script.
+#[derive(Debug, Clone)]
+pub struct CheckOutcome {
+    /// Check name.
+    pub name: String,
+    /// Exit status; `None` when the check did not run (the guest stopped first).
+    pub status: Option<i32>,
+    /// Wall time of the check in the guest.
+    pub elapsed: Duration,
+    /// Its standard output and error.
+    pub log: String,
+}
+
+impl CheckOutcome {
+    /// Whether the check ran and exited 0.
+    pub fn passed(&self) -> bool {
+        self.status == Some(0)
+    }
+}
+
+/// Per-check results of one boot.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// The boot.
+    pub run: GuestRun,
+    /// One outcome per requested check, in order.
+    pub checks: Vec<CheckOutcome>,
+}
+
+impl CheckReport {
+    /// The outcome of check `name`.
+    pub fn get(&self, name: &str) -> Option<&CheckOutcome> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+
+    /// One line per check plus the boot's wall time.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "guest boot + checks: {:.1} s\n",
+            self.run.elapsed.as_secs_f64()
+        );
+        for c in &self.checks {
+            let verdict = match c.status {
+                Some(0) => "pass".to_string(),
+                Some(n) => format!("FAIL (exit {n})"),
+                None => "did not run".to_string(),
+            };
+            s.push_str(&format!(
+                "  {:<40} {verdict:<14} {:.1} s\n",
+                c.name,
+                c.elapsed.as_secs_f64()
+            ));
+        }
+        s
+    }
+}
+
+/// The last `n` lines of `s`.
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

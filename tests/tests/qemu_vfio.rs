@@ -1,0 +1,89 @@
+//! The stack against a real NVMe controller behind real VFIO: QEMU's NVMe
+//! controller in a guest with an emulated Intel IOMMU (see `tests/vm/`).
+//!
+//! All checks run in one boot (TCG emulation is slow); each test function
+//! asserts the result of its own guest script, `tests/vm/guest/checks/<name>.sh`.
+//! To add a check: write the script, add its name to [`CHECKS`] and add a
+//! test function calling [`check`].
+//!
+//! Outside CI the tests are skipped, loudly, when the host cannot run QEMU
+//! guests (packages missing and not root); with `CI=true` that is a failure.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use nvme_e2e::vm::{self, CheckReport, Controller, Guest};
+
+/// Serial number of controller 0 (checks read it from the guest's controller list).
+const SERIAL: &str = "e2e-0001";
+
+/// Checks run in the shared boot, in order. Checks that leave a controller
+/// bound to vfio-pci are fine: each check binds what it needs first.
+const CHECKS: &[&str] = &["kernel_driver_roundtrip", "vfio_probe"];
+
+/// The guest every check runs in: controller 0 (namespace 2 with 4096-byte
+/// LBAs) at 0000:00:04.0 and a small-MDTS controller 1 at 0000:00:05.0;
+/// the kernel driver gets a polled queue for the comparisons.
+fn guest() -> Guest {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_vfio-probe"))
+        .parent()
+        .expect("a binary path has a parent directory")
+        .to_string_lossy()
+        .into_owned();
+    Guest::new()
+        .controller(Controller::new(SERIAL).second_namespace(4096))
+        .controller(Controller::new("e2e-mdts").mdts(2))
+        .kernel_arg("nvme.poll_queues=1")
+        .env("NVME_E2E_BIN", &bin_dir)
+}
+
+/// The shared boot's report; `None` when guests are unavailable outside CI.
+fn report() -> Option<&'static CheckReport> {
+    static REPORT: OnceLock<Result<CheckReport, String>> = OnceLock::new();
+    static UNAVAILABLE: OnceLock<Option<String>> = OnceLock::new();
+    let unavailable = UNAVAILABLE.get_or_init(|| match vm::prepare() {
+        Ok(_) => None,
+        Err(e @ nvme_e2e::Error::Unavailable { .. }) if !vm::in_ci() => Some(e.to_string()),
+        Err(e) => panic!("cannot prepare the QEMU guest: {e}"),
+    });
+    if let Some(reason) = unavailable {
+        eprintln!("\n*** SKIPPED: QEMU/VFIO end-to-end checks need a host that can run them.\n*** {reason}\n*** (with CI=true this is a failure)\n");
+        return None;
+    }
+    let report = REPORT.get_or_init(|| {
+        let r = guest().run_checks(CHECKS).map_err(|e| e.to_string());
+        if let Ok(r) = &r {
+            eprintln!("{}", r.summary());
+        }
+        r
+    });
+    match report {
+        Ok(r) => Some(r),
+        Err(e) => panic!("the QEMU guest did not run its checks: {e}"),
+    }
+}
+
+/// Asserts that guest check `name` passed.
+fn check(name: &str) {
+    let Some(report) = report() else { return };
+    let outcome = report
+        .get(name)
+        .unwrap_or_else(|| panic!("check {name} is not in CHECKS"));
+    assert!(
+        outcome.passed(),
+        "guest check {name} failed (exit status {:?}):\n{}\n--- console ---\n{}",
+        outcome.status,
+        outcome.log,
+        report.run.console
+    );
+}
+
+#[test]
+fn controller_moves_between_vfio_pci_and_kernel_driver_and_serves_direct_io() {
+    check("kernel_driver_roundtrip");
+}
+
+#[test]
+fn vfio_ioctls_maps_bar0_and_identifies_controller_by_dma() {
+    check("vfio_probe");
+}

@@ -1,0 +1,105 @@
+# Shell helpers for checks that run inside the test guest (sourced, POSIX sh).
+#
+# A check fails by exiting non-zero; `fail` prints the reason first. The
+# controllers of run-guest's --nvme options are at 0000:00:04.0, 05.0, ...
+
+# BDF of controller N (0-based) as given to run-guest.
+bdf_of() { printf '0000:00:%02x.0\n' $((4 + ${1:-0})); }
+
+log() { echo "$*" >&2; }
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+# wait_for COMMAND...: wait up to 10 s for COMMAND to succeed.
+wait_for() {
+    i=0
+    while ! "$@"; do
+        i=$((i + 1))
+        [ "$i" -le 200 ] || return 1
+        sleep 0.05
+    done
+}
+
+# Name of the driver bound to BDF, or "none".
+driver_of() {
+    if [ -e "/sys/bus/pci/devices/$1/driver" ]; then
+        basename "$(readlink -f "/sys/bus/pci/devices/$1/driver")"
+    else
+        echo none
+    fi
+}
+
+# IOMMU group number of BDF.
+iommu_group_of() {
+    [ -e "/sys/bus/pci/devices/$1/iommu_group" ] || fail "$1 has no IOMMU group (is intel_iommu=on set?)"
+    basename "$(readlink -f "/sys/bus/pci/devices/$1/iommu_group")"
+}
+
+# bind_to DRIVER BDF: bind BDF to DRIVER (vfio-pci or nvme) through
+# driver_override, unbinding it from its current driver first.
+bind_to() {
+    drv=$1 dev=$2
+    [ -e "/sys/bus/pci/devices/$dev" ] || fail "no PCI device $dev"
+    [ "$(driver_of "$dev")" = "$drv" ] && return 0
+    echo "$drv" >"/sys/bus/pci/devices/$dev/driver_override"
+    modprobe "$drv" || fail "modprobe $drv failed"
+    if [ -e "/sys/bus/pci/devices/$dev/driver" ]; then
+        echo "$dev" >"/sys/bus/pci/devices/$dev/driver/unbind"
+    fi
+    # Loading the module may already have bound it; drivers_probe is then a no-op.
+    [ "$(driver_of "$dev")" = "$drv" ] || echo "$dev" >/sys/bus/pci/drivers_probe
+    [ "$(driver_of "$dev")" = "$drv" ] || fail "$dev did not bind to $drv (bound to $(driver_of "$dev"))"
+}
+
+# bind_vfio BDF: bind to vfio-pci and print the group's device node.
+bind_vfio() {
+    bind_to vfio-pci "$1"
+    node="/dev/vfio/$(iommu_group_of "$1")"
+    wait_for test -c "$node" || fail "$node did not appear after binding $1 to vfio-pci"
+    echo "$node"
+}
+
+# bind_nvme BDF: bind to the kernel nvme driver, wait until namespace 1's
+# block device exists (the driver probes asynchronously) and print the
+# controller's name (nvme0, ...).
+bind_nvme() {
+    bind_to nvme "$1"
+    wait_for controller_of "$1" >/dev/null || fail "$1 bound to nvme but no controller appeared"
+    ctrl=$(controller_of "$1")
+    wait_for test -b "/dev/${ctrl}n1" || fail "/dev/${ctrl}n1 did not appear after binding $1 to nvme"
+    wait_for is_live "$ctrl" || fail "$ctrl did not reach the live state"
+    echo "$ctrl"
+}
+
+# Name of the kernel's controller (nvme0, ...) at BDF; fails when there is none.
+controller_of() {
+    c=$(ls "/sys/bus/pci/devices/$1/nvme" 2>/dev/null | head -n 1)
+    [ -n "$c" ] && echo "$c"
+}
+
+is_live() { [ "$(cat "/sys/class/nvme/$1/state" 2>/dev/null)" = live ]; }
+
+# Block devices (nvme0n1 ...) of the controller bound to the kernel driver at BDF.
+namespaces_of() {
+    ls "/sys/bus/pci/devices/$1/nvme/"*/ | grep -E '^nvme[0-9]+n[0-9]+$'
+}
+
+# Directory of host-built binaries (set by the test; defaults to target/debug).
+bin_dir() { echo "${NVME_E2E_BIN:-$(pwd)/target/debug}"; }
+
+# need_bin NAME: print the path of a host-built binary or fail with a hint.
+need_bin() {
+    p="$(bin_dir)/$1"
+    [ -x "$p" ] || fail "$p is missing: build it on the host first (cargo build --bins)"
+    echo "$p"
+}
+
+# conf_of N KEY: the value of KEY (serial, size, mdts, ns2, ...) in the spec
+# run-guest was given for controller N; empty when unset.
+conf_of() {
+    bdf=$(bdf_of "$1")
+    spec=$(awk -v b="$bdf" '$1 == b { print $2 }' "${NVME_VM_XFER:?}/controllers")
+    echo "$spec" | tr ',' '\n' | awk -F= -v k="$2" '$1 == k { print substr($0, length(k) + 2) }'
+}
