@@ -427,3 +427,161 @@ fn map_small(len: usize, align: PageSize, shared: bool) -> Result<DmaRegion, Err
     dont_fork(&mapping);
     Ok(mapping.into_region(base, Backing::SmallPages, fd))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysfs::fake;
+
+    fn strict(page_size: PageSize) -> RegionOptions {
+        RegionOptions {
+            page_size,
+            allow_fallback: false,
+            shared: false,
+        }
+    }
+
+    #[test]
+    fn no_free_hugepages_with_fallback_forbidden_says_how_to_reserve() {
+        let dir = tempfile::tempdir().unwrap();
+        fake::pool(dir.path(), PageSize::SIZE_2M, 0, 0, 0);
+        let sysfs = Sysfs::new(dir.path());
+        let err = DmaRegion::with_sysfs(3 << 20, &strict(PageSize::SIZE_2M), &sysfs).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::NoFreeHugepages {
+                needed: 2,
+                free: 0,
+                suggested: 2,
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "no free 2 MiB hugepages (need 2, 0 free): reserve some with \
+             `nvme-setup hugepages --count 2` or echo 2 > /proc/sys/vm/nr_hugepages"
+        );
+    }
+
+    #[test]
+    fn reserved_pages_do_not_count_as_free() {
+        let dir = tempfile::tempdir().unwrap();
+        // 4 free, all 4 promised to other mappings.
+        fake::pool(dir.path(), PageSize::SIZE_2M, 10, 4, 4);
+        let sysfs = Sysfs::new(dir.path());
+        let err = DmaRegion::with_sysfs(1, &strict(PageSize::SIZE_2M), &sysfs).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::NoFreeHugepages {
+                needed: 1,
+                free: 0,
+                suggested: 11,
+                ..
+            }
+        ));
+    }
+
+    /// Collects formatted log lines.
+    #[derive(Clone, Default)]
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn no_free_hugepages_with_fallback_allowed_gives_small_pages_and_warns() {
+        let dir = tempfile::tempdir().unwrap();
+        fake::pool(dir.path(), PageSize::SIZE_2M, 0, 0, 0);
+        let sysfs = Sysfs::new(dir.path());
+        let options = RegionOptions::default();
+        let log = Capture::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let region = tracing::subscriber::with_default(subscriber, || {
+            DmaRegion::with_sysfs(5000, &options, &sysfs).unwrap()
+        });
+        let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("WARN"), "{log}");
+        assert!(log.contains("falls back to 4 KiB pages"), "{log}");
+        assert!(log.contains("no free 2 MiB hugepages"), "{log}");
+        assert_eq!(region.backing(), Backing::SmallPages);
+        assert_eq!(region.page_size(), PageSize::base());
+        assert_eq!(region.len(), 8192);
+        assert_eq!(region.as_ptr() as usize % (2 << 20), 0);
+    }
+
+    #[test]
+    fn kernel_refusing_pages_that_sysfs_shows_is_handled_not_a_sigbus() {
+        // The fake tree claims free 1 GiB pages; unless the real pool has some, the
+        // kernel refuses the mmap with ENOMEM and the region must report or fall back.
+        if Sysfs::default()
+            .pool(PageSize::SIZE_1G)
+            .is_ok_and(|p| p.available() > 0)
+        {
+            eprintln!("SKIPPED: real 1 GiB hugepages are free; the refusal cannot be provoked");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        fake::pool(dir.path(), PageSize::SIZE_1G, 8, 8, 0);
+        let sysfs = Sysfs::new(dir.path());
+        let err = DmaRegion::with_sysfs(4096, &strict(PageSize::SIZE_1G), &sysfs).unwrap_err();
+        assert!(
+            matches!(err, Error::NoFreeHugepages { needed: 1, .. }),
+            "{err}"
+        );
+        let shared = RegionOptions {
+            shared: true,
+            ..strict(PageSize::SIZE_1G)
+        };
+        let err = DmaRegion::with_sysfs(4096, &shared, &sysfs).unwrap_err();
+        assert!(
+            matches!(err, Error::NoFreeHugepages { needed: 1, .. }),
+            "{err}"
+        );
+        let lenient = RegionOptions {
+            allow_fallback: true,
+            ..shared
+        };
+        let region = DmaRegion::with_sysfs(4096, &lenient, &sysfs).unwrap();
+        assert_eq!(region.backing(), Backing::SmallPages);
+        assert!(region.fd().is_some());
+    }
+
+    #[test]
+    fn page_size_missing_from_sysfs_is_unsupported_unless_fallback_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        fake::pool(dir.path(), PageSize::SIZE_2M, 0, 0, 0);
+        let sysfs = Sysfs::new(dir.path());
+        let err = DmaRegion::with_sysfs(1, &strict(PageSize::SIZE_1G), &sysfs).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedPageSize { .. }), "{err}");
+        let lenient = RegionOptions {
+            allow_fallback: true,
+            ..strict(PageSize::SIZE_1G)
+        };
+        let region = DmaRegion::with_sysfs(1, &lenient, &sysfs).unwrap();
+        assert_eq!(region.backing(), Backing::SmallPages);
+    }
+
+    #[test]
+    fn small_shared_region_is_a_memfd_of_the_rounded_length() {
+        let options = RegionOptions {
+            page_size: PageSize::SIZE_4K,
+            allow_fallback: false,
+            shared: true,
+        };
+        let region = DmaRegion::new(1, &options).unwrap();
+        let file = std::fs::File::from(region.fd().unwrap().try_clone_to_owned().unwrap());
+        assert_eq!(file.metadata().unwrap().len(), 4096);
+        assert_eq!(region.len(), 4096);
+    }
+}
