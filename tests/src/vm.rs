@@ -62,6 +62,41 @@ pub fn prepare() -> Result<PathBuf, Error> {
     }
 }
 
+/// Builds the binaries of workspace package `package` into the directory
+/// `bin_dir` (`<target>/debug` or `<target>/release`) with the cargo that runs
+/// the tests, so that guest checks run up-to-date tools.
+pub fn build_bins(package: &str, bin_dir: &Path) -> Result<(), Error> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target = bin_dir.parent().ok_or_else(|| Error::Harness {
+        script: bin_dir.to_path_buf(),
+        status: -1,
+        stderr: "not a <target>/<profile> directory".into(),
+    })?;
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(repo_root())
+        .args(["build", "--quiet", "--bins", "-p", package, "--target-dir"])
+        .arg(target);
+    if bin_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Io {
+            what: format!("run {} build -p {package}", Path::new(&cargo).display()),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Harness {
+            script: PathBuf::from(cargo),
+            status: out.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
 /// One emulated NVMe controller and its namespaces (fresh sparse images).
 #[derive(Debug, Clone)]
 pub struct Controller {
@@ -129,6 +164,7 @@ pub struct Guest {
     controllers: Vec<Controller>,
     kernel_args: Vec<String>,
     env: Vec<(String, String)>,
+    shares: Vec<PathBuf>,
     timeout: Duration,
 }
 
@@ -145,6 +181,7 @@ impl Guest {
             controllers: Vec::new(),
             kernel_args: Vec::new(),
             env: Vec::new(),
+            shares: Vec::new(),
             timeout: Duration::from_secs(240),
         }
     }
@@ -164,6 +201,14 @@ impl Guest {
     /// Sets an environment variable for the guest command.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Makes host directory `dir` visible, read-only, at the same path in the
+    /// guest (the workspace always is; a build directory elsewhere, or under
+    /// `/tmp`, which the guest covers with a fresh tmpfs, needs this).
+    pub fn share(mut self, dir: &Path) -> Self {
+        self.shares.push(dir.to_path_buf());
         self
     }
 
@@ -198,6 +243,9 @@ impl Guest {
             .arg(self.timeout.as_secs().max(1).to_string());
         for c in &self.controllers {
             cmd.arg("--nvme").arg(c.spec());
+        }
+        for d in &self.shares {
+            cmd.arg("--share").arg(d);
         }
         for a in &self.kernel_args {
             cmd.arg("--append").arg(a);

@@ -9,7 +9,7 @@
 //! Outside CI the tests are skipped, loudly, when the host cannot run QEMU
 //! guests (packages missing and not root); with `CI=true` that is a failure.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use nvme_e2e::vm::{self, CheckReport, Controller, Guest};
@@ -17,24 +17,36 @@ use nvme_e2e::vm::{self, CheckReport, Controller, Guest};
 /// Serial number of controller 0 (checks read it from the guest's controller list).
 const SERIAL: &str = "e2e-0001";
 
-/// Checks run in the shared boot, in order. Checks that leave a controller
-/// bound to vfio-pci are fine: each check binds what it needs first.
-const CHECKS: &[&str] = &["kernel_driver_roundtrip", "vfio_probe"];
+/// Checks run in the shared boot, in order, with the workspace packages whose
+/// binaries each one runs (built before the boot). Checks may leave a
+/// controller on either driver: each binds what it needs first.
+const CHECKS: &[(&str, &[&str])] = &[
+    ("kernel_driver_roundtrip", &[]),
+    ("vfio_probe", &[]),
+    ("kernel_reference_config", &[]),
+    ("kernel_lba_out_of_range", &[]),
+    ("kernel_polled_fio", &[]),
+];
+
+/// Directory of this build's binaries (`<target>/<profile>`).
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_vfio-probe"))
+        .parent()
+        .expect("a binary path has a parent directory")
+        .to_path_buf()
+}
 
 /// The guest every check runs in: controller 0 (namespace 2 with 4096-byte
 /// LBAs) at 0000:00:04.0 and a small-MDTS controller 1 at 0000:00:05.0;
 /// the kernel driver gets a polled queue for the comparisons.
 fn guest() -> Guest {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_vfio-probe"))
-        .parent()
-        .expect("a binary path has a parent directory")
-        .to_string_lossy()
-        .into_owned();
+    let bin_dir = bin_dir();
     Guest::new()
         .controller(Controller::new(SERIAL).second_namespace(4096))
         .controller(Controller::new("e2e-mdts").mdts(2))
         .kernel_arg("nvme.poll_queues=1")
-        .env("NVME_E2E_BIN", &bin_dir)
+        .env("NVME_E2E_BIN", &bin_dir.to_string_lossy())
+        .share(&bin_dir)
 }
 
 /// The shared boot's report; `None` when guests are unavailable outside CI.
@@ -51,7 +63,14 @@ fn report() -> Option<&'static CheckReport> {
         return None;
     }
     let report = REPORT.get_or_init(|| {
-        let r = guest().run_checks(CHECKS).map_err(|e| e.to_string());
+        let mut packages: Vec<&str> = CHECKS.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+        packages.sort_unstable();
+        packages.dedup();
+        for p in packages {
+            vm::build_bins(p, &bin_dir()).map_err(|e| e.to_string())?;
+        }
+        let names: Vec<&str> = CHECKS.iter().map(|(name, _)| *name).collect();
+        let r = guest().run_checks(&names).map_err(|e| e.to_string());
         if let Ok(r) = &r {
             eprintln!("{}", r.summary());
         }
@@ -63,9 +82,9 @@ fn report() -> Option<&'static CheckReport> {
     }
 }
 
-/// Asserts that guest check `name` passed.
-fn check(name: &str) {
-    let Some(report) = report() else { return };
+/// Asserts that guest check `name` passed; returns its log.
+fn check(name: &str) -> Option<String> {
+    let report = report()?;
     let outcome = report
         .get(name)
         .unwrap_or_else(|| panic!("check {name} is not in CHECKS"));
@@ -76,6 +95,7 @@ fn check(name: &str) {
         outcome.log,
         report.run.console
     );
+    Some(outcome.log.clone())
 }
 
 #[test]
@@ -85,5 +105,24 @@ fn controller_moves_between_vfio_pci_and_kernel_driver_and_serves_direct_io() {
 
 #[test]
 fn vfio_ioctls_maps_bar0_and_identifies_controller_by_dma() {
-    check("vfio_probe");
+    let log = check("vfio_probe");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+#[test]
+fn harness_builds_the_namespaces_and_mdts_it_was_asked_for() {
+    check("kernel_reference_config");
+}
+
+#[test]
+fn kernel_driver_reports_lba_out_of_range_past_namespace_end() {
+    check("kernel_lba_out_of_range");
+}
+
+/// Measurement, printed with `--nocapture`: the kernel's polled randread
+/// baseline that `nvme-perf` is compared with.
+#[test]
+fn kernel_driver_polls_completions_with_io_uring_hipri() {
+    let log = check("kernel_polled_fio");
+    eprintln!("{}", log.unwrap_or_default());
 }

@@ -103,3 +103,8 @@ conf_of() {
     spec=$(awk -v b="$bdf" '$1 == b { print $2 }' "${NVME_VM_XFER:?}/controllers")
     echo "$spec" | tr ',' '\n' | awk -F= -v k="$2" '$1 == k { print substr($0, length(k) + 2) }'
 }
+
+# json_get FILE|- EXPR: evaluate a Python expression on the parsed JSON `j`.
+json_get() {
+    python3 -c 'import json,sys; j=json.load(open(sys.argv[1]) if sys.argv[1] != "-" else sys.stdin); print(eval(sys.argv[2]))' "$@"
+}
