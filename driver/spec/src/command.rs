@@ -141,7 +141,7 @@ const _: () = assert!(size_of::<Cdw0>() == 4);
 
 impl SubmissionEntry {
     /// An all-zero entry carrying `opcode`.
-    pub const fn with_opcode(opcode: u8) -> Self {
+    pub const fn new(opcode: u8) -> Self {
         Self {
             cdw0: Cdw0::new().with_opcode(opcode),
             nsid: 0,
@@ -420,7 +420,7 @@ mod tests {
 
     #[test]
     fn sqe_fields_sit_at_spec_byte_offsets() {
-        let mut sqe = SubmissionEntry::with_opcode(NvmOpcode::READ.0);
+        let mut sqe = SubmissionEntry::new(NvmOpcode::READ.0);
         sqe.set_cid(0xbeef);
         sqe.nsid = 0x0102_0304;
         sqe.mptr = 0x1111_2222_3333_4444;

@@ -1,5 +1,6 @@
-//! The NVMe specification as plain data: registers, queue entries, identify
-//! structures, log pages and status codes. No I/O and no `unsafe`.
+//! The NVMe specification as plain data: registers, queue entries, command
+//! builders and decoders, identify structures, log pages and status codes.
+//! No I/O and no `unsafe`.
 //!
 //! All multi-byte fields are little endian on the wire; the fixed-layout types
 //! here map them onto native integers, so the crate supports little-endian
@@ -9,10 +10,20 @@
 #[cfg(target_endian = "big")]
 compile_error!("nvme-spec maps little-endian wire structures onto native integers");
 
+pub mod admin;
 pub mod command;
+mod error;
+pub mod features;
+pub mod identify;
+pub mod log;
+pub mod nvm;
 pub mod registers;
 pub mod status;
 
 pub use command::{AdminOpcode, CompletionEntry, NvmOpcode, SubmissionEntry};
+pub use error::Error;
+pub use identify::{IdentifyController, IdentifyNamespace, LbaFormat};
+pub use log::{ErrorLogEntry, SmartLog};
+pub use nvm::DsmRange;
 pub use registers::{Aqa, Cap, Cc, Csts, Version};
 pub use status::{Status, StatusCode, StatusCodeType};

@@ -6,6 +6,7 @@
 
 use bitfield_struct::bitfield;
 use core::time::Duration;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Byte offsets of the controller registers in BAR0.
 pub mod offset {
@@ -173,9 +174,9 @@ impl Cap {
     }
 }
 
-/// Version (VS, offset 8h).
+/// Version (VS, offset 8h; also the VER field of Identify Controller).
 #[bitfield(u32)]
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
+#[derive(PartialEq, Eq, PartialOrd, Ord, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Version {
     /// Tertiary Version Number.
     pub tertiary: u8,
