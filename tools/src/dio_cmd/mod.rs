@@ -1,0 +1,4 @@
+//! `nvme-dio`: a script of direct-I/O steps over the `dio` layer.
+
+pub mod args;
+pub mod script;

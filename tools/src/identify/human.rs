@@ -1,0 +1,153 @@
+//! The human-readable identify summary (in the spirit of SPDK's `identify`).
+
+use std::fmt::Write;
+
+use super::model::{IdentifyReport, NamespaceJson};
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "Supported"
+    } else {
+        "Not Supported"
+    }
+}
+
+fn size(bytes: u128) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+/// Renders the report as text.
+pub fn render(r: &IdentifyReport) -> String {
+    let c = &r.controller;
+    let mut s = String::new();
+    let row = |s: &mut String, k: &str, v: &dyn std::fmt::Display| {
+        let _ = writeln!(s, "  {k:<36} {v}");
+    };
+    let _ = writeln!(s, "NVMe controller {}", r.device);
+    let _ = writeln!(s, "Controller");
+    row(&mut s, "Vendor ID", &format_args!("{:04x}", c.vid));
+    row(
+        &mut s,
+        "Subsystem Vendor ID",
+        &format_args!("{:04x}", c.ssvid),
+    );
+    row(&mut s, "Serial Number", &c.sn);
+    row(&mut s, "Model Number", &c.mn);
+    row(&mut s, "Firmware Version", &c.fr);
+    row(&mut s, "NVMe Version", &c.version);
+    row(&mut s, "Controller ID", &c.cntlid);
+    row(
+        &mut s,
+        "Maximum Queue Entries",
+        &(u32::from(c.cap.mqes) + 1),
+    );
+    row(
+        &mut s,
+        "Contiguous Queues Required",
+        &if c.cap.cqr { "Yes" } else { "No" },
+    );
+    row(
+        &mut s,
+        "Doorbell Stride (bytes)",
+        &(4u32 << c.cap.dstrd.min(15)),
+    );
+    row(&mut s, "Ready Timeout (ms)", &c.cap.to_ms);
+    row(
+        &mut s,
+        "Memory Page Size Minimum",
+        &size(u128::from(c.cap.mpsmin_bytes)),
+    );
+    row(
+        &mut s,
+        "Memory Page Size Maximum",
+        &size(u128::from(c.cap.mpsmax_bytes)),
+    );
+    let mdts = if c.mdts == 0 {
+        "Unlimited".to_string()
+    } else {
+        // MDTS is in units of the minimum page size; bound the shift (untrusted value).
+        size(u128::from(c.cap.mpsmin_bytes) << u32::from(c.mdts.min(32)))
+    };
+    row(&mut s, "Maximum Data Transfer Size", &mdts);
+    let vwc = if c.vwc & 1 != 0 {
+        "Present"
+    } else {
+        "Not Present"
+    };
+    row(&mut s, "Volatile Write Cache", &vwc);
+    row(&mut s, "Number of Namespaces", &c.nn);
+    row(&mut s, "Compare Command", &yes(c.oncs & (1 << 0) != 0));
+    row(
+        &mut s,
+        "Dataset Management Command",
+        &yes(c.oncs & (1 << 2) != 0),
+    );
+    row(&mut s, "Write Zeroes Command", &yes(c.oncs & (1 << 3) != 0));
+    row(&mut s, "Verify Command", &yes(c.oncs & (1 << 7) != 0));
+    row(&mut s, "SGL", &yes(c.sgls & 3 != 0));
+    row(&mut s, "Abort Command Limit", &(u32::from(c.acl) + 1));
+    row(
+        &mut s,
+        "Async Event Request Limit",
+        &(u32::from(c.aerl) + 1),
+    );
+    if !c.subnqn.is_empty() {
+        row(&mut s, "Subsystem NQN", &c.subnqn);
+    }
+    if r.namespaces.is_empty() {
+        let _ = writeln!(s, "No active namespaces");
+    }
+    for ns in &r.namespaces {
+        render_namespace(&mut s, ns);
+    }
+    s
+}
+
+fn render_namespace(s: &mut String, ns: &NamespaceJson) {
+    let _ = writeln!(s, "Namespace {}", ns.nsid);
+    let lba = ns.lba_bytes.map(u128::from);
+    let with_bytes = |blocks: u64| match lba {
+        Some(l) => format!("{blocks} ({})", size(u128::from(blocks) * l)),
+        None => blocks.to_string(),
+    };
+    let _ = writeln!(s, "  {:<36} {}", "Size (LBAs)", with_bytes(ns.nsze));
+    let _ = writeln!(s, "  {:<36} {}", "Capacity (LBAs)", with_bytes(ns.ncap));
+    let _ = writeln!(s, "  {:<36} {}", "Utilization (LBAs)", with_bytes(ns.nuse));
+    let idx = (ns.flbas & 0xf) | ((ns.flbas >> 1) & 0x30);
+    let _ = writeln!(s, "  {:<36} #{idx:02}", "Current LBA Format");
+    match (ns.lba_bytes, ns.metadata_bytes) {
+        (Some(l), Some(m)) => {
+            let _ = writeln!(s, "  {:<36} {l} B data, {m} B metadata", "Block Size");
+        }
+        _ => {
+            let _ = writeln!(
+                s,
+                "  {:<36} invalid (FLBAS selects no valid format)",
+                "Block Size"
+            );
+        }
+    }
+    for (i, f) in ns.lbafs.iter().enumerate() {
+        let ds = if (9..=31).contains(&f.ds) {
+            (1u64 << f.ds).to_string()
+        } else {
+            "invalid".to_string()
+        };
+        let _ = writeln!(
+            s,
+            "  LBA Format #{i:02}: Data Size: {ds:>5}  Metadata Size: {:>3}  Relative Performance: {}",
+            f.ms, f.rp
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! `nvme-identify`: the controller and namespace report.
+
+pub mod human;
+pub mod model;

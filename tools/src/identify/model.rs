@@ -1,0 +1,378 @@
+//! The identify report: controller and namespaces with nvme-cli's JSON field names
+//! (`nvme id-ctrl -o json`, `nvme id-ns -o json`), numbers as numbers, strings trimmed.
+
+use nvme::spec::identify::{IdentifyController, IdentifyNamespace};
+use nvme::spec::{Cap, Version};
+use serde::Serialize;
+
+/// Everything `nvme-identify` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentifyReport {
+    /// The device name as given.
+    #[serde(skip)]
+    pub device: String,
+    /// The controller.
+    pub controller: ControllerJson,
+    /// Active namespaces, by ascending NSID.
+    pub namespaces: Vec<NamespaceJson>,
+}
+
+/// Identify Controller plus the decoded CAP and VS registers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControllerJson {
+    /// PCI Vendor ID.
+    pub vid: u16,
+    /// PCI Subsystem Vendor ID.
+    pub ssvid: u16,
+    /// Serial Number.
+    pub sn: String,
+    /// Model Number.
+    pub mn: String,
+    /// Firmware Revision.
+    pub fr: String,
+    /// Recommended Arbitration Burst.
+    pub rab: u8,
+    /// IEEE OUI Identifier (24-bit number, as nvme-cli prints it).
+    pub ieee: u32,
+    /// Multi-path I/O and Namespace Sharing Capabilities.
+    pub cmic: u8,
+    /// Maximum Data Transfer Size (power of two of the minimum page size; 0: no limit).
+    pub mdts: u8,
+    /// Controller ID.
+    pub cntlid: u16,
+    /// Version (raw VS value from Identify).
+    pub ver: u32,
+    /// RTD3 Resume Latency.
+    pub rtd3r: u32,
+    /// RTD3 Entry Latency.
+    pub rtd3e: u32,
+    /// Optional Asynchronous Events Supported.
+    pub oaes: u32,
+    /// Controller Attributes.
+    pub ctratt: u32,
+    /// Controller Type.
+    pub cntrltype: u8,
+    /// Optional Admin Command Support.
+    pub oacs: u16,
+    /// Abort Command Limit.
+    pub acl: u8,
+    /// Asynchronous Event Request Limit.
+    pub aerl: u8,
+    /// Firmware Updates.
+    pub frmw: u8,
+    /// Log Page Attributes.
+    pub lpa: u8,
+    /// Error Log Page Entries.
+    pub elpe: u8,
+    /// Number of Power States Support.
+    pub npss: u8,
+    /// Warning Composite Temperature Threshold.
+    pub wctemp: u16,
+    /// Critical Composite Temperature Threshold.
+    pub cctemp: u16,
+    /// Total NVM Capacity, bytes.
+    pub tnvmcap: u128,
+    /// Unallocated NVM Capacity, bytes.
+    pub unvmcap: u128,
+    /// Submission Queue Entry Size.
+    pub sqes: u8,
+    /// Completion Queue Entry Size.
+    pub cqes: u8,
+    /// Maximum Outstanding Commands.
+    pub maxcmd: u16,
+    /// Number of Namespaces.
+    pub nn: u32,
+    /// Optional NVM Command Support.
+    pub oncs: u16,
+    /// Fused Operation Support.
+    pub fuses: u16,
+    /// Format NVM Attributes.
+    pub fna: u8,
+    /// Volatile Write Cache.
+    pub vwc: u8,
+    /// Atomic Write Unit Normal.
+    pub awun: u16,
+    /// Atomic Write Unit Power Fail.
+    pub awupf: u16,
+    /// SGL Support.
+    pub sgls: u32,
+    /// NVM Subsystem NVMe Qualified Name.
+    pub subnqn: String,
+    /// The controller's version as `major.minor.tertiary` (from the VS register).
+    pub version: String,
+    /// Decoded Controller Capabilities (CAP register).
+    pub cap: CapJson,
+}
+
+/// Decoded CAP register.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapJson {
+    /// Maximum Queue Entries Supported (0's based).
+    pub mqes: u16,
+    /// Contiguous Queues Required.
+    pub cqr: bool,
+    /// Arbitration Mechanisms Supported.
+    pub ams: u8,
+    /// Ready timeout in milliseconds (`TO * 500`).
+    pub to_ms: u64,
+    /// Doorbell Stride (doorbells are `4 << dstrd` bytes apart).
+    pub dstrd: u8,
+    /// NVM Subsystem Reset Supported.
+    pub nssrs: bool,
+    /// Command Sets Supported.
+    pub css: u8,
+    /// Boot Partition Support.
+    pub bps: bool,
+    /// Smallest memory page size in bytes.
+    pub mpsmin_bytes: u64,
+    /// Largest memory page size in bytes.
+    pub mpsmax_bytes: u64,
+    /// Persistent Memory Region Supported.
+    pub pmrs: bool,
+    /// Controller Memory Buffer Supported.
+    pub cmbs: bool,
+}
+
+/// One LBA format.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LbafJson {
+    /// Metadata size, bytes.
+    pub ms: u16,
+    /// LBA data size, log2 bytes.
+    pub ds: u8,
+    /// Relative performance.
+    pub rp: u8,
+}
+
+/// Identify Namespace plus the decoded block sizes.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespaceJson {
+    /// Namespace ID.
+    pub nsid: u32,
+    /// Namespace Size, blocks.
+    pub nsze: u64,
+    /// Namespace Capacity, blocks.
+    pub ncap: u64,
+    /// Namespace Utilization, blocks.
+    pub nuse: u64,
+    /// Namespace Features.
+    pub nsfeat: u8,
+    /// Number of LBA Formats (0's based).
+    pub nlbaf: u8,
+    /// Formatted LBA Size.
+    pub flbas: u8,
+    /// Metadata Capabilities.
+    pub mc: u8,
+    /// End-to-end Data Protection Capabilities.
+    pub dpc: u8,
+    /// End-to-end Data Protection Type Settings.
+    pub dps: u8,
+    /// Multi-path I/O and Namespace Sharing Capabilities.
+    pub nmic: u8,
+    /// Reservation Capabilities.
+    pub rescap: u8,
+    /// Deallocate Logical Block Features.
+    pub dlfeat: u8,
+    /// Namespace Atomic Write Unit Normal.
+    pub nawun: u16,
+    /// Namespace Atomic Write Unit Power Fail.
+    pub nawupf: u16,
+    /// Namespace Optimal I/O Boundary.
+    pub noiob: u16,
+    /// NVM Capacity, bytes.
+    pub nvmcap: u128,
+    /// Namespace Globally Unique Identifier (hex).
+    pub nguid: String,
+    /// IEEE Extended Unique Identifier (hex).
+    pub eui64: String,
+    /// The LBA formats.
+    pub lbafs: Vec<LbafJson>,
+    /// Bytes per block of the active format (`null` if the device reports nonsense).
+    pub lba_bytes: Option<u32>,
+    /// Metadata bytes per block of the active format.
+    pub metadata_bytes: Option<u16>,
+}
+
+/// Trims the spec's space padding (and any NULs) from an ASCII field; other bytes are
+/// replaced, never trusted.
+pub fn ascii_field(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .trim_end_matches([' ', '\0'])
+        .trim_start()
+        .to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn version_string(v: Version) -> String {
+    format!("{}.{}.{}", v.major(), v.minor(), v.tertiary())
+}
+
+impl CapJson {
+    /// Decodes CAP.
+    pub fn new(cap: Cap) -> Self {
+        Self {
+            mqes: cap.mqes(),
+            cqr: cap.cqr(),
+            ams: cap.ams(),
+            to_ms: cap.timeout().as_millis() as u64,
+            dstrd: cap.dstrd(),
+            nssrs: cap.nssrs(),
+            css: cap.css(),
+            bps: cap.bps(),
+            mpsmin_bytes: cap.min_page_size(),
+            mpsmax_bytes: cap.max_page_size(),
+            pmrs: cap.pmrs(),
+            cmbs: cap.cmbs(),
+        }
+    }
+}
+
+impl ControllerJson {
+    /// Builds the controller part from Identify Controller and the CAP and VS registers.
+    pub fn new(id: &IdentifyController, cap: Cap, vs: Version) -> Self {
+        Self {
+            vid: id.vid,
+            ssvid: id.ssvid,
+            sn: ascii_field(&id.sn),
+            mn: ascii_field(&id.mn),
+            fr: ascii_field(&id.fr),
+            rab: id.rab,
+            ieee: u32::from(id.ieee[0])
+                | (u32::from(id.ieee[1]) << 8)
+                | (u32::from(id.ieee[2]) << 16),
+            cmic: id.cmic.into_bits(),
+            mdts: id.mdts,
+            cntlid: id.cntlid,
+            ver: id.ver.into_bits(),
+            rtd3r: id.rtd3r,
+            rtd3e: id.rtd3e,
+            oaes: id.oaes,
+            ctratt: id.ctratt,
+            cntrltype: id.cntrltype,
+            oacs: id.oacs.into_bits(),
+            acl: id.acl,
+            aerl: id.aerl,
+            frmw: id.frmw.into_bits(),
+            lpa: id.lpa.into_bits(),
+            elpe: id.elpe,
+            npss: id.npss,
+            wctemp: id.wctemp,
+            cctemp: id.cctemp,
+            tnvmcap: id.total_capacity(),
+            unvmcap: id.unallocated_capacity(),
+            sqes: id.sqes.into_bits(),
+            cqes: id.cqes.into_bits(),
+            maxcmd: id.maxcmd,
+            nn: id.nn,
+            oncs: id.oncs.into_bits(),
+            fuses: id.fuses.into_bits(),
+            fna: id.fna.into_bits(),
+            vwc: id.vwc.into_bits(),
+            awun: id.awun,
+            awupf: id.awupf,
+            sgls: id.sgls.into_bits(),
+            subnqn: ascii_field(&id.subnqn),
+            version: version_string(vs),
+            cap: CapJson::new(cap),
+        }
+    }
+}
+
+impl NamespaceJson {
+    /// Builds one namespace entry.
+    pub fn new(nsid: u32, ns: &IdentifyNamespace) -> Self {
+        Self {
+            nsid,
+            nsze: ns.nsze,
+            ncap: ns.ncap,
+            nuse: ns.nuse,
+            nsfeat: ns.nsfeat.into_bits(),
+            nlbaf: ns.nlbaf,
+            flbas: ns.flbas.into_bits(),
+            mc: ns.mc.into_bits(),
+            dpc: ns.dpc.into_bits(),
+            dps: ns.dps.into_bits(),
+            nmic: ns.nmic,
+            rescap: ns.rescap,
+            dlfeat: ns.dlfeat.into_bits(),
+            nawun: ns.nawun,
+            nawupf: ns.nawupf,
+            noiob: ns.noiob,
+            nvmcap: ns.nvm_capacity(),
+            nguid: hex(&ns.nguid),
+            eui64: hex(&ns.eui64),
+            lbafs: ns
+                .lba_formats()
+                .iter()
+                .map(|f| LbafJson {
+                    ms: f.ms(),
+                    ds: f.lbads(),
+                    rp: f.rp(),
+                })
+                .collect(),
+            lba_bytes: ns.lba_size().ok(),
+            metadata_bytes: ns.metadata_size().ok(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nvme::spec::identify::{Flbas, LbaFormat};
+
+    #[test]
+    fn ascii_fields_lose_their_space_padding() {
+        assert_eq!(ascii_field(b"EMU00001            "), "EMU00001");
+        assert_eq!(ascii_field(b"  lead\0\0"), "lead");
+        assert_eq!(ascii_field(b"        "), "");
+    }
+
+    #[test]
+    fn namespace_reports_the_active_format_sizes() {
+        let mut ns = IdentifyNamespace::default();
+        ns.nsze = 1000;
+        ns.ncap = 1000;
+        ns.nlbaf = 1;
+        ns.lbaf[0] = LbaFormat::with_sizes(9, 0);
+        ns.lbaf[1] = LbaFormat::with_sizes(12, 8);
+        ns.flbas = Flbas::new().with_index(1);
+        let j = NamespaceJson::new(2, &ns);
+        assert_eq!(j.nsid, 2);
+        assert_eq!(j.flbas, 1);
+        assert_eq!(j.lba_bytes, Some(4096));
+        assert_eq!(j.metadata_bytes, Some(8));
+        assert_eq!(j.lbafs.len(), 2);
+        assert_eq!(j.lbafs[1].ds, 12);
+    }
+
+    #[test]
+    fn a_format_index_beyond_nlbaf_gives_null_sizes_not_a_panic() {
+        let mut ns = IdentifyNamespace::default();
+        ns.nsze = 8;
+        ns.nlbaf = 0;
+        ns.flbas = Flbas::new().with_index(5);
+        let j = NamespaceJson::new(1, &ns);
+        assert_eq!(j.lba_bytes, None);
+        let text = serde_json::to_value(&j).unwrap();
+        assert!(text["lba_bytes"].is_null());
+    }
+
+    #[test]
+    fn cap_decodes_page_sizes_and_timeout() {
+        let cap = Cap::new()
+            .with_mqes(1023)
+            .with_to(20)
+            .with_mpsmin(0)
+            .with_mpsmax(4)
+            .with_css(1);
+        let c = CapJson::new(cap);
+        assert_eq!(c.mqes, 1023);
+        assert_eq!(c.to_ms, 10_000);
+        assert_eq!(c.mpsmin_bytes, 4096);
+        assert_eq!(c.mpsmax_bytes, 65536);
+    }
+}

@@ -1,0 +1,202 @@
+//! `nvme-perf` command line (flags follow `spdk_nvme_perf` where it has them).
+
+use clap::{Parser, ValueEnum};
+use nvme::DeviceName;
+
+use crate::cli::{parse_bytes, parse_device};
+
+const EXAMPLES: &str = "\
+Examples:
+  nvme-perf emu -q 32 -o 4096 -w randread -t 5
+      4 KiB random reads at queue depth 32 for 5 seconds on the emulated controller
+  nvme-perf emu:lba=4096 -w randrw -M 70 -q 16 -t 3 --verify
+      70/30 random read/write mix; every read of a block this run wrote is checked
+  nvme-perf 0000:01:00.0 -w write -o 128k -q 8 --qpairs 2 -t 10 --json
+      sequential 128 KiB writes from two threads on a vfio-bound controller, as JSON
+
+The progress line (once per second) appears when stderr is a terminal and --json is off.
+Exit status: 0 when every I/O succeeded and no verify mismatch was found.";
+
+/// Measure I/O performance of an NVMe namespace.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "nvme-perf", version, after_help = EXAMPLES)]
+pub struct PerfArgs {
+    /// Device: `emu`, `emu:OPTIONS` (e.g. `emu:size=4G,lba=4096`) or a PCI address.
+    #[arg(value_parser = parse_device, value_name = "DEVICE")]
+    pub device: DeviceName,
+
+    /// Queue depth: I/Os kept outstanding per queue pair.
+    #[arg(short = 'q', long = "queue-depth", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub queue_depth: u32,
+
+    /// I/O size in bytes (suffixes k, M accepted); a multiple of the LBA size.
+    #[arg(short = 'o', long = "io-size", default_value = "4096", value_parser = parse_bytes)]
+    pub io_size: u64,
+
+    /// Workload pattern.
+    #[arg(short = 'w', long = "workload", value_enum, default_value_t = Workload::Randread)]
+    pub workload: Workload,
+
+    /// Read percentage for the `rw` and `randrw` mixes (0..=100).
+    #[arg(short = 'M', long = "rwmixread", default_value_t = 50,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub rwmixread: u8,
+
+    /// Measured run time in seconds.
+    #[arg(short = 't', long = "time", default_value_t = 5.0, value_parser = parse_seconds)]
+    pub time: f64,
+
+    /// Seconds of I/O before measuring starts (not counted in the results).
+    #[arg(long = "warmup", default_value_t = 0.0, value_parser = parse_seconds_or_zero)]
+    pub warmup: f64,
+
+    /// Number of queue pairs, each driven by its own thread.
+    #[arg(long = "qpairs", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub qpairs: u16,
+
+    /// Namespace ID.
+    #[arg(long = "ns", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub nsid: u32,
+
+    /// How completions are reaped: busy polling or sleeping on the queue's interrupt.
+    #[arg(long = "mode", value_enum, default_value_t = CompletionMode::Poll)]
+    pub mode: CompletionMode,
+
+    /// Check every read of a block this run wrote against the pattern written there.
+    #[arg(long = "verify")]
+    pub verify: bool,
+
+    /// Limit I/O to the first BYTES of the namespace (default: all of it).
+    #[arg(long = "span", value_parser = parse_bytes, value_name = "BYTES")]
+    pub span: Option<u64>,
+
+    /// Print the results as JSON on stdout.
+    #[arg(long = "json")]
+    pub json: bool,
+
+    /// Test hook (emu only): corrupt the data of every Nth read the controller
+    /// completes, to prove that --verify catches mismatches.
+    #[arg(long = "inject-read-corruption", hide = true, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub inject_read_corruption: Option<u32>,
+}
+
+/// The I/O pattern (`-w`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Sequential reads.
+    Read,
+    /// Sequential writes.
+    Write,
+    /// Random reads.
+    Randread,
+    /// Random writes.
+    Randwrite,
+    /// Sequential mix of reads and writes (`-M` sets the read share).
+    Rw,
+    /// Random mix of reads and writes (`-M` sets the read share).
+    Randrw,
+}
+
+impl Workload {
+    /// Whether offsets are random rather than sequential.
+    pub fn is_random(self) -> bool {
+        matches!(
+            self,
+            Workload::Randread | Workload::Randwrite | Workload::Randrw
+        )
+    }
+
+    /// Percentage of I/Os that are reads, given `-M`.
+    pub fn read_percent(self, rwmixread: u8) -> u8 {
+        match self {
+            Workload::Read | Workload::Randread => 100,
+            Workload::Write | Workload::Randwrite => 0,
+            Workload::Rw | Workload::Randrw => rwmixread.min(100),
+        }
+    }
+
+    /// The name as given on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Read => "read",
+            Workload::Write => "write",
+            Workload::Randread => "randread",
+            Workload::Randwrite => "randwrite",
+            Workload::Rw => "rw",
+            Workload::Randrw => "randrw",
+        }
+    }
+}
+
+/// How completions are reaped (`--mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionMode {
+    /// Busy-poll the completion queue in the submitting thread.
+    Poll,
+    /// Sleep on the queue pair's interrupt between completions.
+    Interrupt,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() && s <= 86_400.0 => Ok(s),
+        _ => Err(format!(
+            "'{text}' is not a duration in seconds (0 < t <= 86400)"
+        )),
+    }
+}
+
+fn parse_seconds_or_zero(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.0..=86_400.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "'{text}' is not a duration in seconds (0 <= t <= 86400)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spdk_style_flags_parse() {
+        let a = PerfArgs::try_parse_from([
+            "nvme-perf",
+            "emu",
+            "-q",
+            "32",
+            "-o",
+            "4096",
+            "-w",
+            "randread",
+            "-t",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(a.queue_depth, 32);
+        assert_eq!(a.io_size, 4096);
+        assert_eq!(a.workload, Workload::Randread);
+        assert_eq!(a.time, 5.0);
+        assert_eq!(a.qpairs, 1);
+        assert_eq!(a.mode, CompletionMode::Poll);
+    }
+
+    #[test]
+    fn mix_percentage_applies_only_to_mixes() {
+        assert_eq!(Workload::Randrw.read_percent(70), 70);
+        assert_eq!(Workload::Randread.read_percent(70), 100);
+        assert_eq!(Workload::Write.read_percent(70), 0);
+    }
+
+    #[test]
+    fn zero_queue_depth_and_bad_workload_are_rejected() {
+        assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-q", "0"]).is_err());
+        assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-w", "trim"]).is_err());
+        assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-t", "0"]).is_err());
+        assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-M", "101"]).is_err());
+    }
+}

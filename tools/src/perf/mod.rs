@@ -1,0 +1,9 @@
+//! `nvme-perf`: the workload, its verification, statistics and the I/O loop.
+
+pub mod args;
+pub mod cpu_clock;
+pub mod pattern;
+pub mod progress;
+pub mod stats;
+pub mod verify;
+pub mod workload;

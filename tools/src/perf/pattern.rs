@@ -1,0 +1,196 @@
+//! The data pattern `--verify` writes: every logical block says which LBA it belongs to
+//! and which write (generation) put it there, so a read can tell stale data, misplaced
+//! data and garbage apart.
+//!
+//! Block layout, little-endian 64-bit words: word 0 is the LBA, word 1 is
+//! `MAGIC << 32 | generation`, and every further word is a mix of (LBA, generation,
+//! word index).
+
+/// Marks word 1 of a block written by this tool.
+const MAGIC: u64 = 0x4e56_4d45; // "NVME"
+
+fn mix(lba: u64, generation: u32, word: u64) -> u64 {
+    // splitmix64 finaliser over the three inputs.
+    let mut z = lba
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(u64::from(generation) << 40)
+        .wrapping_add(word.wrapping_mul(0xbf58_476d_1ce4_e5b9));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn word(lba: u64, generation: u32, index: u64) -> u64 {
+    match index {
+        0 => lba,
+        1 => (MAGIC << 32) | u64::from(generation),
+        i => mix(lba, generation, i),
+    }
+}
+
+/// Fills `buf` (whole blocks of `block_size` bytes) with the pattern for blocks
+/// `first_lba..` at `generation`.
+pub fn fill(buf: &mut [u8], first_lba: u64, block_size: usize, generation: u32) {
+    for (b, block) in buf.chunks_exact_mut(block_size).enumerate() {
+        let lba = first_lba + b as u64;
+        for (i, w) in block.chunks_exact_mut(8).enumerate() {
+            w.copy_from_slice(&word(lba, generation, i as u64).to_le_bytes());
+        }
+    }
+}
+
+/// What a block held instead of the expected pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The block that was read.
+    pub lba: u64,
+    /// The generation this run last wrote there.
+    pub expected_generation: u32,
+    /// What was found.
+    pub found: Found,
+}
+
+/// The contents of a mismatching block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// This run's pattern for another block or generation (misplaced or stale data).
+    Pattern {
+        /// The LBA the data was written for.
+        lba: u64,
+        /// The generation that wrote it.
+        generation: u32,
+    },
+    /// The right header, but the byte at `offset` (within the block) differs.
+    CorruptAt {
+        /// Byte offset of the first differing 8-byte word.
+        offset: usize,
+    },
+    /// Bytes that are not this tool's pattern at all.
+    Garbage,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "LBA {:#x}: expected the data of write generation {}, ",
+            self.lba, self.expected_generation
+        )?;
+        match self.found {
+            Found::Pattern { lba, generation } if lba == self.lba => {
+                write!(f, "found the older generation {generation} (a lost write)")
+            }
+            Found::Pattern { lba, generation } => write!(
+                f,
+                "found the data written for LBA {lba:#x} (generation {generation})"
+            ),
+            Found::CorruptAt { offset } => {
+                write!(
+                    f,
+                    "found corrupted bytes at offset {offset} within the block"
+                )
+            }
+            Found::Garbage => f.write_str("found bytes this run never wrote"),
+        }
+    }
+}
+
+/// Checks `buf` (whole blocks) against the pattern for `first_lba..` at `generation`;
+/// returns the first mismatching block.
+pub fn check(
+    buf: &[u8],
+    first_lba: u64,
+    block_size: usize,
+    generation: u32,
+) -> Result<(), Mismatch> {
+    for (b, block) in buf.chunks_exact(block_size).enumerate() {
+        let lba = first_lba + b as u64;
+        check_block(block, lba, generation)?;
+    }
+    Ok(())
+}
+
+fn read_word(block: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&block[i * 8..i * 8 + 8]);
+    u64::from_le_bytes(w)
+}
+
+fn check_block(block: &[u8], lba: u64, generation: u32) -> Result<(), Mismatch> {
+    let words = block.len() / 8;
+    let bad = (0..words).find(|&i| read_word(block, i) != word(lba, generation, i as u64));
+    let Some(i) = bad else { return Ok(()) };
+    let w0 = read_word(block, 0);
+    let w1 = read_word(block, 1);
+    let found = if w1 >> 32 == MAGIC {
+        let (flba, fgen) = (w0, w1 as u32);
+        let intact = (2..words).all(|j| read_word(block, j) == word(flba, fgen, j as u64));
+        if (flba, fgen) != (lba, generation) && intact {
+            Found::Pattern {
+                lba: flba,
+                generation: fgen,
+            }
+        } else {
+            Found::CorruptAt { offset: i * 8 }
+        }
+    } else {
+        Found::Garbage
+    };
+    Err(Mismatch {
+        lba,
+        expected_generation: generation,
+        found,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filled_buffer_checks_clean() {
+        let mut buf = vec![0u8; 4 * 512];
+        fill(&mut buf, 100, 512, 7);
+        assert_eq!(check(&buf, 100, 512, 7), Ok(()));
+    }
+
+    #[test]
+    fn a_flipped_byte_is_reported_with_its_lba_and_offset() {
+        let mut buf = vec![0u8; 4 * 512];
+        fill(&mut buf, 100, 512, 7);
+        buf[2 * 512 + 77] ^= 0x10;
+        let m = check(&buf, 100, 512, 7).unwrap_err();
+        assert_eq!(m.lba, 102);
+        assert_eq!(m.found, Found::CorruptAt { offset: 72 });
+    }
+
+    #[test]
+    fn stale_and_misplaced_data_are_told_apart() {
+        let mut buf = vec![0u8; 512];
+        fill(&mut buf, 5, 512, 3);
+        let stale = check(&buf, 5, 512, 4).unwrap_err();
+        assert_eq!(
+            stale.found,
+            Found::Pattern {
+                lba: 5,
+                generation: 3
+            }
+        );
+        assert!(stale.to_string().contains("lost write"), "{stale}");
+        let misplaced = check(&buf, 6, 512, 3).unwrap_err();
+        assert_eq!(
+            misplaced.found,
+            Found::Pattern {
+                lba: 5,
+                generation: 3
+            }
+        );
+    }
+
+    #[test]
+    fn zeros_are_garbage() {
+        let buf = vec![0u8; 512];
+        let m = check(&buf, 0, 512, 1).unwrap_err();
+        assert_eq!(m.found, Found::Garbage);
+    }
+}
