@@ -197,15 +197,13 @@ impl SubmissionEntry {
     }
 
     /// The command as its 64 wire bytes.
-    pub fn to_bytes(&self) -> [u8; SQE_SIZE] {
-        let mut out = [0u8; SQE_SIZE];
-        out.copy_from_slice(self.as_bytes());
-        out
+    pub const fn to_bytes(&self) -> [u8; SQE_SIZE] {
+        zerocopy::transmute!(*self)
     }
 
     /// The command read from its 64 wire bytes.
-    pub fn from_bytes(bytes: &[u8; SQE_SIZE]) -> Self {
-        Self::read_from_bytes(bytes).expect("64 bytes always hold one entry")
+    pub const fn from_bytes(bytes: &[u8; SQE_SIZE]) -> Self {
+        zerocopy::transmute!(*bytes)
     }
 }
 
@@ -238,15 +236,13 @@ impl CompletionEntry {
     }
 
     /// The entry as its 16 wire bytes.
-    pub fn to_bytes(&self) -> [u8; CQE_SIZE] {
-        let mut out = [0u8; CQE_SIZE];
-        out.copy_from_slice(self.as_bytes());
-        out
+    pub const fn to_bytes(&self) -> [u8; CQE_SIZE] {
+        zerocopy::transmute!(*self)
     }
 
     /// The entry read from its 16 wire bytes.
-    pub fn from_bytes(bytes: &[u8; CQE_SIZE]) -> Self {
-        Self::read_from_bytes(bytes).expect("16 bytes always hold one entry")
+    pub const fn from_bytes(bytes: &[u8; CQE_SIZE]) -> Self {
+        zerocopy::transmute!(*bytes)
     }
 }
 

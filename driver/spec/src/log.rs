@@ -243,7 +243,7 @@ impl ErrorLogEntry {
     pub fn parse_list(bytes: &[u8]) -> Vec<Self> {
         bytes
             .chunks_exact(ERROR_LOG_ENTRY_SIZE)
-            .map(|chunk| Self::read_from_bytes(chunk).expect("chunk is exactly one entry"))
+            .filter_map(|chunk| Self::read_from_bytes(chunk).ok())
             .filter(|entry| entry.error_count != 0)
             .collect()
     }

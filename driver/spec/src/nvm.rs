@@ -101,7 +101,7 @@ impl DsmRange {
         }
         Ok(bytes[..needed]
             .chunks_exact(size_of::<DsmRange>())
-            .map(|chunk| DsmRange::read_from_bytes(chunk).expect("chunk is exactly one range"))
+            .filter_map(|chunk| DsmRange::read_from_bytes(chunk).ok())
             .collect())
     }
 }
