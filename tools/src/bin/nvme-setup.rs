@@ -1,6 +1,7 @@
 //! nvme-setup: prepare a Linux host for user-space NVMe (bind to vfio-pci, reserve
 //! hugepages) and diagnose what keeps a controller from opening.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -99,14 +100,25 @@ fn addrs(list: &[String]) -> Result<Vec<PciAddr>, SetupError> {
     list.iter().map(|s| s.parse()).collect()
 }
 
-fn emit<T: Serialize + std::fmt::Display>(json: bool, value: &T) {
-    if json {
-        match serde_json::to_string_pretty(value) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("nvme-setup: error: cannot encode JSON: {e}"),
-        }
+/// Prints the report; a closed pipe (`nvme-setup status | head`) ends output quietly.
+fn emit<T: Serialize + std::fmt::Display>(json: bool, value: &T) -> Result<(), SetupError> {
+    let text = if json {
+        let mut s = serde_json::to_string_pretty(value).map_err(|e| {
+            SetupError::NothingToDo(format!("cannot encode the report as JSON: {e}"))
+        })?;
+        s.push('\n');
+        s
     } else {
-        print!("{value}");
+        value.to_string()
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(SetupError::Write {
+            path: PathBuf::from("<stdout>"),
+            value: String::new(),
+            source: e,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -153,7 +165,7 @@ fn run(cli: Cli) -> Result<bool, SetupError> {
         dev: cli.dev,
     };
     match cli.command {
-        Cmd::Status => emit(cli.json, &setup::Status::read(&host)?),
+        Cmd::Status => emit(cli.json, &setup::Status::read(&host)?)?,
         Cmd::Bind(a) => {
             let targets = addrs(&a.addrs)?;
             let user = a.user.as_deref().map(User::lookup).transpose()?;
@@ -161,13 +173,13 @@ fn run(cli: Cli) -> Result<bool, SetupError> {
                 force: a.force,
                 user,
             };
-            emit(cli.json, &setup::bind(&host, &targets, &opts)?);
+            emit(cli.json, &setup::bind(&host, &targets, &opts)?)?;
         }
-        Cmd::Unbind { addrs: list } => emit(cli.json, &setup::unbind(&host, &addrs(&list)?)?),
+        Cmd::Unbind { addrs: list } => emit(cli.json, &setup::unbind(&host, &addrs(&list)?)?)?,
         Cmd::Hugepages(a) => {
             let size = hugepages::parse_size(&host, &a.size)?;
             let r = hugepages::reserve(&host, a.count, size, a.node, a.mount.as_deref())?;
-            emit(cli.json, &ReservationView(&r));
+            emit(cli.json, &ReservationView(&r))?;
         }
         Cmd::Diagnose { addr, user } => {
             let addr = addr.as_deref().map(str::parse).transpose()?;
@@ -176,7 +188,7 @@ fn run(cli: Cli) -> Result<bool, SetupError> {
                 None => User::invoking()?,
             };
             let d = setup::diagnose(&host, addr, &user)?;
-            emit(cli.json, &d);
+            emit(cli.json, &d)?;
             return Ok(d.ok);
         }
     }

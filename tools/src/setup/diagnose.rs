@@ -89,7 +89,11 @@ fn platform(host: &Host, checks: &mut Checks) -> Result<(), SetupError> {
         checks.pass(
             "iommu",
             None,
-            format!("IOMMU active ({} groups)", iommu.groups),
+            format!(
+                "IOMMU active ({} group{})",
+                iommu.groups,
+                if iommu.groups == 1 { "" } else { "s" }
+            ),
         );
     } else if iommu.requested_on_cmdline() {
         checks.fail(

@@ -142,7 +142,7 @@ impl fmt::Display for Status {
         }
         let i = &self.iommu;
         if i.active {
-            write!(f, "IOMMU: active, {} groups", i.groups)?;
+            write!(f, "IOMMU: active, {} IOMMU group(s)", i.groups)?;
             if !i.units.is_empty() {
                 write!(f, ", units {}", i.units.join(", "))?;
             }

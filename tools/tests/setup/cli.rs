@@ -110,3 +110,22 @@ fn rust_log_sends_logging_to_stderr_only() {
     // stdout stays pure JSON.
     serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
 }
+
+#[test]
+fn a_closed_stdout_pipe_ends_quietly_without_a_panic() {
+    use std::process::Stdio;
+    let h = FakeHost::ready();
+    let mut child = h
+        .cmd()
+        .args(["--json", "status"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the child writes its report.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

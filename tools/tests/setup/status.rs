@@ -27,7 +27,8 @@ fn status_lists_each_nvme_controller_with_ids_driver_numa_and_group() {
     // The network function is not an NVMe controller, so it gets no line of its own.
     assert!(!r.stdout.contains("  0000:02:00.1  "), "{}", r.stdout);
     assert!(
-        r.stdout.contains("IOMMU: active, 2 groups, units dmar0"),
+        r.stdout
+            .contains("IOMMU: active, 2 IOMMU group(s), units dmar0"),
         "{}",
         r.stdout
     );
