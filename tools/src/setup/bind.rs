@@ -21,6 +21,8 @@ pub const KERNEL_DRIVER: &str = "nvme";
 
 /// How long to wait for udev/devtmpfs to create `/dev/vfio/<group>` after binding.
 const NODE_WAIT: Duration = Duration::from_secs(2);
+/// How long to wait for the driver link to change after `drivers_probe`.
+const PROBE_WAIT: Duration = Duration::from_secs(2);
 
 /// Options of `nvme-setup bind`.
 #[derive(Clone, Debug, Default)]
@@ -165,7 +167,13 @@ fn rebind(
     if !host.is_live() {
         return Ok("written");
     }
-    let now = host.sys.link_name(format!("{dir}/driver"))?;
+    // drivers_probe attaches synchronously, but give a slow probe a moment anyway.
+    let deadline = Instant::now() + PROBE_WAIT;
+    let mut now = host.sys.link_name(format!("{dir}/driver"))?;
+    while now.as_deref() != Some(wanted) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        now = host.sys.link_name(format!("{dir}/driver"))?;
+    }
     if now.as_deref() != Some(wanted) {
         return Err(SetupError::BindFailed {
             addr: dev.addr,
