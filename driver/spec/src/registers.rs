@@ -80,6 +80,25 @@ pub const fn decode_doorbell(offset: usize, dstrd: u8) -> Option<Doorbell> {
     }
 }
 
+/// Byte offset of queue `qid`'s submission tail in the shadow doorbell and
+/// EventIdx buffers of Doorbell Buffer Config: the register layout, starting at 0.
+pub const fn shadow_sq_tail(qid: u16, dstrd: u8) -> usize {
+    sq_tail_doorbell(qid, dstrd) - offset::DOORBELL_BASE
+}
+
+/// Byte offset of queue `qid`'s completion head in the shadow doorbell and
+/// EventIdx buffers of Doorbell Buffer Config: the register layout, starting at 0.
+pub const fn shadow_cq_head(qid: u16, dstrd: u8) -> usize {
+    cq_head_doorbell(qid, dstrd) - offset::DOORBELL_BASE
+}
+
+/// Whether moving a shadow doorbell from `old` to `new` passes the
+/// controller's `event_idx`, so the MMIO doorbell must be written too. The
+/// arithmetic wraps like the 16-bit queue indices it compares.
+pub const fn shadow_doorbell_needs_mmio(event_idx: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event_idx).wrapping_sub(1) < new.wrapping_sub(old)
+}
+
 /// A doorbell register identified by its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Doorbell {
@@ -593,6 +612,26 @@ mod tests {
         assert_eq!(decode_doorbell(0x1004, 1), None);
         assert_eq!(decode_doorbell(offset::CC, 0), None);
         assert_eq!(decode_doorbell(cq_head_doorbell(u16::MAX, 0) + 4, 0), None);
+    }
+
+    #[test]
+    fn shadow_doorbells_share_the_register_layout_from_zero() {
+        assert_eq!(shadow_sq_tail(0, 0), 0);
+        assert_eq!(shadow_cq_head(0, 0), 4);
+        assert_eq!(shadow_sq_tail(3, 1), 48);
+        assert_eq!(shadow_cq_head(3, 1), 56);
+    }
+
+    #[test]
+    fn shadow_doorbell_needs_mmio_only_when_event_idx_is_passed() {
+        // The controller asked to be told once the tail moves past 5.
+        assert!(shadow_doorbell_needs_mmio(5, 6, 5));
+        assert!(shadow_doorbell_needs_mmio(5, 9, 3));
+        assert!(!shadow_doorbell_needs_mmio(5, 5, 3));
+        assert!(!shadow_doorbell_needs_mmio(9, 8, 6));
+        // Indices wrap at 16 bits.
+        assert!(shadow_doorbell_needs_mmio(u16::MAX, 1, u16::MAX - 2));
+        assert!(!shadow_doorbell_needs_mmio(3, 1, u16::MAX - 2));
     }
 
     #[test]
