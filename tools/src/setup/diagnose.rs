@@ -138,7 +138,7 @@ fn platform(host: &Host, checks: &mut Checks) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn memory(host: &Host, checks: &mut Checks) -> Result<(), SetupError> {
+fn memory(host: &Host, user: &User, checks: &mut Checks) -> Result<(), SetupError> {
     let pools = pools(host)?;
     let free: u64 = pools.iter().map(|p| p.free).sum();
     let reserved: u64 = pools.iter().map(|p| p.total_bytes()).sum();
@@ -148,7 +148,7 @@ fn memory(host: &Host, checks: &mut Checks) -> Result<(), SetupError> {
             .filter(|p| p.total > 0)
             .map(|p| {
                 format!(
-                    "{} free of {} {}",
+                    "{} of {} {} hugepages free",
                     p.free,
                     p.total,
                     super::hugepages::size_label(p.size_kib)
@@ -156,7 +156,7 @@ fn memory(host: &Host, checks: &mut Checks) -> Result<(), SetupError> {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        checks.pass("hugepages", None, format!("hugepages: {detail}"));
+        checks.pass("hugepages", None, detail);
     } else {
         let detail = if reserved == 0 {
             "no hugepages reserved".to_string()
@@ -171,6 +171,12 @@ fn memory(host: &Host, checks: &mut Checks) -> Result<(), SetupError> {
         );
     }
     match memlock(host)? {
+        // VFIO does not charge pinned pages to a process with CAP_IPC_LOCK.
+        _ if user.uid == 0 => checks.pass(
+            "memlock",
+            None,
+            "root has CAP_IPC_LOCK, so the locked-memory limit does not apply".into(),
+        ),
         Some(limit) if limit.allows(reserved) => checks.pass(
             "memlock",
             None,
@@ -358,7 +364,7 @@ pub fn diagnose(host: &Host, addr: Option<PciAddr>, user: &User) -> Result<Diagn
             }
         }
     }
-    memory(host, &mut checks)?;
+    memory(host, user, &mut checks)?;
     let ok = checks.0.iter().all(|c| c.ok);
     Ok(Diagnosis {
         ok,

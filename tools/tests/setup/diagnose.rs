@@ -209,9 +209,11 @@ fn diagnose_no_free_hugepages_says_to_reserve_some() {
 #[test]
 fn diagnose_memlock_below_the_reserved_hugepages_gives_the_kib_needed() {
     let h = FakeHost::ready();
-    // 64 x 2 MiB reserved = 131072 KiB; the limit is 64 MiB.
+    // 64 x 2 MiB reserved = 131072 KiB; the limit is 64 MiB. The limit binds only
+    // users without CAP_IPC_LOCK, so diagnose for an ordinary one.
     h.memlock(Some(64 << 20));
-    let (line, fix) = only_failure(&h, &["diagnose", A], "memlock");
+    h.chmod("dev/vfio/5", 0o666);
+    let (line, fix) = only_failure(&h, &["diagnose", A, "--user", "4242"], "memlock");
     assert!(
         line.contains(
             "locked-memory limit 65536 KiB is below the 131072 KiB of hugepages reserved"
@@ -225,7 +227,22 @@ fn diagnose_memlock_below_the_reserved_hugepages_gives_the_kib_needed() {
          /etc/security/limits.conf and log in again"
     );
     h.memlock(Some(128 << 20));
-    assert_eq!(h.run(&["diagnose", A]).code, 0);
+    assert_eq!(h.run(&["diagnose", A, "--user", "4242"]).code, 0);
+}
+
+#[test]
+fn diagnose_memlock_does_not_bind_root() {
+    let h = FakeHost::ready();
+    h.memlock(Some(64 << 10));
+    let r = h.run(&["diagnose", A, "--user", "0"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout.contains(
+            "ok   memlock: root has CAP_IPC_LOCK, so the locked-memory limit does not apply\n"
+        ),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
