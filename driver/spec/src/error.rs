@@ -50,6 +50,12 @@ pub enum Error {
         /// The requested number of entries.
         entries: u32,
     },
+    /// An admin queue size outside 2..=4096 entries.
+    #[error("an admin queue holds 2 to 4096 entries; {entries} was requested")]
+    InvalidAdminQueueSize {
+        /// The requested number of entries.
+        entries: u32,
+    },
     /// A number-of-queues request outside 1..=65535.
     #[error("the Number of Queues feature asks for 1 to 65535 queues of each kind; {sq} SQs and {cq} CQs were requested")]
     InvalidQueueCount {

@@ -388,6 +388,18 @@ impl Aqa {
     /// Largest admin queue, in entries (ASQS and ACQS are 12-bit, 0's based).
     pub const MAX_ENTRIES: u16 = 4096;
 
+    /// The value for admin queues of `sq_entries` and `cq_entries` (each 2..=4096).
+    pub fn from_entries(sq_entries: u32, cq_entries: u32) -> Result<Self, crate::Error> {
+        for entries in [sq_entries, cq_entries] {
+            if !(2..=u32::from(Self::MAX_ENTRIES)).contains(&entries) {
+                return Err(crate::Error::InvalidAdminQueueSize { entries });
+            }
+        }
+        Ok(Self::new()
+            .with_asqs((sq_entries - 1) as u16)
+            .with_acqs((cq_entries - 1) as u16))
+    }
+
     /// Admin submission queue entries (`ASQS + 1`).
     pub const fn sq_entries(&self) -> u16 {
         self.asqs() + 1
@@ -579,6 +591,23 @@ mod tests {
         assert_eq!(u32::from(aqa), (63 << 16) | 31);
         assert_eq!(aqa.sq_entries(), 32);
         assert_eq!(aqa.cq_entries(), 64);
+        assert_eq!(Aqa::from_entries(32, 64), Ok(aqa));
+        assert_eq!(
+            Aqa::from_entries(4096, 4096).map(u32::from),
+            Ok(0x0fff_0fff)
+        );
+    }
+
+    #[test]
+    fn admin_queue_sizes_outside_2_to_4096_are_rejected() {
+        assert_eq!(
+            Aqa::from_entries(1, 32),
+            Err(crate::Error::InvalidAdminQueueSize { entries: 1 })
+        );
+        assert_eq!(
+            Aqa::from_entries(32, 4097),
+            Err(crate::Error::InvalidAdminQueueSize { entries: 4097 })
+        );
     }
 
     #[test]
