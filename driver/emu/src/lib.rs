@@ -1,2 +1,190 @@
 //! A software NVMe controller that sees only its registers and the memory the
 //! driver mapped for DMA.
+//!
+//! [`EmuController`] implements the NVMe register interface (CAP, VS, CC/CSTS, AQA,
+//! ASQ/ACQ, INTMS/INTMC, doorbells), the admin command set the driver needs (Identify,
+//! Get/Set Features, queue management, Get Log Page, Abort, Asynchronous Event Request,
+//! Doorbell Buffer Config) and the NVM commands Read, Write, Flush, Write Zeroes,
+//! Dataset Management, Verify and Compare, on namespaces backed by sparse RAM, a file
+//! or nothing (`null`). All DMA goes through an IOMMU model ([`EmuController::dma_mapper`]):
+//! an access outside the mapped IOVAs fails its command with Data Transfer Error, as a
+//! mapping bug would on hardware. A volatile write cache model gives FUA and Flush an
+//! observable meaning ([`EmuController::power_cut`]); [`FaultControl`] injects failures
+//! and [`CommandLog`] records what was executed.
+//!
+//! Device strings are documented in [`config`].
+
+pub mod config;
+mod error;
+mod fault;
+mod identify;
+mod log;
+mod stats;
+
+mod admin;
+mod backend;
+mod cache;
+mod controller;
+mod io;
+mod iommu;
+mod namespace;
+mod prp;
+mod queue;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use vmm_sys_util::eventfd::EventFd;
+
+pub use config::{BackendKind, EmuConfig, ExecMode};
+pub use error::EmuError;
+pub use fault::{CommandMatch, FaultAction, FaultControl};
+pub use identify::{FIRMWARE, MODEL, VENDOR_ID};
+pub use iommu::{IOMMU_PAGE, IOVA_LIMIT};
+pub use log::{CommandLog, LogEntry};
+pub use stats::EmuStats;
+
+use controller::{lock, Ctrl};
+use stats::QueueCounters;
+
+/// An emulated NVMe controller. Cloning gives another handle to the same controller.
+#[derive(Clone)]
+pub struct EmuController {
+    ctrl: Arc<Ctrl>,
+}
+
+impl std::fmt::Debug for EmuController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmuController")
+            .field("config", &self.ctrl.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmuController {
+    /// Creates a controller (disabled, as after power-on: the driver enables it).
+    pub fn new(config: EmuConfig) -> Result<Self, EmuError> {
+        Ok(Self {
+            ctrl: Ctrl::new(config)?,
+        })
+    }
+
+    /// Creates a controller from a device string such as `emu:size=4G,lba=4096`.
+    pub fn from_name(name: &str) -> Result<Self, EmuError> {
+        Self::new(name.parse()?)
+    }
+
+    /// The configuration the controller was built with.
+    pub fn config(&self) -> &EmuConfig {
+        &self.ctrl.cfg
+    }
+
+    /// Reads the 32-bit register at byte `offset` (all ones if the device is "gone").
+    pub fn read32(&self, offset: usize) -> u32 {
+        self.ctrl.read32(offset)
+    }
+
+    /// Writes the 32-bit register at byte `offset`. A submission queue doorbell runs the
+    /// queue (inline mode) or wakes the device thread (threaded mode).
+    pub fn write32(&self, offset: usize, value: u32) {
+        self.ctrl.write32(offset, value)
+    }
+
+    /// Reads a 64-bit register (low dword first).
+    pub fn read64(&self, offset: usize) -> u64 {
+        u64::from(self.read32(offset)) | (u64::from(self.read32(offset + 4)) << 32)
+    }
+
+    /// Writes a 64-bit register (low dword first).
+    pub fn write64(&self, offset: usize, value: u64) {
+        self.write32(offset, value as u32);
+        self.write32(offset + 4, (value >> 32) as u32);
+    }
+
+    /// The IOMMU through which the controller sees host memory.
+    pub fn dma_mapper(&self) -> Arc<dyn hugepages::DmaMapper> {
+        Arc::new(iommu::IommuMapper(self.ctrl.iommu.clone()))
+    }
+
+    /// Enables `count` interrupt vectors, each signalled on its own event notifier
+    /// (replacing any earlier set).
+    pub fn enable_interrupts(&self, count: u16) -> Result<Vec<Arc<EventFd>>, EmuError> {
+        self.ctrl.enable_interrupts(count)
+    }
+
+    /// Disables every interrupt vector.
+    pub fn disable_interrupts(&self) {
+        self.ctrl.disable_interrupts()
+    }
+
+    /// Function level reset: queues, pending commands and registers return to their
+    /// power-on state; namespace data, the write cache and DMA mappings are kept.
+    pub fn function_reset(&self) {
+        self.ctrl.function_reset()
+    }
+
+    /// Simulated power loss: every completed write that is not yet durable is lost.
+    /// Controller state is left alone (call [`EmuController::function_reset`] as well to
+    /// model the reset a real power cycle implies).
+    pub fn power_cut(&self) {
+        self.ctrl.power_cut()
+    }
+
+    /// Fault injection handle.
+    pub fn faults(&self) -> FaultControl {
+        FaultControl {
+            ctrl: self.ctrl.clone(),
+        }
+    }
+
+    /// Command log handle (recording is off unless enabled).
+    pub fn command_log(&self) -> CommandLog {
+        CommandLog {
+            state: self.ctrl.log.clone(),
+        }
+    }
+
+    /// Whether the volatile write cache is currently enabled.
+    pub fn write_cache_enabled(&self) -> bool {
+        self.ctrl.vwc.load(Ordering::Acquire)
+    }
+
+    /// Number of blocks sitting in the volatile write cache of namespace `nsid` (not yet
+    /// durable), or `None` for an unknown namespace.
+    pub fn cached_blocks(&self, nsid: u32) -> Option<usize> {
+        let ns = self.ctrl.namespaces.get(nsid.checked_sub(1)? as usize)?;
+        Some(ns.cache.len())
+    }
+
+    /// A snapshot of the controller's counters.
+    pub fn stats(&self) -> EmuStats {
+        let c = &*self.ctrl;
+        let mut io = QueueCounters::default();
+        let mut admin = QueueCounters::default();
+        for (i, slot) in c.sqs.iter().enumerate() {
+            let counters = lock(slot).counters;
+            if i == 0 {
+                admin.add(&counters);
+            } else {
+                io.add(&counters);
+            }
+        }
+        let g = &c.global;
+        EmuStats {
+            commands: io.commands + admin.commands,
+            admin_commands: admin.commands,
+            reads: io.reads,
+            writes: io.writes,
+            flushes: io.flushes,
+            other_io: io.other_io,
+            failed: io.failed + admin.failed,
+            dma_errors: io.dma_errors + admin.dma_errors + g.dma_errors.load(Ordering::Relaxed),
+            invalid_doorbell_writes: g.invalid_doorbells.load(Ordering::Relaxed),
+            bytes_read: io.bytes_read,
+            bytes_written: io.bytes_written,
+            power_cuts: g.power_cuts.load(Ordering::Relaxed),
+            lost_blocks: g.lost_blocks.load(Ordering::Relaxed),
+            resets: g.resets.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! Admin command set (NVMe Base Specification 2.0, section 5).
+
+use std::sync::atomic::Ordering;
+
+use nvme_spec::admin::{
+    AbortCdw10, CreateCqCdw11, CreateSqCdw11, GetFeaturesCdw10, GetLogPageCdw10, GetLogPageCdw11,
+    IdentifyCdw10, QueueCdw10, SetFeaturesCdw10,
+};
+use nvme_spec::command::Psdt;
+use nvme_spec::features::FeatureId as Fid;
+use nvme_spec::log::LogPageId as Lid;
+use nvme_spec::status::{CommandSpecificStatus as Cs, GenericStatus as G};
+use nvme_spec::{AdminOpcode as Op, CompletionEntry, Status, SubmissionEntry};
+
+use crate::controller::{generic, lock, shadow_for, Ctrl, Ctx, Outcome};
+use crate::identify;
+use crate::prp::{self, PrpError};
+use crate::queue::{CqState, SqState};
+
+fn cs(code: Cs) -> Status {
+    Status::command_specific(code)
+}
+
+fn done(status: Status) -> Outcome {
+    Outcome::Done(0, status)
+}
+
+fn ok(dw0: u32) -> Outcome {
+    Outcome::Done(dw0, Status::SUCCESS)
+}
+
+impl Ctrl {
+    pub(crate) fn exec_admin(&self, ctx: &mut Ctx<'_>, sqe: &SubmissionEntry, ps: u64) -> Outcome {
+        if sqe.cdw0.psdt() != Psdt::Prp {
+            return done(generic(G::InvalidFieldInCommand));
+        }
+        match sqe.admin_opcode() {
+            Op::IDENTIFY => self.identify(ctx, sqe, ps),
+            Op::GET_LOG_PAGE => self.get_log_page(ctx, sqe, ps),
+            Op::GET_FEATURES => self.get_features(sqe),
+            Op::SET_FEATURES => self.set_features(sqe),
+            Op::CREATE_IO_CQ => self.create_cq(sqe, ps),
+            Op::CREATE_IO_SQ => self.create_sq(sqe, ps),
+            Op::DELETE_IO_SQ => self.delete_sq(ctx, sqe),
+            Op::DELETE_IO_CQ => self.delete_cq(sqe),
+            Op::ABORT => self.abort(ctx, sqe),
+            Op::ASYNC_EVENT_REQUEST => self.async_event_request(sqe),
+            Op::DOORBELL_BUFFER_CONFIG => self.doorbell_buffer_config(sqe, ps),
+            _ => done(generic(G::InvalidCommandOpcode)),
+        }
+    }
+
+    /// Copies `data` (zero padded to `len`) to the command's PRPs.
+    fn send_to_host(
+        &self,
+        ctx: &mut Ctx<'_>,
+        sqe: &SubmissionEntry,
+        ps: u64,
+        data: &[u8],
+        len: usize,
+    ) -> Status {
+        if len as u64 > self.max_transfer() {
+            return generic(G::InvalidFieldInCommand);
+        }
+        match prp::collect(ctx.view, sqe.prp1, sqe.prp2, len, ps, &mut ctx.scratch.segs) {
+            Ok(()) => {}
+            Err(PrpError::Offset) => return generic(G::PrpOffsetInvalid),
+            Err(PrpError::Dma(_)) => {
+                ctx.counters.dma_errors += 1;
+                return generic(G::DataTransferError);
+            }
+        }
+        let mut at = 0;
+        for s in &ctx.scratch.segs {
+            let n = s.len();
+            let src_end = (at + n).min(data.len());
+            if at < src_end {
+                s.copy_from(0, &data[at..src_end]);
+            }
+            if at + n > src_end {
+                // Zero the part beyond the data.
+                let start = src_end.saturating_sub(at);
+                let zeros = [0u8; 512];
+                let mut z = start;
+                while z < n {
+                    let k = (n - z).min(zeros.len());
+                    s.copy_from(z, &zeros[..k]);
+                    z += k;
+                }
+            }
+            at += n;
+        }
+        Status::SUCCESS
+    }
+
+    fn identify(&self, ctx: &mut Ctx<'_>, sqe: &SubmissionEntry, ps: u64) -> Outcome {
+        let cns = IdentifyCdw10::from_bits(sqe.cdw10).cns();
+        let nn = self.cfg.namespaces;
+        let data = match cns {
+            0x00 => {
+                if sqe.nsid == 0 || sqe.nsid > nn {
+                    return done(generic(G::InvalidNamespaceOrFormat));
+                }
+                let ns = &self.namespaces[(sqe.nsid - 1) as usize];
+                identify::namespace(ns.nsid, ns.blocks, ns.lba_shift)
+            }
+            0x01 => identify::controller(&self.cfg, self.vwc_present()),
+            0x02 => {
+                if sqe.nsid >= 0xffff_fffe {
+                    return done(generic(G::InvalidNamespaceOrFormat));
+                }
+                identify::active_ns_list(nn, sqe.nsid)
+            }
+            0x03 => {
+                if sqe.nsid == 0 || sqe.nsid > nn {
+                    return done(generic(G::InvalidNamespaceOrFormat));
+                }
+                // Namespace Identification Descriptor list: one EUI-64 descriptor.
+                let mut b = [0u8; 4096];
+                b[0] = 1;
+                b[1] = 8;
+                b[4..8].copy_from_slice(&[0x52, 0x55, 0x53, 0x54]);
+                b[8..12].copy_from_slice(&sqe.nsid.to_be_bytes());
+                b
+            }
+            _ => return done(generic(G::InvalidFieldInCommand)),
+        };
+        done(self.send_to_host(ctx, sqe, ps, &data, 4096))
+    }
+
+    fn smart_values(&self) -> identify::Smart {
+        let mut c = crate::stats::QueueCounters::default();
+        for slot in self.sqs.iter().skip(1) {
+            // The admin queue's own slot is locked by the caller; it holds no I/O counts.
+            c.add(&lock(slot).counters);
+        }
+        let admin = lock(&self.admin);
+        identify::Smart {
+            read_units: c.read_units,
+            write_units: c.write_units,
+            host_reads: c.reads,
+            host_writes: c.writes,
+            power_cycles: admin.power_cycles,
+            unsafe_shutdowns: admin.unsafe_shutdowns,
+            media_errors: admin.media_errors,
+            error_entries: admin.error_count,
+        }
+    }
+
+    fn get_log_page(&self, ctx: &mut Ctx<'_>, sqe: &SubmissionEntry, ps: u64) -> Outcome {
+        let dw10 = GetLogPageCdw10::from_bits(sqe.cdw10);
+        let lid = Lid(dw10.lid());
+        let numd = (usize::from(dw10.numdl())
+            | (usize::from(GetLogPageCdw11::from_bits(sqe.cdw11).numdu()) << 16))
+            + 1;
+        let len = numd * 4;
+        let offset = u64::from(sqe.cdw12) | (u64::from(sqe.cdw13) << 32);
+        if offset & 3 != 0 {
+            return done(generic(G::InvalidFieldInCommand));
+        }
+        let page: Vec<u8> = match lid {
+            Lid::ERROR_INFORMATION => {
+                let entries: Vec<_> = lock(&self.admin).errors.iter().copied().collect();
+                identify::error_log(&entries)
+            }
+            Lid::SMART_HEALTH => identify::smart(&self.smart_values()).to_vec(),
+            Lid::FIRMWARE_SLOT => {
+                let mut b = vec![0u8; 512];
+                b[0] = 1; // active slot 1
+                b[8..8 + identify::FIRMWARE.len()].copy_from_slice(identify::FIRMWARE.as_bytes());
+                b[8 + identify::FIRMWARE.len()..16].fill(b' ');
+                b
+            }
+            _ => return done(cs(Cs::InvalidLogPage)),
+        };
+        if offset >= page.len() as u64 && offset != 0 {
+            return done(generic(G::InvalidFieldInCommand));
+        }
+        let start = (offset as usize).min(page.len());
+        done(self.send_to_host(ctx, sqe, ps, &page[start..], len))
+    }
+
+    fn get_features(&self, sqe: &SubmissionEntry) -> Outcome {
+        let f = Fid(GetFeaturesCdw10::from_bits(sqe.cdw10).fid());
+        let admin = lock(&self.admin);
+        match f {
+            Fid::ARBITRATION => ok(admin.arbitration),
+            Fid::POWER_MANAGEMENT => ok(0),
+            Fid::TEMPERATURE_THRESHOLD => ok(343),
+            Fid::VOLATILE_WRITE_CACHE => {
+                if !self.vwc_present() {
+                    return done(generic(G::InvalidFieldInCommand));
+                }
+                ok(u32::from(self.vwc.load(Ordering::Acquire)))
+            }
+            Fid::NUMBER_OF_QUEUES => {
+                ok(u32::from(admin.nq.0 - 1) | (u32::from(admin.nq.1 - 1) << 16))
+            }
+            Fid::INTERRUPT_COALESCING => ok(admin.coalescing),
+            Fid::ASYNC_EVENT_CONFIG => ok(admin.async_config),
+            _ => done(generic(G::InvalidFieldInCommand)),
+        }
+    }
+
+    fn set_features(&self, sqe: &SubmissionEntry) -> Outcome {
+        let dw10 = SetFeaturesCdw10::from_bits(sqe.cdw10);
+        let f = Fid(dw10.fid());
+        if dw10.sv() {
+            return done(cs(Cs::FeatureIdentifierNotSaveable));
+        }
+        let dw11 = sqe.cdw11;
+        match f {
+            Fid::ARBITRATION => {
+                lock(&self.admin).arbitration = dw11;
+                ok(0)
+            }
+            Fid::POWER_MANAGEMENT => {
+                if dw11 & 0x1f != 0 {
+                    return done(generic(G::InvalidFieldInCommand));
+                }
+                ok(0)
+            }
+            Fid::TEMPERATURE_THRESHOLD => ok(0),
+            Fid::VOLATILE_WRITE_CACHE => {
+                if !self.vwc_present() {
+                    return done(generic(G::InvalidFieldInCommand));
+                }
+                let enable = dw11 & 1 != 0;
+                if !enable {
+                    for ns in self.namespaces.iter() {
+                        if ns.flush().is_err() {
+                            return done(generic(G::InternalError));
+                        }
+                    }
+                }
+                self.vwc.store(enable, Ordering::Release);
+                ok(0)
+            }
+            Fid::NUMBER_OF_QUEUES => {
+                let nsqr = dw11 & 0xffff;
+                let ncqr = dw11 >> 16;
+                if nsqr == 0xffff || ncqr == 0xffff {
+                    return done(generic(G::InvalidFieldInCommand));
+                }
+                let mut admin = lock(&self.admin);
+                if admin.nq_locked {
+                    return done(generic(G::CommandSequenceError));
+                }
+                let max = u32::from(self.cfg.qpairs);
+                let nsq = (nsqr + 1).min(max) as u16;
+                let ncq = (ncqr + 1).min(max) as u16;
+                admin.nq = (nsq, ncq);
+                ok(u32::from(nsq - 1) | (u32::from(ncq - 1) << 16))
+            }
+            Fid::INTERRUPT_COALESCING => {
+                lock(&self.admin).coalescing = dw11 & 0xffff;
+                ok(0)
+            }
+            Fid::ASYNC_EVENT_CONFIG => {
+                lock(&self.admin).async_config = dw11;
+                ok(0)
+            }
+            _ => done(generic(G::InvalidFieldInCommand)),
+        }
+    }
+
+    fn create_cq(&self, sqe: &SubmissionEntry, ps: u64) -> Outcome {
+        let dw10 = QueueCdw10::from_bits(sqe.cdw10);
+        let dw11 = CreateCqCdw11::from_bits(sqe.cdw11);
+        let (qid, qsize) = (dw10.qid(), u32::from(dw10.qsize()));
+        let (pc, ien, iv) = (dw11.pc(), dw11.ien(), dw11.iv());
+        let allowed = lock(&self.admin).nq.1;
+        if qid == 0 || qid > allowed || usize::from(qid) >= self.cqs.len() {
+            return done(cs(Cs::InvalidQueueIdentifier));
+        }
+        let mut slot = lock(&self.cqs[usize::from(qid)]);
+        if slot.q.is_some() {
+            return done(cs(Cs::InvalidQueueIdentifier));
+        }
+        if qsize == 0 || qsize > u32::from(self.cfg.mqes) {
+            return done(cs(Cs::InvalidQueueSize));
+        }
+        if iv >= self.cfg.vectors {
+            return done(cs(Cs::InvalidInterruptVector));
+        }
+        if !pc {
+            // CAP.CQR = 1: queues must be physically contiguous.
+            return done(generic(G::InvalidFieldInCommand));
+        }
+        if sqe.prp1 == 0 || sqe.prp1 & (ps - 1) != 0 {
+            return done(generic(G::PrpOffsetInvalid));
+        }
+        let mut cq = CqState::new(sqe.prp1, qsize + 1, ien, iv);
+        if let Some((db, ei)) = lock(&self.admin).dbbuf {
+            let sh = shadow_for(db, ei, 2 * usize::from(qid) + 1, self.stride_shift());
+            let _ = slot.view.store_u32(sh.db, 0);
+            let _ = slot.view.store_u32(sh.ei, 0);
+            cq.shadow = Some(sh);
+        }
+        slot.q = Some(cq);
+        self.cq_db[usize::from(qid)].store(0, Ordering::Release);
+        self.cq_size[usize::from(qid)].store(qsize + 1, Ordering::Release);
+        lock(&self.admin).nq_locked = true;
+        ok(0)
+    }
+
+    fn create_sq(&self, sqe: &SubmissionEntry, ps: u64) -> Outcome {
+        let dw10 = QueueCdw10::from_bits(sqe.cdw10);
+        let dw11 = CreateSqCdw11::from_bits(sqe.cdw11);
+        let (qid, qsize) = (dw10.qid(), u32::from(dw10.qsize()));
+        let (pc, cqid) = (dw11.pc(), dw11.cqid());
+        let allowed = lock(&self.admin).nq.0;
+        if qid == 0 || qid > allowed || usize::from(qid) >= self.sqs.len() {
+            return done(cs(Cs::InvalidQueueIdentifier));
+        }
+        let mut slot = lock(&self.sqs[usize::from(qid)]);
+        if slot.q.is_some() {
+            return done(cs(Cs::InvalidQueueIdentifier));
+        }
+        if cqid == 0 || usize::from(cqid) >= self.cqs.len() {
+            return done(cs(Cs::CompletionQueueInvalid));
+        }
+        let mut cq_slot = lock(&self.cqs[usize::from(cqid)]);
+        let Some(cq) = cq_slot.q.as_mut() else {
+            return done(cs(Cs::CompletionQueueInvalid));
+        };
+        if qsize == 0 || qsize > u32::from(self.cfg.mqes) {
+            return done(cs(Cs::InvalidQueueSize));
+        }
+        if !pc {
+            return done(generic(G::InvalidFieldInCommand));
+        }
+        if sqe.prp1 == 0 || sqe.prp1 & (ps - 1) != 0 {
+            return done(generic(G::PrpOffsetInvalid));
+        }
+        cq.sqs.push(qid);
+        drop(cq_slot);
+        let mut sq = SqState {
+            base: sqe.prp1,
+            size: qsize + 1,
+            head: 0,
+            tail: 0,
+            cqid,
+            shadow: None,
+        };
+        if let Some((db, ei)) = lock(&self.admin).dbbuf {
+            let sh = shadow_for(db, ei, 2 * usize::from(qid), self.stride_shift());
+            let _ = slot.view.store_u32(sh.db, 0);
+            let _ = slot.view.store_u32(sh.ei, 0);
+            sq.shadow = Some(sh);
+        }
+        slot.q = Some(sq);
+        // Fresh queue: no stale counters from an earlier incarnation matter, keep them
+        // (they feed SMART and stats).
+        self.sq_db[usize::from(qid)].store(0, Ordering::Release);
+        self.sq_size[usize::from(qid)].store(qsize + 1, Ordering::Release);
+        lock(&self.admin).nq_locked = true;
+        ok(0)
+    }
+
+    fn delete_sq(&self, ctx: &mut Ctx<'_>, sqe: &SubmissionEntry) -> Outcome {
+        let qid = QueueCdw10::from_bits(sqe.cdw10).qid();
+        if qid == 0 || usize::from(qid) >= self.sqs.len() {
+            return done(cs(Cs::InvalidQueueIdentifier));
+        }
+        let mut slot = lock(&self.sqs[usize::from(qid)]);
+        let Some(sq) = slot.q.take() else {
+            return done(cs(Cs::InvalidQueueIdentifier));
+        };
+        self.sq_size[usize::from(qid)].store(0, Ordering::Release);
+        drop(slot);
+        // Held commands of this queue complete as aborted by the deletion.
+        let aborted = Status::generic(G::CommandAbortedSqDeletion);
+        let mut held = lock(&self.faults.held);
+        let mine: Vec<_> = held
+            .iter()
+            .filter(|h| h.cqe.sq_id == qid)
+            .copied()
+            .collect();
+        held.retain(|h| h.cqe.sq_id != qid);
+        drop(held);
+        for h in mine {
+            let cqe = CompletionEntry {
+                status: aborted,
+                ..h.cqe
+            };
+            if h.cqid == 0 {
+                ctx.extra.push(cqe);
+            } else {
+                self.post_async(h.cqid, cqe);
+            }
+        }
+        if let Some(cq) = lock(&self.cqs[usize::from(sq.cqid)]).q.as_mut() {
+            cq.sqs.retain(|&s| s != qid);
+        }
+        ok(0)
+    }
+
+    fn delete_cq(&self, sqe: &SubmissionEntry) -> Outcome {
+        let qid = QueueCdw10::from_bits(sqe.cdw10).qid();
+        if qid == 0 || usize::from(qid) >= self.cqs.len() {
+            return done(cs(Cs::InvalidQueueIdentifier));
+        }
+        let mut slot = lock(&self.cqs[usize::from(qid)]);
+        match slot.q.as_ref() {
+            None => return done(cs(Cs::InvalidQueueIdentifier)),
+            Some(cq) if !cq.sqs.is_empty() => return done(cs(Cs::InvalidQueueDeletion)),
+            Some(_) => {}
+        }
+        slot.q = None;
+        self.cq_size[usize::from(qid)].store(0, Ordering::Release);
+        ok(0)
+    }
+
+    fn abort(&self, ctx: &mut Ctx<'_>, sqe: &SubmissionEntry) -> Outcome {
+        let dw10 = AbortCdw10::from_bits(sqe.cdw10);
+        let (sqid, cid) = (dw10.sqid(), dw10.cid());
+        let found = {
+            let mut held = lock(&self.faults.held);
+            held.iter()
+                .position(|h| h.cqe.sq_id == sqid && h.cqe.cid == cid)
+                .map(|i| held.remove(i))
+        };
+        match found {
+            Some(h) => {
+                let cqe = CompletionEntry {
+                    dw0: 0,
+                    status: Status::generic(G::CommandAbortRequested),
+                    ..h.cqe
+                };
+                if h.cqid == 0 {
+                    ctx.extra.push(cqe);
+                } else {
+                    self.post_async(h.cqid, cqe);
+                }
+                ok(0)
+            }
+            // Dword 0 bit 0 set: the command was not aborted.
+            None => ok(1),
+        }
+    }
+
+    fn async_event_request(&self, sqe: &SubmissionEntry) -> Outcome {
+        let mut admin = lock(&self.admin);
+        if let Some(event) = admin.events.pop_front() {
+            return ok(event);
+        }
+        if admin.aer_cids.len() > usize::from(self.cfg.aerl) {
+            return done(cs(Cs::AsyncEventRequestLimitExceeded));
+        }
+        admin.aer_cids.push(sqe.cid());
+        Outcome::Deferred
+    }
+
+    fn doorbell_buffer_config(&self, sqe: &SubmissionEntry, ps: u64) -> Outcome {
+        let (db, ei) = (sqe.prp1, sqe.prp2);
+        if db == 0 || ei == 0 || db & (ps - 1) != 0 || ei & (ps - 1) != 0 {
+            return done(generic(G::InvalidFieldInCommand));
+        }
+        lock(&self.admin).dbbuf = Some((db, ei));
+        let shift = self.stride_shift();
+        // The admin queue keeps using its MMIO doorbells (as Linux and QEMU do).
+        for qid in 1..self.sqs.len() {
+            let mut slot = lock(&self.sqs[qid]);
+            let crate::queue::SqSlot { view, q, .. } = &mut *slot;
+            if let Some(sq) = q.as_mut() {
+                let sh = shadow_for(db, ei, 2 * qid, shift);
+                let _ = view.store_u32(sh.db, sq.tail);
+                let _ = view.store_u32(sh.ei, sq.tail);
+                sq.shadow = Some(sh);
+            }
+        }
+        for qid in 1..self.cqs.len() {
+            let mut slot = lock(&self.cqs[qid]);
+            let crate::queue::CqSlot { view, q } = &mut *slot;
+            if let Some(cq) = q.as_mut() {
+                let sh = shadow_for(db, ei, 2 * qid + 1, shift);
+                let _ = view.store_u32(sh.db, cq.head);
+                let _ = view.store_u32(sh.ei, cq.head);
+                cq.shadow = Some(sh);
+            }
+        }
+        ok(0)
+    }
+}

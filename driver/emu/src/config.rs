@@ -1,0 +1,379 @@
+//! Controller configuration and its device-string syntax.
+//!
+//! | option    | values                              | default     | meaning |
+//! |-----------|-------------------------------------|-------------|---------|
+//! | `size`    | bytes, suffix `K` `M` `G` `T` (binary) | `1G`     | capacity of each namespace; a multiple of `lba` |
+//! | `lba`     | `512`, `4096`                       | `512`       | logical block size in bytes |
+//! | `ns`      | `1`..=`1024`                        | `1`         | number of namespaces (NSIDs 1..=ns) |
+//! | `vwc`     | `on`, `off`                         | `on`        | a volatile write cache is present and enabled; `off`: no cache, every completed write is durable |
+//! | `file`    | a path                              | (RAM)       | back the namespaces by this file (namespace *k* at byte `(k-1)*size`); created if missing, extended to `ns*size` |
+//! | `null`    | flag, or `null=on`/`null=off`       | off         | namespaces that move no data: reads leave the buffer untouched, writes are discarded |
+//! | `mode`    | `inline`, `threaded`                | `inline`    | `inline`: a doorbell write processes the queue in the writer's thread; `threaded`: a device thread does |
+//! | `qpairs`  | `1`..=`4096`                        | `64`        | I/O queue pairs the controller offers (Number of Queues) |
+//! | `mqes`    | `1`..=`65535`                       | `1023`      | CAP.MQES: largest queue size minus one |
+//! | `dstrd`   | `0`..=`8`                           | `0`         | CAP.DSTRD: doorbell stride is `4 << dstrd` bytes |
+//! | `mdts`    | `0`..=`15`                          | `5`         | Maximum Data Transfer Size, a power of two in units of the minimum page size; `0` = no limit |
+//! | `mpsmin`  | `0`..=`15`                          | `0`         | CAP.MPSMIN: smallest page size is `4K << mpsmin` |
+//! | `mpsmax`  | `mpsmin`..=`15`                     | `4`         | CAP.MPSMAX: largest page size is `4K << mpsmax` |
+//! | `to`      | `1`..=`255`                         | `20`        | CAP.TO: ready timeout in units of 500 ms |
+//! | `vectors` | `1`..=`2048`                        | `qpairs+1`  | interrupt vectors (MSI-X table size) |
+//! | `aerl`    | `0`..=`15`                          | `3`         | Asynchronous Event Request Limit (zero based) |
+//! | `serial`  | up to 20 printable ASCII characters | `EMU00001`  | Identify serial number |
+//! | `log`     | `on`, `off`                         | `off`       | record every executed command in the command log from the start |
+//!
+//! Examples: `emu`, `emu:size=4G,lba=4096,vwc=off`, `emu:null,mode=threaded,qpairs=8`,
+//! `emu:file=disk.img,size=64M,ns=2`.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::error::EmuError;
+
+/// Every option name [`EmuConfig::from_str`] accepts.
+const ACCEPTED: &str =
+    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log";
+
+/// Where namespace data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Sparse RAM, allocated on first write.
+    Ram,
+    /// A file, accessed with `pread`/`pwrite`.
+    File(PathBuf),
+    /// No data at all.
+    Null,
+}
+
+/// How commands are executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecMode {
+    /// A doorbell write processes the queue in the writing thread.
+    Inline,
+    /// A device thread processes queues after doorbell writes.
+    Threaded,
+}
+
+/// Everything that shapes an emulated controller. See the module documentation for the
+/// device-string options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmuConfig {
+    /// Capacity of each namespace in bytes.
+    pub ns_size: u64,
+    /// Logical block size in bytes (512 or 4096).
+    pub lba_size: u32,
+    /// Number of namespaces.
+    pub namespaces: u32,
+    /// Whether a volatile write cache is present (and initially enabled).
+    pub vwc: bool,
+    /// Where data lives.
+    pub backend: BackendKind,
+    /// Execution mode.
+    pub mode: ExecMode,
+    /// Number of I/O queue pairs offered.
+    pub qpairs: u16,
+    /// CAP.MQES (zero based).
+    pub mqes: u16,
+    /// CAP.DSTRD.
+    pub dstrd: u8,
+    /// Identify MDTS (0 = unlimited).
+    pub mdts: u8,
+    /// CAP.MPSMIN.
+    pub mpsmin: u8,
+    /// CAP.MPSMAX.
+    pub mpsmax: u8,
+    /// CAP.TO in 500 ms units.
+    pub timeout: u8,
+    /// Interrupt vectors offered.
+    pub vectors: u16,
+    /// Asynchronous Event Request Limit (zero based).
+    pub aerl: u8,
+    /// Identify serial number.
+    pub serial: String,
+    /// Whether the command log starts enabled.
+    pub log: bool,
+}
+
+impl Default for EmuConfig {
+    fn default() -> Self {
+        Self {
+            ns_size: 1 << 30,
+            lba_size: 512,
+            namespaces: 1,
+            vwc: true,
+            backend: BackendKind::Ram,
+            mode: ExecMode::Inline,
+            qpairs: 64,
+            mqes: 1023,
+            dstrd: 0,
+            mdts: 5,
+            mpsmin: 0,
+            mpsmax: 4,
+            timeout: 20,
+            vectors: 65,
+            aerl: 3,
+            serial: "EMU00001".to_string(),
+            log: false,
+        }
+    }
+}
+
+impl EmuConfig {
+    /// Number of logical blocks in each namespace.
+    pub fn blocks_per_namespace(&self) -> u64 {
+        self.ns_size / u64::from(self.lba_size)
+    }
+
+    /// Largest transfer in bytes, or `None` when unlimited.
+    pub fn max_transfer_bytes(&self) -> Option<u64> {
+        (self.mdts != 0).then(|| (4096u64 << self.mpsmin) << self.mdts)
+    }
+
+    /// Checks cross-option rules (the parser calls this; call it after building a
+    /// config by hand).
+    pub fn validate(&self) -> Result<(), EmuError> {
+        if self.lba_size != 512 && self.lba_size != 4096 {
+            return Err(invalid("lba", self.lba_size.to_string(), "512 or 4096"));
+        }
+        if self.ns_size == 0 || self.ns_size % u64::from(self.lba_size) != 0 {
+            return Err(EmuError::Conflict {
+                reason: "size must be a non-zero multiple of the logical block size (lba)",
+            });
+        }
+        if self.namespaces == 0 || self.namespaces > 1024 {
+            return Err(invalid("ns", self.namespaces.to_string(), "1..=1024"));
+        }
+        if self.qpairs == 0 || self.qpairs > 4096 {
+            return Err(invalid("qpairs", self.qpairs.to_string(), "1..=4096"));
+        }
+        if self.mqes == 0 {
+            return Err(invalid("mqes", "0".into(), "1..=65535"));
+        }
+        if self.dstrd > 8 {
+            return Err(invalid("dstrd", self.dstrd.to_string(), "0..=8"));
+        }
+        if self.mdts > 15 {
+            return Err(invalid("mdts", self.mdts.to_string(), "0..=15"));
+        }
+        if self.mpsmin > 15 {
+            return Err(invalid("mpsmin", self.mpsmin.to_string(), "0..=15"));
+        }
+        if self.mpsmax > 15 || self.mpsmax < self.mpsmin {
+            return Err(invalid("mpsmax", self.mpsmax.to_string(), "mpsmin..=15"));
+        }
+        if self.timeout == 0 {
+            return Err(invalid("to", "0".into(), "1..=255"));
+        }
+        if self.vectors == 0 || self.vectors > 2048 {
+            return Err(invalid("vectors", self.vectors.to_string(), "1..=2048"));
+        }
+        if self.aerl > 15 {
+            return Err(invalid("aerl", self.aerl.to_string(), "0..=15"));
+        }
+        if self.serial.is_empty()
+            || self.serial.len() > 20
+            || !self
+                .serial
+                .bytes()
+                .all(|b| b.is_ascii_graphic() || b == b' ')
+        {
+            return Err(invalid(
+                "serial",
+                self.serial.clone(),
+                "1 to 20 printable ASCII characters",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(option: &'static str, value: String, expected: &'static str) -> EmuError {
+    EmuError::InvalidValue {
+        option,
+        value,
+        expected,
+    }
+}
+
+/// Parses a size with an optional binary suffix (`K`, `M`, `G`, `T`, upper or lower case,
+/// optionally followed by `B` or `iB`).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.chars().last()? {
+        'k' | 'K' => (&t[..t.len() - 1], 10),
+        'm' | 'M' => (&t[..t.len() - 1], 20),
+        'g' | 'G' => (&t[..t.len() - 1], 30),
+        't' | 'T' => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1u64 << shift)
+}
+
+fn parse_num<T: FromStr + PartialOrd + Copy>(
+    option: &'static str,
+    value: &str,
+    lo: T,
+    hi: T,
+    expected: &'static str,
+) -> Result<T, EmuError> {
+    match value.parse::<T>() {
+        Ok(v) if v >= lo && v <= hi => Ok(v),
+        _ => Err(invalid(option, value.to_string(), expected)),
+    }
+}
+
+fn parse_switch(option: &'static str, value: &str) -> Result<bool, EmuError> {
+    match value {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(invalid(option, value.to_string(), "on or off")),
+    }
+}
+
+impl FromStr for EmuConfig {
+    type Err = EmuError;
+
+    /// Parses `emu` or `emu:OPTION=VALUE,...` (see the module documentation).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let rest = match s.strip_prefix("emu") {
+            Some("") => return Ok(Self::default()),
+            Some(rest) => match rest.strip_prefix(':') {
+                Some(rest) => rest,
+                None => {
+                    return Err(EmuError::NotEmu {
+                        name: s.to_string(),
+                    })
+                }
+            },
+            None => {
+                return Err(EmuError::NotEmu {
+                    name: s.to_string(),
+                })
+            }
+        };
+        let mut cfg = Self::default();
+        let mut vectors_set = false;
+        for item in rest.split(',').filter(|i| !i.is_empty()) {
+            let (key, value) = match item.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (item.trim(), None),
+            };
+            let need = |option: &'static str, expected: &'static str| {
+                value.ok_or_else(|| invalid(option, String::new(), expected))
+            };
+            match key {
+                "size" => {
+                    let v = need("size", "a size such as 512M, 4G or 1T")?;
+                    cfg.ns_size = parse_size(v).filter(|n| *n > 0).ok_or_else(|| {
+                        invalid("size", v.to_string(), "a size such as 512M, 4G or 1T")
+                    })?;
+                }
+                "lba" => {
+                    let v = need("lba", "512 or 4096")?;
+                    cfg.lba_size = match parse_size(v) {
+                        Some(512) => 512,
+                        Some(4096) => 4096,
+                        _ => return Err(invalid("lba", v.to_string(), "512 or 4096")),
+                    };
+                }
+                "ns" => {
+                    cfg.namespaces = parse_num("ns", need("ns", "1..=1024")?, 1, 1024, "1..=1024")?
+                }
+                "vwc" => cfg.vwc = parse_switch("vwc", need("vwc", "on or off")?)?,
+                "file" => {
+                    let v = need("file", "a file path")?;
+                    if v.is_empty() {
+                        return Err(invalid("file", String::new(), "a file path"));
+                    }
+                    if cfg.backend == BackendKind::Null {
+                        return Err(EmuError::Conflict {
+                            reason: "`null` and `file` exclude each other",
+                        });
+                    }
+                    cfg.backend = BackendKind::File(PathBuf::from(v));
+                }
+                "null" => {
+                    let on = match value {
+                        None => true,
+                        Some(v) => parse_switch("null", v)?,
+                    };
+                    if on {
+                        if matches!(cfg.backend, BackendKind::File(_)) {
+                            return Err(EmuError::Conflict {
+                                reason: "`null` and `file` exclude each other",
+                            });
+                        }
+                        cfg.backend = BackendKind::Null;
+                    } else if cfg.backend == BackendKind::Null {
+                        cfg.backend = BackendKind::Ram;
+                    }
+                }
+                "mode" => {
+                    cfg.mode = match need("mode", "inline or threaded")? {
+                        "inline" => ExecMode::Inline,
+                        "threaded" => ExecMode::Threaded,
+                        v => return Err(invalid("mode", v.to_string(), "inline or threaded")),
+                    }
+                }
+                "qpairs" => {
+                    cfg.qpairs =
+                        parse_num("qpairs", need("qpairs", "1..=4096")?, 1, 4096, "1..=4096")?
+                }
+                "mqes" => {
+                    cfg.mqes = parse_num("mqes", need("mqes", "1..=65535")?, 1, 65535, "1..=65535")?
+                }
+                "dstrd" => cfg.dstrd = parse_num("dstrd", need("dstrd", "0..=8")?, 0, 8, "0..=8")?,
+                "mdts" => cfg.mdts = parse_num("mdts", need("mdts", "0..=15")?, 0, 15, "0..=15")?,
+                "mpsmin" => {
+                    cfg.mpsmin = parse_num("mpsmin", need("mpsmin", "0..=15")?, 0, 15, "0..=15")?
+                }
+                "mpsmax" => {
+                    cfg.mpsmax = parse_num("mpsmax", need("mpsmax", "0..=15")?, 0, 15, "0..=15")?
+                }
+                "to" => cfg.timeout = parse_num("to", need("to", "1..=255")?, 1, 255, "1..=255")?,
+                "vectors" => {
+                    cfg.vectors =
+                        parse_num("vectors", need("vectors", "1..=2048")?, 1, 2048, "1..=2048")?;
+                    vectors_set = true;
+                }
+                "aerl" => cfg.aerl = parse_num("aerl", need("aerl", "0..=15")?, 0, 15, "0..=15")?,
+                "serial" => {
+                    cfg.serial = need("serial", "1 to 20 printable ASCII characters")?.to_string()
+                }
+                "log" => cfg.log = parse_switch("log", need("log", "on or off")?)?,
+                other => {
+                    return Err(EmuError::UnknownOption {
+                        option: other.to_string(),
+                        accepted: ACCEPTED,
+                    })
+                }
+            }
+        }
+        if !vectors_set {
+            cfg.vectors = (cfg.qpairs + 1).min(2048);
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_accept_binary_suffixes() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("4K"), Some(4096));
+        assert_eq!(parse_size("64m"), Some(64 << 20));
+        assert_eq!(parse_size("4G"), Some(4 << 30));
+        assert_eq!(parse_size("2T"), Some(2 << 40));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size(""), None);
+    }
+}

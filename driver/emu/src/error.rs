@@ -1,0 +1,61 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Why an emulated controller could not be configured or created.
+#[derive(Debug, thiserror::Error)]
+pub enum EmuError {
+    /// A device string named an option this controller does not know.
+    #[error("unknown emu option `{option}`; accepted options: {accepted}")]
+    UnknownOption {
+        /// The option as written.
+        option: String,
+        /// Every accepted option name, comma separated.
+        accepted: &'static str,
+    },
+    /// An option had a value outside what it accepts.
+    #[error("invalid value `{value}` for emu option `{option}`; expected {expected}")]
+    InvalidValue {
+        /// The option name.
+        option: &'static str,
+        /// The value as written.
+        value: String,
+        /// A description of the accepted values.
+        expected: &'static str,
+    },
+    /// The device string does not start with `emu`.
+    #[error("`{name}` is not an emulated device name; expected `emu` or `emu:OPTION=VALUE,...`")]
+    NotEmu {
+        /// The string as given.
+        name: String,
+    },
+    /// Two options contradict each other.
+    #[error("emu options conflict: {reason}")]
+    Conflict {
+        /// What conflicts and how to resolve it.
+        reason: &'static str,
+    },
+    /// The backing file could not be opened or sized.
+    #[error("cannot use backing file {path}: {source}")]
+    File {
+        /// The file path.
+        path: PathBuf,
+        /// The operating system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The device thread could not be started.
+    #[error("cannot start the emulated controller's device thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// Interrupt vectors could not be created.
+    #[error("cannot create interrupt event notifier: {0}")]
+    EventFd(#[source] std::io::Error),
+    /// More interrupt vectors were requested than the controller has.
+    #[error("{requested} interrupt vectors requested but the controller supports {supported}")]
+    TooManyVectors {
+        /// Vectors requested.
+        requested: u16,
+        /// Vectors the controller offers.
+        supported: u16,
+    },
+}

@@ -1,0 +1,278 @@
+//! Fault injection: make the controller misbehave on purpose, from a test's handle.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nvme_spec::{CompletionEntry, Status};
+
+use crate::controller::Ctrl;
+
+/// Which commands a fault applies to. Every field left `None` matches anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandMatch {
+    /// Opcode byte.
+    pub opcode: Option<u8>,
+    /// Submission queue id (0 = admin).
+    pub qid: Option<u16>,
+    /// Namespace id.
+    pub nsid: Option<u32>,
+    /// Commands whose LBA range (CDW10-12) overlaps this range of blocks.
+    pub lbas: Option<Range<u64>>,
+    /// `Some(true)`: admin commands only; `Some(false)`: I/O commands only.
+    pub admin: Option<bool>,
+}
+
+impl CommandMatch {
+    /// Every I/O command (any I/O queue).
+    pub fn io() -> Self {
+        Self {
+            admin: Some(false),
+            ..Self::default()
+        }
+    }
+
+    /// I/O commands with this opcode.
+    pub fn io_opcode(opcode: u8) -> Self {
+        Self {
+            opcode: Some(opcode),
+            admin: Some(false),
+            ..Self::default()
+        }
+    }
+
+    /// Admin commands with this opcode.
+    pub fn admin_opcode(opcode: u8) -> Self {
+        Self {
+            opcode: Some(opcode),
+            admin: Some(true),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn matches(
+        &self,
+        qid: u16,
+        opcode: u8,
+        nsid: u32,
+        lbas: Option<Range<u64>>,
+    ) -> bool {
+        self.opcode.is_none_or(|o| o == opcode)
+            && self.qid.is_none_or(|q| q == qid)
+            && self.nsid.is_none_or(|n| n == nsid)
+            && self.admin.is_none_or(|a| a == (qid == 0))
+            && self.lbas.as_ref().is_none_or(|want| {
+                lbas.as_ref()
+                    .is_some_and(|got| got.start < want.end && want.start < got.end)
+            })
+    }
+}
+
+/// What happens to a matching command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAction {
+    /// Complete it with this status without executing it.
+    Fail(Status),
+    /// Execute it but hold the completion until [`FaultControl::release_held`] (or an
+    /// Abort, which completes it with Command Abort Requested).
+    Hold,
+    /// Execute it but hold the completion for this long (released by a timer).
+    Delay(Duration),
+    /// Execute it and never post a completion (Abort reports "not aborted").
+    Drop,
+    /// Execute it and post the completion with a command identifier nobody issued.
+    WrongCid,
+    /// Execute it and post the completion with a submission queue id that does not exist.
+    WrongSqid,
+}
+
+struct Rule {
+    matcher: CommandMatch,
+    action: FaultAction,
+    remaining: Option<u32>,
+}
+
+/// A completion the controller is holding back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held {
+    pub cqid: u16,
+    pub cqe: CompletionEntry,
+    pub deadline: Option<Instant>,
+}
+
+#[derive(Default)]
+pub(crate) struct FaultState {
+    /// Set whenever any rule or range is installed: the hot path checks only this.
+    pub armed: AtomicBool,
+    pub gone: AtomicBool,
+    rules: Mutex<Vec<Rule>>,
+    media: Mutex<Vec<(u32, Range<u64>)>>,
+    corrupt: Mutex<Vec<(u32, Range<u64>)>>,
+    pub held: Mutex<Vec<Held>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn overlaps(ranges: &[(u32, Range<u64>)], nsid: u32, lbas: &Range<u64>) -> Option<Range<u64>> {
+    ranges.iter().find_map(|(n, r)| {
+        (*n == nsid && r.start < lbas.end && lbas.start < r.end)
+            .then(|| r.start.max(lbas.start)..r.end.min(lbas.end))
+    })
+}
+
+impl FaultState {
+    fn rearm(&self) {
+        let any = !lock(&self.rules).is_empty()
+            || !lock(&self.media).is_empty()
+            || !lock(&self.corrupt).is_empty();
+        self.armed.store(any, Ordering::Release);
+    }
+
+    #[inline]
+    pub(crate) fn armed(&self) -> bool {
+        self.armed.load(Ordering::Relaxed)
+    }
+
+    /// The action for this command, consuming one use of the first matching rule.
+    pub(crate) fn take_action(
+        &self,
+        qid: u16,
+        opcode: u8,
+        nsid: u32,
+        lbas: Option<Range<u64>>,
+    ) -> Option<FaultAction> {
+        let mut rules = lock(&self.rules);
+        let i = rules
+            .iter()
+            .position(|r| r.matcher.matches(qid, opcode, nsid, lbas.clone()))?;
+        let action = rules[i].action;
+        if let Some(n) = rules[i].remaining.as_mut() {
+            *n -= 1;
+            if *n == 0 {
+                rules.remove(i);
+                drop(rules);
+                self.rearm();
+            }
+        }
+        Some(action)
+    }
+
+    /// The part of `lbas` with an injected media error, if any.
+    pub(crate) fn media_error(&self, nsid: u32, lbas: &Range<u64>) -> Option<Range<u64>> {
+        overlaps(&lock(&self.media), nsid, lbas)
+    }
+
+    /// The part of `lbas` whose read data is corrupted, if any.
+    pub(crate) fn corrupt(&self, nsid: u32, lbas: &Range<u64>) -> Option<Range<u64>> {
+        overlaps(&lock(&self.corrupt), nsid, lbas)
+    }
+}
+
+/// Test handle for injecting faults into an [`crate::EmuController`].
+#[derive(Clone)]
+pub struct FaultControl {
+    pub(crate) ctrl: Arc<Ctrl>,
+}
+
+impl std::fmt::Debug for FaultControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultControl").finish_non_exhaustive()
+    }
+}
+
+impl FaultControl {
+    fn state(&self) -> &FaultState {
+        &self.ctrl.faults
+    }
+
+    /// Applies `action` to the next `count` commands matching `matcher` (`None`: to
+    /// every matching command until [`FaultControl::clear`]). Rules are checked in the
+    /// order they were added; the first match wins.
+    pub fn inject(&self, matcher: CommandMatch, action: FaultAction, count: Option<u32>) {
+        if count == Some(0) {
+            return;
+        }
+        lock(&self.state().rules).push(Rule {
+            matcher,
+            action,
+            remaining: count,
+        });
+        self.state().armed.store(true, Ordering::Release);
+    }
+
+    /// Fails the next `n` I/O commands with `status` (without executing them).
+    pub fn fail_next(&self, n: u32, status: Status) {
+        self.inject(CommandMatch::io(), FaultAction::Fail(status), Some(n));
+    }
+
+    /// Holds the completions of the next `n` I/O commands until released or aborted.
+    pub fn hold_next(&self, n: u32) {
+        self.inject(CommandMatch::io(), FaultAction::Hold, Some(n));
+    }
+
+    /// Delays the completions of the next `n` I/O commands by `delay`.
+    pub fn delay_next(&self, n: u32, delay: Duration) {
+        self.inject(CommandMatch::io(), FaultAction::Delay(delay), Some(n));
+    }
+
+    /// Never completes the next `n` I/O commands.
+    pub fn drop_next(&self, n: u32) {
+        self.inject(CommandMatch::io(), FaultAction::Drop, Some(n));
+    }
+
+    /// Posts the next `n` I/O completions with a command identifier nobody issued.
+    pub fn wrong_cid_next(&self, n: u32) {
+        self.inject(CommandMatch::io(), FaultAction::WrongCid, Some(n));
+    }
+
+    /// Posts the next `n` I/O completions with a nonexistent submission queue id.
+    pub fn wrong_sqid_next(&self, n: u32) {
+        self.inject(CommandMatch::io(), FaultAction::WrongSqid, Some(n));
+    }
+
+    /// Reads, Verifies and Compares touching `lbas` of namespace `nsid` fail with
+    /// Unrecovered Read Error, until [`FaultControl::clear`].
+    pub fn media_error(&self, nsid: u32, lbas: Range<u64>) {
+        lock(&self.state().media).push((nsid, lbas));
+        self.state().armed.store(true, Ordering::Release);
+    }
+
+    /// Reads of `lbas` of namespace `nsid` return data with the first byte of each block
+    /// inverted, until [`FaultControl::clear`].
+    pub fn corrupt_reads(&self, nsid: u32, lbas: Range<u64>) {
+        lock(&self.state().corrupt).push((nsid, lbas));
+        self.state().armed.store(true, Ordering::Release);
+    }
+
+    /// Sets CSTS.CFS as a controller that hit a fatal error; a reset clears it.
+    pub fn raise_cfs(&self) {
+        self.ctrl.fatal();
+    }
+
+    /// Makes every register read return all ones and ignores writes (device removed),
+    /// or, with `false`, brings the device back.
+    pub fn set_device_gone(&self, gone: bool) {
+        self.state().gone.store(gone, Ordering::Release);
+    }
+
+    /// Number of completions currently held back.
+    pub fn held(&self) -> usize {
+        lock(&self.state().held).len()
+    }
+
+    /// Posts every held completion now; returns how many.
+    pub fn release_held(&self) -> usize {
+        self.ctrl.release_held(|_| true)
+    }
+
+    /// Removes every rule and range (held completions stay held).
+    pub fn clear(&self) {
+        lock(&self.state().rules).clear();
+        lock(&self.state().media).clear();
+        lock(&self.state().corrupt).clear();
+        self.state().rearm();
+    }
+}

@@ -1,0 +1,154 @@
+//! Identify data and log pages as this controller reports them, built with the
+//! `nvme-spec` structures.
+
+use nvme_spec::identify::{Dlfeat, Frmw, Lpa, Oacs, Oncs, QueueEntrySize, Vwc};
+use nvme_spec::log::ErrorLogEntry;
+use nvme_spec::{IdentifyController, IdentifyNamespace, LbaFormat, SmartLog, Status, Version};
+use zerocopy::little_endian::{U128, U16};
+
+use crate::config::EmuConfig;
+
+/// Model number reported by Identify Controller.
+pub const MODEL: &str = "Rust Emulated NVMe Controller";
+/// Firmware revision reported by Identify Controller.
+pub const FIRMWARE: &str = "1.0";
+/// PCI vendor id reported (the one QEMU's emulated controller uses).
+pub const VENDOR_ID: u16 = 0x1b36;
+/// Error Log Page Entries (zero based): 64 entries.
+pub(crate) const ELPE: u8 = 63;
+/// Abort Command Limit (zero based): 4 concurrent Aborts.
+const ACL: u8 = 3;
+
+/// Identify Controller (CNS 01h).
+pub(crate) fn controller(cfg: &EmuConfig, vwc_present: bool) -> [u8; 4096] {
+    let mut id = IdentifyController {
+        vid: VENDOR_ID,
+        ssvid: VENDOR_ID,
+        ..Default::default()
+    };
+    id.set_serial_number(&cfg.serial);
+    id.set_model_number(MODEL);
+    id.set_firmware_revision(FIRMWARE);
+    id.rab = 6;
+    id.ieee = [0x00, 0x54, 0x52];
+    id.mdts = cfg.mdts;
+    id.cntlid = 1;
+    id.ver = Version::V1_4;
+    id.oaes = 1 << 8; // namespace attribute notices
+    id.cntrltype = 1; // I/O controller
+    id.oacs = Oacs::new().with_doorbell_buffer_config(true);
+    id.acl = ACL;
+    id.aerl = cfg.aerl;
+    id.frmw = Frmw::new().with_slots(1).with_slot1_read_only(true);
+    id.lpa = Lpa::new().with_extended_data(true);
+    id.elpe = ELPE;
+    id.sqes = QueueEntrySize::new().with_required(6).with_maximum(6);
+    id.cqes = QueueEntrySize::new().with_required(4).with_maximum(4);
+    id.maxcmd = cfg.mqes.saturating_add(1);
+    id.nn = cfg.namespaces;
+    id.oncs = Oncs::new()
+        .with_compare(true)
+        .with_dataset_management(true)
+        .with_write_zeroes(true)
+        .with_verify(true);
+    // Flush with NSID FFFFFFFFh applies to every namespace (flush_broadcast = 11b).
+    id.vwc = if vwc_present {
+        Vwc::new().with_present(true).with_flush_broadcast(0b11)
+    } else {
+        Vwc::new()
+    };
+    let nqn = format!("nqn.2014-08.org.nvmexpress:emu:{}", cfg.serial);
+    let n = nqn.len().min(id.subnqn.len() - 1);
+    id.subnqn[..n].copy_from_slice(&nqn.as_bytes()[..n]);
+    id.psd[..2].copy_from_slice(&2500u16.to_le_bytes()); // PSD0 max power: 25 W
+    id.encode()
+}
+
+/// Identify Namespace (CNS 00h) for a namespace of `blocks` blocks of `1 << lba_shift`.
+pub(crate) fn namespace(nsid: u32, blocks: u64, lba_shift: u32) -> [u8; 4096] {
+    let mut id = IdentifyNamespace {
+        nsze: blocks,
+        ncap: blocks,
+        nuse: blocks,
+        ..Default::default()
+    };
+    // Deallocated blocks read as zeros; Write Zeroes may deallocate.
+    id.dlfeat = Dlfeat::new()
+        .with_read_behavior(1)
+        .with_write_zeroes_deallocate(true);
+    id.eui64[..4].copy_from_slice(b"RUST");
+    id.eui64[4..].copy_from_slice(&nsid.to_be_bytes());
+    id.lbaf[0] = LbaFormat::with_sizes(lba_shift as u8, 0);
+    id.encode()
+}
+
+/// Active Namespace ID list (CNS 02h): NSIDs above `after`, ascending.
+pub(crate) fn active_ns_list(count: u32, after: u32) -> [u8; 4096] {
+    let nsids: Vec<u32> = (after.saturating_add(1)..=count).take(1024).collect();
+    nvme_spec::identify::encode_namespace_list(&nsids).unwrap_or([0; 4096])
+}
+
+/// Values for the SMART / Health Information log page.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Smart {
+    pub read_units: u64,
+    pub write_units: u64,
+    pub host_reads: u64,
+    pub host_writes: u64,
+    pub power_cycles: u64,
+    pub unsafe_shutdowns: u64,
+    pub media_errors: u64,
+    pub error_entries: u64,
+}
+
+/// SMART / Health Information log page (02h). Data units are thousands of 512-byte
+/// units, rounded up.
+pub(crate) fn smart(s: &Smart) -> [u8; 512] {
+    let big = |v: u64| U128::new(u128::from(v));
+    let log = SmartLog {
+        composite_temperature: U16::new(313), // 40 C
+        available_spare: 100,
+        available_spare_threshold: 10,
+        data_units_read: big(s.read_units.div_ceil(1000)),
+        data_units_written: big(s.write_units.div_ceil(1000)),
+        host_read_commands: big(s.host_reads),
+        host_write_commands: big(s.host_writes),
+        power_cycles: big(s.power_cycles),
+        unsafe_shutdowns: big(s.unsafe_shutdowns),
+        media_errors: big(s.media_errors),
+        error_log_entries: big(s.error_entries),
+        ..Default::default()
+    };
+    log.encode()
+}
+
+/// One Error Information log entry as the controller records it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ErrorEntry {
+    pub count: u64,
+    pub sqid: u16,
+    pub cid: u16,
+    pub status: Status,
+    pub lba: u64,
+    pub nsid: u32,
+}
+
+/// Error Information log page (01h), newest entry first, `ELPE + 1` entries of 64 bytes.
+pub(crate) fn error_log(entries: &[ErrorEntry]) -> Vec<u8> {
+    let mut page = Vec::with_capacity((usize::from(ELPE) + 1) * 64);
+    for e in entries.iter().rev().take(usize::from(ELPE) + 1) {
+        let mut entry = ErrorLogEntry {
+            error_count: e.count,
+            sqid: e.sqid,
+            cid: e.cid,
+            status: e.status.without_phase(),
+            lba: e.lba,
+            nsid: e.nsid,
+            ..Default::default()
+        };
+        entry.parameter_error_location = nvme_spec::log::ParameterErrorLocation::from_bits(0xffff);
+        page.extend_from_slice(&entry.encode());
+    }
+    page.resize((usize::from(ELPE) + 1) * 64, 0);
+    page
+}

@@ -1,0 +1,148 @@
+//! Submission and completion queue state, owned by per-queue slots.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use nvme_spec::CompletionEntry;
+
+use crate::iommu::{DmaFault, HostSlice, MemView};
+use crate::stats::QueueCounters;
+
+/// Shadow doorbell and EventIdx addresses of one queue (Doorbell Buffer Config).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shadow {
+    pub db: u64,
+    pub ei: u64,
+}
+
+/// Reusable buffers of one submission queue, so the hot path does not allocate.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    pub segs: Vec<HostSlice>,
+    pub a: Vec<u8>,
+    pub b: Vec<u8>,
+}
+
+/// An I/O or admin submission queue.
+pub(crate) struct SqState {
+    pub base: u64,
+    pub size: u32,
+    pub head: u32,
+    pub tail: u32,
+    pub cqid: u16,
+    pub shadow: Option<Shadow>,
+}
+
+/// A submission queue id's slot: the view and buffers outlive queue creation/deletion.
+pub(crate) struct SqSlot {
+    pub view: MemView,
+    pub q: Option<SqState>,
+    pub counters: QueueCounters,
+    pub scratch: Scratch,
+}
+
+/// An I/O or admin completion queue.
+pub(crate) struct CqState {
+    pub base: u64,
+    pub size: u32,
+    pub head: u32,
+    pub tail: u32,
+    pub phase: bool,
+    pub ien: bool,
+    pub iv: u16,
+    /// Submission queues completing here.
+    pub sqs: Vec<u16>,
+    pub shadow: Option<Shadow>,
+    /// Completions that found the queue full (held or aborted ones); posted when room.
+    pub overflow: VecDeque<CompletionEntry>,
+}
+
+/// A completion queue id's slot.
+pub(crate) struct CqSlot {
+    pub view: MemView,
+    pub q: Option<CqState>,
+}
+
+impl CqState {
+    pub(crate) fn new(base: u64, size: u32, ien: bool, iv: u16) -> Self {
+        Self {
+            base,
+            size,
+            head: 0,
+            tail: 0,
+            phase: true,
+            ien,
+            iv,
+            sqs: Vec::new(),
+            shadow: None,
+            overflow: VecDeque::new(),
+        }
+    }
+
+    /// Re-reads the head the host last reported (MMIO doorbell or shadow doorbell).
+    pub(crate) fn refresh_head(&mut self, view: &mut MemView, db: &AtomicU32) {
+        let head = match self.shadow {
+            Some(sh) => match view.load_u32(sh.db) {
+                Ok(h) => {
+                    let _ = view.store_u32(sh.ei, h);
+                    h
+                }
+                Err(_) => db.load(Ordering::Acquire),
+            },
+            None => db.load(Ordering::Acquire),
+        };
+        // The doorbell handler rejects out-of-range MMIO values; a shadow value is
+        // host memory, so bound it here too.
+        if head < self.size {
+            self.head = head;
+        }
+    }
+
+    /// Whether one more entry fits, re-reading the head if it looks full.
+    #[inline]
+    pub(crate) fn has_room(&mut self, view: &mut MemView, db: &AtomicU32) -> bool {
+        let next = if self.tail + 1 == self.size {
+            0
+        } else {
+            self.tail + 1
+        };
+        if next != self.head {
+            return true;
+        }
+        self.refresh_head(view, db);
+        next != self.head
+    }
+
+    /// Writes `cqe` (phase set here) at the tail and advances it. The caller checked room.
+    #[inline]
+    pub(crate) fn post(
+        &mut self,
+        view: &mut MemView,
+        mut cqe: CompletionEntry,
+    ) -> Result<(), DmaFault> {
+        cqe.status = cqe.status.with_phase(self.phase);
+        view.write_cqe(self.base + u64::from(self.tail) * 16, &cqe.to_bytes())?;
+        self.tail += 1;
+        if self.tail == self.size {
+            self.tail = 0;
+            self.phase = !self.phase;
+        }
+        Ok(())
+    }
+
+    /// Posts queued overflow entries while there is room; returns how many.
+    pub(crate) fn drain_overflow(
+        &mut self,
+        view: &mut MemView,
+        db: &AtomicU32,
+    ) -> Result<usize, DmaFault> {
+        let mut n = 0;
+        while !self.overflow.is_empty() && self.has_room(view, db) {
+            if let Some(cqe) = self.overflow.pop_front() {
+                self.post(view, cqe)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
