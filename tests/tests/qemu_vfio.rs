@@ -26,6 +26,7 @@ const CHECKS: &[(&str, &[&str])] = &[
     ("kernel_reference_config", &[]),
     ("kernel_lba_out_of_range", &[]),
     ("kernel_polled_fio", &[]),
+    ("setup_bind_unbind", &["nvme-tools"]),
 ];
 
 /// Directory of this build's binaries (`<target>/<profile>`).
@@ -125,4 +126,9 @@ fn kernel_driver_reports_lba_out_of_range_past_namespace_end() {
 fn kernel_driver_polls_completions_with_io_uring_hipri() {
     let log = check("kernel_polled_fio");
     eprintln!("{}", log.unwrap_or_default());
+}
+
+#[test]
+fn nvme_setup_binds_diagnoses_and_unbinds_a_real_controller() {
+    check("setup_bind_unbind");
 }
