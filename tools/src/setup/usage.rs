@@ -120,6 +120,11 @@ pub enum Use {
         /// The block device.
         device: String,
     },
+    /// A namespace or partition is open exclusively (ZFS, a VM, a raw-device database).
+    Busy {
+        /// The block device.
+        device: String,
+    },
     /// A block device is stacked on a namespace or partition (dm, md, bcache).
     Holder {
         /// The block device held.
@@ -127,6 +132,22 @@ pub enum Use {
         /// The holder (`dm-0`).
         holder: String,
     },
+}
+
+/// Whether block device node `node` is held open exclusively by someone (the kernel
+/// answers an `O_EXCL` open of a block device with `EBUSY` then). Not a block device
+/// (a fake tree) or not openable: `false`.
+fn exclusively_open(node: &Path) -> bool {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let is_block = std::fs::metadata(node).is_ok_and(|m| m.file_type().is_block_device());
+    if !is_block {
+        return false;
+    }
+    let open = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(node);
+    matches!(open, Err(e) if e.raw_os_error() == Some(libc::EBUSY))
 }
 
 impl std::fmt::Display for Use {
@@ -138,6 +159,7 @@ impl std::fmt::Display for Use {
             } => write!(f, "{device} mounted on {mount_point}"),
             Use::Swap { device } => write!(f, "{device} is swap"),
             Use::Holder { device, holder } => write!(f, "{device} held by {holder}"),
+            Use::Busy { device } => write!(f, "{device} is open exclusively"),
         }
     }
 }
@@ -239,6 +261,17 @@ pub fn uses(host: &Host, addr: PciAddr) -> Result<Vec<Use>, SetupError> {
                 device: b.name.clone(),
                 holder,
             });
+        }
+    }
+    if out.is_empty() {
+        // Users the tables above miss (a ZFS pool, a VM, mdadm without holders yet) still
+        // hold the disk open exclusively; an O_EXCL open of the node finds them.
+        for b in &devs {
+            if exclusively_open(&host.dev_path(&b.name)) {
+                out.push(Use::Busy {
+                    device: b.name.clone(),
+                });
+            }
         }
     }
     out.dedup();
