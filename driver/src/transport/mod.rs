@@ -3,6 +3,7 @@
 //! [`Transport`] is the one seam between the driver and a device. The hot path
 //! (doorbell writes) is generic over it, so there is no dynamic dispatch per I/O.
 
+pub mod emu;
 pub mod vfio;
 
 use std::sync::Arc;
@@ -50,4 +51,77 @@ pub trait Transport: Send + Sync + 'static {
 
     /// A short name for messages, such as `emu` or `0000:00:04.0`.
     fn name(&self) -> String;
+}
+
+/// Either transport, chosen at run time by device name. Dispatch is a `match` per
+/// register access, so code generic over [`Transport`] stays free of `dyn`.
+// One instance per controller: its size does not matter, and boxing would add a
+// pointer chase to every doorbell write.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum AnyTransport {
+    /// The emulated controller.
+    Emu(emu::EmuTransport),
+    /// A PCI function behind VFIO.
+    Vfio(vfio::VfioTransport),
+}
+
+impl Transport for AnyTransport {
+    #[inline]
+    fn read32(&self, offset: usize) -> u32 {
+        match self {
+            AnyTransport::Emu(t) => t.read32(offset),
+            AnyTransport::Vfio(t) => t.read32(offset),
+        }
+    }
+
+    #[inline]
+    fn write32(&self, offset: usize, value: u32) {
+        match self {
+            AnyTransport::Emu(t) => t.write32(offset, value),
+            AnyTransport::Vfio(t) => t.write32(offset, value),
+        }
+    }
+
+    fn dma_mapper(&self) -> Arc<dyn DmaMapper> {
+        match self {
+            AnyTransport::Emu(t) => t.dma_mapper(),
+            AnyTransport::Vfio(t) => t.dma_mapper(),
+        }
+    }
+
+    fn max_interrupts(&self) -> u16 {
+        match self {
+            AnyTransport::Emu(t) => t.max_interrupts(),
+            AnyTransport::Vfio(t) => t.max_interrupts(),
+        }
+    }
+
+    fn enable_interrupts(&self, count: u16) -> Result<Vec<Arc<EventFd>>, crate::Error> {
+        match self {
+            AnyTransport::Emu(t) => t.enable_interrupts(count),
+            AnyTransport::Vfio(t) => t.enable_interrupts(count),
+        }
+    }
+
+    fn disable_interrupts(&self) -> Result<(), crate::Error> {
+        match self {
+            AnyTransport::Emu(t) => t.disable_interrupts(),
+            AnyTransport::Vfio(t) => t.disable_interrupts(),
+        }
+    }
+
+    fn function_reset(&self) -> Result<bool, crate::Error> {
+        match self {
+            AnyTransport::Emu(t) => t.function_reset(),
+            AnyTransport::Vfio(t) => t.function_reset(),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            AnyTransport::Emu(t) => t.name(),
+            AnyTransport::Vfio(t) => t.name(),
+        }
+    }
 }

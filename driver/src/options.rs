@@ -1,0 +1,78 @@
+//! What the caller chooses when opening a controller and creating queue pairs.
+
+use std::time::Duration;
+
+use crate::transport::vfio::VfioOptions;
+
+/// Controller-wide choices, fixed at bring-up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// I/O queue pairs to ask for with Set Features Number of Queues.
+    pub io_queues: u16,
+    /// Admin queue depth (capped by CAP.MQES + 1 and 4096).
+    pub admin_depth: u16,
+    /// Enable interrupt vectors (MSI-X) before CC.EN so queue pairs may use interrupts.
+    pub interrupts: bool,
+    /// Use shadow doorbells (Doorbell Buffer Config) when the controller offers them.
+    pub shadow_doorbells: bool,
+    /// Deadline for admin commands.
+    pub admin_timeout: Duration,
+    /// Deadline for I/O commands before they are aborted.
+    pub io_timeout: Duration,
+    /// How long an aborted command may take to complete before the controller is reset.
+    pub abort_timeout: Duration,
+    /// Upper bound on the shutdown wait (the controller's RTD3E is used when smaller).
+    pub shutdown_timeout: Duration,
+    /// Largest transfer of one command when the controller reports no MDTS limit.
+    pub max_transfer_bytes: u64,
+    /// Asynchronous Event Requests kept outstanding (capped by AERL + 1).
+    pub async_events: u16,
+    /// VFIO transport options.
+    pub vfio: VfioOptions,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            io_queues: 4,
+            admin_depth: 32,
+            interrupts: true,
+            shadow_doorbells: true,
+            admin_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(30),
+            abort_timeout: Duration::from_secs(2),
+            shutdown_timeout: Duration::from_secs(10),
+            max_transfer_bytes: 2 << 20,
+            async_events: 4,
+            vfio: VfioOptions::default(),
+        }
+    }
+}
+
+/// How a queue pair learns about completions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompletionMode {
+    /// The submitting thread polls the completion queue.
+    #[default]
+    Polled,
+    /// The completion queue raises its own interrupt vector; waits block on its eventfd.
+    Interrupt,
+}
+
+/// Per-queue-pair choices.
+#[derive(Debug, Clone, Copy)]
+pub struct QueuePairOptions {
+    /// Queue entries (capped by CAP.MQES + 1); the pair holds `depth - 1` commands.
+    pub depth: u16,
+    /// Polled or interrupt-driven completions.
+    pub mode: CompletionMode,
+}
+
+impl Default for QueuePairOptions {
+    fn default() -> Self {
+        QueuePairOptions {
+            depth: 256,
+            mode: CompletionMode::Polled,
+        }
+    }
+}

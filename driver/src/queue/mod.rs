@@ -1,0 +1,8 @@
+//! I/O queue pairs: rings, command trackers, PRP lists and the submit/complete path.
+
+pub(crate) mod pair;
+pub mod prp;
+pub(crate) mod ring;
+pub(crate) mod tracker;
+
+pub use pair::{IoChunk, IoQueuePair};

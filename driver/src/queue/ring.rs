@@ -1,0 +1,233 @@
+//! Submission and completion rings: index arithmetic, phase tags and doorbells, with
+//! no knowledge of what the commands mean.
+
+use crate::dma::DmaMem;
+use crate::spec::registers::{cq_head_doorbell, sq_tail_doorbell};
+use crate::spec::{CompletionEntry, SubmissionEntry};
+use crate::transport::Transport;
+
+/// A submission queue: entries written by the host, consumed by the controller.
+#[derive(Debug)]
+pub struct SqRing {
+    mem: DmaMem,
+    entries: u16,
+    /// Next slot the host writes.
+    tail: u16,
+    /// The controller's consumption point as last reported in a completion.
+    head: u16,
+    /// Tail value last written to the doorbell.
+    rung_tail: u16,
+}
+
+impl SqRing {
+    /// A ring of `entries` slots over `mem` (at least `entries * 64` bytes, zeroed).
+    pub fn new(mem: DmaMem, entries: u16) -> Self {
+        SqRing {
+            mem,
+            entries,
+            tail: 0,
+            head: 0,
+            rung_tail: 0,
+        }
+    }
+
+    /// The ring's base IOVA.
+    pub fn iova(&self) -> u64 {
+        self.mem.iova()
+    }
+
+    /// Number of slots.
+    pub fn entries(&self) -> u16 {
+        self.entries
+    }
+
+    /// Whether one more entry fits (a ring of N slots holds N - 1 commands).
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.advance(self.tail) == self.head
+    }
+
+    #[inline]
+    fn advance(&self, i: u16) -> u16 {
+        let n = i + 1;
+        if n == self.entries {
+            0
+        } else {
+            n
+        }
+    }
+
+    /// Copies `sqe` into the tail slot and advances the tail (no doorbell).
+    #[inline]
+    pub fn push(&mut self, sqe: &SubmissionEntry) {
+        let off = usize::from(self.tail) * 64;
+        self.mem.write_sqe(off, sqe);
+        self.tail = self.advance(self.tail);
+    }
+
+    /// Whether entries were pushed since the last doorbell.
+    #[inline]
+    pub fn has_unrung(&self) -> bool {
+        self.tail != self.rung_tail
+    }
+
+    /// Marks the current tail as written to the doorbell.
+    #[inline]
+    pub fn mark_rung(&mut self) -> u16 {
+        self.rung_tail = self.tail;
+        self.tail
+    }
+
+    /// Records the SQ head a completion reported; returns false (and ignores it) when it
+    /// lies outside the ring or outside the entries submitted and not yet consumed.
+    #[inline]
+    pub fn set_head(&mut self, head: u16) -> bool {
+        if head >= self.entries {
+            return false;
+        }
+        let n = u32::from(self.entries);
+        let dist = |from: u16, to: u16| (u32::from(to) + n - u32::from(from)) % n;
+        if dist(self.head, head) > dist(self.head, self.rung_tail) {
+            return false;
+        }
+        self.head = head;
+        true
+    }
+
+    /// Empties the ring and zeroes its memory (after a controller reset).
+    pub fn reset(&mut self) {
+        self.mem.zero();
+        self.tail = 0;
+        self.head = 0;
+        self.rung_tail = 0;
+    }
+}
+
+/// A completion queue: entries posted by the controller, consumed by the host.
+#[derive(Debug)]
+pub struct CqRing {
+    mem: DmaMem,
+    entries: u16,
+    head: u16,
+    phase: bool,
+}
+
+impl CqRing {
+    /// A ring of `entries` slots over `mem` (at least `entries * 16` bytes, zeroed).
+    pub fn new(mem: DmaMem, entries: u16) -> Self {
+        CqRing {
+            mem,
+            entries,
+            head: 0,
+            phase: true,
+        }
+    }
+
+    /// The ring's base IOVA.
+    pub fn iova(&self) -> u64 {
+        self.mem.iova()
+    }
+
+    /// Current head.
+    pub fn head(&self) -> u16 {
+        self.head
+    }
+
+    /// The next new entry, consuming it, or `None` when the controller posted nothing.
+    #[inline]
+    pub fn pop(&mut self) -> Option<CompletionEntry> {
+        let cqe = self.mem.read_cqe(usize::from(self.head) * 16, self.phase)?;
+        self.head += 1;
+        if self.head == self.entries {
+            self.head = 0;
+            self.phase = !self.phase;
+        }
+        Some(cqe)
+    }
+
+    /// Empties the ring and zeroes its memory (after a controller reset).
+    pub fn reset(&mut self) {
+        self.mem.zero();
+        self.head = 0;
+        self.phase = true;
+    }
+}
+
+/// Shadow doorbell and EventIdx slots of one queue pair (Doorbell Buffer Config).
+#[derive(Debug, Clone, Copy)]
+pub struct ShadowSlots {
+    /// Byte offset of the SQ tail slot in both the shadow and the EventIdx buffers.
+    pub sq: usize,
+    /// Byte offset of the CQ head slot in both buffers.
+    pub cq: usize,
+}
+
+/// Whether the controller asked to be told about a doorbell move from `old` to `new`:
+/// true when `event_idx` lies in `[old, new)` modulo 2^16 (Linux `nvme_dbbuf_need_event`).
+#[inline]
+pub fn need_event(event_idx: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event_idx).wrapping_sub(1) < new.wrapping_sub(old)
+}
+
+/// Doorbell register offsets of one queue pair.
+#[derive(Debug, Clone, Copy)]
+pub struct Doorbells {
+    sq_tail: usize,
+    cq_head: usize,
+}
+
+impl Doorbells {
+    /// The doorbells of queue `qid` with stride `4 << dstrd`.
+    pub fn new(qid: u16, dstrd: u8) -> Self {
+        Doorbells {
+            sq_tail: sq_tail_doorbell(qid, dstrd),
+            cq_head: cq_head_doorbell(qid, dstrd),
+        }
+    }
+
+    /// Shadow buffer slots for queue `qid` (same layout as the registers, from 0).
+    pub fn shadow_slots(qid: u16, dstrd: u8) -> ShadowSlots {
+        let base = sq_tail_doorbell(0, dstrd);
+        ShadowSlots {
+            sq: sq_tail_doorbell(qid, dstrd) - base,
+            cq: cq_head_doorbell(qid, dstrd) - base,
+        }
+    }
+
+    /// Writes the SQ tail doorbell.
+    #[inline]
+    pub fn ring_sq<T: Transport>(&self, t: &T, tail: u16) {
+        t.write32(self.sq_tail, u32::from(tail));
+    }
+
+    /// Writes the CQ head doorbell.
+    #[inline]
+    pub fn ring_cq<T: Transport>(&self, t: &T, head: u16) {
+        t.write32(self.cq_head, u32::from(head));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_index_rule_matches_linux() {
+        // Controller wants to hear when the tail passes 5.
+        assert!(need_event(5, 6, 5));
+        assert!(need_event(5, 10, 3));
+        assert!(!need_event(5, 5, 3), "5 not yet passed");
+        assert!(!need_event(5, 12, 8), "already past 5 before this move");
+        // Wrap-around of the 16-bit index space.
+        assert!(need_event(0xffff, 2, 0xfffe));
+        assert!(!need_event(3, 2, 0xfffe));
+    }
+
+    #[test]
+    fn shadow_slots_follow_the_doorbell_layout() {
+        let s = Doorbells::shadow_slots(3, 0);
+        assert_eq!((s.sq, s.cq), (24, 28));
+        let s = Doorbells::shadow_slots(1, 2);
+        assert_eq!((s.sq, s.cq), (32, 48));
+    }
+}

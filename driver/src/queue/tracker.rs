@@ -1,0 +1,183 @@
+//! Command trackers: one per command slot, the command id is the slot index.
+//!
+//! The free list is a fixed array used as a stack, so taking and returning a slot
+//! allocates nothing and costs a few instructions.
+
+use crate::error::CommandDesc;
+
+/// What the driver remembers about an outstanding command.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot<C> {
+    /// The caller's context, handed back with the completion.
+    pub ctx: C,
+    /// What the command is, for error messages.
+    pub desc: CommandDesc,
+    /// Coarse submission time in the queue's clock (nanoseconds since queue creation).
+    pub submitted_ns: u64,
+    /// Whether the command is outstanding.
+    pub in_use: bool,
+    /// Whether an Abort has been sent for it.
+    pub aborted: bool,
+    /// Whether a controller reset cut it short (its completion is still to be reported).
+    pub failed: bool,
+}
+
+/// A fixed pool of command slots; CID = slot index.
+#[derive(Debug)]
+pub struct TrackerPool<C> {
+    slots: Box<[Slot<C>]>,
+    free: Box<[u16]>,
+    free_len: usize,
+}
+
+impl<C: Copy> TrackerPool<C> {
+    /// A pool of `count` slots (at most 65535), all free; `fill` initialises unused contexts.
+    pub fn new(count: u16, fill: C) -> Self {
+        let blank = Slot {
+            ctx: fill,
+            desc: CommandDesc::Admin {
+                name: "none",
+                opcode: 0,
+            },
+            submitted_ns: 0,
+            in_use: false,
+            aborted: false,
+            failed: false,
+        };
+        let slots = vec![blank; usize::from(count)].into_boxed_slice();
+        // Reverse order so that CID 0 is handed out first.
+        let free: Box<[u16]> = (0..count).rev().collect();
+        TrackerPool {
+            slots,
+            free_len: free.len(),
+            free,
+        }
+    }
+
+    /// Number of outstanding commands.
+    pub fn outstanding(&self) -> usize {
+        self.slots.len() - self.free_len
+    }
+
+    /// Takes a free slot, or `None` when all are in use.
+    #[inline]
+    pub fn take(&mut self, ctx: C, desc: CommandDesc, now_ns: u64) -> Option<u16> {
+        if self.free_len == 0 {
+            return None;
+        }
+        self.free_len -= 1;
+        let cid = self.free[self.free_len];
+        let slot = &mut self.slots[usize::from(cid)];
+        *slot = Slot {
+            ctx,
+            desc,
+            submitted_ns: now_ns,
+            in_use: true,
+            aborted: false,
+            failed: false,
+        };
+        Some(cid)
+    }
+
+    /// Returns slot `cid` to the free list and hands back its contents; `None` when the
+    /// CID is out of range or not outstanding (an unknown or duplicate completion).
+    #[inline]
+    pub fn release(&mut self, cid: u16) -> Option<Slot<C>> {
+        let slot = self.slots.get_mut(usize::from(cid))?;
+        if !slot.in_use {
+            return None;
+        }
+        slot.in_use = false;
+        let out = *slot;
+        // Cannot overflow: every in-use slot is absent from the free list.
+        self.free[self.free_len] = cid;
+        self.free_len += 1;
+        Some(out)
+    }
+
+    /// Puts back a slot that was taken but never submitted.
+    pub fn undo_take(&mut self, cid: u16) {
+        let _ = self.release(cid);
+    }
+
+    /// The slot `cid` when it is outstanding.
+    pub fn get(&self, cid: u16) -> Option<&Slot<C>> {
+        self.slots.get(usize::from(cid)).filter(|s| s.in_use)
+    }
+
+    /// The slot `cid` when it is outstanding, mutably.
+    pub fn get_mut(&mut self, cid: u16) -> Option<&mut Slot<C>> {
+        self.slots.get_mut(usize::from(cid)).filter(|s| s.in_use)
+    }
+
+    /// Marks `cid` as aborted.
+    pub fn mark_aborted(&mut self, cid: u16) {
+        if let Some(slot) = self.slots.get_mut(usize::from(cid)) {
+            slot.aborted = true;
+        }
+    }
+
+    /// The outstanding command submitted earliest, with its CID.
+    pub fn oldest(&self) -> Option<(u16, &Slot<C>)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.in_use)
+            .min_by_key(|(_, s)| s.submitted_ns)
+            .map(|(i, s)| (i as u16, s))
+    }
+
+    /// CIDs of all outstanding commands, in CID order.
+    pub fn outstanding_cids(&self) -> impl Iterator<Item = u16> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.in_use)
+            .map(|(i, _)| i as u16)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc() -> CommandDesc {
+        CommandDesc::Admin {
+            name: "test",
+            opcode: 0,
+        }
+    }
+
+    #[test]
+    fn cids_are_slot_indexes_and_come_back_after_release() {
+        let mut pool = TrackerPool::new(3, 0u64);
+        let a = pool.take(10, desc(), 0).unwrap();
+        let b = pool.take(11, desc(), 0).unwrap();
+        let c = pool.take(12, desc(), 0).unwrap();
+        assert_eq!((a, b, c), (0, 1, 2));
+        assert!(pool.take(13, desc(), 0).is_none());
+        assert_eq!(pool.release(b).unwrap().ctx, 11);
+        assert_eq!(pool.take(14, desc(), 0), Some(1));
+        assert_eq!(pool.outstanding(), 3);
+    }
+
+    #[test]
+    fn unknown_and_duplicate_cids_are_refused() {
+        let mut pool = TrackerPool::new(2, 0u64);
+        let a = pool.take(1, desc(), 0).unwrap();
+        assert!(pool.release(a).is_some());
+        assert!(pool.release(a).is_none(), "duplicate completion");
+        assert!(pool.release(7).is_none(), "CID outside the pool");
+        assert!(pool.release(1).is_none(), "CID never submitted");
+        assert_eq!(pool.outstanding(), 0);
+    }
+
+    #[test]
+    fn oldest_is_the_earliest_submission() {
+        let mut pool = TrackerPool::new(4, 0u64);
+        pool.take(0, desc(), 50).unwrap();
+        pool.take(0, desc(), 20).unwrap();
+        pool.take(0, desc(), 30).unwrap();
+        assert_eq!(pool.oldest().map(|(cid, _)| cid), Some(1));
+    }
+}

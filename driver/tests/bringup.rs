@@ -1,0 +1,57 @@
+//! Controller bring-up, identify, admin commands and shutdown on the emulated controller.
+
+mod common;
+
+use common::*;
+use nvme::spec::registers::offset;
+use nvme::spec::Csts;
+use nvme::{Options, Transport};
+
+#[test]
+fn bring_up_enables_the_controller_and_finds_the_namespaces() {
+    let r = rig("size=16M,lba=4096,ns=2");
+    let csts = Csts::from_bits(r.ctrl.transport().read32(offset::CSTS));
+    assert!(csts.rdy());
+    let ns = r.ctrl.namespaces();
+    assert_eq!(ns.iter().map(|n| n.nsid).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(ns[0].lba_size, 4096);
+    assert_eq!(ns[0].blocks, (16 << 20) / 4096);
+    assert_eq!(r.ctrl.identify_controller().serial_number(), "EMU00001");
+}
+
+#[test]
+fn io_queue_count_is_what_the_controller_granted() {
+    let r = rig_with(
+        "qpairs=2",
+        Options {
+            io_queues: 8,
+            ..fast_options()
+        },
+    );
+    assert_eq!(r.ctrl.io_queue_count(), 2);
+}
+
+#[test]
+fn open_by_name_brings_up_an_emulated_controller() {
+    let ctrl = nvme::open("emu:size=8M", fast_options()).unwrap();
+    assert_eq!(ctrl.name(), "emu");
+    assert_eq!(ctrl.namespaces().len(), 1);
+}
+
+#[test]
+fn open_rejects_a_bad_device_name() {
+    let err = nvme::open("xyz", fast_options()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bad device name 'xyz': expected emu[:options] or a PCI address like 0000:01:00.0"
+    );
+}
+
+#[test]
+fn dropping_the_controller_shuts_it_down() {
+    let r = rig("size=8M");
+    let emu = r.emu.clone();
+    drop(r.ctrl);
+    let csts = Csts::from_bits(emu.read32(offset::CSTS));
+    assert_eq!(csts.shst(), nvme::spec::registers::ShutdownStatus::Complete);
+}
