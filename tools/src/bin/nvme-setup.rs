@@ -21,7 +21,8 @@ Examples:
   nvme-setup diagnose 0000:01:00.0        what keeps the controller from opening, with fixes
   nvme-setup --json status                machine-readable output
 
-Exit status: 0 success, 1 failure (or a failed diagnose check), 2 bad usage.
+Exit status: 0 success, 1 failure (or a failed diagnose check), 2 bad usage (unknown
+flag, malformed PCI address or page size).
 Logging: RUST_LOG=debug nvme-setup ... (to stderr).";
 
 /// Prepare a Linux host for user-space NVMe: bind controllers to vfio-pci, reserve
@@ -207,7 +208,12 @@ fn main() -> ExitCode {
                 println!("{}", serde_json::json!({ "error": e.to_string() }));
             }
             eprintln!("nvme-setup: error: {e}");
-            ExitCode::FAILURE
+            match e {
+                SetupError::BadPciAddress { .. } | SetupError::BadHugepageSize { .. } => {
+                    ExitCode::from(2)
+                }
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

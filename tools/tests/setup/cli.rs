@@ -32,11 +32,11 @@ fn unknown_flag_is_a_usage_error_with_exit_code_2() {
 }
 
 #[test]
-fn malformed_pci_address_is_a_one_line_error() {
+fn malformed_pci_address_is_a_one_line_usage_error() {
     let h = FakeHost::bare();
     for cmd in ["bind", "unbind", "diagnose"] {
         let r = h.run(&[cmd, "0000:01:00"]);
-        assert_eq!(r.code, 1, "{cmd}");
+        assert_eq!(r.code, 2, "{cmd}");
         assert_eq!(
             r.stderr,
             "nvme-setup: error: bad PCI address '0000:01:00': expected \
@@ -128,4 +128,27 @@ fn a_closed_stdout_pipe_ends_quietly_without_a_panic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn a_failed_sysfs_write_is_a_one_line_error_naming_the_file() {
+    let h = FakeHost::bare();
+    h.enable_iommu();
+    h.load_vfio();
+    h.pci("0000:01:00.0", NVME_CLASS, Some("nvme"), Some(5));
+    // A kernel without driver_override: the tool must not create the attribute.
+    let attr = h.sys("bus/pci/devices/0000:01:00.0/driver_override");
+    std::fs::remove_file(&attr).unwrap();
+    let r = h.run(&["bind", "0000:01:00.0"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "nvme-setup: error: cannot write 'vfio-pci' to {}: No such file or directory (os \
+             error 2)\n",
+            attr.display()
+        )
+    );
+    assert!(!attr.exists());
+    assert_eq!(h.read_sys("bus/pci/drivers_probe"), "");
 }

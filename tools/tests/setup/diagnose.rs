@@ -288,3 +288,18 @@ fn diagnose_unknown_device_is_an_error() {
     );
     assert_eq!(r.stderr.lines().count(), 1);
 }
+
+#[test]
+fn diagnose_a_device_that_is_not_nvme_says_so() {
+    let h = FakeHost::ready();
+    h.pci("0000:00:1f.3", 0x040300, Some("snd_hda_intel"), Some(11));
+    let (line, fix) = only_failure(&h, &["diagnose", "0000:00:1f.3"], "nvme");
+    assert!(
+        line.contains("class 0x040300 is not an NVMe controller (0x010802)"),
+        "{line}"
+    );
+    assert_eq!(
+        fix,
+        "name an NVMe controller; `nvme-setup status` lists them"
+    );
+}

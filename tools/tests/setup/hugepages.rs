@@ -159,7 +159,7 @@ fn hugepages_size_the_kernel_lacks_or_garbage_is_rejected_with_the_sizes_it_has(
         "nvme-setup: error: the kernel offers no 1 GiB hugepages (sizes present: [2097152])\n"
     );
     let r = h.run(&["hugepages", "--count", "1", "--size", "huge"]);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
         "nvme-setup: error: bad hugepage size 'huge': use 2M or 1G (this kernel offers 2M)\n"
