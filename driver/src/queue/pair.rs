@@ -332,6 +332,12 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         self.stats
     }
 
+    /// The eventfd signalled by this queue's interrupt vector (interrupt mode only), for
+    /// callers that wait in their own event loop.
+    pub fn interrupt_fd(&self) -> Option<&EventFd> {
+        self.irq.as_ref().map(|(fd, _)| fd.as_ref())
+    }
+
     /// The largest transfer of one command in bytes.
     pub fn max_transfer_bytes(&self) -> u64 {
         self.max_transfer
