@@ -177,9 +177,10 @@ impl Harness {
     pub fn alloc(&mut self, len: usize) -> DmaBuf {
         let mem = HostMem::new(len);
         let iova = self.next_iova;
-        self.next_iova += mem.len() as u64 + PAGE as u64; // leave an unmapped guard page
-                                                          // SAFETY: `mem` stays allocated until after it is unmapped (`Harness::drop`
-                                                          // unmaps everything before the buffers are freed, or `unmap` is called).
+        // Leave an unmapped guard gap and keep IOVAs 64 KiB aligned (any MPS works).
+        self.next_iova += (mem.len() as u64 + PAGE as u64).next_multiple_of(0x1_0000);
+        // SAFETY: `mem` stays allocated until after it is unmapped (`Harness::drop`
+        // unmaps everything before the buffers are freed, or `unmap` is called).
         unsafe { self.mapper.map(mem.ptr(), mem.len(), iova) }.expect("map");
         DmaBuf { mem, iova }
     }
@@ -540,4 +541,43 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
+}
+
+impl Queue {
+    /// Submits `e` with `cid` and rings the doorbell (for use off the harness, one
+    /// queue per thread).
+    pub fn submit(&mut self, ctrl: &EmuController, dstrd: u8, mut e: SubmissionEntry, cid: u16) {
+        e.set_cid(cid);
+        self.sq.write(self.tail as usize * 64, &e.to_bytes());
+        self.tail = (self.tail + 1) % self.size;
+        ctrl.write32(0x1000 + (2 * self.qid as usize) * (4 << dstrd), self.tail);
+    }
+
+    /// Waits up to 5 s for the next completion and rings the CQ head doorbell.
+    pub fn wait(&mut self, ctrl: &EmuController, dstrd: u8) -> CompletionEntry {
+        let start = Instant::now();
+        loop {
+            let at = self.head as usize * 16;
+            let dw3 = self.cq.load_u32(at + 12);
+            if (dw3 >> 16) & 1 == self.phase as u32 {
+                let bytes: [u8; 16] = self.cq.read(at, 16).try_into().unwrap();
+                self.head += 1;
+                if self.head == self.cq_size {
+                    self.head = 0;
+                    self.phase = !self.phase;
+                }
+                ctrl.write32(
+                    0x1000 + (2 * self.qid as usize + 1) * (4 << dstrd),
+                    self.head,
+                );
+                return CompletionEntry::from_bytes(&bytes);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "no completion on queue {}",
+                self.qid
+            );
+            std::thread::yield_now();
+        }
+    }
 }

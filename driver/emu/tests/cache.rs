@@ -1,0 +1,147 @@
+//! Volatile write cache model: what survives a power cut, with and without FUA and
+//! Flush, with the cache disabled, and on file-backed namespaces.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn power_cut_loses_completed_writes_that_were_not_flushed() {
+    let mut h = Harness::with_io("emu", 16);
+    h.write_blocks(1, 0, &pattern(4 * 512, 1), false);
+    assert_eq!(
+        h.read_blocks(1, 0, 4).1,
+        pattern(4 * 512, 1),
+        "reads see the cache"
+    );
+    h.ctrl.power_cut();
+    assert!(h.read_blocks(1, 0, 4).1.iter().all(|&b| b == 0));
+    let s = h.ctrl.stats();
+    assert_eq!(s.power_cuts, 1);
+    assert_eq!(s.lost_blocks, 4);
+}
+
+#[test]
+fn fua_write_survives_a_power_cut() {
+    let mut h = Harness::with_io("emu", 16);
+    h.write_blocks(1, 0, &pattern(4 * 512, 2), true);
+    assert_eq!(h.ctrl.cached_blocks(1), Some(0));
+    h.ctrl.power_cut();
+    assert_eq!(h.read_blocks(1, 0, 4).1, pattern(4 * 512, 2));
+}
+
+#[test]
+fn fua_write_supersedes_an_older_cached_copy() {
+    let mut h = Harness::with_io("emu", 16);
+    h.write_blocks(1, 0, &pattern(512, 3), false);
+    h.write_blocks(1, 0, &pattern(512, 4), true);
+    h.ctrl.power_cut();
+    assert_eq!(h.read_blocks(1, 0, 1).1, pattern(512, 4));
+}
+
+#[test]
+fn flush_makes_every_earlier_write_durable() {
+    let mut h = Harness::with_io("emu", 16);
+    h.write_blocks(1, 10, &pattern(8 * 512, 5), false);
+    assert!(h.flush(1).status.is_success());
+    h.write_blocks(1, 100, &pattern(512, 6), false);
+    h.ctrl.power_cut();
+    assert_eq!(h.read_blocks(1, 10, 8).1, pattern(8 * 512, 5));
+    assert!(
+        h.read_blocks(1, 100, 1).1.iter().all(|&b| b == 0),
+        "written after the flush"
+    );
+}
+
+#[test]
+fn without_a_write_cache_every_completed_write_is_durable() {
+    let mut h = Harness::with_io("emu:vwc=off", 16);
+    let (_, page) = h.identify(1, 0);
+    let id = nvme_spec::IdentifyController::parse(&page).unwrap();
+    assert!(!id.has_volatile_write_cache());
+    assert!(!h.ctrl.write_cache_enabled());
+    h.write_blocks(1, 0, &pattern(2 * 512, 7), false);
+    h.ctrl.power_cut();
+    assert_eq!(h.read_blocks(1, 0, 2).1, pattern(2 * 512, 7));
+    let c = h.get_feature(0x06);
+    assert!(!c.status.is_success(), "no cache to report on");
+}
+
+#[test]
+fn disabling_the_cache_with_set_features_flushes_it_first() {
+    let mut h = Harness::with_io("emu", 16);
+    h.write_blocks(1, 0, &pattern(512, 8), false);
+    assert!(h.set_feature(0x06, 0).status.is_success());
+    assert!(!h.ctrl.write_cache_enabled());
+    h.write_blocks(1, 1, &pattern(512, 9), false);
+    h.ctrl.power_cut();
+    assert_eq!(h.read_blocks(1, 0, 1).1, pattern(512, 8));
+    assert_eq!(h.read_blocks(1, 1, 1).1, pattern(512, 9));
+    assert!(h.set_feature(0x06, 1).status.is_success());
+    h.write_blocks(1, 2, &pattern(512, 10), false);
+    h.ctrl.power_cut();
+    assert!(h.read_blocks(1, 2, 1).1.iter().all(|&b| b == 0));
+}
+
+#[test]
+fn file_backing_receives_only_durable_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.img");
+    let name = format!("emu:file={},size=1M", path.display());
+    {
+        let mut h = Harness::with_io(&name, 16);
+        h.write_blocks(1, 0, &pattern(512, 11), false);
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_eq!(on_disk.len(), 1 << 20);
+        assert!(
+            on_disk[..512].iter().all(|&b| b == 0),
+            "cached data must not reach the file"
+        );
+        assert_eq!(h.read_blocks(1, 0, 1).1, pattern(512, 11));
+        assert!(h.flush(1).status.is_success());
+        assert_eq!(std::fs::read(&path).unwrap()[..512], pattern(512, 11));
+        h.write_blocks(1, 1, &pattern(512, 12), true);
+        h.write_blocks(1, 2, &pattern(512, 13), false);
+        h.ctrl.power_cut();
+    }
+    let mut h = Harness::with_io(&name, 16);
+    assert_eq!(h.read_blocks(1, 0, 1).1, pattern(512, 11));
+    assert_eq!(h.read_blocks(1, 1, 1).1, pattern(512, 12));
+    assert!(h.read_blocks(1, 2, 1).1.iter().all(|&b| b == 0));
+}
+
+#[test]
+fn file_backing_places_each_namespace_at_its_own_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.img");
+    let mut h = Harness::with_io(
+        &format!("emu:file={},size=64K,ns=2,vwc=off", path.display()),
+        16,
+    );
+    h.write_blocks(2, 0, &pattern(512, 14), false);
+    let on_disk = std::fs::read(&path).unwrap();
+    assert_eq!(on_disk.len(), 128 << 10);
+    assert_eq!(on_disk[64 << 10..(64 << 10) + 512], pattern(512, 14));
+}
+
+#[test]
+fn write_zeroes_is_durable_at_once() {
+    let mut h = Harness::with_io("emu", 16);
+    h.write_blocks(1, 0, &pattern(2 * 512, 15), true);
+    let mut wz = sqe(0x08);
+    wz.nsid = 1;
+    wz.cdw12 = 1;
+    assert!(h.exec(1, wz).status.is_success());
+    h.ctrl.power_cut();
+    assert!(h.read_blocks(1, 0, 2).1.iter().all(|&b| b == 0));
+}
+
+#[test]
+fn power_cut_counts_an_unsafe_shutdown_in_smart() {
+    let mut h = Harness::with_io("emu", 16);
+    h.ctrl.power_cut();
+    let (_, log) = h.get_log(0x02, 512);
+    let smart = nvme_spec::SmartLog::parse(&log).unwrap();
+    assert_eq!(smart.unsafe_shutdowns.get(), 1);
+    assert_eq!(smart.power_cycles.get(), 2);
+}
