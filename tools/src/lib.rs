@@ -1,5 +1,8 @@
 //! Shared plumbing for the command-line tools.
 
+pub mod cli;
+pub mod identify;
+pub mod perf;
 pub mod setup;
 
 /// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default: warnings and errors).

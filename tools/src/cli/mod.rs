@@ -8,6 +8,10 @@ use clap::Parser;
 use nvme::DeviceName;
 use serde::Serialize;
 
+mod error;
+
+pub use error::ToolError;
+
 /// Exit status for a run that failed (device error, I/O errors, verify mismatches).
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit status for bad command-line input.

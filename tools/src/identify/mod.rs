@@ -2,3 +2,36 @@
 
 pub mod human;
 pub mod model;
+pub mod run;
+
+use clap::Parser;
+use nvme::DeviceName;
+
+use crate::cli::parse_device;
+
+const EXAMPLES: &str = "\
+Examples:
+  nvme-identify emu
+      the emulated controller with its default namespace
+  nvme-identify emu:ns=2,lba=4096 --json
+      two 4 KiB-block namespaces, as JSON with nvme-cli's field names
+  nvme-identify 0000:01:00.0
+      a controller bound to vfio-pci
+
+JSON: {\"controller\": {...}, \"namespaces\": [...]}, fields named as in
+`nvme id-ctrl -o json` and `nvme id-ns -o json`, plus the decoded CAP register
+(controller.cap), the VS register (controller.version) and each namespace's
+lba_bytes and metadata_bytes.";
+
+/// Show an NVMe controller's identity, capabilities and namespaces.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "nvme-identify", version, after_help = EXAMPLES)]
+pub struct IdentifyArgs {
+    /// Device: `emu`, `emu:OPTIONS` (e.g. `emu:ns=2,lba=4096`) or a PCI address.
+    #[arg(value_parser = parse_device, value_name = "DEVICE")]
+    pub device: DeviceName,
+
+    /// Print JSON (nvme-cli field names) instead of the summary.
+    #[arg(long = "json")]
+    pub json: bool,
+}

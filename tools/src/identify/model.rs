@@ -333,13 +333,15 @@ mod tests {
 
     #[test]
     fn namespace_reports_the_active_format_sizes() {
-        let mut ns = IdentifyNamespace::default();
-        ns.nsze = 1000;
-        ns.ncap = 1000;
-        ns.nlbaf = 1;
+        let mut ns = IdentifyNamespace {
+            nsze: 1000,
+            ncap: 1000,
+            nlbaf: 1,
+            flbas: Flbas::new().with_index(1),
+            ..IdentifyNamespace::default()
+        };
         ns.lbaf[0] = LbaFormat::with_sizes(9, 0);
         ns.lbaf[1] = LbaFormat::with_sizes(12, 8);
-        ns.flbas = Flbas::new().with_index(1);
         let j = NamespaceJson::new(2, &ns);
         assert_eq!(j.nsid, 2);
         assert_eq!(j.flbas, 1);
@@ -351,10 +353,12 @@ mod tests {
 
     #[test]
     fn a_format_index_beyond_nlbaf_gives_null_sizes_not_a_panic() {
-        let mut ns = IdentifyNamespace::default();
-        ns.nsze = 8;
-        ns.nlbaf = 0;
-        ns.flbas = Flbas::new().with_index(5);
+        let ns = IdentifyNamespace {
+            nsze: 8,
+            nlbaf: 0,
+            flbas: Flbas::new().with_index(5),
+            ..IdentifyNamespace::default()
+        };
         let j = NamespaceJson::new(1, &ns);
         assert_eq!(j.lba_bytes, None);
         let text = serde_json::to_value(&j).unwrap();

@@ -76,11 +76,10 @@ pub struct PerfArgs {
     #[arg(long = "json")]
     pub json: bool,
 
-    /// Test hook (emu only): corrupt the data of every Nth read the controller
-    /// completes, to prove that --verify catches mismatches.
-    #[arg(long = "inject-read-corruption", hide = true, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub inject_read_corruption: Option<u32>,
+    /// Test hook (emu only): the controller corrupts the first byte of every block it
+    /// reads, to prove that --verify catches mismatches.
+    #[arg(long = "inject-read-corruption", hide = true)]
+    pub inject_read_corruption: bool,
 }
 
 /// The I/O pattern (`-w`).

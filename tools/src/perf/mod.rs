@@ -2,8 +2,10 @@
 
 pub mod args;
 pub mod cpu_clock;
+pub mod engine;
 pub mod pattern;
 pub mod progress;
+pub mod run;
 pub mod stats;
 pub mod verify;
 pub mod workload;

@@ -84,6 +84,14 @@ impl ThreadStats {
         }
     }
 
+    /// Records `count` failed I/Os that share one explanation.
+    pub fn record_errors(&mut self, count: u64, message: impl FnOnce() -> String) {
+        if count > 0 {
+            self.record_error(message);
+            self.errors += count - 1;
+        }
+    }
+
     /// Records a verify mismatch.
     pub fn record_mismatch(&mut self, m: Mismatch) {
         self.verify_failures += 1;

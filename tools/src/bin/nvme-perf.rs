@@ -1,0 +1,45 @@
+//! `nvme-perf`: measure IOPS, throughput and latency of an NVMe namespace.
+
+use std::process::ExitCode;
+
+use nvme_tools::cli::{self, EXIT_FAILURE};
+use nvme_tools::perf::args::PerfArgs;
+use nvme_tools::perf::run;
+
+const TOOL: &str = "nvme-perf";
+
+fn main() -> ExitCode {
+    let args: PerfArgs = cli::parse_args(TOOL);
+    nvme_tools::init_logging();
+    let report = match run::run(&args) {
+        Ok(r) => r,
+        Err(e) => return cli::report_error(TOOL, &e),
+    };
+    if args.json {
+        cli::print_json(&report);
+    } else {
+        println!("{}", report.human());
+    }
+    if report.passed() {
+        return ExitCode::SUCCESS;
+    }
+    let mut why = Vec::new();
+    if report.errors > 0 {
+        why.push(format!(
+            "{} I/O error{} (first: {})",
+            report.errors,
+            if report.errors == 1 { "" } else { "s" },
+            report.first_error.as_deref().unwrap_or("unknown")
+        ));
+    }
+    if report.verify_failures > 0 {
+        why.push(format!(
+            "{} block{} failed verification (first: {})",
+            report.verify_failures,
+            if report.verify_failures == 1 { "" } else { "s" },
+            report.mismatches.first().map_or("unknown", String::as_str)
+        ));
+    }
+    eprintln!("{TOOL}: error: {}", why.join("; "));
+    ExitCode::from(EXIT_FAILURE)
+}

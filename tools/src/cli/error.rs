@@ -1,0 +1,33 @@
+//! The one error type of `nvme-identify`, `nvme-perf` and `nvme-dio`.
+
+/// Why a tool run failed; printed as `TOOL: error: <message>`.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The driver failed (bring-up, queue creation, a command).
+    #[error(transparent)]
+    Driver(#[from] nvme::Error),
+    /// The namespace asked for is not active on the controller.
+    #[error("namespace {nsid} is not active on {device} (active: {active}); pick one with --ns")]
+    NoNamespace {
+        /// Device name.
+        device: String,
+        /// The NSID asked for.
+        nsid: u32,
+        /// The active NSIDs, listed.
+        active: String,
+    },
+    /// An option does not fit the device.
+    #[error("{0}")]
+    Invalid(String),
+    /// A DMA buffer could not be allocated.
+    #[error("cannot allocate {bytes} bytes of DMA memory: {reason}")]
+    Memory {
+        /// Bytes asked for.
+        bytes: usize,
+        /// The allocator's explanation.
+        reason: String,
+    },
+    /// An I/O thread could not be started or died.
+    #[error("I/O thread failed: {0}")]
+    Thread(String),
+}

@@ -1,0 +1,300 @@
+//! Sets up a run on a real controller (any transport), drives one thread per queue
+//! pair, and merges the results.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use nvme::{
+    AnyTransport, CompletionMode, Controller, DmaBuffer, DmaSegment, IoQueuePair, Transport,
+};
+
+use super::args::{CompletionMode as ModeArg, PerfArgs};
+use super::engine::{run_thread, PerfQueue, SubmitError, ThreadPlan, WAIT_SLICE};
+use super::progress::{self, Progress};
+use super::stats::{Report, RunConfig, ThreadStats};
+use super::workload::split_units;
+use crate::cli::ToolError;
+
+/// One queue pair with a DMA buffer per slot, as [`PerfQueue`] wants it.
+pub struct NvmeQueue<T: Transport> {
+    qp: IoQueuePair<T, u64>,
+    nsid: u32,
+    bufs: Vec<DmaBuffer>,
+    segs: Vec<DmaSegment>,
+}
+
+impl<T: Transport> NvmeQueue<T> {
+    /// Wraps `qp` with `depth` buffers of `io_size` bytes from the controller's allocator.
+    pub fn new(
+        ctrl: &Controller<T>,
+        qp: IoQueuePair<T, u64>,
+        nsid: u32,
+        depth: usize,
+        io_size: usize,
+    ) -> Result<Self, ToolError> {
+        let align = ctrl.page_size() as usize;
+        let mut bufs = Vec::with_capacity(depth);
+        let mut segs = Vec::with_capacity(depth);
+        for _ in 0..depth {
+            let b = ctrl
+                .allocator()
+                .alloc(io_size, align)
+                .map_err(|e| ToolError::Memory {
+                    bytes: io_size,
+                    reason: e.to_string(),
+                })?;
+            segs.push(b.as_segment());
+            bufs.push(b);
+        }
+        Ok(Self {
+            qp,
+            nsid,
+            bufs,
+            segs,
+        })
+    }
+}
+
+fn classify(e: nvme::Error) -> SubmitError {
+    match e {
+        nvme::Error::QueueFull { .. } => SubmitError::Full,
+        nvme::Error::InvalidRequest(_)
+        | nvme::Error::ExceedsMdts { .. }
+        | nvme::Error::BadSegment { .. }
+        | nvme::Error::NoSuchNamespace { .. } => SubmitError::Rejected(e.to_string()),
+        other => SubmitError::Fatal(other.to_string()),
+    }
+}
+
+impl<T: Transport> PerfQueue for NvmeQueue<T> {
+    #[inline]
+    fn submit(
+        &mut self,
+        read: bool,
+        lba: u64,
+        blocks: u32,
+        slot: usize,
+    ) -> Result<(), SubmitError> {
+        let seg = std::slice::from_ref(&self.segs[slot]);
+        let r = if read {
+            self.qp
+                .submit_read(self.nsid, lba, blocks, seg, slot as u64)
+        } else {
+            self.qp
+                .submit_write(self.nsid, lba, blocks, seg, false, slot as u64)
+        };
+        r.map_err(classify)
+    }
+
+    #[inline]
+    fn reap<F: FnMut(usize, Option<String>)>(
+        &mut self,
+        block: bool,
+        mut done: F,
+    ) -> Result<usize, String> {
+        let f = |ctx: u64, r: Result<(), nvme::Error>| {
+            done(ctx as usize, r.err().map(|e| e.to_string()))
+        };
+        if block {
+            self.qp
+                .wait_completions(usize::MAX, WAIT_SLICE, f)
+                .map_err(|e| e.to_string())
+        } else {
+            Ok(self.qp.process_completions(usize::MAX, f))
+        }
+    }
+
+    fn fill(&mut self, slot: usize, src: &[u8]) {
+        if let Some(b) = self.bufs.get_mut(slot) {
+            let _ = b.write(0, src);
+        }
+    }
+
+    fn fetch(&self, slot: usize, dst: &mut [u8]) {
+        let ok = self.bufs.get(slot).is_some_and(|b| b.read(0, dst).is_ok());
+        if !ok {
+            // Never verify stale bytes: a failed copy reads as zeros (a mismatch).
+            dst.fill(0);
+        }
+    }
+}
+
+/// Opens the device, runs the workload and returns the merged report.
+pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
+    let device = args.device.to_string();
+    let interrupt = args.mode == ModeArg::Interrupt;
+    let options = nvme::Options {
+        io_queues: args.qpairs,
+        interrupts: interrupt,
+        ..nvme::Options::default()
+    };
+    let ctrl = nvme::open(&device, options)?;
+    let ns = ctrl
+        .namespace(args.nsid)
+        .ok_or_else(|| ToolError::NoNamespace {
+            device: device.clone(),
+            nsid: args.nsid,
+            active: active_list(&ctrl),
+        })?;
+    let lba = u64::from(ns.lba_size);
+    let io = args.io_size;
+    if io == 0 || io % lba != 0 {
+        return Err(ToolError::Invalid(format!(
+            "-o {io}: the I/O size must be a non-zero multiple of namespace {}'s {lba}-byte logical block size",
+            args.nsid
+        )));
+    }
+    let max = ctrl.max_transfer_bytes();
+    if io > max {
+        return Err(ToolError::Invalid(format!(
+            "-o {io}: the controller transfers at most {max} bytes per command (MDTS)"
+        )));
+    }
+    let capacity = ns.capacity_bytes();
+    let span = args.span.unwrap_or(capacity);
+    if span > capacity {
+        return Err(ToolError::Invalid(format!(
+            "--span {span}: namespace {} holds only {capacity} bytes",
+            args.nsid
+        )));
+    }
+    let units = span / io;
+    let ranges = split_units(units, args.qpairs).ok_or_else(|| {
+        ToolError::Invalid(format!(
+            "--span {span} holds {units} I/Os of {io} bytes, fewer than --qpairs {}; enlarge the span or shrink -o",
+            args.qpairs
+        ))
+    })?;
+    let granted = ctrl.io_queue_count();
+    if args.qpairs > granted {
+        return Err(ToolError::Invalid(format!(
+            "--qpairs {}: the controller granted only {granted} I/O queues",
+            args.qpairs
+        )));
+    }
+    let max_entries = ctrl.cap().max_queue_entries();
+    if args.queue_depth + 1 > max_entries {
+        return Err(ToolError::Invalid(format!(
+            "-q {}: the controller's queues hold at most {} commands (CAP.MQES {})",
+            args.queue_depth,
+            max_entries - 1,
+            ctrl.cap().mqes()
+        )));
+    }
+    if args.inject_read_corruption {
+        inject_read_corruption(&ctrl, args.nsid, ns.blocks)?;
+    }
+
+    let qp_options = nvme::QueuePairOptions {
+        depth: (args.queue_depth + 1) as u16,
+        mode: if interrupt {
+            CompletionMode::Interrupt
+        } else {
+            CompletionMode::Polled
+        },
+    };
+    let depth = args.queue_depth as usize;
+    let mut queues = Vec::with_capacity(ranges.len());
+    for _ in &ranges {
+        let qp = ctrl.create_io_queue_pair(qp_options)?;
+        queues.push(NvmeQueue::new(&ctrl, qp, args.nsid, depth, io as usize)?);
+    }
+
+    let progress = Progress::new(queues.len());
+    let show_progress = !args.json && std::io::stderr().is_terminal();
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(args.warmup);
+    let end = measure_from + Duration::from_secs_f64(args.time);
+    let printer = show_progress.then(|| {
+        progress::spawn_printer(
+            progress.clone(),
+            io,
+            (args.warmup + args.time).ceil() as u64,
+        )
+    });
+    let read_percent = args.workload.read_percent(args.rwmixread);
+    let results: Vec<Result<ThreadStats, ToolError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = queues
+            .into_iter()
+            .zip(&ranges)
+            .enumerate()
+            .map(|(i, (mut q, range))| {
+                let plan = ThreadPlan {
+                    range: *range,
+                    io_size: io as usize,
+                    lba_size: lba as usize,
+                    depth,
+                    random: args.workload.is_random(),
+                    read_percent,
+                    verify: args.verify,
+                    interrupt,
+                    seed: 0x5eed ^ ((i as u64) << 32) ^ start.elapsed().as_nanos() as u64,
+                    measure_from,
+                    end,
+                };
+                let progress = &progress;
+                std::thread::Builder::new()
+                    .name(format!("nvme-perf-{i}"))
+                    .spawn_scoped(s, move || run_thread(&mut q, &plan, progress.counter(i)))
+                    .map_err(|e| ToolError::Thread(e.to_string()))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.and_then(|h| {
+                    h.join()
+                        .map_err(|_| ToolError::Thread("an I/O thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    if let Some(p) = printer {
+        progress::stop(&progress, p);
+    }
+    let mut total = ThreadStats::new();
+    for r in results {
+        total.merge(&r?);
+    }
+    let config = RunConfig {
+        device,
+        nsid: args.nsid,
+        workload: args.workload.name().to_string(),
+        read_percent,
+        io_size: io,
+        queue_depth: args.queue_depth,
+        qpairs: args.qpairs,
+        mode: if interrupt { "interrupt" } else { "poll" }.to_string(),
+        verify: args.verify,
+    };
+    Ok(Report::new(config, &total, args.time))
+}
+
+fn active_list<T: Transport>(ctrl: &Controller<T>) -> String {
+    let ids: Vec<String> = ctrl
+        .namespaces()
+        .iter()
+        .map(|n| n.nsid.to_string())
+        .collect();
+    if ids.is_empty() {
+        "none".to_string()
+    } else {
+        ids.join(", ")
+    }
+}
+
+fn inject_read_corruption(
+    ctrl: &Controller<AnyTransport>,
+    nsid: u32,
+    blocks: u64,
+) -> Result<(), ToolError> {
+    match ctrl.transport() {
+        AnyTransport::Emu(t) => {
+            t.emu().faults().corrupt_reads(nsid, 0..blocks);
+            Ok(())
+        }
+        _ => Err(ToolError::Invalid(
+            "--inject-read-corruption works only on the emulated controller (emu)".into(),
+        )),
+    }
+}

@@ -1,0 +1,120 @@
+//! `nvme-identify` end to end on the emulated controller.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn identify(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nvme-identify"))
+        .args(args)
+        .output()
+        .expect("run nvme-identify");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn identify_json(device: &str) -> Value {
+    let (code, stdout, stderr) = identify(&[device, "--json"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    serde_json::from_str(&stdout).expect("identify prints valid JSON")
+}
+
+#[test]
+fn json_namespaces_follow_the_emu_configuration() {
+    let j = identify_json("emu:ns=2,lba=4096,size=64M");
+    let ns = j["namespaces"].as_array().expect("namespaces array");
+    assert_eq!(ns.len(), 2);
+    for (i, n) in ns.iter().enumerate() {
+        assert_eq!(n["nsid"], (i + 1) as u64);
+        assert_eq!(n["lba_bytes"], 4096);
+        assert_eq!(n["metadata_bytes"], 0);
+        assert_eq!(n["nsze"], (64u64 << 20) / 4096);
+        assert!(
+            n["ncap"].is_u64() && n["nuse"].is_u64() && n["flbas"].is_u64(),
+            "{n}"
+        );
+    }
+    assert_eq!(j["controller"]["nn"], 2);
+}
+
+#[test]
+fn json_controller_uses_nvme_cli_names_numbers_and_trimmed_strings() {
+    let j = identify_json("emu:serial=SN42,mdts=3,mqes=255,vwc=off");
+    let c = &j["controller"];
+    for key in [
+        "vid", "ssvid", "mdts", "nn", "vwc", "oncs", "sgls", "ver", "cntlid",
+    ] {
+        assert!(c[key].is_u64(), "controller.{key} should be a number: {c}");
+    }
+    assert_eq!(
+        c["sn"], "SN42",
+        "serial numbers lose the spec's space padding"
+    );
+    assert_eq!(c["mdts"], 3);
+    assert_eq!(
+        c["vwc"].as_u64().unwrap() & 1,
+        0,
+        "vwc=off clears VWC bit 0"
+    );
+    assert!(!c["mn"].as_str().unwrap().ends_with(' '));
+    assert!(!c["fr"].as_str().unwrap().ends_with(' '));
+    let version = c["version"].as_str().unwrap();
+    assert_eq!(
+        version.split('.').count(),
+        3,
+        "version is major.minor.tertiary: {version}"
+    );
+    let cap = &c["cap"];
+    assert_eq!(cap["mqes"], 255);
+    assert_eq!(cap["mpsmin_bytes"], 4096);
+    for key in ["cqr", "to_ms", "dstrd", "css", "mpsmax_bytes"] {
+        assert!(!cap[key].is_null(), "cap.{key} missing: {cap}");
+    }
+}
+
+#[test]
+fn human_summary_lists_the_controller_and_every_namespace() {
+    let (code, stdout, stderr) = identify(&["emu:ns=3,serial=HUMAN1"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(
+        stdout.contains("Serial Number") && stdout.contains("HUMAN1"),
+        "{stdout}"
+    );
+    for n in 1..=3 {
+        assert!(stdout.contains(&format!("Namespace {n}")), "{stdout}");
+    }
+}
+
+#[test]
+fn a_bad_device_name_is_a_one_line_usage_error() {
+    let (code, stdout, stderr) = identify(&["nvme0n1"]);
+    assert_eq!(code, 2);
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("nvme-identify: error: "), "{stderr}");
+    assert!(stderr.contains("emu[:options]"), "{stderr}");
+}
+
+#[test]
+fn a_bad_emu_option_fails_with_the_option_named() {
+    let (code, _, stderr) = identify(&["emu:lba=1000"]);
+    assert_eq!(code, 1);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("nvme-identify: error: ") && stderr.contains("lba"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_shows_examples_and_exits_zero() {
+    let (code, stdout, _) = identify(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("Examples:") && stdout.contains("--json"),
+        "{stdout}"
+    );
+}

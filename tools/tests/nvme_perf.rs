@@ -1,0 +1,215 @@
+//! `nvme-perf` end to end on the emulated controller (short runs).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn perf(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nvme-perf"))
+        .args(args)
+        .output()
+        .expect("run nvme-perf");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("invalid JSON ({e}): {stdout}"))
+}
+
+fn f(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} missing or not a number in {v}"))
+}
+
+#[test]
+fn json_report_has_every_key_and_consistent_statistics() {
+    let (code, stdout, stderr) = perf(&[
+        "emu:size=64M",
+        "-q",
+        "8",
+        "-o",
+        "4096",
+        "-w",
+        "randread",
+        "-t",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let j = json(&stdout);
+    let ios = f(&j, "ios");
+    assert!(ios > 0.0, "{j}");
+    assert!(f(&j, "iops") > 0.0);
+    assert!(f(&j, "mib_per_s") > 0.0);
+    assert!(f(&j, "cpu_ns_per_io") > 0.0);
+    assert_eq!(j["errors"], 0);
+    assert_eq!(j["verify_failures"], 0);
+    assert_eq!(f(&j, "reads"), ios, "randread does only reads");
+    let l = &j["latency_us"];
+    let order = ["min", "p50", "p90", "p99", "p99_9", "p99_99", "max"];
+    let values: Vec<f64> = order.iter().map(|k| f(l, k)).collect();
+    assert!(
+        values.windows(2).all(|w| w[0] <= w[1]),
+        "percentiles out of order: {l}"
+    );
+    let avg = f(l, "avg");
+    assert!(
+        values[0] <= avg && avg <= values[6],
+        "average outside min..max: {l}"
+    );
+    assert!(values[0] > 0.0);
+    // Throughput follows from IOPS and the I/O size.
+    let mib = f(&j, "iops") * 4096.0 / 1048576.0;
+    assert!(
+        (f(&j, "mib_per_s") - mib).abs() < 1e-6 * mib.max(1.0),
+        "{j}"
+    );
+}
+
+#[test]
+fn verify_passes_on_a_healthy_device_and_checks_reads_of_written_blocks() {
+    let (code, stdout, stderr) = perf(&[
+        "emu:size=16M",
+        "-w",
+        "randrw",
+        "-M",
+        "50",
+        "-q",
+        "8",
+        "--span",
+        "1M",
+        "--verify",
+        "-t",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let j = json(&stdout);
+    assert!(f(&j, "reads") > 0.0 && f(&j, "writes") > 0.0, "{j}");
+    assert!(
+        f(&j, "verified_blocks") > 0.0,
+        "no read hit a block this run wrote: {j}"
+    );
+    assert_eq!(j["verify_failures"], 0);
+    assert_eq!(j["config"]["verify"], true);
+}
+
+#[test]
+fn verify_catches_data_corrupted_by_the_device() {
+    let (code, stdout, stderr) = perf(&[
+        "emu:size=16M",
+        "-w",
+        "randrw",
+        "-q",
+        "8",
+        "--span",
+        "256k",
+        "--verify",
+        "-t",
+        "1",
+        "--json",
+        "--inject-read-corruption",
+    ]);
+    assert_eq!(code, 1, "a mismatch must fail the run; stderr: {stderr}");
+    let j = json(&stdout);
+    assert!(f(&j, "verify_failures") > 0.0, "{j}");
+    let first = j["mismatches"][0].as_str().expect("mismatch list");
+    assert!(
+        first.starts_with("LBA 0x"),
+        "a mismatch names its LBA: {first}"
+    );
+    assert!(
+        stderr.starts_with("nvme-perf: error: ") && stderr.contains("failed verification"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn two_queue_pairs_in_interrupt_mode_complete_writes() {
+    let (code, stdout, stderr) = perf(&[
+        "emu:size=16M",
+        "-w",
+        "write",
+        "-o",
+        "8k",
+        "-q",
+        "4",
+        "--qpairs",
+        "2",
+        "--mode",
+        "interrupt",
+        "-t",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let j = json(&stdout);
+    assert_eq!(j["config"]["qpairs"], 2);
+    assert_eq!(j["config"]["mode"], "interrupt");
+    assert!(f(&j, "writes") > 0.0);
+    assert_eq!(f(&j, "reads"), 0.0);
+}
+
+#[test]
+fn human_output_names_the_measurements() {
+    let (code, stdout, stderr) = perf(&["emu:size=16M", "-q", "4", "-t", "1"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    for word in ["IOPS", "MiB/s", "p99.99", "CPU ns/IO", "errors"] {
+        assert!(stdout.contains(word), "{word} missing: {stdout}");
+    }
+}
+
+#[test]
+fn an_io_size_off_the_block_size_is_refused_with_the_block_size() {
+    let (code, stdout, stderr) = perf(&["emu:lba=4096,size=16M", "-o", "512", "-t", "1"]);
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("4096-byte logical block"), "{stderr}");
+}
+
+#[test]
+fn a_missing_namespace_is_refused_with_the_active_ones() {
+    let (code, _, stderr) = perf(&["emu:size=16M", "--ns", "2", "-t", "1"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("nvme-perf: error: namespace 2") && stderr.contains("--ns"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_flags_and_device_names_are_one_line_usage_errors() {
+    for args in [
+        &["emu", "--queue-depht", "4"][..],
+        &["emu", "-w", "trim"],
+        &["emu", "-q", "0"],
+        &["/dev/nvme0n1"],
+        &[],
+    ] {
+        let (code, stdout, stderr) = perf(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("nvme-perf: error: "),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn help_shows_examples() {
+    let (code, stdout, _) = perf(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("Examples:") && stdout.contains("-w randread"),
+        "{stdout}"
+    );
+}
