@@ -7,6 +7,8 @@ use crate::dma::DmaMem;
 use crate::error::CommandDesc;
 use crate::queue::ring::{CqRing, Doorbells, SqRing};
 use crate::queue::tracker::TrackerPool;
+use crate::spec::features::FeatureId;
+use crate::spec::log::LogPageId;
 use crate::spec::{AdminOpcode, CompletionEntry, SubmissionEntry};
 use crate::transport::Transport;
 
@@ -198,7 +200,7 @@ impl AdminQueue {
 
     /// Submits one Asynchronous Event Request.
     pub fn arm_aer<T: Transport>(&mut self, t: &T) -> bool {
-        let sqe = SubmissionEntry::new(AdminOpcode::ASYNC_EVENT_REQUEST.0);
+        let sqe = crate::spec::admin::async_event_request();
         let ok = self.submit(t, sqe, AdminCtx::Aer).is_some();
         if ok {
             self.aers_armed += 1;
@@ -295,40 +297,40 @@ impl<T: Transport> crate::Controller<T> {
 
     /// Identify with CNS `cns` for `nsid`: the raw 4096-byte page.
     pub fn identify(&self, cns: u8, nsid: u32) -> Result<Vec<u8>, crate::Error> {
-        let mut sqe = SubmissionEntry::new(AdminOpcode::IDENTIFY.0);
-        sqe.nsid = nsid;
-        sqe.cdw10 = u32::from(cns);
+        let sqe = crate::spec::admin::Identify {
+            cns: crate::spec::identify::Cns(cns),
+            nsid,
+            cntid: 0,
+            csi: 0,
+        }
+        .to_sqe();
         self.admin_read(sqe, 4096)
     }
 
     /// Get Features `fid` (current value) with `cdw11`; returns completion dword 0.
     pub fn get_features(&self, fid: u8, cdw11: u32) -> Result<u32, crate::Error> {
-        let mut sqe = SubmissionEntry::new(AdminOpcode::GET_FEATURES.0);
-        sqe.cdw10 = u32::from(fid);
+        let mut sqe = crate::spec::admin::GetFeatures::current(FeatureId(fid)).to_sqe();
         sqe.cdw11 = cdw11;
         self.admin_command(sqe)
     }
 
     /// Set Features `fid` to `value` (CDW11); returns completion dword 0.
     pub fn set_features(&self, fid: u8, value: u32, save: bool) -> Result<u32, crate::Error> {
-        let mut sqe = SubmissionEntry::new(AdminOpcode::SET_FEATURES.0);
-        sqe.cdw10 = u32::from(fid) | if save { 1 << 31 } else { 0 };
-        sqe.cdw11 = value;
-        self.admin_command(sqe)
+        let set = crate::spec::admin::SetFeatures {
+            save,
+            ..crate::spec::admin::SetFeatures::new(FeatureId(fid), value)
+        };
+        self.admin_command(set.to_sqe())
     }
 
     /// Get Log Page `lid` for `nsid`, `len` bytes (a multiple of 4) from byte 0.
     pub fn get_log_page(&self, lid: u8, nsid: u32, len: usize) -> Result<Vec<u8>, crate::Error> {
-        if len == 0 || len % 4 != 0 {
-            return Err(crate::Error::InvalidRequest(format!(
-                "log page length {len} is not a positive multiple of 4"
-            )));
+        let sqe = crate::spec::admin::GetLogPage {
+            nsid,
+            ..crate::spec::admin::GetLogPage::new(LogPageId(lid), len as u64)
         }
-        let numd = (len / 4 - 1) as u32;
-        let mut sqe = SubmissionEntry::new(AdminOpcode::GET_LOG_PAGE.0);
-        sqe.nsid = nsid;
-        sqe.cdw10 = u32::from(lid) | ((numd & 0xffff) << 16);
-        sqe.cdw11 = numd >> 16;
+        .to_sqe()
+        .map_err(|e| crate::Error::InvalidRequest(e.to_string()))?;
         self.admin_read(sqe, len)
     }
 
@@ -386,9 +388,9 @@ impl crate::queue::prp::ListPages for OnePage<'_> {
 impl<T: Transport> crate::controller::Shared<T> {
     /// Sends Abort for (`sqid`, `cid`); true when completion dword 0 bit 0 is clear.
     pub fn abort(&self, sqid: u16, cid: u16) -> Result<bool, crate::Error> {
-        let mut sqe = SubmissionEntry::new(AdminOpcode::ABORT.0);
-        sqe.cdw10 = u32::from(sqid) | (u32::from(cid) << 16);
+        let sqe = crate::spec::admin::Abort { sqid, cid }.to_sqe();
         let timeout = self.options.abort_timeout;
-        self.admin_exec(sqe, timeout).map(|c| c.dw0 & 1 == 0)
+        self.admin_exec(sqe, timeout)
+            .map(|c| crate::spec::admin::Abort::aborted(c.dw0))
     }
 }

@@ -14,6 +14,8 @@ use crate::error::CommandDesc;
 use crate::namespace::{Namespace, NsTable};
 use crate::options::Options;
 use crate::queue::prp;
+use crate::spec::admin::{DoorbellBufferConfig, Identify, SetFeatures};
+use crate::spec::features::NumberOfQueues;
 use crate::spec::identify::{Cns, IdentifyController, IdentifyNamespace};
 use crate::spec::registers::{offset, ShutdownNotification, ShutdownStatus};
 use crate::spec::{AdminOpcode, Aqa, Cap, Cc, CompletionEntry, Csts, SubmissionEntry};
@@ -251,10 +253,13 @@ fn with_data(mut sqe: SubmissionEntry, buf: &DmaMem) -> SubmissionEntry {
 }
 
 fn identify_sqe(cns: Cns, nsid: u32) -> SubmissionEntry {
-    let mut sqe = SubmissionEntry::new(AdminOpcode::IDENTIFY.0);
-    sqe.nsid = nsid;
-    sqe.cdw10 = u32::from(cns.0);
-    sqe
+    Identify {
+        cns,
+        nsid,
+        cntid: 0,
+        csi: 0,
+    }
+    .to_sqe()
 }
 
 /// Reads one 4 KiB Identify page.
@@ -352,17 +357,14 @@ fn set_queue_count<T: Transport>(
     wanted: u16,
     timeout: Duration,
 ) -> Result<u16, Error> {
-    let n = u32::from(wanted.max(1)) - 1;
-    let mut sqe = SubmissionEntry::new(AdminOpcode::SET_FEATURES.0);
-    sqe.cdw10 = 0x07;
-    sqe.cdw11 = n | (n << 16);
+    let n = u32::from(wanted.max(1));
+    let sqe = SetFeatures::number_of_queues(n, n)
+        .map_err(|e| Error::InvalidRequest(e.to_string()))?
+        .to_sqe();
     let cqe = exec_admin(t, name, q, sqe, timeout)?;
-    let nsqa = (cqe.dw0 & 0xffff) as u16;
-    let ncqa = (cqe.dw0 >> 16) as u16;
-    Ok(wanted
-        .max(1)
-        .min(nsqa.saturating_add(1))
-        .min(ncqa.saturating_add(1)))
+    let granted = NumberOfQueues::from_bits(cqe.dw0);
+    let granted = granted.sq_count().min(granted.cq_count());
+    Ok(wanted.max(1).min(granted.min(65535) as u16))
 }
 
 /// Doorbell Buffer Config: hands the controller the shadow and EventIdx pages.
@@ -373,8 +375,11 @@ fn config_dbbuf<T: Transport>(
     dbbuf: &DbBuf,
     timeout: Duration,
 ) -> Result<(), Error> {
-    let mut sqe = SubmissionEntry::new(AdminOpcode::DOORBELL_BUFFER_CONFIG.0);
-    sqe.set_prp(dbbuf.shadow.iova(), dbbuf.eventidx.iova());
+    let sqe = DoorbellBufferConfig {
+        shadow: dbbuf.shadow.iova(),
+        eventidx: dbbuf.eventidx.iova(),
+    }
+    .to_sqe();
     exec_admin(t, name, q, sqe, timeout).map(|_| ())
 }
 

@@ -22,9 +22,11 @@ use crate::error::{CommandDesc, IoKind, PrpRule};
 use crate::namespace::NsTable;
 use crate::options::{CompletionMode, QueuePairOptions};
 use crate::queue::prp::{self, ListPages, Segment};
-use crate::queue::ring::{need_event, CqRing, Doorbells, ShadowSlots, SqRing};
+use crate::queue::ring::{CqRing, Doorbells, ShadowSlots, SqRing};
 use crate::queue::tracker::TrackerPool;
-use crate::spec::{AdminOpcode, NvmOpcode, SubmissionEntry};
+use crate::spec::admin::{delete_io_cq, delete_io_sq, CreateIoCq, CreateIoSq, QueuePriority};
+use crate::spec::registers::shadow_doorbell_needs_mmio;
+use crate::spec::{nvm, SubmissionEntry};
 use crate::transport::Transport;
 use crate::Error;
 
@@ -121,29 +123,6 @@ impl<T: Transport, C: Copy + Default> std::fmt::Debug for IoQueuePair<T, C> {
     }
 }
 
-fn create_cq_sqe(qid: u16, iova: u64, depth: u16, vector: Option<u16>) -> SubmissionEntry {
-    let mut sqe = SubmissionEntry::new(AdminOpcode::CREATE_IO_CQ.0);
-    sqe.set_prp(iova, 0);
-    sqe.cdw10 = u32::from(qid) | (u32::from(depth - 1) << 16);
-    // PC (physically contiguous), IEN and IV when interrupt driven.
-    sqe.cdw11 = 1 | vector.map_or(0, |v| 2 | (u32::from(v) << 16));
-    sqe
-}
-
-fn create_sq_sqe(qid: u16, iova: u64, depth: u16) -> SubmissionEntry {
-    let mut sqe = SubmissionEntry::new(AdminOpcode::CREATE_IO_SQ.0);
-    sqe.set_prp(iova, 0);
-    sqe.cdw10 = u32::from(qid) | (u32::from(depth - 1) << 16);
-    sqe.cdw11 = 1 | (u32::from(qid) << 16);
-    sqe
-}
-
-fn delete_sqe(opcode: AdminOpcode, qid: u16) -> SubmissionEntry {
-    let mut sqe = SubmissionEntry::new(opcode.0);
-    sqe.cdw10 = u32::from(qid);
-    sqe
-}
-
 /// Creates the CQ then the SQ of `qid` on the controller (CQ deleted again if the SQ fails).
 fn create_hw_queues<T: Transport>(
     shared: &Shared<T>,
@@ -154,21 +133,32 @@ fn create_hw_queues<T: Transport>(
     vector: Option<u16>,
 ) -> Result<(), Error> {
     let timeout = shared.options.admin_timeout;
-    shared.admin_exec(create_cq_sqe(qid, cq_iova, depth, vector), timeout)?;
-    if let Err(e) = shared.admin_exec(create_sq_sqe(qid, sq_iova, depth), timeout) {
-        let _ = shared.admin_exec(delete_sqe(AdminOpcode::DELETE_IO_CQ, qid), timeout);
+    let bad = |e: crate::spec::Error| Error::InvalidRequest(e.to_string());
+    let cq = CreateIoCq {
+        qid,
+        entries: u32::from(depth),
+        prp1: cq_iova,
+        contiguous: true,
+        interrupt_vector: vector,
+    }
+    .to_sqe()
+    .map_err(bad)?;
+    let sq = CreateIoSq {
+        qid,
+        entries: u32::from(depth),
+        prp1: sq_iova,
+        contiguous: true,
+        cqid: qid,
+        priority: QueuePriority::Urgent,
+    }
+    .to_sqe()
+    .map_err(bad)?;
+    shared.admin_exec(cq, timeout)?;
+    if let Err(e) = shared.admin_exec(sq, timeout) {
+        let _ = shared.admin_exec(delete_io_cq(qid), timeout);
         return Err(e);
     }
     Ok(())
-}
-
-fn io_sqe(opcode: NvmOpcode, nsid: u32, slba: u64, blocks: u32) -> SubmissionEntry {
-    let mut sqe = SubmissionEntry::new(opcode.0);
-    sqe.nsid = nsid;
-    sqe.cdw10 = slba as u32;
-    sqe.cdw11 = (slba >> 32) as u32;
-    sqe.cdw12 = blocks.wrapping_sub(1) & 0xffff;
-    sqe
 }
 
 impl<T: Transport> Controller<T> {
@@ -446,15 +436,12 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 max: self.max_transfer.min(u64::from(MAX_BLOCKS) << shift),
             });
         }
-        let opcode = if kind == IoKind::Read {
-            NvmOpcode::READ
+        let sqe = if kind == IoKind::Read {
+            nvm::read(nsid, slba, blocks)
         } else {
-            NvmOpcode::WRITE
+            nvm::write(nsid, slba, blocks).map(|e| e.with_fua(fua))
         };
-        let mut sqe = io_sqe(opcode, nsid, slba, blocks);
-        if fua {
-            sqe.cdw12 |= 1 << 30;
-        }
+        let sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
         self.submit(sqe, desc, Some((data, bytes)), ctx)
     }
 
@@ -492,9 +479,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             slba: 0,
             blocks: 0,
         };
-        let mut sqe = SubmissionEntry::new(NvmOpcode::FLUSH.0);
-        sqe.nsid = nsid;
-        self.submit(sqe, desc, None, ctx)
+        self.submit(nvm::flush(nsid), desc, None, ctx)
     }
 
     /// Queues a Write Zeroes of `blocks` blocks at `slba`; `deallocate` sets DEAC.
@@ -506,19 +491,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         deallocate: bool,
         ctx: C,
     ) -> Result<(), Error> {
-        self.no_data(
-            IoKind::WriteZeroes,
-            NvmOpcode::WRITE_ZEROES,
-            nsid,
-            slba,
-            blocks,
-            ctx,
-            |sqe| {
-                if deallocate {
-                    sqe.cdw12 |= 1 << 25;
-                }
-            },
-        )
+        self.no_data(IoKind::WriteZeroes, nsid, slba, blocks, ctx, |n, s, b| {
+            nvm::write_zeroes(n, s, b).map(|e| e.with_deac(deallocate))
+        })
     }
 
     /// Queues a Verify of `blocks` blocks at `slba`.
@@ -529,27 +504,17 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         blocks: u32,
         ctx: C,
     ) -> Result<(), Error> {
-        self.no_data(
-            IoKind::Verify,
-            NvmOpcode::VERIFY,
-            nsid,
-            slba,
-            blocks,
-            ctx,
-            |_| {},
-        )
+        self.no_data(IoKind::Verify, nsid, slba, blocks, ctx, nvm::verify)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn no_data(
         &mut self,
         kind: IoKind,
-        opcode: NvmOpcode,
         nsid: u32,
         slba: u64,
         blocks: u32,
         ctx: C,
-        tweak: impl FnOnce(&mut SubmissionEntry),
+        build: impl FnOnce(u32, u64, u32) -> Result<SubmissionEntry, crate::spec::Error>,
     ) -> Result<(), Error> {
         self.ns_shift(nsid)?;
         let desc = CommandDesc::Io {
@@ -563,8 +528,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 "{desc}: block count must be 1..=65536"
             )));
         }
-        let mut sqe = io_sqe(opcode, nsid, slba, blocks);
-        tweak(&mut sqe);
+        let sqe =
+            build(nsid, slba, blocks).map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
         self.submit(sqe, desc, None, ctx)
     }
 
@@ -604,10 +569,10 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             self.lists.write_u32(off + 4, blocks);
             self.lists.write_u64(off + 8, slba);
         }
-        let mut sqe = SubmissionEntry::new(NvmOpcode::DATASET_MANAGEMENT.0);
-        sqe.nsid = nsid;
-        sqe.cdw10 = ranges.len() as u32 - 1;
-        sqe.cdw11 = 1 << 2;
+        let Ok(mut sqe) = nvm::deallocate(nsid, ranges.len()) else {
+            self.slots.undo_take(cid);
+            return Err(Error::InvalidRequest(format!("{desc}: bad range count")));
+        };
         sqe.set_prp(self.lists.iova() + base as u64, 0);
         sqe.set_cid(cid);
         self.sq.push(&sqe);
@@ -682,7 +647,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         // The shadow value must be visible before EventIdx is read.
         fence(Ordering::SeqCst);
         let event_idx = d.eventidx.read_u32(off) as u16;
-        need_event(event_idx, value, old)
+        shadow_doorbell_needs_mmio(event_idx, value, old)
     }
 
     /// Rings the SQ tail doorbell for everything queued since the last ring.
@@ -1055,10 +1020,8 @@ impl<T: Transport, C: Copy + Default> Drop for IoQueuePair<T, C> {
         {
             let timeout = shared.options.admin_timeout;
             if let Err(e) = shared
-                .admin_exec(delete_sqe(AdminOpcode::DELETE_IO_SQ, self.qid), timeout)
-                .and_then(|_| {
-                    shared.admin_exec(delete_sqe(AdminOpcode::DELETE_IO_CQ, self.qid), timeout)
-                })
+                .admin_exec(delete_io_sq(self.qid), timeout)
+                .and_then(|_| shared.admin_exec(delete_io_cq(self.qid), timeout))
             {
                 tracing::warn!(qid = self.qid, error = %e, "deleting I/O queues failed");
             }

@@ -2,7 +2,7 @@
 //! no knowledge of what the commands mean.
 
 use crate::dma::DmaMem;
-use crate::spec::registers::{cq_head_doorbell, sq_tail_doorbell};
+use crate::spec::registers::{cq_head_doorbell, shadow_cq_head, shadow_sq_tail, sq_tail_doorbell};
 use crate::spec::{CompletionEntry, SubmissionEntry};
 use crate::transport::Transport;
 
@@ -162,13 +162,6 @@ pub struct ShadowSlots {
     pub cq: usize,
 }
 
-/// Whether the controller asked to be told about a doorbell move from `old` to `new`:
-/// true when `event_idx` lies in `[old, new)` modulo 2^16 (Linux `nvme_dbbuf_need_event`).
-#[inline]
-pub fn need_event(event_idx: u16, new: u16, old: u16) -> bool {
-    new.wrapping_sub(event_idx).wrapping_sub(1) < new.wrapping_sub(old)
-}
-
 /// Doorbell register offsets of one queue pair.
 #[derive(Debug, Clone, Copy)]
 pub struct Doorbells {
@@ -187,10 +180,9 @@ impl Doorbells {
 
     /// Shadow buffer slots for queue `qid` (same layout as the registers, from 0).
     pub fn shadow_slots(qid: u16, dstrd: u8) -> ShadowSlots {
-        let base = sq_tail_doorbell(0, dstrd);
         ShadowSlots {
-            sq: sq_tail_doorbell(qid, dstrd) - base,
-            cq: cq_head_doorbell(qid, dstrd) - base,
+            sq: shadow_sq_tail(qid, dstrd),
+            cq: shadow_cq_head(qid, dstrd),
         }
     }
 
@@ -210,18 +202,6 @@ impl Doorbells {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn event_index_rule_matches_linux() {
-        // Controller wants to hear when the tail passes 5.
-        assert!(need_event(5, 6, 5));
-        assert!(need_event(5, 10, 3));
-        assert!(!need_event(5, 5, 3), "5 not yet passed");
-        assert!(!need_event(5, 12, 8), "already past 5 before this move");
-        // Wrap-around of the 16-bit index space.
-        assert!(need_event(0xffff, 2, 0xfffe));
-        assert!(!need_event(3, 2, 0xfffe));
-    }
 
     #[test]
     fn shadow_slots_follow_the_doorbell_layout() {
