@@ -278,3 +278,29 @@ fn admin_command_the_device_never_answers_times_out() {
     assert!(start.elapsed() < Duration::from_secs(10));
     assert_eq!(r.ctrl.get_features(0x07, 0).unwrap() & 0xffff, 3);
 }
+
+#[test]
+fn delayed_completion_within_the_deadline_is_a_success() {
+    let r = rig("size=1M,lba=512");
+    let mut q = qp(&r);
+    r.emu.faults().delay_next(1, Duration::from_millis(50));
+    let _a = read_one(&r, &mut q, 0, 3);
+    let got = collect(&mut q, 1);
+    assert!(got[0].1.is_ok(), "{:?}", got[0].1);
+    assert_eq!(q.stats().timeouts, 0);
+}
+
+#[test]
+fn delayed_completion_past_the_deadline_is_aborted() {
+    let r = rig("size=1M,lba=512");
+    let mut q = qp(&r);
+    r.emu.faults().delay_next(1, Duration::from_secs(5));
+    let _a = read_one(&r, &mut q, 0, 3);
+    let got = collect(&mut q, 1);
+    assert!(
+        matches!(got[0].1, Err(Error::CommandTimedOut { .. })),
+        "{:?}",
+        got[0].1
+    );
+    assert_eq!(q.stats().timeouts, 1);
+}

@@ -54,7 +54,8 @@ fn steady_state_io_allocates_nothing() {
             for (i, seg) in segs.iter().enumerate() {
                 let lba = (round * 32 + i as u64) % 1_000_000 * 8;
                 if i % 2 == 0 {
-                    qp.submit_read(1, lba, 8, std::slice::from_ref(seg), i as u64).unwrap();
+                    qp.submit_read(1, lba, 8, std::slice::from_ref(seg), i as u64)
+                        .unwrap();
                 } else {
                     qp.submit_write(1, lba, 8, std::slice::from_ref(seg), i % 4 == 1, i as u64)
                         .unwrap();

@@ -16,7 +16,7 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::admin::{Backoff, QueueStats};
-use crate::controller::{check_csts, Controller, Shared, STATE_LIVE, STATE_SHUT_DOWN};
+use crate::controller::{check_csts, Controller, Shared, STATE_LIVE};
 use crate::dma::DmaMem;
 use crate::error::{CommandDesc, IoKind, PrpRule};
 use crate::namespace::NsTable;
@@ -863,13 +863,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 }
             }
         }
-        self.epoch = epoch;
-        self.stats.resets += 1;
         let state = self.shared.state.load(Ordering::Acquire);
-        if state == STATE_SHUT_DOWN {
-            return self.shared.check_live("I/O");
-        }
         if state != STATE_LIVE {
+            // Shut down or failed: keep our epoch stale so every call reports it.
             return self.shared.check_live("I/O");
         }
         self.sq.reset();
@@ -887,9 +883,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             self.sq.entries(),
             iv,
         );
-        if r.is_err() {
-            // Try again on the next call.
-            self.epoch = epoch.wrapping_sub(1);
+        if r.is_ok() {
+            self.epoch = epoch;
+            self.stats.resets += 1;
         }
         r
     }
