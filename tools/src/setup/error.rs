@@ -157,7 +157,21 @@ pub enum SetupError {
         /// The sizes in /sys/kernel/mm/hugepages.
         available: String,
     },
-    /// Reading or reserving hugepages failed (including the kernel giving fewer).
+    /// The kernel reserved fewer hugepages than asked for.
+    #[error(
+        "{source}; {}",
+        if *restored { format!("the pool is back at {previous} pages") }
+        else { format!("setting the pool back to {previous} pages failed too") }
+    )]
+    HugepagesShort {
+        /// The shortfall as the hugepages crate reports it.
+        source: hugepages::Error,
+        /// The pool size before the attempt.
+        previous: u64,
+        /// Whether the pool was set back to `previous`.
+        restored: bool,
+    },
+    /// Reading or reserving hugepages failed.
     #[error(transparent)]
     Hugepages(#[from] hugepages::Error),
     /// Nothing matched what a command should act on.

@@ -149,7 +149,7 @@ pub struct Reservation {
 }
 
 /// Sets the pool of `size` pages (on `node`, or spread by the kernel) to `count`, fails
-/// when the kernel gives fewer, and mounts hugetlbfs at `mount_dir` (default
+/// when the kernel gives fewer (after setting the pool back to what it was), and mounts hugetlbfs at `mount_dir` (default
 /// `/dev/hugepages`, `/dev/hugepages-1G` for a non-default size) when no hugetlbfs of
 /// that page size is mounted.
 pub fn reserve(
@@ -166,7 +166,20 @@ pub fn reserve(
     };
     let path = path.join("nr_hugepages");
     host.require_root(&path)?;
-    let given = sys.reserve(size, count, node)?;
+    let given = match sys.reserve(size, count, node) {
+        Ok(given) => given,
+        Err(short @ hugepages::Error::ReservationShort { .. }) => {
+            // Do not leave the host holding a partial pool nobody asked for: the pages
+            // it grabbed are gone from everyone else.
+            let restored = sys.reserve(size, previous, node).is_ok();
+            return Err(SetupError::HugepagesShort {
+                source: short,
+                previous,
+                restored,
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut actions = vec![Action::Write {
         path,
         value: count.to_string(),

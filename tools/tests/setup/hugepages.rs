@@ -96,9 +96,10 @@ fn hugepages_mount_of_another_page_size_does_not_count() {
 }
 
 /// The kernel may reserve fewer pages than asked; a FIFO plays the kernel: it answers
-/// the first read with the old count, takes the write, and answers the read-back with 3.
+/// the first read with the old count, takes the write, answers the read-back with 3,
+/// then takes the write that restores the old count and confirms it.
 #[test]
-fn hugepages_fewer_than_requested_is_an_error_naming_both_counts() {
+fn hugepages_fewer_than_requested_is_an_error_and_restores_the_old_pool() {
     let h = FakeHost::bare();
     let fifo = h.sys(NR_2M);
     std::fs::remove_file(&fifo).unwrap();
@@ -120,7 +121,18 @@ fn hugepages_fewer_than_requested_is_an_error_naming_both_counts() {
             .unwrap()
             .write_all(b"3\n")
             .unwrap();
-        written
+        let mut restored = String::new();
+        std::fs::File::open(&fifo)
+            .unwrap()
+            .read_to_string(&mut restored)
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .unwrap()
+            .write_all(restored.as_bytes())
+            .unwrap();
+        (written, restored)
     });
     let mut child = h
         .cmd()
@@ -140,11 +152,13 @@ fn hugepages_fewer_than_requested_is_an_error_naming_both_counts() {
     }
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(kernel.join().unwrap(), "64\n");
+    let (written, restored) = kernel.join().unwrap();
+    assert_eq!(written, "64\n");
+    assert_eq!(restored, "0\n", "the pool is set back to its old size");
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "nvme-setup: error: asked for 64 x 2 MiB, kernel gave 3: memory is fragmented; reserve \
-         at boot with hugepages=64\n"
+         at boot with hugepages=64; the pool is back at 0 pages\n"
     );
 }
 
