@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use nvme_tools::cli;
 use nvme_tools::setup::{self, hugepages, BindOptions, Host, PciAddr, SetupError, User};
 use serde::Serialize;
 
@@ -197,12 +198,12 @@ fn run(cli: Cli) -> Result<bool, SetupError> {
 }
 
 fn main() -> ExitCode {
+    let cli: Cli = cli::parse_args("nvme-setup");
     nvme_tools::init_logging();
-    let cli = Cli::parse();
     let json = cli.json;
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(false) => ExitCode::from(cli::EXIT_FAILURE),
         Err(e) => {
             if json {
                 println!("{}", serde_json::json!({ "error": e.to_string() }));
@@ -210,9 +211,9 @@ fn main() -> ExitCode {
             eprintln!("nvme-setup: error: {e}");
             match e {
                 SetupError::BadPciAddress { .. } | SetupError::BadHugepageSize { .. } => {
-                    ExitCode::from(2)
+                    ExitCode::from(cli::EXIT_USAGE)
                 }
-                _ => ExitCode::FAILURE,
+                _ => ExitCode::from(cli::EXIT_FAILURE),
             }
         }
     }

@@ -24,7 +24,9 @@ fn unknown_flag_is_a_usage_error_with_exit_code_2() {
     let h = FakeHost::bare();
     let r = h.run(&["bind", "--frobnicate"]);
     assert_eq!(r.code, 2);
+    assert!(r.stderr.starts_with("nvme-setup: error: "), "{}", r.stderr);
     assert!(r.stderr.contains("--frobnicate"), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
     let r = h.run(&["hugepages"]);
     assert_eq!(r.code, 2, "--count is required");
     let r = h.run(&["hugepages", "--count", "lots"]);
