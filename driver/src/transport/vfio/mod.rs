@@ -250,10 +250,17 @@ impl VfioTransport {
             })?;
         }
 
-        let config_offset = vfio_device.get_region_offset(VFIO_PCI_CONFIG_REGION_INDEX);
-        let bar_index = VFIO_PCI_BAR0_REGION_INDEX;
-        let bar_flags = vfio_device.get_region_flags(bar_index);
-        let bar_size = vfio_device.get_region_size(bar_index);
+        let region = |index: u32, what: &'static str| {
+            raw::region_info(&device_file, index).map_err(|e| Error::Vfio {
+                device: device.clone(),
+                op: what,
+                detail: e.to_string(),
+            })
+        };
+        let (_, _, config_offset) =
+            region(VFIO_PCI_CONFIG_REGION_INDEX, "read config-space region info")?;
+        let (bar_flags, bar_size, bar_offset) =
+            region(VFIO_PCI_BAR0_REGION_INDEX, "read BAR0 region info")?;
         if bar_flags & VFIO_REGION_INFO_FLAG_MMAP == 0 || bar_size < 0x2000 {
             return Err(Error::BarNotMappable {
                 device,
@@ -263,7 +270,7 @@ impl VfioTransport {
         }
         let bar = MappedBar::map(
             device_file.as_raw_fd(),
-            vfio_device.get_region_offset(bar_index),
+            bar_offset,
             bar_size as usize,
         )
         .map_err(|e| Error::Vfio {

@@ -13,6 +13,8 @@ const fn vfio_io(nr: u32) -> libc::c_ulong {
 
 /// `VFIO_DEVICE_GET_INFO`.
 const VFIO_DEVICE_GET_INFO: libc::c_ulong = vfio_io(7);
+/// `VFIO_DEVICE_GET_REGION_INFO`.
+const VFIO_DEVICE_GET_REGION_INFO: libc::c_ulong = vfio_io(8);
 /// `VFIO_DEVICE_RESET`.
 const VFIO_DEVICE_RESET: libc::c_ulong = vfio_io(11);
 
@@ -39,6 +41,23 @@ pub fn device_flags(device: &File) -> io::Result<u32> {
         return Err(io::Error::last_os_error());
     }
     Ok(info.flags)
+}
+
+/// A region's flags, size and file offset on the device fd, by VFIO region number
+/// (vfio-ioctls' own accessors index a list that skips regions it could not query).
+pub fn region_info(device: &File, index: u32) -> io::Result<(u32, u64, u64)> {
+    let mut info = vfio_bindings::bindings::vfio::vfio_region_info {
+        argsz: std::mem::size_of::<vfio_bindings::bindings::vfio::vfio_region_info>() as u32,
+        index,
+        ..Default::default()
+    };
+    // SAFETY: `info` is a correctly sized, writable vfio_region_info with argsz set; the
+    // kernel writes at most argsz bytes.
+    let rc = unsafe { ioctl_with_mut_ref(device, VFIO_DEVICE_GET_REGION_INFO, &mut info) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((info.flags, info.size, info.offset))
 }
 
 /// `VFIO_DEVICE_RESET`, with its error surfaced.
