@@ -12,6 +12,31 @@ use hugepages::{DmaAllocator, DmaBuffer};
 use crate::spec::{CompletionEntry, SubmissionEntry};
 use crate::Error;
 
+/// Turns an allocator error into ours; a refused lock or pin names the memlock limit and
+/// what the process would need: `mapped` bytes already pinned plus the failed request.
+pub fn dma_error(what: &'static str, e: hugepages::Error, mapped: u64) -> Error {
+    let locked = match &e {
+        hugepages::Error::Lock { len, .. } => Some(*len as u64),
+        hugepages::Error::Map(hugepages::MapError::Os { len, source, .. })
+            if source.raw_os_error() == Some(libc::ENOMEM) =>
+        {
+            Some(*len as u64)
+        }
+        _ => None,
+    };
+    if let Some(needed) = locked.map(|l| l + mapped) {
+        if let Ok(limit) = crate::transport::vfio::memlock_limit() {
+            if limit != u64::MAX {
+                return Error::MemlockTooLow { needed, limit };
+            }
+        }
+    }
+    Error::Dma {
+        what,
+        detail: e.to_string(),
+    }
+}
+
 /// A DMA buffer with volatile, bounds-checked accessors.
 ///
 /// Invariant: `ptr` is `buf.as_ptr()` and `len` is `buf.len()`; `buf` owns that range
@@ -43,10 +68,9 @@ impl DmaMem {
         align: usize,
         what: &'static str,
     ) -> Result<Self, Error> {
-        let buf = alloc.alloc(len, align.max(4096)).map_err(|e| Error::Dma {
-            what,
-            detail: e.to_string(),
-        })?;
+        let buf = alloc
+            .alloc(len, align.max(4096))
+            .map_err(|e| dma_error(what, e, alloc.stats().region_bytes as u64))?;
         Ok(DmaMem {
             ptr: buf.as_ptr(),
             len: buf.len(),

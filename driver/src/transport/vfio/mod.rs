@@ -26,6 +26,7 @@ use vfio_ioctls::{VfioContainer, VfioDevice, VfioError};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 pub use iommu_info::{parse as parse_iommu_info, IommuInfo};
+pub use raw::memlock_limit;
 pub use mmio::MappedBar;
 
 use crate::device::PciAddress;
