@@ -74,6 +74,11 @@ impl EmuController {
         Self::new(name.parse()?)
     }
 
+    /// A short name for messages: `emu`.
+    pub fn name(&self) -> String {
+        "emu".to_string()
+    }
+
     /// The configuration the controller was built with.
     pub fn config(&self) -> &EmuConfig {
         &self.ctrl.cfg

@@ -57,6 +57,13 @@ impl HostMem {
         v
     }
 
+    /// Copies `dst.len()` bytes at `at` into `dst` (no allocation).
+    pub fn read_into(&self, at: usize, dst: &mut [u8]) {
+        assert!(at + dst.len() <= self.len);
+        // SAFETY: in bounds (checked); `dst` is not this memory.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(at), dst.as_mut_ptr(), dst.len()) };
+    }
+
     pub fn fill(&self, at: usize, len: usize, byte: u8) {
         assert!(at + len <= self.len);
         // SAFETY: in bounds (checked).
@@ -293,7 +300,8 @@ impl Harness {
         if (dw3 >> 16) & 1 != q.phase as u32 {
             return None;
         }
-        let bytes: [u8; 16] = q.cq.read(at, 16).try_into().unwrap();
+        let mut bytes = [0u8; 16];
+        q.cq.read_into(at, &mut bytes);
         q.head += 1;
         if q.head == q.cq_size {
             q.head = 0;
