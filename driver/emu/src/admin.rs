@@ -298,8 +298,12 @@ impl Ctrl {
             cq.shadow = Some(sh);
         }
         slot.q = Some(cq);
-        self.cq_db[usize::from(qid)].store(0, Ordering::Release);
-        self.cq_size[usize::from(qid)].store(qsize + 1, Ordering::Release);
+        self.qregs[usize::from(qid)]
+            .cq_head
+            .store(0, Ordering::Release);
+        self.qregs[usize::from(qid)]
+            .cq_size
+            .store(qsize + 1, Ordering::Release);
         lock(&self.admin).nq_locked = true;
         ok(0)
     }
@@ -352,8 +356,12 @@ impl Ctrl {
         slot.q = Some(sq);
         // Fresh queue: no stale counters from an earlier incarnation matter, keep them
         // (they feed SMART and stats).
-        self.sq_db[usize::from(qid)].store(0, Ordering::Release);
-        self.sq_size[usize::from(qid)].store(qsize + 1, Ordering::Release);
+        self.qregs[usize::from(qid)]
+            .sq_tail
+            .store(0, Ordering::Release);
+        self.qregs[usize::from(qid)]
+            .sq_size
+            .store(qsize + 1, Ordering::Release);
         lock(&self.admin).nq_locked = true;
         ok(0)
     }
@@ -367,7 +375,9 @@ impl Ctrl {
         let Some(sq) = slot.q.take() else {
             return done(cs(Cs::InvalidQueueIdentifier));
         };
-        self.sq_size[usize::from(qid)].store(0, Ordering::Release);
+        self.qregs[usize::from(qid)]
+            .sq_size
+            .store(0, Ordering::Release);
         drop(slot);
         // Held commands of this queue complete as aborted by the deletion.
         let aborted = Status::generic(G::CommandAbortedSqDeletion);
@@ -408,7 +418,9 @@ impl Ctrl {
             Some(_) => {}
         }
         slot.q = None;
-        self.cq_size[usize::from(qid)].store(0, Ordering::Release);
+        self.qregs[usize::from(qid)]
+            .cq_size
+            .store(0, Ordering::Release);
         ok(0)
     }
 

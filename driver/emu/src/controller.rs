@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+use crossbeam_utils::CachePadded;
 use nvme_spec::registers::{offset, ShutdownNotification, ShutdownStatus};
 use nvme_spec::status::GenericStatus;
 use nvme_spec::{Aqa, Cap, Cc, CompletionEntry, Csts, Status, SubmissionEntry, Version};
@@ -77,6 +78,16 @@ pub(crate) struct AdminState {
     pub clean_shutdown: bool,
 }
 
+/// Per-queue-id doorbell registers and the sizes they are checked against (0: no queue).
+#[derive(Default)]
+pub(crate) struct QueueRegs {
+    pub sq_tail: AtomicU32,
+    pub cq_head: AtomicU32,
+    pub sq_size: AtomicU32,
+    pub cq_size: AtomicU32,
+    pub cq_stalled: AtomicBool,
+}
+
 struct Worker {
     thread: Thread,
     sq_pending: Box<[AtomicU64]>,
@@ -94,13 +105,11 @@ pub(crate) struct Ctrl {
     ready: AtomicBool,
     cfs: AtomicBool,
     page_shift: AtomicU32,
-    pub sqs: Box<[Mutex<SqSlot>]>,
-    pub cqs: Box<[Mutex<CqSlot>]>,
-    pub sq_db: Box<[AtomicU32]>,
-    pub cq_db: Box<[AtomicU32]>,
-    pub sq_size: Box<[AtomicU32]>,
-    pub cq_size: Box<[AtomicU32]>,
-    cq_stalled: Box<[AtomicBool]>,
+    pub sqs: Box<[CachePadded<Mutex<SqSlot>>]>,
+    pub cqs: Box<[CachePadded<Mutex<CqSlot>>]>,
+    /// Doorbell values and sizes per queue id, one cache line each so queue pairs
+    /// driven from different threads do not share lines.
+    pub qregs: Box<[CachePadded<QueueRegs>]>,
     pub iommu: Arc<Iommu>,
     pub namespaces: Box<[Namespace]>,
     pub vwc: AtomicBool,
@@ -196,23 +205,22 @@ impl Ctrl {
         let n = usize::from(cfg.qpairs) + 1;
         let sqs = (0..n)
             .map(|_| {
-                Mutex::new(SqSlot {
+                CachePadded::new(Mutex::new(SqSlot {
                     view: iommu.view(),
                     q: None,
                     counters: QueueCounters::default(),
                     scratch: Scratch::default(),
-                })
+                }))
             })
             .collect();
         let cqs = (0..n)
             .map(|_| {
-                Mutex::new(CqSlot {
+                CachePadded::new(Mutex::new(CqSlot {
                     view: iommu.view(),
                     q: None,
-                })
+                }))
             })
             .collect();
-        let atomics = |n: usize| (0..n).map(|_| AtomicU32::new(0)).collect::<Box<[_]>>();
         let ctrl = Arc::new(Self {
             cap: cap.into_bits(),
             stride_shift: 2 + u32::from(cfg.dstrd),
@@ -229,11 +237,9 @@ impl Ctrl {
             page_shift: AtomicU32::new(12),
             sqs,
             cqs,
-            sq_db: atomics(n),
-            cq_db: atomics(n),
-            sq_size: atomics(n),
-            cq_size: atomics(n),
-            cq_stalled: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            qregs: (0..n)
+                .map(|_| CachePadded::new(QueueRegs::default()))
+                .collect(),
             iommu: iommu.clone(),
             namespaces,
             vwc: AtomicBool::new(cfg.vwc),
@@ -452,10 +458,10 @@ impl Ctrl {
             cqid: 0,
             shadow: None,
         });
-        self.sq_db[0].store(0, Ordering::Release);
-        self.cq_db[0].store(0, Ordering::Release);
-        self.sq_size[0].store(sq_entries, Ordering::Release);
-        self.cq_size[0].store(cq_entries, Ordering::Release);
+        self.qregs[0].sq_tail.store(0, Ordering::Release);
+        self.qregs[0].cq_head.store(0, Ordering::Release);
+        self.qregs[0].sq_size.store(sq_entries, Ordering::Release);
+        self.qregs[0].cq_size.store(cq_entries, Ordering::Release);
         lock(&self.admin).clean_shutdown = false;
         self.ready.store(true, Ordering::Release);
         Ok(())
@@ -466,14 +472,14 @@ impl Ctrl {
         self.ready.store(false, Ordering::Release);
         for (i, slot) in self.sqs.iter().enumerate() {
             lock(slot).q = None;
-            self.sq_size[i].store(0, Ordering::Release);
-            self.sq_db[i].store(0, Ordering::Release);
+            self.qregs[i].sq_size.store(0, Ordering::Release);
+            self.qregs[i].sq_tail.store(0, Ordering::Release);
         }
         for (i, slot) in self.cqs.iter().enumerate() {
             lock(slot).q = None;
-            self.cq_size[i].store(0, Ordering::Release);
-            self.cq_db[i].store(0, Ordering::Release);
-            self.cq_stalled[i].store(false, Ordering::Release);
+            self.qregs[i].cq_size.store(0, Ordering::Release);
+            self.qregs[i].cq_head.store(0, Ordering::Release);
+            self.qregs[i].cq_stalled.store(false, Ordering::Release);
         }
         lock(&self.faults.held).clear();
         {
@@ -539,9 +545,9 @@ impl Ctrl {
         }
         let is_sq = index & 1 == 0;
         let size = if is_sq {
-            &self.sq_size[qid]
+            &self.qregs[qid].sq_size
         } else {
-            &self.cq_size[qid]
+            &self.qregs[qid].cq_size
         }
         .load(Ordering::Acquire);
         if size == 0 {
@@ -556,14 +562,21 @@ impl Ctrl {
         }
         let qid = qid as u16;
         if is_sq {
-            self.sq_db[usize::from(qid)].store(value, Ordering::Release);
+            self.qregs[usize::from(qid)]
+                .sq_tail
+                .store(value, Ordering::Release);
             match self.worker.get() {
                 None => self.process_sq(qid),
                 Some(w) => self.kick(w, &w.sq_pending, qid),
             }
         } else {
-            self.cq_db[usize::from(qid)].store(value, Ordering::Release);
-            if self.cq_stalled[usize::from(qid)].load(Ordering::Acquire) {
+            self.qregs[usize::from(qid)]
+                .cq_head
+                .store(value, Ordering::Release);
+            if self.qregs[usize::from(qid)]
+                .cq_stalled
+                .load(Ordering::Acquire)
+            {
                 match self.worker.get() {
                     None => self.resume_cq(qid),
                     Some(w) => self.kick(w, &w.cq_pending, qid),
@@ -579,8 +592,10 @@ impl Ctrl {
             let mut slot = lock(&self.cqs[usize::from(cqid)]);
             let CqSlot { view, q } = &mut *slot;
             let Some(cq) = q.as_mut() else { return };
-            self.cq_stalled[usize::from(cqid)].store(false, Ordering::Release);
-            match cq.drain_overflow(view, &self.cq_db[usize::from(cqid)]) {
+            self.qregs[usize::from(cqid)]
+                .cq_stalled
+                .store(false, Ordering::Release);
+            match cq.drain_overflow(view, &self.qregs[usize::from(cqid)].cq_head) {
                 Ok(n) if n > 0 && cq.ien => self.signal(cq.iv),
                 Ok(_) => {}
                 Err(_) => {
@@ -589,7 +604,9 @@ impl Ctrl {
                 }
             }
             if !cq.overflow.is_empty() {
-                self.cq_stalled[usize::from(cqid)].store(true, Ordering::Release);
+                self.qregs[usize::from(cqid)]
+                    .cq_stalled
+                    .store(true, Ordering::Release);
             }
             cq.sqs.clone()
         };
@@ -613,10 +630,10 @@ impl Ctrl {
                 Ok(t) => t,
                 Err(_) => {
                     counters.dma_errors += 1;
-                    self.sq_db[usize::from(qid)].load(Ordering::Acquire)
+                    self.qregs[usize::from(qid)].sq_tail.load(Ordering::Acquire)
                 }
             },
-            None => self.sq_db[usize::from(qid)].load(Ordering::Acquire),
+            None => self.qregs[usize::from(qid)].sq_tail.load(Ordering::Acquire),
         };
         if tail >= sq.size {
             GlobalCounters::bump(&self.global.invalid_doorbells);
@@ -638,19 +655,23 @@ impl Ctrl {
             q: cq_q,
         } = &mut *cq_guard;
         let Some(cq) = cq_q.as_mut() else { return };
-        let cq_db = &self.cq_db[usize::from(cqid)];
+        let cq_db = &self.qregs[usize::from(cqid)].cq_head;
         let page_size = self.page_size();
         let mut extra = Vec::new();
         let mut posted = false;
         let mut failed_fatally = false;
         while sq.head != sq.tail {
             if !cq.has_room(cq_view, cq_db) {
-                self.cq_stalled[usize::from(cqid)].store(true, Ordering::Release);
+                self.qregs[usize::from(cqid)]
+                    .cq_stalled
+                    .store(true, Ordering::Release);
                 // The host may have freed room between the check and the flag.
                 if !cq.has_room(cq_view, cq_db) {
                     break;
                 }
-                self.cq_stalled[usize::from(cqid)].store(false, Ordering::Release);
+                self.qregs[usize::from(cqid)]
+                    .cq_stalled
+                    .store(false, Ordering::Release);
             }
             let raw = match view.read_sqe(sq.base + u64::from(sq.head) * 64) {
                 Ok(raw) => raw,
@@ -739,7 +760,9 @@ impl Ctrl {
                 Err(_) => failed_fatally = true,
             }
             if !cq.overflow.is_empty() {
-                self.cq_stalled[usize::from(cqid)].store(true, Ordering::Release);
+                self.qregs[usize::from(cqid)]
+                    .cq_stalled
+                    .store(true, Ordering::Release);
             }
         }
         if let Some(sh) = sq.shadow {
@@ -759,7 +782,7 @@ impl Ctrl {
         let CqSlot { view, q } = &mut *slot;
         let Some(cq) = q.as_mut() else { return };
         cq.overflow.push_back(cqe);
-        match cq.drain_overflow(view, &self.cq_db[usize::from(cqid)]) {
+        match cq.drain_overflow(view, &self.qregs[usize::from(cqid)].cq_head) {
             Ok(n) if n > 0 && cq.ien => self.signal(cq.iv),
             Ok(_) => {}
             Err(_) => {
@@ -768,7 +791,9 @@ impl Ctrl {
             }
         }
         if !cq.overflow.is_empty() {
-            self.cq_stalled[usize::from(cqid)].store(true, Ordering::Release);
+            self.qregs[usize::from(cqid)]
+                .cq_stalled
+                .store(true, Ordering::Release);
         }
     }
 
