@@ -127,7 +127,7 @@ fn bind_without_addresses_takes_only_controllers_not_in_use() {
     assert_eq!(j["devices"][0]["result"], "skipped");
     assert_eq!(
         j["devices"][0]["reason"],
-        "in use (nvme0n1 mounted on /); name it with --force to take it"
+        "in use (nvme0n1 mounted on /); name it and pass --force to take it"
     );
     assert_eq!(j["devices"][1]["addr"], "0000:02:00.0");
     assert_eq!(j["devices"][1]["result"], "written");

@@ -125,7 +125,7 @@ impl FakeHost {
             .to_string()
     }
 
-    fn link(&self, rel: &str, target: &str) {
+    pub fn link(&self, rel: &str, target: &str) {
         let p = self.root().join(rel);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         let _ = fs::remove_file(&p);

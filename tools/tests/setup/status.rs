@@ -155,3 +155,29 @@ fn iommu_is_reported_off_without_units_or_groups_even_if_requested() {
     );
     assert_eq!(j["controllers"], serde_json::json!([]));
 }
+
+#[test]
+fn status_finds_a_native_multipath_disk_through_its_controller_path() {
+    let h = FakeHost::bare();
+    h.pci("0000:01:00.0", NVME_CLASS, Some("nvme"), None);
+    // With nvme_core.multipath=Y the disk hangs under the subsystem; only its
+    // multipath/ links lead to the controller's hidden path device.
+    let disk = "sys/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1";
+    h.write(&format!("{disk}/dev"), "259:0\n");
+    std::fs::create_dir_all(h.root().join(format!("{disk}/holders"))).unwrap();
+    std::fs::create_dir_all(h.sys("bus/pci/devices/0000:01:00.0/nvme/nvme0/nvme0c0n1")).unwrap();
+    h.link(
+        &format!("{disk}/multipath/nvme0c0n1"),
+        "../../../../../../bus/pci/devices/0000:01:00.0/nvme/nvme0/nvme0c0n1",
+    );
+    h.link(
+        "sys/block/nvme0n1",
+        "../devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1",
+    );
+    h.append("proc/mounts", "/dev/nvme0n1 /var ext4 rw 0 0");
+    let r = h.run(&["--json", "status"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let c = &r.json()["controllers"][0];
+    assert_eq!(c["block_devices"], serde_json::json!(["nvme0n1"]));
+    assert_eq!(c["in_use"][0]["mount_point"], "/var");
+}
