@@ -243,7 +243,9 @@ pub fn bind(host: &Host, addrs: &[PciAddr], opts: &BindOptions) -> Result<BindRe
                     uses: list,
                 });
             }
-            Some(format!("in use ({list}); name it and pass --force to take it"))
+            Some(format!(
+                "in use ({list}); name it and pass --force to take it"
+            ))
         };
         match refusal {
             Some(reason) => devices.push(Outcome {
