@@ -292,6 +292,17 @@ pub enum Error {
         /// The command.
         command: CommandDesc,
     },
+    /// The controller stopped working (shut down, gone, or failed beyond reset) while the
+    /// command was outstanding.
+    #[error("{command} did not complete: controller {device} {reason}")]
+    ControllerDown {
+        /// The command.
+        command: CommandDesc,
+        /// Device name.
+        device: String,
+        /// What happened to the controller.
+        reason: &'static str,
+    },
     /// Every command slot of the queue is in use.
     #[error("queue {qid} is full ({depth} commands outstanding); process completions and retry")]
     QueueFull {

@@ -197,6 +197,31 @@ fn io_after_shutdown_is_an_error_not_a_hang() {
 }
 
 #[test]
+fn commands_outstanding_at_shutdown_complete_with_a_clear_error() {
+    let r = rig("size=1M,lba=512");
+    let mut q = r
+        .ctrl
+        .create_io_queue_pair(QueuePairOptions::default())
+        .unwrap();
+    r.emu.faults().hold_next(1);
+    let rd = r.ctrl.allocator().alloc(4096, 4096).unwrap();
+    q.submit_read(1, 0, 8, &[rd.as_segment()], 9).unwrap();
+    q.ring();
+    r.ctrl.shutdown().unwrap();
+    let mut got = Vec::new();
+    while got.is_empty() {
+        q.wait_completions(8, Duration::from_millis(50), |c, r| got.push((c, r)))
+            .unwrap();
+    }
+    assert_eq!(got[0].0, 9);
+    let err = got[0].1.as_ref().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "read of 8 blocks at LBA 0x0 on namespace 1 did not complete: controller emu was shut down"
+    );
+}
+
+#[test]
 fn queue_pairs_beyond_the_granted_count_are_refused() {
     let r = rig_with(
         "size=1M",

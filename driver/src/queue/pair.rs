@@ -16,7 +16,7 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::admin::{Backoff, QueueStats};
-use crate::controller::{check_csts, Controller, Shared, STATE_LIVE};
+use crate::controller::{check_csts, Controller, Shared, STATE_LIVE, STATE_SHUT_DOWN};
 use crate::dma::DmaMem;
 use crate::error::{CommandDesc, IoKind, PrpRule};
 use crate::namespace::NsTable;
@@ -772,6 +772,11 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
 
     /// Reports every command a reset cut short.
     fn deliver_failed(&mut self, f: &mut impl FnMut(C, Result<(), Error>)) -> usize {
+        let down = match self.shared.state.load(Ordering::Acquire) {
+            STATE_LIVE => None,
+            STATE_SHUT_DOWN => Some("was shut down"),
+            _ => Some("failed and could not be reset"),
+        };
         let cids: Vec<u16> = self
             .slots
             .outstanding_cids()
@@ -780,13 +785,17 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         let mut n = 0;
         for cid in cids {
             if let Some(slot) = self.slots.release(cid) {
-                let err = if slot.aborted {
-                    Error::CommandTimedOut {
+                let err = match down {
+                    _ if slot.aborted => Error::CommandTimedOut {
                         command: slot.desc,
                         timeout: self.timeout,
-                    }
-                } else {
-                    Error::ControllerReset { command: slot.desc }
+                    },
+                    Some(reason) => Error::ControllerDown {
+                        command: slot.desc,
+                        device: self.shared.name.clone(),
+                        reason,
+                    },
+                    None => Error::ControllerReset { command: slot.desc },
                 };
                 f(slot.ctx, Err(err));
                 n += 1;

@@ -26,8 +26,8 @@ use vfio_ioctls::{VfioContainer, VfioDevice, VfioError};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 pub use iommu_info::{parse as parse_iommu_info, IommuInfo};
-pub use raw::memlock_limit;
 pub use mmio::MappedBar;
+pub use raw::memlock_limit;
 
 use crate::device::PciAddress;
 use crate::transport::Transport;
@@ -258,8 +258,10 @@ impl VfioTransport {
                 detail: e.to_string(),
             })
         };
-        let (_, _, config_offset) =
-            region(VFIO_PCI_CONFIG_REGION_INDEX, "read config-space region info")?;
+        let (_, _, config_offset) = region(
+            VFIO_PCI_CONFIG_REGION_INDEX,
+            "read config-space region info",
+        )?;
         let (bar_flags, bar_size, bar_offset) =
             region(VFIO_PCI_BAR0_REGION_INDEX, "read BAR0 region info")?;
         if bar_flags & VFIO_REGION_INFO_FLAG_MMAP == 0 || bar_size < 0x2000 {
@@ -269,16 +271,13 @@ impl VfioTransport {
                 size: bar_size,
             });
         }
-        let bar = MappedBar::map(
-            device_file.as_raw_fd(),
-            bar_offset,
-            bar_size as usize,
-        )
-        .map_err(|e| Error::Vfio {
-            device: device.clone(),
-            op: "mmap BAR0",
-            detail: e.to_string(),
-        })?;
+        let bar = MappedBar::map(device_file.as_raw_fd(), bar_offset, bar_size as usize).map_err(
+            |e| Error::Vfio {
+                device: device.clone(),
+                op: "mmap BAR0",
+                detail: e.to_string(),
+            },
+        )?;
 
         let transport = VfioTransport {
             bar,
