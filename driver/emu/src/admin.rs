@@ -17,6 +17,9 @@ use crate::identify;
 use crate::prp::{self, PrpError};
 use crate::queue::{CqState, SqState};
 
+/// Largest admin data transfer accepted (Get Log Page may ask for up to 16 GiB).
+const ADMIN_MAX_TRANSFER: u64 = 1 << 20;
+
 fn cs(code: Cs) -> Status {
     Status::command_specific(code)
 }
@@ -59,7 +62,8 @@ impl Ctrl {
         data: &[u8],
         len: usize,
     ) -> Status {
-        if len as u64 > self.max_transfer() {
+        // Admin data is at most a few pages; bound it even when MDTS is unlimited.
+        if len as u64 > self.max_transfer().min(ADMIN_MAX_TRANSFER) {
             return generic(G::InvalidFieldInCommand);
         }
         match prp::collect(ctx.view, sqe.prp1, sqe.prp2, len, ps, &mut ctx.scratch.segs) {

@@ -673,7 +673,7 @@ impl Ctrl {
                     .cq_stalled
                     .store(false, Ordering::Release);
             }
-            let raw = match view.read_sqe(sq.base + u64::from(sq.head) * 64) {
+            let raw = match view.read_sqe(sq.base.wrapping_add(u64::from(sq.head) * 64)) {
                 Ok(raw) => raw,
                 Err(_) => {
                     // Without the entry there is no command id to complete: a fatal
@@ -1078,7 +1078,7 @@ pub(crate) fn generic(code: GenericStatus) -> Status {
 pub(crate) fn shadow_for(db: u64, ei: u64, index: usize, stride_shift: u32) -> Shadow {
     let off = (index as u64) << stride_shift;
     Shadow {
-        db: db + off,
-        ei: ei + off,
+        db: db.wrapping_add(off),
+        ei: ei.wrapping_add(off),
     }
 }

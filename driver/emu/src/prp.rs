@@ -78,7 +78,7 @@ pub(crate) fn collect(
         let mut consumed = false;
         let mut chained = false;
         for i in 0..slots {
-            let entry = view.read_u64(list + 8 * i)?;
+            let entry = view.read_u64(list.wrapping_add(8 * i))?;
             if i == slots - 1 && remaining as u64 > ps {
                 // The last slot of a list page chains to the next list page.
                 if entry & 3 != 0 || !consumed {

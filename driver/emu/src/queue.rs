@@ -121,7 +121,10 @@ impl CqState {
         mut cqe: CompletionEntry,
     ) -> Result<(), DmaFault> {
         cqe.status = cqe.status.with_phase(self.phase);
-        view.write_cqe(self.base + u64::from(self.tail) * 16, &cqe.to_bytes())?;
+        view.write_cqe(
+            self.base.wrapping_add(u64::from(self.tail) * 16),
+            &cqe.to_bytes(),
+        )?;
         self.tail += 1;
         if self.tail == self.size {
             self.tail = 0;

@@ -323,3 +323,43 @@ fn shadow_doorbells_are_read_from_memory_and_event_idx_is_written() {
     h.keep(ei);
     h.keep(buf);
 }
+
+#[test]
+fn deleting_an_sq_completes_its_held_commands_as_aborted_by_deletion() {
+    let mut h = Harness::with_io("emu", 16);
+    h.ctrl.faults().hold_next(1);
+    let buf = h.alloc(PAGE);
+    let held = h.submit(1, rw(0x02, 1, 0, 1, buf.iova, 0));
+    let mut del = sqe(0x00);
+    del.cdw10 = 1;
+    assert!(h.admin(del).status.is_success());
+    let c = h.wait(1);
+    assert_eq!(c.cid, held);
+    assert_eq!(code(c.status), generic(G::CommandAbortedSqDeletion));
+    h.keep(buf);
+}
+
+#[test]
+fn get_log_page_honours_the_offset_and_rejects_unaligned_ones() {
+    let mut h = Harness::with_io("emu", 16);
+    h.write_blocks(1, 0, &pattern(512, 1), false);
+    let buf = h.alloc(PAGE);
+    let mut e = sqe(0x02);
+    e.nsid = 0xffff_ffff;
+    e.cdw10 = 0x02 | ((16 / 4 - 1) << 16); // 16 bytes
+    e.cdw12 = 80; // Host Write Commands
+    e.prp1 = buf.iova;
+    assert!(h.admin(e).status.is_success());
+    assert_eq!(u64::from_le_bytes(buf.read(0, 8).try_into().unwrap()), 1);
+    e.cdw12 = 2;
+    assert_eq!(code(h.admin(e).status), generic(G::InvalidFieldInCommand));
+    e.cdw12 = 0;
+    e.cdw10 = 0x02 | (0xffff << 16);
+    e.cdw11 = 0xffff;
+    assert_eq!(
+        code(h.admin(e).status),
+        generic(G::InvalidFieldInCommand),
+        "16 GiB log read"
+    );
+    h.keep(buf);
+}
