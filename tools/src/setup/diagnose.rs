@@ -83,7 +83,7 @@ impl Checks {
     }
 }
 
-fn platform(host: &Host, checks: &mut Checks) -> Result<(), SetupError> {
+fn platform(host: &Host, user: &User, checks: &mut Checks) -> Result<(), SetupError> {
     let iommu = IommuState::read(host)?;
     if iommu.active {
         checks.pass(
@@ -125,8 +125,24 @@ fn platform(host: &Host, checks: &mut Checks) -> Result<(), SetupError> {
         );
     }
     let container = host.dev_path("vfio/vfio");
-    if vfio.container.is_some() {
-        checks.pass("vfio-dev", None, format!("{} present", container.display()));
+    if let Some(node) = &vfio.container {
+        if user.can_open(node) {
+            checks.pass(
+                "vfio-dev",
+                None,
+                format!("{node} opens for user {}", user.label()),
+            );
+        } else {
+            checks.fail(
+                "vfio-dev",
+                None,
+                format!("{node} does not open read-write for user {}", user.label()),
+                format!(
+                    "sudo chmod 0666 {} (the kernel's default)",
+                    container.display()
+                ),
+            );
+        }
     } else {
         checks.fail(
             "vfio-dev",
@@ -181,7 +197,8 @@ fn memory(host: &Host, user: &User, checks: &mut Checks) -> Result<(), SetupErro
             "memlock",
             None,
             format!(
-                "locked-memory limit {limit} covers the {} KiB of hugepages reserved",
+                "this process's locked-memory limit {limit} covers the {} KiB of hugepages \
+                 reserved",
                 reserved / 1024
             ),
         ),
@@ -191,8 +208,8 @@ fn memory(host: &Host, user: &User, checks: &mut Checks) -> Result<(), SetupErro
                 "memlock",
                 None,
                 format!(
-                    "locked-memory limit {limit} is below the {need} KiB of hugepages reserved \
-                     (VFIO pins DMA memory against it)"
+                    "this process's locked-memory limit {limit} is below the {need} KiB of \
+                     hugepages reserved (VFIO pins DMA memory against it)"
                 ),
                 format!(
                     "raise it to at least {need} KiB: `ulimit -l unlimited` (or `ulimit -l \
@@ -331,7 +348,7 @@ fn device(
 /// vfio-pci) for `user`, the user who will open the device.
 pub fn diagnose(host: &Host, addr: Option<PciAddr>, user: &User) -> Result<Diagnosis, SetupError> {
     let mut checks = Checks(Vec::new());
-    platform(host, &mut checks)?;
+    platform(host, user, &mut checks)?;
     match addr {
         Some(addr) => {
             let dev = host.sys.pci_device(addr)?;

@@ -303,3 +303,22 @@ fn diagnose_a_device_that_is_not_nvme_says_so() {
         "name an NVMe controller; `nvme-setup status` lists them"
     );
 }
+
+#[test]
+fn diagnose_container_node_the_user_cannot_open_says_to_restore_its_mode() {
+    let h = FakeHost::ready();
+    h.chmod("dev/vfio/vfio", 0o600);
+    h.chmod("dev/vfio/5", 0o666);
+    let (line, fix) = only_failure(&h, &["diagnose", A, "--user", "4242"], "vfio-dev");
+    assert!(
+        line.ends_with("does not open read-write for user 4242"),
+        "{line}"
+    );
+    assert_eq!(
+        fix,
+        format!(
+            "sudo chmod 0666 {} (the kernel's default)",
+            h.root().join("dev/vfio/vfio").display()
+        )
+    );
+}
