@@ -15,15 +15,13 @@ fn overlapping_misaligned_and_out_of_window_maps_are_refused() {
     let m = ctrl.dma_mapper();
     assert_eq!(m.iova_ranges(), vec![0..=IOVA_LIMIT]);
     let mem = HostMem::new(4 * PAGE);
-    // SAFETY (for every map below): `mem` outlives the controller's use of it; the
-    // mappings are removed or the controller dropped before `mem` is freed.
+    // SAFETY: `mem` outlives the controller's use of it; the mappings are removed or
+    // the controller dropped before `mem` is freed. (The same holds for every map below.)
     unsafe { m.map(mem.ptr(), 2 * PAGE, 0x10_0000) }.unwrap();
     let overlap = |iova: u64, len: usize| {
-        // SAFETY: see above.
-        matches!(
-            unsafe { m.map(mem.ptr(), len, iova) },
-            Err(MapError::Overlap { .. })
-        )
+        // SAFETY: as above; an overlapping request is refused without being mapped.
+        let r = unsafe { m.map(mem.ptr(), len, iova) };
+        matches!(r, Err(MapError::Overlap { .. }))
     };
     assert!(overlap(0x10_0000, PAGE), "same start");
     assert!(overlap(0x10_1000, PAGE), "inside");
