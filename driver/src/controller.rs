@@ -14,7 +14,7 @@ use crate::error::CommandDesc;
 use crate::namespace::{Namespace, NsTable};
 use crate::options::Options;
 use crate::queue::prp;
-use crate::spec::admin::{DoorbellBufferConfig, Identify, SetFeatures};
+use crate::spec::admin::{delete_io_cq, delete_io_sq, DoorbellBufferConfig, Identify, SetFeatures};
 use crate::spec::features::NumberOfQueues;
 use crate::spec::identify::{Cns, IdentifyController, IdentifyNamespace};
 use crate::spec::registers::{offset, ShutdownNotification, ShutdownStatus};
@@ -739,8 +739,27 @@ impl<T: Transport> Shared<T> {
         if prev == STATE_SHUT_DOWN {
             return Ok(());
         }
-        let _q = lock(&self.admin);
+        let mut q = lock(&self.admin);
         let t = &self.t;
+        if prev == STATE_LIVE {
+            // Delete the I/O queues first (NVMe Base 2.0 §3.6.1), SQ before its CQ.
+            let live: Vec<u16> = lock(&self.qids)
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|(_, used)| **used)
+                .map(|(qid, _)| qid as u16)
+                .collect();
+            let timeout = self.options.admin_timeout.min(Duration::from_secs(1));
+            for qid in live {
+                let name = &self.name;
+                if let Err(e) = exec_admin(t, name, &mut q, delete_io_sq(qid), timeout)
+                    .and_then(|_| exec_admin(t, name, &mut q, delete_io_cq(qid), timeout))
+                {
+                    tracing::warn!(device = %name, qid, error = %e, "deleting I/O queue at shutdown failed");
+                }
+            }
+        }
         let raw = t.read32(offset::CC);
         if raw == u32::MAX {
             return Err(Error::DeviceGone {

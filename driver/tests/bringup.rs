@@ -55,3 +55,28 @@ fn dropping_the_controller_shuts_it_down() {
     let csts = Csts::from_bits(emu.read32(offset::CSTS));
     assert_eq!(csts.shst(), nvme::spec::registers::ShutdownStatus::Complete);
 }
+
+#[test]
+fn shutdown_deletes_live_io_queues_before_setting_shn() {
+    let r = rig("size=8M");
+    let qp = r
+        .ctrl
+        .create_io_queue_pair(nvme::QueuePairOptions::default())
+        .unwrap();
+    let qid = qp.qid();
+    let log = r.emu.command_log();
+    log.enable();
+    drop(r.ctrl);
+    let opcodes: Vec<u8> = log
+        .entries()
+        .iter()
+        .filter(|e| e.qid == 0)
+        .map(|e| e.opcode)
+        .collect();
+    assert_eq!(
+        opcodes,
+        vec![0x00, 0x04],
+        "Delete I/O SQ then CQ of queue {qid}"
+    );
+    drop(qp);
+}

@@ -393,3 +393,38 @@ fn queue_pairs_can_move_between_threads() {
     });
     qp.flush_sync(1).unwrap();
 }
+
+#[test]
+fn each_command_reaches_the_controller_with_its_fields() {
+    let r = rig("size=8M,lba=512");
+    let mut qp = r.ctrl.create_io_queue_pair(qp_opts(8)).unwrap();
+    let qid = qp.qid();
+    let buf = patterned(&r.ctrl, 4096, 1);
+    let log = r.emu.command_log();
+    log.enable();
+    run_one(&mut qp, |q| {
+        q.submit_write(1, 10, 8, &[buf.as_segment()], true, 0)
+    })
+    .unwrap();
+    run_one(&mut qp, |q| q.submit_read(1, 10, 8, &[buf.as_segment()], 0)).unwrap();
+    run_one(&mut qp, |q| q.submit_flush(1, 0)).unwrap();
+    run_one(&mut qp, |q| q.submit_write_zeroes(1, 30, 4, true, 0)).unwrap();
+    run_one(&mut qp, |q| q.submit_deallocate(1, &[(40, 8)], 0)).unwrap();
+    run_one(&mut qp, |q| q.submit_verify(1, 10, 8, 0)).unwrap();
+    let got: Vec<_> = log
+        .io_entries()
+        .iter()
+        .map(|e| (e.qid, e.opcode, e.nsid, e.slba, e.blocks, e.fua, e.deac))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (qid, 0x01, 1, 10, 8, true, false),
+            (qid, 0x02, 1, 10, 8, false, false),
+            (qid, 0x00, 1, 0, 0, false, false),
+            (qid, 0x08, 1, 30, 4, false, true),
+            (qid, 0x09, 1, 0, 0, false, true),
+            (qid, 0x0c, 1, 10, 8, false, false),
+        ]
+    );
+}

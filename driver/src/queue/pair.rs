@@ -446,6 +446,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     }
 
     /// Queues a Read of `blocks` blocks at `slba` into `data`.
+    ///
+    /// The memory behind `data` must stay allocated until the completion is reported
+    /// (dropping the pair waits for outstanding commands).
     pub fn submit_read(
         &mut self,
         nsid: u32,
@@ -458,7 +461,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     }
 
     /// Queues a Write of `blocks` blocks at `slba` from `data`; `fua` makes it durable
-    /// before it completes.
+    /// before it completes. `data` must stay allocated until the completion is reported.
     pub fn submit_write(
         &mut self,
         nsid: u32,
@@ -1019,6 +1022,12 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
 
 impl<T: Transport, C: Copy + Default> Drop for IoQueuePair<T, C> {
     fn drop(&mut self) {
+        if self.slots.outstanding() > 0 && self.shared.state.load(Ordering::Acquire) == STATE_LIVE {
+            // The device may still be moving data for these: let them finish (bounded).
+            if let Err(e) = self.wait_idle(|_, _| {}) {
+                tracing::warn!(qid = self.qid, error = %e, "queue pair dropped with commands outstanding");
+            }
+        }
         let shared = &self.shared;
         if shared.state.load(Ordering::Acquire) == STATE_LIVE
             && self.epoch == shared.epoch.load(Ordering::Acquire)
