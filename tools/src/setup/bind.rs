@@ -33,6 +33,20 @@ pub struct BindOptions {
     pub user: Option<User>,
 }
 
+/// What `bind` or `unbind` did with one controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindResult {
+    /// The kernel attached the wanted driver.
+    Bound,
+    /// It was on the wanted driver already; nothing written.
+    Already,
+    /// Fake tree: the sysfs writes were made, the kernel's response cannot be observed.
+    Written,
+    /// Left alone (see the reason).
+    Skipped,
+}
+
 /// What happened to one controller.
 #[derive(Clone, Debug, Serialize)]
 pub struct Outcome {
@@ -42,9 +56,8 @@ pub struct Outcome {
     pub from: Option<String>,
     /// The driver it was moved to.
     pub to: String,
-    /// `bound`, `already` (nothing to do), `written` (fake tree: sysfs writes made,
-    /// kernel response not observable), or `skipped`.
-    pub result: &'static str,
+    /// The result.
+    pub result: BindResult,
     /// Why it was skipped.
     pub reason: Option<String>,
 }
@@ -63,14 +76,14 @@ impl fmt::Display for BindReport {
         for d in &self.devices {
             let from = d.from.as_deref().unwrap_or("no driver");
             match d.result {
-                "bound" => writeln!(f, "{}: {from} -> {}", d.addr, d.to)?,
-                "already" => writeln!(f, "{}: already on {}", d.addr, d.to)?,
-                "written" => writeln!(
+                BindResult::Bound => writeln!(f, "{}: {from} -> {}", d.addr, d.to)?,
+                BindResult::Already => writeln!(f, "{}: already on {}", d.addr, d.to)?,
+                BindResult::Written => writeln!(
                     f,
                     "{}: {from} -> {} (sysfs written; fake tree, kernel response not checked)",
                     d.addr, d.to
                 )?,
-                _ => writeln!(
+                BindResult::Skipped => writeln!(
                     f,
                     "{}: skipped: {}",
                     d.addr,
@@ -147,7 +160,7 @@ fn rebind(
     driver: Option<&str>,
     wanted: &str,
     actions: &mut Vec<Action>,
-) -> Result<&'static str, SetupError> {
+) -> Result<BindResult, SetupError> {
     let dir = format!("bus/pci/devices/{}", dev.addr);
     let addr_line = format!("{}\n", dev.addr);
     host.sys.write(
@@ -165,7 +178,7 @@ fn rebind(
     host.sys
         .write("bus/pci/drivers_probe", &addr_line, actions)?;
     if !host.is_live() {
-        return Ok("written");
+        return Ok(BindResult::Written);
     }
     // drivers_probe attaches synchronously, but give a slow probe a moment anyway.
     let deadline = Instant::now() + PROBE_WAIT;
@@ -181,7 +194,7 @@ fn rebind(
             actual: now.unwrap_or_else(|| "no driver".into()),
         });
     }
-    Ok("bound")
+    Ok(BindResult::Bound)
 }
 
 fn wait_for_node(host: &Host, group: u32) -> Option<Node> {
@@ -252,7 +265,7 @@ pub fn bind(host: &Host, addrs: &[PciAddr], opts: &BindOptions) -> Result<BindRe
                 addr: dev.addr,
                 from: dev.driver.clone(),
                 to: VFIO_DRIVER.into(),
-                result: "skipped",
+                result: BindResult::Skipped,
                 reason: Some(reason),
             }),
             None => targets.push(dev),
@@ -291,7 +304,7 @@ pub fn bind(host: &Host, addrs: &[PciAddr], opts: &BindOptions) -> Result<BindRe
     ensure_driver(host, VFIO_DRIVER, &mut actions)?;
     for dev in &targets {
         let result = if dev.on_vfio() {
-            "already"
+            BindResult::Already
         } else {
             rebind(host, dev, Some(VFIO_DRIVER), VFIO_DRIVER, &mut actions)?
         };
@@ -364,7 +377,7 @@ pub fn unbind(host: &Host, addrs: &[PciAddr]) -> Result<BindReport, SetupError> 
     for dev in &targets {
         let result =
             if dev.driver.as_deref() == Some(KERNEL_DRIVER) && dev.driver_override.is_none() {
-                "already"
+                BindResult::Already
             } else {
                 rebind(host, dev, None, KERNEL_DRIVER, &mut actions)?
             };

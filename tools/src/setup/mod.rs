@@ -23,7 +23,9 @@ use std::process::Command;
 
 use serde::Serialize;
 
-pub use bind::{bind, unbind, BindOptions, BindReport, Outcome, KERNEL_DRIVER, VFIO_DRIVER};
+pub use bind::{
+    bind, unbind, BindOptions, BindReport, BindResult, Outcome, KERNEL_DRIVER, VFIO_DRIVER,
+};
 pub use devices::{PciDevice, NVME_CLASS};
 pub use diagnose::{diagnose, Check, Diagnosis, IOMMU_FIX};
 pub use error::SetupError;

@@ -97,19 +97,6 @@ impl SysfsRoot {
             })
     }
 
-    /// A decimal attribute such as `nr_hugepages`, or `None` if absent.
-    pub fn read_u64(&self, rel: impl AsRef<Path>) -> Result<Option<u64>, SetupError> {
-        let path = self.path(rel);
-        let Some(text) = read_trimmed(&path)? else {
-            return Ok(None);
-        };
-        text.parse().map(Some).map_err(|_| SetupError::Parse {
-            path,
-            content: text.clone(),
-            expected: "a decimal number",
-        })
-    }
-
     /// The last component of symlink `rel` (e.g. the driver name behind `driver`).
     pub fn link_name(&self, rel: impl AsRef<Path>) -> Result<Option<String>, SetupError> {
         let path = self.path(rel);
