@@ -350,6 +350,7 @@ impl Ctrl {
             tail: 0,
             cqid,
             shadow: None,
+            aborts: Vec::new(),
         };
         if let Some((db, ei)) = lock(&self.admin).dbbuf {
             let sh = shadow_for(db, ei, 2 * usize::from(qid), self.stride_shift());
@@ -451,9 +452,43 @@ impl Ctrl {
                 }
                 ok(0)
             }
+            None if self.abort_queued(sqid, cid) => ok(0),
             // Dword 0 bit 0 set: the command was not aborted.
             None => ok(1),
         }
+    }
+
+    /// Marks command `cid` for abort if it sits in I/O SQ `sqid` between the head and the
+    /// tail the host published (e.g. held back by a full completion queue).
+    fn abort_queued(&self, sqid: u16, cid: u16) -> bool {
+        // The admin queue is locked by the caller; its own commands are never queued.
+        if sqid == 0 || usize::from(sqid) >= self.sqs.len() {
+            return false;
+        }
+        let mut slot = lock(&self.sqs[usize::from(sqid)]);
+        let crate::queue::SqSlot { view, q, .. } = &mut *slot;
+        let Some(sq) = q.as_mut() else { return false };
+        let tail = match sq.shadow {
+            Some(sh) => view.load_u32(sh.db).unwrap_or(sq.tail),
+            None => self.qregs[usize::from(sqid)]
+                .sq_tail
+                .load(Ordering::Acquire),
+        };
+        if tail >= sq.size {
+            return false;
+        }
+        let mut at = sq.head;
+        while at != tail {
+            let Ok(raw) = view.read_sqe(sq.base.wrapping_add(u64::from(at) * 64)) else {
+                return false;
+            };
+            if SubmissionEntry::from_bytes(&raw).cid() == cid {
+                sq.aborts.push(cid);
+                return true;
+            }
+            at = if at + 1 == sq.size { 0 } else { at + 1 };
+        }
+        false
     }
 
     fn async_event_request(&self, sqe: &SubmissionEntry) -> Outcome {

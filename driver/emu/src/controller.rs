@@ -457,6 +457,7 @@ impl Ctrl {
             tail: 0,
             cqid: 0,
             shadow: None,
+            aborts: Vec::new(),
         });
         self.qregs[0].sq_tail.store(0, Ordering::Release);
         self.qregs[0].cq_head.store(0, Ordering::Release);
@@ -702,7 +703,12 @@ impl Ctrl {
                 counters,
                 extra: &mut extra,
             };
+            let aborted = !sq.aborts.is_empty() && {
+                let found = sq.aborts.iter().position(|&c| c == sqe.cid());
+                found.map(|i| sq.aborts.swap_remove(i)).is_some()
+            };
             let outcome = match action {
+                _ if aborted => Outcome::Done(0, generic(GenericStatus::CommandAbortRequested)),
                 Some(FaultAction::Fail(status)) => Outcome::Done(0, status),
                 _ => {
                     if qid == 0 {

@@ -193,3 +193,11 @@ impl EmuController {
         }
     }
 }
+
+// The driver shares one controller between threads.
+const _: fn() = || {
+    fn shared<T: Send + Sync + Clone>() {}
+    shared::<EmuController>();
+    shared::<FaultControl>();
+    shared::<CommandLog>();
+};

@@ -31,6 +31,8 @@ pub(crate) struct SqState {
     pub tail: u32,
     pub cqid: u16,
     pub shadow: Option<Shadow>,
+    /// Command ids of not-yet-fetched commands an Abort asked to abort.
+    pub aborts: Vec<u16>,
 }
 
 /// A submission queue id's slot: the view and buffers outlive queue creation/deletion.

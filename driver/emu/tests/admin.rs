@@ -363,3 +363,42 @@ fn get_log_page_honours_the_offset_and_rejects_unaligned_ones() {
     );
     h.keep(buf);
 }
+
+#[test]
+fn abort_of_a_command_still_queued_behind_a_full_cq_completes_it_as_aborted() {
+    let mut h = Harness::new("emu");
+    // A 2-entry CQ holds one completion; the other commands stay queued in the SQ.
+    let cq = h.alloc(PAGE);
+    let sq = h.alloc(PAGE);
+    assert!(h.create_cq_raw(1, 2, cq.iova, 1, 0).status.is_success());
+    assert!(h.create_sq_raw(1, 8, sq.iova, 1, 1).status.is_success());
+    h.queues[1] = Some(Queue {
+        qid: 1,
+        sq,
+        cq,
+        size: 8,
+        cq_size: 2,
+        tail: 0,
+        head: 0,
+        phase: true,
+    });
+    let buf = h.alloc(PAGE);
+    let cids: Vec<u16> = (0..3)
+        .map(|_| h.place(1, rw(0x02, 1, 0, 1, buf.iova, 0), false))
+        .collect();
+    h.ring(1);
+    let mut abort = sqe(0x08);
+    abort.cdw10 = 1 | (u32::from(cids[2]) << 16);
+    let a = h.admin(abort);
+    assert_eq!(a.dw0 & 1, 0, "queued command aborted");
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let c = h.peek(1).expect("completion");
+        h.ring_cq(1);
+        got.push((c.cid, code(c.status)));
+    }
+    assert_eq!(got[0], (cids[0], (0, 0)));
+    assert_eq!(got[1], (cids[1], (0, 0)));
+    assert_eq!(got[2], (cids[2], generic(G::CommandAbortRequested)));
+    h.keep(buf);
+}
