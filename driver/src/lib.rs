@@ -1,14 +1,43 @@
 //! A userspace NVMe driver: controller bring-up, admin commands and lock-free I/O queue
 //! pairs over VFIO or the emulated controller.
 //!
+//! # Shape
+//!
+//! * [`open`] parses a device name ([`DeviceName`]: `emu`, `emu:OPTIONS`, or a PCI
+//!   address) and brings the controller up over an [`AnyTransport`]; code that knows its
+//!   transport uses [`Controller::new`] with a [`transport::emu::EmuTransport`] or a
+//!   [`transport::vfio::VfioTransport`] directly.
+//! * [`Controller`] owns the admin queue (behind a mutex), identify data, namespaces,
+//!   features, log pages, asynchronous events, reset and shutdown (on drop).
+//! * [`IoQueuePair`] is one thread's submission/completion pair: `submit_*` queues a
+//!   command with a caller context `C` (default `u64`), [`IoQueuePair::ring`] rings the
+//!   doorbell once per batch, [`IoQueuePair::process_completions`] calls
+//!   `f(context, Result<(), Error>)` per completion. No lock, no allocation, no system
+//!   call per I/O; the transport is a type parameter, so no `dyn` either.
+//! * Every failure is an [`Error`]; command failures carry the NVMe
+//!   [`spec::Status`] and print as a sentence.
+//!
+//! Data buffers are DMA memory from [`Controller::allocator`], passed as
+//! [`DmaSegment`]s; they must stay allocated until their command completes.
+//!
 //! ```no_run
 //! use nvme::{open, Options, QueuePairOptions};
 //!
 //! let ctrl = open("emu:size=64M", Options::default())?;
 //! let mut qp = ctrl.create_io_queue_pair(QueuePairOptions::default())?;
-//! let mut buf = ctrl.allocator().alloc(4096, 4096).expect("DMA memory");
-//! qp.write_sync(1, 0, 8, &buf, false)?;
-//! qp.read_sync(1, 0, 8, &mut buf)?;
+//! let buf = ctrl.allocator().alloc(4096, 4096).expect("DMA memory");
+//! for i in 0..8u64 {
+//!     qp.submit_read(1, i * 8, 8, &[buf.as_segment()], i)?;
+//! }
+//! qp.ring();
+//! let mut done = 0;
+//! while done < 8 {
+//!     done += qp.process_completions(usize::MAX, |ctx, result| {
+//!         if let Err(e) = result {
+//!             eprintln!("read {ctx}: {e}");
+//!         }
+//!     });
+//! }
 //! # Ok::<(), nvme::Error>(())
 //! ```
 

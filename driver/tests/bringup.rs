@@ -80,3 +80,18 @@ fn shutdown_deletes_live_io_queues_before_setting_shn() {
     );
     drop(qp);
 }
+
+#[test]
+fn opening_a_pci_address_reports_the_missing_piece() {
+    // Without VFIO in the kernel the first check fails; with it, the address does not exist.
+    let err = nvme::open("ff:1f.7", fast_options()).unwrap_err();
+    if std::path::Path::new("/dev/vfio/vfio").exists() {
+        assert!(
+            matches!(err, nvme::Error::PciDeviceNotFound { .. }),
+            "{err}"
+        );
+    } else {
+        assert!(matches!(err, nvme::Error::NoVfio), "{err}");
+        assert!(err.to_string().contains("modprobe vfio-pci"), "{err}");
+    }
+}
