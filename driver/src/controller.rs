@@ -681,9 +681,22 @@ impl<T: Transport> Shared<T> {
     }
 
     pub fn reset(&self) -> Result<(), Error> {
+        self.reset_unless_past(None)
+    }
+
+    /// Resets the controller, unless `seen` is given and a reset completed since the
+    /// caller observed epoch `seen` (two queue pairs timing out together reset once).
+    pub fn reset_unless_past(&self, seen: Option<u64>) -> Result<(), Error> {
         let _g = lock(&self.reset_lock);
         if self.state.load(Ordering::Acquire) == STATE_SHUT_DOWN {
             return self.check_live("reset");
+        }
+        if let Some(seen) = seen {
+            if self.epoch.load(Ordering::Acquire) != seen
+                && self.state.load(Ordering::Acquire) == STATE_LIVE
+            {
+                return Ok(());
+            }
         }
         let mut q = lock(&self.admin);
         self.state.store(STATE_RESETTING, Ordering::Release);
@@ -705,7 +718,17 @@ impl<T: Transport> Shared<T> {
         let t = &self.t;
         let name = &self.name;
         let cap = self.cap;
-        disable(t, name, cap)?;
+        if let Err(e) = disable(t, name, cap) {
+            if matches!(e, Error::DeviceGone { .. }) {
+                return Err(e);
+            }
+            // The controller will not stop: escalate to a function reset when offered.
+            tracing::warn!(device = %name, error = %e, "disable failed; trying a function reset");
+            if !t.function_reset()? {
+                return Err(e);
+            }
+            disable(t, name, cap)?;
+        }
         q.reset();
         let mps = (self.page_size.trailing_zeros() - 12) as u8;
         enable(t, name, cap, mps, q)?;

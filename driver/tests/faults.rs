@@ -307,3 +307,41 @@ fn delayed_completion_past_the_deadline_is_aborted() {
     );
     assert_eq!(q.stats().timeouts, 1);
 }
+
+#[test]
+fn two_pairs_timing_out_together_reset_the_controller_once() {
+    let r = rig_with(
+        "size=1M,lba=512",
+        nvme::Options {
+            io_queues: 2,
+            ..fast_options()
+        },
+    );
+    r.emu
+        .faults()
+        .inject(CommandMatch::io(), FaultAction::Drop, Some(2));
+    let barrier = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let (r, barrier) = (&r, &barrier);
+            s.spawn(move || {
+                let mut q = qp(r);
+                barrier.wait();
+                let _buf = read_one(r, &mut q, t * 8, t);
+                q.ring();
+                let got = collect(&mut q, 1);
+                assert!(
+                    matches!(
+                        got[0].1,
+                        Err(Error::CommandTimedOut { .. }) | Err(Error::ControllerReset { .. })
+                    ),
+                    "{:?}",
+                    got[0].1
+                );
+                let mut rd = r.ctrl.allocator().alloc(4096, 4096).unwrap();
+                q.read_sync(1, 0, 8, &mut rd).unwrap();
+            });
+        }
+    });
+    assert_eq!(r.ctrl.admin_stats().resets, 1);
+}

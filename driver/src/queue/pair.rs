@@ -813,7 +813,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     fn check_deadlines(&mut self, f: &mut impl FnMut(C, Result<(), Error>)) -> usize {
         if let Err(e) = check_csts(&self.shared.t, &self.shared.name, "I/O") {
             tracing::error!(qid = self.qid, error = %e, "controller failed; resetting");
-            let _ = self.shared.reset();
+            let _ = self.shared.reset_unless_past(Some(self.epoch));
             let _ = self.recover();
             return self.deliver_failed(f);
         }
@@ -847,7 +847,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 cid,
                 "aborted command did not complete; resetting the controller"
             );
-            let _ = self.shared.reset();
+            let _ = self.shared.reset_unless_past(Some(self.epoch));
             let _ = self.recover();
             n += self.deliver_failed(f);
         }

@@ -18,8 +18,8 @@ pub struct Rig {
 pub fn fast_options() -> Options {
     Options {
         admin_timeout: Duration::from_secs(2),
-        io_timeout: Duration::from_millis(300),
-        abort_timeout: Duration::from_millis(300),
+        io_timeout: Duration::from_millis(1000),
+        abort_timeout: Duration::from_millis(500),
         shutdown_timeout: Duration::from_secs(2),
         ..Options::default()
     }
