@@ -644,10 +644,15 @@ impl Ctrl {
         }
         sq.tail = tail;
         if sq.head == sq.tail {
-            if let Some(sh) = sq.shadow {
-                let _ = view.store_u32(sh.ei, tail);
+            match sq.shadow {
+                // Publish EventIdx, then look again: the host may have moved the shadow
+                // tail after we read it and, seeing the old EventIdx, skipped the MMIO write.
+                Some(sh) => match republish_event_idx(view, sh, sq.tail, sq.size) {
+                    Some(t) => sq.tail = t,
+                    None => return,
+                },
+                None => return,
             }
-            return;
         }
         let cqid = sq.cqid;
         let mut cq_guard = lock(&self.cqs[usize::from(cqid)]);
@@ -661,101 +666,112 @@ impl Ctrl {
         let mut extra = Vec::new();
         let mut posted = false;
         let mut failed_fatally = false;
-        while sq.head != sq.tail {
-            if !cq.has_room(cq_view, cq_db) {
-                self.qregs[usize::from(cqid)]
-                    .cq_stalled
-                    .store(true, Ordering::Release);
-                // The host may have freed room between the check and the flag.
+        let mut stalled = false;
+        'fetch: loop {
+            while sq.head != sq.tail {
                 if !cq.has_room(cq_view, cq_db) {
-                    break;
+                    self.qregs[usize::from(cqid)]
+                        .cq_stalled
+                        .store(true, Ordering::Release);
+                    // The host may have freed room between the check and the flag.
+                    if !cq.has_room(cq_view, cq_db) {
+                        stalled = true;
+                        break;
+                    }
+                    self.qregs[usize::from(cqid)]
+                        .cq_stalled
+                        .store(false, Ordering::Release);
                 }
-                self.qregs[usize::from(cqid)]
-                    .cq_stalled
-                    .store(false, Ordering::Release);
-            }
-            let raw = match view.read_sqe(sq.base.wrapping_add(u64::from(sq.head) * 64)) {
-                Ok(raw) => raw,
-                Err(_) => {
-                    // Without the entry there is no command id to complete: a fatal
-                    // controller error, as a failed fetch is on hardware.
-                    counters.dma_errors += 1;
+                let raw = match view.read_sqe(sq.base.wrapping_add(u64::from(sq.head) * 64)) {
+                    Ok(raw) => raw,
+                    Err(_) => {
+                        // Without the entry there is no command id to complete: a fatal
+                        // controller error, as a failed fetch is on hardware.
+                        counters.dma_errors += 1;
+                        failed_fatally = true;
+                        break;
+                    }
+                };
+                sq.head = if sq.head + 1 == sq.size {
+                    0
+                } else {
+                    sq.head + 1
+                };
+                let sqe = SubmissionEntry::from_bytes(&raw);
+                counters.commands += 1;
+                let action = if self.faults.armed() {
+                    self.faults
+                        .take_action(qid, sqe.opcode(), sqe.nsid, io_lbas(qid, &sqe))
+                } else {
+                    None
+                };
+                let mut ctx = Ctx {
+                    view,
+                    scratch,
+                    counters,
+                    extra: &mut extra,
+                };
+                let aborted = !sq.aborts.is_empty() && {
+                    let found = sq.aborts.iter().position(|&c| c == sqe.cid());
+                    found.map(|i| sq.aborts.swap_remove(i)).is_some()
+                };
+                let outcome = match action {
+                    _ if aborted => Outcome::Done(0, generic(GenericStatus::CommandAbortRequested)),
+                    Some(FaultAction::Fail(status)) => Outcome::Done(0, status),
+                    _ => {
+                        if qid == 0 {
+                            self.exec_admin(&mut ctx, &sqe, page_size)
+                        } else {
+                            self.exec_io(&mut ctx, &sqe, page_size)
+                        }
+                    }
+                };
+                let Outcome::Done(dw0, status) = outcome else {
+                    continue;
+                };
+                if !status.is_success() {
+                    counters.failed += 1;
+                    self.record_error(qid, &sqe, status);
+                }
+                if self.log.enabled() {
+                    self.log.push(log_entry(qid, &sqe, status));
+                }
+                let mut cqe = CompletionEntry {
+                    dw0,
+                    dw1: 0,
+                    sq_head: sq.head as u16,
+                    sq_id: qid,
+                    cid: sqe.cid(),
+                    status,
+                };
+                match action {
+                    Some(FaultAction::Hold) => {
+                        self.hold(cqid, cqe, None);
+                        continue;
+                    }
+                    Some(FaultAction::Delay(d)) => {
+                        self.hold(cqid, cqe, Some(d));
+                        continue;
+                    }
+                    Some(FaultAction::Drop) => continue,
+                    Some(FaultAction::WrongCid) => cqe.cid ^= 0xffff,
+                    Some(FaultAction::WrongSqid) => cqe.sq_id ^= 0x8000,
+                    _ => {}
+                }
+                if cq.post(cq_view, cqe).is_err() {
+                    GlobalCounters::bump(&self.global.dma_errors);
                     failed_fatally = true;
                     break;
                 }
-            };
-            sq.head = if sq.head + 1 == sq.size {
-                0
-            } else {
-                sq.head + 1
-            };
-            let sqe = SubmissionEntry::from_bytes(&raw);
-            counters.commands += 1;
-            let action = if self.faults.armed() {
-                self.faults
-                    .take_action(qid, sqe.opcode(), sqe.nsid, io_lbas(qid, &sqe))
-            } else {
-                None
-            };
-            let mut ctx = Ctx {
-                view,
-                scratch,
-                counters,
-                extra: &mut extra,
-            };
-            let aborted = !sq.aborts.is_empty() && {
-                let found = sq.aborts.iter().position(|&c| c == sqe.cid());
-                found.map(|i| sq.aborts.swap_remove(i)).is_some()
-            };
-            let outcome = match action {
-                _ if aborted => Outcome::Done(0, generic(GenericStatus::CommandAbortRequested)),
-                Some(FaultAction::Fail(status)) => Outcome::Done(0, status),
-                _ => {
-                    if qid == 0 {
-                        self.exec_admin(&mut ctx, &sqe, page_size)
-                    } else {
-                        self.exec_io(&mut ctx, &sqe, page_size)
-                    }
+                posted = true;
+            }
+            if let (Some(sh), false, false) = (sq.shadow, stalled, failed_fatally) {
+                if let Some(t) = republish_event_idx(view, sh, sq.tail, sq.size) {
+                    sq.tail = t;
+                    continue 'fetch;
                 }
-            };
-            let Outcome::Done(dw0, status) = outcome else {
-                continue;
-            };
-            if !status.is_success() {
-                counters.failed += 1;
-                self.record_error(qid, &sqe, status);
             }
-            if self.log.enabled() {
-                self.log.push(log_entry(qid, &sqe, status));
-            }
-            let mut cqe = CompletionEntry {
-                dw0,
-                dw1: 0,
-                sq_head: sq.head as u16,
-                sq_id: qid,
-                cid: sqe.cid(),
-                status,
-            };
-            match action {
-                Some(FaultAction::Hold) => {
-                    self.hold(cqid, cqe, None);
-                    continue;
-                }
-                Some(FaultAction::Delay(d)) => {
-                    self.hold(cqid, cqe, Some(d));
-                    continue;
-                }
-                Some(FaultAction::Drop) => continue,
-                Some(FaultAction::WrongCid) => cqe.cid ^= 0xffff,
-                Some(FaultAction::WrongSqid) => cqe.sq_id ^= 0x8000,
-                _ => {}
-            }
-            if cq.post(cq_view, cqe).is_err() {
-                GlobalCounters::bump(&self.global.dma_errors);
-                failed_fatally = true;
-                break;
-            }
-            posted = true;
+            break;
         }
         for cqe in extra {
             cq.overflow.push_back(cqe);
@@ -995,6 +1011,15 @@ impl Ctrl {
         }
         any
     }
+}
+
+/// Writes EventIdx = `tail`, then re-reads the shadow tail (both sequentially
+/// consistent, pairing with the host's "write shadow, fence, read EventIdx"). Returns the
+/// new tail if the host moved it meanwhile.
+fn republish_event_idx(view: &mut MemView, sh: Shadow, tail: u32, size: u32) -> Option<u32> {
+    view.store_u32(sh.ei, tail).ok()?;
+    let now = view.load_u32(sh.db).ok()?;
+    (now != tail && now < size).then_some(now)
 }
 
 fn worker_loop(weak: Weak<Ctrl>) {

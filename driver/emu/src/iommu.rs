@@ -225,7 +225,7 @@ impl MemView {
         Ok(u64::from_le_bytes(b))
     }
 
-    /// Reads a 4-byte aligned little-endian u32 with acquire ordering (shadow doorbells).
+    /// Reads a 4-byte aligned little-endian u32, sequentially consistent (shadow doorbells).
     pub(crate) fn load_u32(&mut self, iova: u64) -> Result<u32, DmaFault> {
         let (host, n) = self.translate(iova, 4)?;
         if n < 4 || host as usize % 4 != 0 {
@@ -234,11 +234,11 @@ impl MemView {
         // SAFETY: 4 mapped, aligned bytes; the driver updates them with atomic stores,
         // so reading them atomically is the matching access.
         let v = unsafe { std::sync::atomic::AtomicU32::from_ptr(host.cast()) }
-            .load(std::sync::atomic::Ordering::Acquire);
+            .load(std::sync::atomic::Ordering::SeqCst);
         Ok(u32::from_le(v))
     }
 
-    /// Writes a 4-byte aligned little-endian u32 with release ordering (EventIdx).
+    /// Writes a 4-byte aligned little-endian u32, sequentially consistent (EventIdx).
     pub(crate) fn store_u32(&mut self, iova: u64, value: u32) -> Result<(), DmaFault> {
         let (host, n) = self.translate(iova, 4)?;
         if n < 4 || host as usize % 4 != 0 {
@@ -246,7 +246,7 @@ impl MemView {
         }
         // SAFETY: 4 mapped, aligned bytes, written atomically as the driver reads them.
         unsafe { std::sync::atomic::AtomicU32::from_ptr(host.cast()) }
-            .store(value.to_le(), std::sync::atomic::Ordering::Release);
+            .store(value.to_le(), std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 

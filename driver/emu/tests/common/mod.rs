@@ -589,3 +589,24 @@ impl Queue {
         }
     }
 }
+
+impl Harness {
+    /// Like [`Harness::wait`], but publishes the CQ head in the shadow doorbell buffer
+    /// `db` (as a driver using Doorbell Buffer Config does) before the MMIO write.
+    pub fn wait_shadow(&mut self, qid: u16, db: &DmaBuf) -> CompletionEntry {
+        let start = Instant::now();
+        loop {
+            if let Some(c) = self.peek(qid) {
+                let head = self.queues[qid as usize].as_ref().unwrap().head;
+                db.store_u32((2 * qid as usize + 1) * (4 << self.dstrd), head);
+                self.ring_cq(qid);
+                return c;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "no completion on queue {qid}"
+            );
+            std::thread::yield_now();
+        }
+    }
+}
