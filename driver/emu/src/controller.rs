@@ -122,6 +122,7 @@ pub(crate) struct Ctrl {
     intms: AtomicU32,
     irq_pending: AtomicU32,
     worker: OnceLock<Worker>,
+    timer_running: AtomicBool,
     weak: OnceLock<Weak<Ctrl>>,
 }
 
@@ -252,6 +253,7 @@ impl Ctrl {
             intms: AtomicU32::new(0),
             irq_pending: AtomicU32::new(0),
             worker: OnceLock::new(),
+            timer_running: AtomicBool::new(false),
             weak: OnceLock::new(),
             cfg,
         });
@@ -826,22 +828,28 @@ impl Ctrl {
             cqe,
             deadline,
         });
-        if let (Some(d), Some(weak)) = (delay, self.weak.get()) {
-            let weak = weak.clone();
+        if delay.is_some() && !self.timer_running.swap(true, Ordering::AcqRel) {
+            let Some(weak) = self.weak.get().cloned() else {
+                return;
+            };
             let spawned = std::thread::Builder::new()
                 .name("emu-delay".into())
-                .spawn(move || {
-                    std::thread::sleep(d);
-                    if let Some(ctrl) = weak.upgrade() {
-                        let now = Instant::now();
-                        ctrl.release_held(|h| h.deadline.is_some_and(|t| t <= now));
-                    }
-                });
-            if spawned.is_err() {
-                // No timer thread: complete now rather than never.
-                self.release_held(|h| h.deadline.is_some());
+                .spawn(move || timer_loop(weak));
+            if let Err(e) = spawned {
+                // Called with queue locks held, so the completion cannot be posted here;
+                // it stays held for `FaultControl::release_held`.
+                self.timer_running.store(false, Ordering::Release);
+                tracing::warn!("emu: cannot start the delay timer ({e}); completion stays held");
             }
         }
+    }
+
+    /// The earliest deadline among held completions, if any has one.
+    fn next_deadline(&self) -> Option<Instant> {
+        lock(&self.faults.held)
+            .iter()
+            .filter_map(|h| h.deadline)
+            .min()
     }
 
     /// Posts every held completion for which `which` is true; returns how many.
@@ -1010,6 +1018,33 @@ impl Ctrl {
             self.deliver_events();
         }
         any
+    }
+}
+
+/// Releases delayed completions when due; runs while any held completion has a deadline.
+fn timer_loop(weak: Weak<Ctrl>) {
+    loop {
+        let Some(ctrl) = weak.upgrade() else { return };
+        match ctrl.next_deadline() {
+            Some(t) => {
+                let now = Instant::now();
+                if t <= now {
+                    ctrl.release_held(|h| h.deadline.is_some_and(|d| d <= now));
+                } else {
+                    drop(ctrl);
+                    std::thread::sleep((t - now).min(Duration::from_millis(10)));
+                }
+            }
+            None => {
+                ctrl.timer_running.store(false, Ordering::Release);
+                // A delay may have been added after the check: keep going if so and no
+                // other timer took over.
+                if ctrl.next_deadline().is_none() || ctrl.timer_running.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -260,3 +260,23 @@ fn command_log_can_start_enabled_from_the_device_string() {
     );
     assert_eq!(h.ctrl.command_log().io_entries().len(), 1);
 }
+
+#[test]
+fn many_delayed_completions_are_all_released_by_one_timer() {
+    let mut h = Harness::with_io("emu", 32);
+    let buf = h.alloc(PAGE);
+    h.ctrl.faults().inject(
+        CommandMatch::io_opcode(0x02),
+        FaultAction::Delay(Duration::from_millis(5)),
+        Some(10),
+    );
+    let mut cids: Vec<u16> = (0..10)
+        .map(|_| h.submit(1, rw(0x02, 1, 0, 1, buf.iova, 0)))
+        .collect();
+    let mut got: Vec<u16> = (0..10).map(|_| h.wait(1).cid).collect();
+    cids.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, cids);
+    assert_eq!(h.ctrl.faults().held(), 0);
+    h.keep(buf);
+}
