@@ -201,7 +201,80 @@ impl Doorbells {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use hugepages::{AllocatorOptions, DmaAllocator, NullMapper, PageSize, RegionOptions};
+
     use super::*;
+    use crate::spec::Status;
+
+    fn alloc() -> DmaAllocator {
+        let options = AllocatorOptions {
+            region_size: 64 << 10,
+            region: RegionOptions {
+                page_size: PageSize::SIZE_4K,
+                ..RegionOptions::default()
+            },
+            ..AllocatorOptions::default()
+        };
+        DmaAllocator::new(Arc::new(NullMapper::new()), options).unwrap()
+    }
+
+    /// Writes a completion entry with `phase` and `cid` into slot `i` of `mem`.
+    fn post(mem: &mut DmaMem, i: usize, cid: u16, phase: bool) {
+        let cqe = CompletionEntry {
+            cid,
+            status: Status::SUCCESS.with_phase(phase),
+            ..CompletionEntry::default()
+        };
+        let words: [u64; 2] = zerocopy::transmute!(cqe);
+        mem.write_u64(i * 16, words[0]);
+        mem.write_u64(i * 16 + 8, words[1]);
+    }
+
+    #[test]
+    fn completion_ring_follows_the_phase_tag_across_a_wrap() {
+        let a = alloc();
+        let mem = DmaMem::alloc(&a, 4096, 4096, "test CQ").unwrap();
+        let mut cq = CqRing::new(mem, 4);
+        assert!(cq.pop().is_none(), "zeroed memory has phase 0: nothing new");
+        for i in 0..4 {
+            post(&mut cq.mem, i, i as u16, true);
+        }
+        let cids: Vec<u16> = std::iter::from_fn(|| cq.pop()).map(|c| c.cid).collect();
+        assert_eq!(cids, vec![0, 1, 2, 3]);
+        assert_eq!(cq.head(), 0);
+        assert!(
+            cq.pop().is_none(),
+            "old phase-1 entries are not new after the wrap"
+        );
+        post(&mut cq.mem, 0, 9, false);
+        assert_eq!(cq.pop().map(|c| c.cid), Some(9));
+        assert!(cq.pop().is_none());
+    }
+
+    #[test]
+    fn sq_head_outside_the_ring_or_past_the_tail_is_refused() {
+        let a = alloc();
+        let mem = DmaMem::alloc(&a, 8 * 64, 4096, "test SQ").unwrap();
+        let mut sq = SqRing::new(mem, 8);
+        let sqe = SubmissionEntry::default();
+        for _ in 0..3 {
+            sq.push(&sqe);
+        }
+        sq.mark_rung();
+        assert!(!sq.set_head(8), "outside the ring");
+        assert!(!sq.set_head(5), "past the rung tail");
+        assert!(sq.set_head(2));
+        assert!(!sq.set_head(1), "backwards");
+        assert!(sq.set_head(3));
+        for _ in 0..7 {
+            if !sq.is_full() {
+                sq.push(&sqe);
+            }
+        }
+        assert!(sq.is_full(), "a ring of 8 holds 7");
+    }
 
     #[test]
     fn shadow_slots_follow_the_doorbell_layout() {
