@@ -15,7 +15,7 @@ fn main() -> ExitCode {
             if args.json {
                 cli::print_json(&report);
             } else {
-                print!("{}", human::render(&report));
+                cli::print_stdout(human::render(&report).trim_end());
             }
             ExitCode::SUCCESS
         }

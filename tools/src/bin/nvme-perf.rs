@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     if args.json {
         cli::print_json(&report);
     } else {
-        println!("{}", report.human());
+        cli::print_stdout(&report.human());
     }
     if report.passed() {
         return ExitCode::SUCCESS;

@@ -108,10 +108,18 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{text}' is not a byte count (examples: 4096, 4k, 1M, 0x1000)"))
 }
 
+/// Writes `text` and a newline to stdout; a closed pipe (`| head`) is not an error
+/// worth a panic, so write errors are ignored.
+pub fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
+
 /// Prints `value` as pretty JSON on stdout followed by a newline.
 pub fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => print_stdout(&text),
         // The report types hold only numbers and strings; this cannot fail in practice,
         // but say so instead of panicking if it does.
         Err(e) => eprintln!("error: cannot encode the report as JSON: {e}"),

@@ -15,6 +15,9 @@ use super::stats::{Report, RunConfig, ThreadStats};
 use super::workload::split_units;
 use crate::cli::ToolError;
 
+/// Most I/O units `--verify` tracks (5 bytes of memory each).
+pub const MAX_VERIFY_UNITS: u64 = 1 << 25;
+
 /// One queue pair with a DMA buffer per slot, as [`PerfQueue`] wants it.
 pub struct NvmeQueue<T: Transport> {
     qp: IoQueuePair<T, u64>,
@@ -159,12 +162,24 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         )));
     }
     let units = span / io;
+    let read_percent = args.workload.read_percent(args.rwmixread);
     let ranges = split_units(units, args.qpairs).ok_or_else(|| {
         ToolError::Invalid(format!(
             "--span {span} holds {units} I/Os of {io} bytes, fewer than --qpairs {}; enlarge the span or shrink -o",
             args.qpairs
         ))
     })?;
+    if args.verify && units > MAX_VERIFY_UNITS {
+        return Err(ToolError::Invalid(format!(
+            "--verify remembers every {io}-byte unit it writes; {span} bytes hold {units} units, more than the {MAX_VERIFY_UNITS} it tracks: limit the area with --span (at most {} bytes at -o {io})",
+            MAX_VERIFY_UNITS * io
+        )));
+    }
+    if args.verify && read_percent == 0 {
+        tracing::warn!("--verify with a write-only workload checks nothing; use -w rw or randrw");
+    } else if args.verify && read_percent == 100 {
+        tracing::warn!("--verify with a read-only workload checks nothing: only blocks this run wrote are verified; use -w rw or randrw");
+    }
     let granted = ctrl.io_queue_count();
     if args.qpairs > granted {
         return Err(ToolError::Invalid(format!(
@@ -212,7 +227,6 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             (args.warmup + args.time).ceil() as u64,
         )
     });
-    let read_percent = args.workload.read_percent(args.rwmixread);
     let results: Vec<Result<ThreadStats, ToolError>> = std::thread::scope(|s| {
         let handles: Vec<_> = queues
             .into_iter()

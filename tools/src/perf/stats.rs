@@ -321,8 +321,16 @@ impl Report {
         if let Some(e) = &self.first_error {
             let _ = write!(s, "\n  first error: {e}");
         }
-        for m in &self.mismatches {
+        const SHOWN: usize = 5;
+        for m in self.mismatches.iter().take(SHOWN) {
             let _ = write!(s, "\n  mismatch: {m}");
+        }
+        if self.verify_failures > SHOWN as u64 {
+            let _ = write!(
+                s,
+                "\n  ... and {} more mismatching blocks",
+                self.verify_failures - SHOWN as u64
+            );
         }
         s
     }
