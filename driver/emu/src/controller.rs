@@ -1,5 +1,16 @@
 //! The controller core: register file, doorbells, queue processing, interrupts and the
 //! optional device thread. Command semantics live in `admin.rs` and `io.rs`.
+//!
+//! Concurrency. Each submission queue id and each completion queue id has its own slot
+//! (`Mutex`, one cache line apart); doorbell values are per-queue atomics. Processing a
+//! submission queue locks its SQ slot, then its CQ slot, for the whole batch, so queue
+//! pairs driven from different threads share no lock and no written cache line. Lock
+//! order: register file, admin SQ, admin CQ, one I/O SQ, one I/O CQ (admin commands
+//! that manage I/O queues run with the admin pair locked); `admin`, `faults.*`,
+//! `vectors` and the log are leaf locks, never held while taking another. Completions posted from outside a batch
+//! (held, aborted, asynchronous events) take only the CQ slot. IOMMU updates replace
+//! each slot's snapshot under that slot's lock, so an unmap returns only once no batch
+//! can still reach the removed memory.
 
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
