@@ -421,6 +421,12 @@ impl<T: Transport> Controller<T> {
             });
         }
         let cap = Cap::from_bits(cap_raw);
+        if cap.mqes() == 0 {
+            return Err(Error::BadDeviceData {
+                device: name,
+                detail: "CAP.MQES is 0 (queues of one entry cannot hold a command)".into(),
+            });
+        }
         if !cap.supports_nvm_command_set() {
             return Err(Error::Unsupported {
                 device: name,

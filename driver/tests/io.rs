@@ -428,3 +428,10 @@ fn each_command_reaches_the_controller_with_its_fields() {
         ]
     );
 }
+
+#[test]
+fn queue_depth_is_capped_by_mqes() {
+    let r = rig("size=1M,mqes=15");
+    let qp = r.ctrl.create_io_queue_pair(qp_opts(256)).unwrap();
+    assert_eq!(qp.depth(), 16);
+}

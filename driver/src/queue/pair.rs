@@ -216,7 +216,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         let depth = options
             .depth
             .max(2)
-            .min(shared.cap.max_queue_entries().min(65536) as u16);
+            .min(shared.cap.max_queue_entries().min(65535) as u16);
         let ps = shared.page_size as usize;
         let sq_mem = DmaMem::alloc(&shared.alloc, usize::from(depth) * 64, ps, "an I/O SQ")?;
         let cq_mem = DmaMem::alloc(&shared.alloc, usize::from(depth) * 16, ps, "an I/O CQ")?;

@@ -113,7 +113,7 @@ pub fn build(
     // Fast path: one segment within two pages needs no list.
     if let [s] = segments {
         let mask = page_size - 1;
-        if s.len != 0 && s.iova & 3 == 0 {
+        if s.len != 0 && s.iova & 3 == 0 && s.iova.checked_add(2 * page_size).is_some() {
             let span = (s.iova & mask) + s.len as u64;
             if span <= page_size {
                 return Ok((s.iova, 0));
@@ -316,6 +316,18 @@ mod tests {
                 other => panic!("{segs:?}: expected BadSegment, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn segment_wrapping_the_address_space_is_refused_without_panic() {
+        let mut l = FakeList::new(1);
+        assert!(build(&[seg(u64::MAX - 3, 8)], PAGE, &mut l).is_err());
+        assert!(build(
+            &[seg(0x1000, 4096), seg(u64::MAX & !0xfff, 8192)],
+            PAGE,
+            &mut l
+        )
+        .is_err());
     }
 
     #[test]
