@@ -213,3 +213,27 @@ fn help_shows_examples() {
         "{stdout}"
     );
 }
+
+#[test]
+fn verify_holds_across_queue_pairs_on_a_threaded_controller() {
+    let (code, stdout, stderr) = perf(&[
+        "emu:mode=threaded,size=16M",
+        "-w",
+        "randrw",
+        "-q",
+        "16",
+        "--qpairs",
+        "2",
+        "--span",
+        "4M",
+        "--verify",
+        "-t",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let j = json(&stdout);
+    assert_eq!(j["errors"], 0);
+    assert_eq!(j["verify_failures"], 0);
+    assert!(f(&j, "verified_blocks") > 0.0, "{j}");
+}
