@@ -25,9 +25,9 @@ pub struct PerfArgs {
     #[arg(value_parser = parse_device, value_name = "DEVICE")]
     pub device: DeviceName,
 
-    /// Queue depth: I/Os kept outstanding per queue pair.
+    /// Queue depth: I/Os kept outstanding per queue pair (the queue has one more entry).
     #[arg(short = 'q', long = "queue-depth", default_value_t = 32,
-          value_parser = clap::value_parser!(u32).range(1..=65535))]
+          value_parser = clap::value_parser!(u32).range(1..=65534))]
     pub queue_depth: u32,
 
     /// I/O size in bytes (suffixes k, M accepted); a multiple of the LBA size.
@@ -197,5 +197,6 @@ mod tests {
         assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-w", "trim"]).is_err());
         assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-t", "0"]).is_err());
         assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-M", "101"]).is_err());
+        assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-q", "65535"]).is_err());
     }
 }
