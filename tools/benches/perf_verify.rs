@@ -1,6 +1,12 @@
 //! What `nvme-perf` adds per I/O on top of the driver: latency recording, and with
 //! `--verify` the pattern fill of a write and the check of a read (4 KiB, 512-byte
 //! blocks).
+//!
+//! Run with `cargo bench -p nvme-tools --bench perf_verify`. On the 2-core build machine
+//! under load: fill ≈ 570 ns, check ≈ 650 ns, histogram record ≈ 4.4 ns.
+
+// criterion_group! generates undocumented public items.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 
