@@ -1,0 +1,119 @@
+//! Completion routing: reaping the queue pair, issuing the flush a synchronous
+//! write needs, and finishing asynchronous requests (the seed's
+//! reference-counted `iomap_dio` completion).
+
+use std::time::Duration;
+
+use crate::buf::DmaBuf;
+use crate::engine::{queue_error, reap_batch, AsyncDone, Dio};
+use crate::error::DioError;
+use crate::iomap::CompletionFlags;
+use crate::queue::{DioQueue, IoCommand, QueueError};
+use crate::slot::{make_tag, split_tag, Op, SlotState};
+
+impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
+    /// Reaps completions without sleeping, finishing asynchronous requests whose
+    /// commands are all done (their callbacks run here). Returns the completions reaped.
+    pub fn poll_completions(&mut self) -> Result<usize, DioError> {
+        self.reap()
+    }
+
+    /// Sleeps on the queue's interrupt for at most `timeout`, then reaps like
+    /// [`poll_completions`](Self::poll_completions).
+    pub fn wait_completions(&mut self, timeout: Duration) -> Result<usize, DioError> {
+        self.qp.wait_interrupt(timeout).map_err(queue_error)?;
+        self.reap()
+    }
+
+    /// Reaps one batch and advances every request whose commands all completed.
+    pub(crate) fn reap(&mut self) -> Result<usize, DioError> {
+        let Dio {
+            qp,
+            slots,
+            ready,
+            stray_completions,
+            ..
+        } = self;
+        let n = qp
+            .poll(reap_batch(), |tag, status| {
+                let (index, gen, op) = split_tag(tag);
+                let Some(s) = slots.get_mut(index) else {
+                    *stray_completions += 1;
+                    return;
+                };
+                if s.gen != gen || s.outstanding == 0 || s.state == SlotState::Free {
+                    *stray_completions += 1;
+                    return;
+                }
+                s.outstanding -= 1;
+                if !status.is_success() {
+                    s.set_error(DioError::Device {
+                        op,
+                        status: status.status,
+                        dnr: status.dnr,
+                    });
+                }
+                if s.outstanding == 0 && !s.submitting {
+                    ready.push(index);
+                }
+            })
+            .map_err(queue_error)?;
+        self.process_ready();
+        Ok(n)
+    }
+
+    /// Moves every request on the ready list forward: flush if it needs one,
+    /// otherwise finish it.
+    pub(crate) fn process_ready(&mut self) {
+        while let Some(slot) = self.ready.pop() {
+            if !self.advance(slot) {
+                // Queue full: retry on the next reap.
+                self.ready.push(slot);
+                break;
+            }
+        }
+    }
+
+    /// Returns false if a needed flush could not be queued yet.
+    fn advance(&mut self, slot: usize) -> bool {
+        let vwc = self.caps().volatile_write_cache;
+        let s = &mut self.slots[slot];
+        if s.state == SlotState::Abandoned {
+            self.release(slot);
+            return true;
+        }
+        let needs_flush = s.write
+            && vwc
+            && !s.flush_issued
+            && s.error.is_none()
+            && s.flags.contains(CompletionFlags::NEED_SYNC);
+        if needs_flush {
+            let tag = make_tag(slot, s.gen, Op::Flush);
+            match self.qp.submit(&IoCommand::Flush, tag) {
+                Ok(()) => {
+                    let s = &mut self.slots[slot];
+                    s.outstanding = 1;
+                    s.flush_issued = true;
+                    self.stats.flush_commands += 1;
+                    self.stats.commands += 1;
+                    return true;
+                }
+                Err(QueueError::Full) => return false,
+                Err(e) => self.slots[slot].set_error(queue_error(e)),
+            }
+        }
+        let s = &mut self.slots[slot];
+        s.finished = true;
+        if let Some(ctx) = s.ctx.take() {
+            let mut iocb = ctx.iocb;
+            let result = self.complete(slot, &mut iocb, ctx.i_size, &*ctx.dops, ctx.done_before);
+            self.release(slot);
+            (ctx.callback)(AsyncDone {
+                iocb,
+                iter: ctx.iter,
+                result,
+            });
+        }
+        true
+    }
+}

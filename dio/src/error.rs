@@ -1,0 +1,93 @@
+//! The errors of the direct-I/O layer, each with the errno a POSIX caller expects.
+
+/// Why a direct-I/O request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DioError {
+    /// The request's position, length or buffers break the alignment rules.
+    #[error("invalid direct I/O: {what} must be a multiple of {align} bytes (got {value:#x})")]
+    Inval {
+        /// What is misaligned, such as `position | length` or `buffer address`.
+        what: &'static str,
+        /// The value that broke the rule.
+        value: u64,
+        /// The required alignment in bytes.
+        align: u64,
+    },
+    /// An argument is out of range or the provider refuses the request as malformed.
+    #[error("invalid direct I/O: {reason}")]
+    InvalidRequest {
+        /// What was wrong, in words.
+        reason: &'static str,
+    },
+    /// The device or the extent map failed the request.
+    #[error("I/O error: {reason}")]
+    Io {
+        /// What failed, in words.
+        reason: &'static str,
+    },
+    /// A device command completed with an error status.
+    #[error("device failed a {op} command: NVMe status {status:#06x} (retry {})", if *dnr { "not allowed" } else { "allowed" })]
+    Device {
+        /// The command, such as `read`, `write`, `flush` or `write zeroes`.
+        op: &'static str,
+        /// Status field: SCT in bits 10:8, SC in bits 7:0.
+        status: u16,
+        /// The Do Not Retry bit.
+        dnr: bool,
+    },
+    /// The request would block or is not a pure overwrite; retry without NOWAIT or OVERWRITE_ONLY.
+    #[error("operation would block: {reason}; retry without NOWAIT or OVERWRITE_ONLY")]
+    Again {
+        /// Why the request could not proceed without blocking.
+        reason: &'static str,
+    },
+    /// A buffer is not reachable by the device at the offset the request needed.
+    #[error("buffer {index} is not device-reachable at offset {offset:#x}")]
+    Fault {
+        /// Index of the buffer in the iterator.
+        index: usize,
+        /// Byte offset inside that buffer.
+        offset: usize,
+    },
+    /// The file system has no free blocks for the write.
+    #[error("no space left: {needed} bytes needed, {free} bytes free")]
+    NoSpace {
+        /// Bytes the write needed to allocate.
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+    },
+    /// The request's file does not exist.
+    #[error("no such file: {file}")]
+    NoEntry {
+        /// The file handle that was asked for.
+        file: u64,
+    },
+    /// Every request slot is in use; complete some requests first.
+    #[error("all {slots} request slots are in use; reap completions and retry")]
+    Busy {
+        /// Number of request slots.
+        slots: usize,
+    },
+    /// The device did not complete the request in time.
+    #[error("device did not complete the request within {millis} ms")]
+    Timeout {
+        /// How long the caller waited, in milliseconds.
+        millis: u64,
+    },
+}
+
+impl DioError {
+    /// The POSIX errno this error corresponds to.
+    pub fn errno(&self) -> i32 {
+        match self {
+            DioError::Inval { .. } | DioError::InvalidRequest { .. } => libc::EINVAL,
+            DioError::Io { .. } | DioError::Device { .. } => libc::EIO,
+            DioError::Again { .. } | DioError::Busy { .. } => libc::EAGAIN,
+            DioError::Fault { .. } => libc::EFAULT,
+            DioError::NoSpace { .. } => libc::ENOSPC,
+            DioError::NoEntry { .. } => libc::ENOENT,
+            DioError::Timeout { .. } => libc::ETIMEDOUT,
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! [`IovIter`]: a cursor over a request's DMA buffers (the `iov_iter` of the seed).
+
+use crate::buf::DmaBuf;
+use crate::error::DioError;
+
+/// A cursor over one or more DMA buffers, consumed front to back.
+///
+/// `count` is how many bytes the cursor may still consume; it can be limited
+/// ([`truncate`](Self::truncate)) and restored ([`reexpand`](Self::reexpand)) while
+/// the layer works on one extent, and the cursor can step back
+/// ([`revert`](Self::revert)) when bytes are given back.
+#[derive(Debug)]
+pub struct IovIter<B> {
+    bufs: Vec<B>,
+    total: usize,
+    consumed: usize,
+    count: usize,
+    idx: usize,
+    off: usize,
+}
+
+/// One contiguous piece of a buffer, as yielded by [`IovIter::chunks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    /// Index of the buffer in the iterator.
+    pub index: usize,
+    /// Byte offset inside that buffer.
+    pub offset: usize,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+impl<B: DmaBuf> IovIter<B> {
+    /// An iterator over all bytes of `bufs`, in order.
+    pub fn new(bufs: Vec<B>) -> Self {
+        let total = bufs.iter().map(DmaBuf::len).sum();
+        IovIter {
+            bufs,
+            total,
+            consumed: 0,
+            count: total,
+            idx: 0,
+            off: 0,
+        }
+    }
+
+    /// Bytes the cursor may still consume.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Bytes consumed so far.
+    pub fn consumed(&self) -> usize {
+        self.consumed
+    }
+
+    /// The buffers.
+    pub fn buffers(&self) -> &[B] {
+        &self.bufs
+    }
+
+    /// Gives the buffers back.
+    pub fn into_buffers(self) -> Vec<B> {
+        self.bufs
+    }
+
+    /// Moves the cursor back to the start and makes every byte available again.
+    pub fn reset(&mut self) {
+        self.consumed = 0;
+        self.count = self.total;
+        self.idx = 0;
+        self.off = 0;
+    }
+
+    /// Consumes `n` bytes (at most [`count`](Self::count)).
+    pub fn advance(&mut self, n: usize) {
+        let mut n = n.min(self.count);
+        self.consumed += n;
+        self.count -= n;
+        while n > 0 && self.idx < self.bufs.len() {
+            let avail = self.bufs[self.idx].len() - self.off;
+            if n < avail {
+                self.off += n;
+                n = 0;
+            } else {
+                n -= avail;
+                self.idx += 1;
+                self.off = 0;
+            }
+        }
+    }
+
+    /// Steps back over `n` consumed bytes (at most [`consumed`](Self::consumed)).
+    pub fn revert(&mut self, n: usize) {
+        let mut n = n.min(self.consumed);
+        self.consumed -= n;
+        self.count += n;
+        while n > 0 {
+            if self.off >= n {
+                self.off -= n;
+                n = 0;
+            } else {
+                n -= self.off;
+                self.idx -= 1;
+                self.off = self.bufs[self.idx].len();
+            }
+        }
+    }
+
+    /// Limits the bytes still available to at most `n`.
+    pub fn truncate(&mut self, n: usize) {
+        self.count = self.count.min(n);
+    }
+
+    /// Makes `n` bytes available again after a [`truncate`](Self::truncate), bounded
+    /// by what the buffers hold past the cursor.
+    pub fn reexpand(&mut self, n: usize) {
+        self.count = n.min(self.total - self.consumed);
+    }
+
+    /// The pieces of buffer from the cursor up to [`count`](Self::count) bytes.
+    pub fn chunks(&self) -> impl Iterator<Item = Chunk> + '_ {
+        let mut left = self.count;
+        let mut off = self.off;
+        self.bufs[self.idx.min(self.bufs.len())..]
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, b)| {
+                let start = std::mem::take(&mut off);
+                let len = (b.len() - start.min(b.len())).min(left);
+                left -= len;
+                (len > 0).then_some(Chunk {
+                    index: self.idx + i,
+                    offset: start,
+                    len,
+                })
+            })
+    }
+
+    /// Checks the DMA rules for the available bytes: every piece starts on a
+    /// `dma_align` boundary and its length is a multiple of `block`.
+    pub fn check_dma_rules(&self, block: u32, dma_align: u32) -> Result<(), DioError> {
+        for c in self.chunks() {
+            if let Some(iova) = self.bufs[c.index].iova_at(c.offset) {
+                if iova % u64::from(dma_align) != 0 {
+                    return Err(DioError::Inval {
+                        what: "buffer device address",
+                        value: iova,
+                        align: u64::from(dma_align),
+                    });
+                }
+            }
+            if c.len % block as usize != 0 {
+                return Err(DioError::Inval {
+                    what: "buffer length",
+                    value: c.len as u64,
+                    align: u64::from(block),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes zeros to the next `n` available bytes and consumes them.
+    pub fn zero_fill(&mut self, n: usize) -> Result<(), DioError> {
+        let mut left = n.min(self.count);
+        let mut done = 0;
+        for c in self.chunks() {
+            if left == 0 {
+                break;
+            }
+            let len = c.len.min(left);
+            if !self.bufs[c.index].zero(c.offset, len) {
+                return Err(DioError::Fault {
+                    index: c.index,
+                    offset: c.offset,
+                });
+            }
+            left -= len;
+            done += len;
+        }
+        self.advance(done);
+        Ok(())
+    }
+
+    /// Copies the next `dst.len()` available bytes into `dst` and consumes them.
+    pub fn copy_out(&mut self, dst: &mut [u8]) -> Result<(), DioError> {
+        let mut at = 0;
+        for c in self.chunks() {
+            if at == dst.len() {
+                break;
+            }
+            let len = c.len.min(dst.len() - at);
+            if !self.bufs[c.index].read_at(c.offset, &mut dst[at..at + len]) {
+                return Err(DioError::Fault {
+                    index: c.index,
+                    offset: c.offset,
+                });
+            }
+            at += len;
+        }
+        self.advance(at);
+        Ok(())
+    }
+
+    /// Copies `src` into the next available bytes and consumes them.
+    pub fn copy_in(&mut self, src: &[u8]) -> Result<(), DioError> {
+        let mut at = 0;
+        for c in self.chunks() {
+            if at == src.len() {
+                break;
+            }
+            let len = c.len.min(src.len() - at);
+            if !self.bufs[c.index].write_at(c.offset, &src[at..at + len]) {
+                return Err(DioError::Fault {
+                    index: c.index,
+                    offset: c.offset,
+                });
+            }
+            at += len;
+        }
+        self.advance(at);
+        Ok(())
+    }
+}

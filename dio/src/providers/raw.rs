@@ -1,0 +1,47 @@
+//! The whole namespace as one file: a single mapped extent.
+
+use crate::error::DioError;
+use crate::iomap::{DioOps, IomapFlags, IomapOps, Mapping, MappingFlags, MappingKind};
+use crate::queue::DeviceCaps;
+
+/// A namespace used as a block device: byte `n` of the "file" is byte `n` of the namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawNamespace {
+    size: u64,
+    block: u32,
+}
+
+impl RawNamespace {
+    /// The namespace described by `caps`.
+    pub fn new(caps: &DeviceCaps) -> Self {
+        RawNamespace {
+            size: caps.capacity_lbas * u64::from(caps.lba_size),
+            block: caps.lba_size,
+        }
+    }
+}
+
+impl IomapOps for RawNamespace {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn block_size(&self) -> u32 {
+        self.block
+    }
+
+    fn begin(&self, pos: u64, _len: u64, _flags: IomapFlags) -> Result<Mapping, DioError> {
+        if pos >= self.size {
+            return Err(DioError::NoSpace { needed: 1, free: 0 });
+        }
+        Ok(Mapping {
+            kind: MappingKind::Mapped,
+            flags: MappingFlags::empty(),
+            offset: 0,
+            length: self.size,
+            addr: 0,
+        })
+    }
+}
+
+impl DioOps for RawNamespace {}

@@ -1,0 +1,112 @@
+//! Per-request state kept while commands are in flight, and the command tag
+//! that routes a completion back to it.
+
+use std::sync::Arc;
+
+use crate::error::DioError;
+use crate::iomap::{CompletionFlags, DioOps};
+use crate::iov::IovIter;
+use crate::kiocb::Kiocb;
+
+/// Which command a tag belongs to (for error messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Read = 0,
+    Write = 1,
+    WriteZeroes = 2,
+    Flush = 3,
+}
+
+impl Op {
+    fn name(bits: u64) -> &'static str {
+        match bits & 3 {
+            0 => "read",
+            1 => "write",
+            2 => "write zeroes",
+            _ => "flush",
+        }
+    }
+}
+
+const INDEX_BITS: u32 = 20;
+const OP_SHIFT: u32 = INDEX_BITS;
+const GEN_SHIFT: u32 = INDEX_BITS + 2;
+/// Most request slots one [`crate::Dio`] can have.
+pub(crate) const MAX_SLOTS: usize = 1 << INDEX_BITS;
+
+/// Builds the tag of a command issued for slot `index` at generation `gen`.
+pub(crate) fn make_tag(index: usize, gen: u64, op: Op) -> u64 {
+    (gen << GEN_SHIFT) | ((op as u64) << OP_SHIFT) | index as u64
+}
+
+/// Splits a tag into slot index, generation and command name.
+pub(crate) fn split_tag(tag: u64) -> (usize, u64, &'static str) {
+    (
+        (tag & ((1 << INDEX_BITS) - 1)) as usize,
+        tag >> GEN_SHIFT,
+        Op::name(tag >> OP_SHIFT),
+    )
+}
+
+/// What finishing an asynchronous request needs once its commands completed.
+pub(crate) struct AsyncCtx<B> {
+    pub iocb: Kiocb,
+    pub iter: IovIter<B>,
+    pub dops: Arc<dyn DioOps + Send + Sync>,
+    pub i_size: u64,
+    pub done_before: usize,
+    pub callback: Box<dyn FnOnce(crate::AsyncDone<B>) + Send>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotState {
+    Free,
+    Active,
+    /// The waiter gave up (timeout); late completions only release the slot.
+    Abandoned,
+}
+
+/// One request's in-flight state (the seed's `struct iomap_dio`).
+pub(crate) struct Slot<B> {
+    pub gen: u64,
+    pub state: SlotState,
+    /// Commands issued and not yet completed.
+    pub outstanding: u32,
+    /// Submission still running: the submitter holds a reference.
+    pub submitting: bool,
+    /// All commands, the flush included, have completed.
+    pub finished: bool,
+    pub flush_issued: bool,
+    pub write: bool,
+    pub flags: CompletionFlags,
+    /// Bytes issued to the device or zero-filled.
+    pub size: u64,
+    /// First error; later ones are dropped.
+    pub error: Option<DioError>,
+    pub ctx: Option<AsyncCtx<B>>,
+}
+
+impl<B> Slot<B> {
+    pub(crate) fn new() -> Self {
+        Slot {
+            gen: 0,
+            state: SlotState::Free,
+            outstanding: 0,
+            submitting: false,
+            finished: false,
+            flush_issued: false,
+            write: false,
+            flags: CompletionFlags::empty(),
+            size: 0,
+            error: None,
+            ctx: None,
+        }
+    }
+
+    /// Records `e` unless an earlier error is already recorded.
+    pub(crate) fn set_error(&mut self, e: DioError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+}
