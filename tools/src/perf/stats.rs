@@ -100,9 +100,19 @@ impl ThreadStats {
         }
     }
 
-    /// Forgets everything measured so far (end of the warm-up).
+    /// Forgets the measurements so far (end of the warm-up); errors and verify
+    /// failures are kept, since they fail the run whenever they happen.
     pub fn reset(&mut self) {
+        let kept = std::mem::take(&mut self.mismatches);
+        let first_error = self.first_error.take();
+        let (errors, failures, verified) =
+            (self.errors, self.verify_failures, self.verified_blocks);
         *self = Self::new();
+        self.mismatches = kept;
+        self.first_error = first_error;
+        self.errors = errors;
+        self.verify_failures = failures;
+        self.verified_blocks = verified;
     }
 
     /// Adds `other` into `self`.
@@ -385,6 +395,25 @@ mod tests {
         assert!(!r.passed());
         assert_eq!(r.errors, 2);
         assert_eq!(r.first_error.as_deref(), Some("write failed"));
+    }
+
+    #[test]
+    fn the_warm_up_reset_keeps_errors_and_mismatches() {
+        let mut s = ThreadStats::new();
+        s.record(true, 512, 10);
+        s.record_error(|| "early failure".into());
+        s.record_mismatch(crate::perf::pattern::Mismatch {
+            lba: 3,
+            expected_generation: 1,
+            found: crate::perf::pattern::Found::Garbage,
+        });
+        s.reset();
+        assert_eq!(s.ios(), 0);
+        assert!(s.latency_ns.is_empty());
+        assert_eq!(s.errors, 1);
+        assert_eq!(s.verify_failures, 1);
+        assert_eq!(s.mismatches.len(), 1);
+        assert_eq!(s.first_error.as_deref(), Some("early failure"));
     }
 
     #[test]
