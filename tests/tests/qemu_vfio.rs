@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use nvme_e2e::vm::{self, CheckReport, Controller, Guest};
 
@@ -25,9 +26,21 @@ const CHECKS: &[(&str, &[&str])] = &[
     ("vfio_probe", &[]),
     ("kernel_reference_config", &[]),
     ("kernel_lba_out_of_range", &[]),
+    ("setup_bind_unbind", &[TOOLS]),
+    ("identify_matches_kernel", &[TOOLS]),
+    ("data_crosscheck", &[TOOLS]),
+    ("perf_mixed_verify", &[TOOLS]),
+    ("perf_poll_and_interrupt", &[TOOLS]),
+    ("namespaces_and_mdts", &[TOOLS]),
+    ("reset_shutdown", &[]),
+    ("read_past_end", &[]),
+    // Measurements last; perf_vs_kernel prints the kernel_polled_fio figures beside its own.
     ("kernel_polled_fio", &[]),
-    ("setup_bind_unbind", &["nvme-tools"]),
+    ("perf_vs_kernel", &[TOOLS]),
 ];
+
+/// The package of nvme-identify, nvme-perf, nvme-dio and nvme-setup.
+const TOOLS: &str = "nvme-tools";
 
 /// Directory of this build's binaries (`<target>/<profile>`).
 fn bin_dir() -> PathBuf {
@@ -39,7 +52,8 @@ fn bin_dir() -> PathBuf {
 
 /// The guest every check runs in: controller 0 (namespace 2 with 4096-byte
 /// LBAs) at 0000:00:04.0 and a small-MDTS controller 1 at 0000:00:05.0;
-/// the kernel driver gets a polled queue for the comparisons.
+/// the kernel driver gets a polled queue for the comparisons. The timeout
+/// covers the whole batch under slow emulation (about 2.5 minutes here).
 fn guest() -> Guest {
     let bin_dir = bin_dir();
     Guest::new()
@@ -48,6 +62,7 @@ fn guest() -> Guest {
         .kernel_arg("nvme.poll_queues=1")
         .env("NVME_E2E_BIN", &bin_dir.to_string_lossy())
         .share(&bin_dir)
+        .timeout(Duration::from_secs(420))
 }
 
 /// The shared boot's report; `None` when guests are unavailable outside CI.
@@ -131,4 +146,47 @@ fn kernel_driver_polls_completions_with_io_uring_hipri() {
 #[test]
 fn nvme_setup_binds_diagnoses_and_unbinds_a_real_controller() {
     check("setup_bind_unbind");
+}
+
+#[test]
+fn identify_through_vfio_matches_kernel_id_ctrl_and_id_ns() {
+    check("identify_matches_kernel");
+}
+
+#[test]
+fn bytes_written_by_either_driver_read_back_identically_by_the_other() {
+    check("data_crosscheck");
+}
+
+#[test]
+fn random_mixed_io_on_two_queue_pairs_at_qd32_verifies() {
+    check("perf_mixed_verify");
+}
+
+#[test]
+fn polled_and_msix_interrupt_modes_both_complete_io() {
+    check("perf_poll_and_interrupt");
+}
+
+#[test]
+fn second_namespace_with_4k_lbas_and_small_mdts_controller_work() {
+    check("namespaces_and_mdts");
+}
+
+#[test]
+fn reset_and_shutdown_leave_device_usable_by_kernel_driver() {
+    check("reset_shutdown");
+}
+
+#[test]
+fn read_past_namespace_end_reports_lba_out_of_range_by_name() {
+    check("read_past_end");
+}
+
+/// Measurement, printed with `--nocapture`: our polled randread next to the
+/// kernel's (unoptimised builds unless the tests run with `--release`).
+#[test]
+fn nvme_perf_randread_runs_beside_kernel_polled_baseline() {
+    let log = check("perf_vs_kernel");
+    eprintln!("{}", log.unwrap_or_default());
 }

@@ -1,4 +1,6 @@
-# Shell helpers for checks that run inside the test guest (sourced, POSIX sh).
+# Shell helpers for checks that run inside the test guest (sourced; POSIX sh
+# plus `local`, which bash, dash and busybox sh all have). Helpers keep their
+# variables local so they never clobber the caller's.
 #
 # A check fails by exiting non-zero; `fail` prints the reason first. The
 # controllers of run-guest's --nvme options are at 0000:00:04.0, 05.0, ...
@@ -14,10 +16,10 @@ fail() {
 
 # wait_for COMMAND...: wait up to 10 s for COMMAND to succeed.
 wait_for() {
-    i=0
+    local n=0
     while ! "$@"; do
-        i=$((i + 1))
-        [ "$i" -le 200 ] || return 1
+        n=$((n + 1))
+        [ "$n" -le 200 ] || return 1
         sleep 0.05
     done
 }
@@ -40,7 +42,7 @@ iommu_group_of() {
 # bind_to DRIVER BDF: bind BDF to DRIVER (vfio-pci or nvme) through
 # driver_override, unbinding it from its current driver first.
 bind_to() {
-    drv=$1 dev=$2
+    local drv=$1 dev=$2
     [ -e "/sys/bus/pci/devices/$dev" ] || fail "no PCI device $dev"
     [ "$(driver_of "$dev")" = "$drv" ] && return 0
     echo "$drv" >"/sys/bus/pci/devices/$dev/driver_override"
@@ -55,6 +57,7 @@ bind_to() {
 
 # bind_vfio BDF: bind to vfio-pci and print the group's device node.
 bind_vfio() {
+    local node
     bind_to vfio-pci "$1"
     node="/dev/vfio/$(iommu_group_of "$1")"
     wait_for test -c "$node" || fail "$node did not appear after binding $1 to vfio-pci"
@@ -65,6 +68,7 @@ bind_vfio() {
 # block device exists (the driver probes asynchronously) and print the
 # controller's name (nvme0, ...).
 bind_nvme() {
+    local ctrl
     bind_to nvme "$1"
     wait_for controller_of "$1" >/dev/null || fail "$1 bound to nvme but no controller appeared"
     ctrl=$(controller_of "$1")
@@ -75,6 +79,7 @@ bind_nvme() {
 
 # Name of the kernel's controller (nvme0, ...) at BDF; fails when there is none.
 controller_of() {
+    local c
     c=$(ls "/sys/bus/pci/devices/$1/nvme" 2>/dev/null | head -n 1)
     [ -n "$c" ] && echo "$c"
 }
@@ -91,6 +96,7 @@ bin_dir() { echo "${NVME_E2E_BIN:-$(pwd)/target/debug}"; }
 
 # need_bin NAME: print the path of a host-built binary or fail with a hint.
 need_bin() {
+    local p
     p="$(bin_dir)/$1"
     [ -x "$p" ] || fail "$p is missing: build it on the host first (cargo build --bins)"
     echo "$p"
@@ -99,6 +105,7 @@ need_bin() {
 # conf_of N KEY: the value of KEY (serial, size, mdts, ns2, ...) in the spec
 # run-guest was given for controller N; empty when unset.
 conf_of() {
+    local bdf spec
     bdf=$(bdf_of "$1")
     spec=$(awk -v b="$bdf" '$1 == b { print $2 }' "${NVME_VM_XFER:?}/controllers")
     echo "$spec" | tr ',' '\n' | awk -F= -v k="$2" '$1 == k { print substr($0, length(k) + 2) }'

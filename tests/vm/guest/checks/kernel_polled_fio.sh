@@ -16,7 +16,7 @@ irqs() { awk -v c="${c}q" '$NF ~ "^" c "[1-9]" { for (i = 2; i < NF - 2; i++) s 
 for qd in 1 32; do
     before=$(irqs)
     fio --name=randread --filename="$dev" --ioengine=io_uring --hipri --direct=1 --rw=randread \
-        --bs=4k --iodepth=$qd --size=64M --runtime=3 --time_based --output-format=json >/tmp/fio.json ||
+        --bs=4k --iodepth=$qd --size=64M --runtime=2 --time_based --output-format=json >/tmp/fio.json ||
         fail "fio QD$qd failed"
     after=$(irqs)
     ios=$(json_get /tmp/fio.json 'j["jobs"][0]["read"]["total_ios"]')
