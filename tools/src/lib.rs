@@ -1,6 +1,7 @@
 //! Shared plumbing for the command-line tools.
 
 pub mod cli;
+pub mod dio_cmd;
 pub mod identify;
 pub mod perf;
 pub mod setup;

@@ -1,5 +1,7 @@
 //! The one error type of `nvme-identify`, `nvme-perf` and `nvme-dio`.
 
+use crate::dio_cmd::script::StepError;
+
 /// Why a tool run failed; printed as `TOOL: error: <message>`.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -27,6 +29,12 @@ pub enum ToolError {
         /// The allocator's explanation.
         reason: String,
     },
+    /// A direct-I/O step failed.
+    #[error(transparent)]
+    Step(#[from] StepError),
+    /// The direct-I/O engine could not be set up.
+    #[error("cannot set up direct I/O: {0}")]
+    Dio(#[from] dio::DioError),
     /// An I/O thread could not be started or died.
     #[error("I/O thread failed: {0}")]
     Thread(String),

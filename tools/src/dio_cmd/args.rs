@@ -29,7 +29,7 @@ lengths must be multiples of the namespace's logical block size. `nvme-dio DEVIC
 Examples:
   nvme-dio emu:file=disk.img,size=64M write --offset 0 --input data.bin --dsync
   nvme-dio emu:file=disk.img,size=64M read --offset 0 --length 4096 --output back.bin
-  nvme-dio --json emu write --file a --offset 0 --input data.bin \\
+  nvme-dio --json emu write --file a --offset 0 --input data.bin --dsync \\
       + write --file a --offset 0 --input data.bin --dsync
       a new file's data is made durable with a flush; the overwrite with FUA
   nvme-dio emu fallocate --file a --offset 0 --length 1M + write --file a --offset 0 --input d.bin --dsync
@@ -61,7 +61,7 @@ pub struct DioArgs {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "nvme-dio DEVICE", no_binary_name = true)]
+#[command(name = "nvme-dio", bin_name = "nvme-dio DEVICE", no_binary_name = true)]
 struct StepCli {
     #[command(subcommand)]
     step: Step,

@@ -106,8 +106,13 @@ impl fmt::Display for Counters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} bytes, {} commands ({} FUA, {} flush), {} bytes zeroed",
-            self.bytes, self.commands, self.fua_commands, self.flush_commands, self.zeroed_bytes
+            "{} bytes, {} command{} ({} FUA, {} flush), {} bytes zeroed",
+            self.bytes,
+            self.commands,
+            if self.commands == 1 { "" } else { "s" },
+            self.fua_commands,
+            self.flush_commands,
+            self.zeroed_bytes
         )
     }
 }
@@ -166,6 +171,14 @@ pub enum StepError {
         op: &'static str,
         /// The layer's error.
         source: DioError,
+    },
+    /// A read names a file no earlier step created.
+    #[error("step {step} (read): file '{name}' does not exist; files of the extent layer live only for this process, so create it with a write or fallocate step earlier in the same run")]
+    NoFile {
+        /// 1-based step number.
+        step: usize,
+        /// The file name.
+        name: String,
     },
     /// No DMA buffer could be had.
     #[error("step {step} ({op}): cannot allocate a {len}-byte DMA buffer: {reason}")]
@@ -239,6 +252,12 @@ where
                         created
                     }
                 };
+                if matches!(step, Step::Read { .. }) && !files.contains_key(name) {
+                    return Err(StepError::NoFile {
+                        step: n,
+                        name: name.to_string(),
+                    });
+                }
                 Some(
                     files
                         .entry(name.to_string())

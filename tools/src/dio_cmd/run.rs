@@ -1,0 +1,69 @@
+//! Opens the device and runs an `nvme-dio` script on one queue pair.
+
+use dio::Dio;
+use nvme::{CompletionMode, QueuePairOptions};
+
+use super::args::Step;
+use super::nvme_queue::{DioBuffer, NvmeDioQueue};
+use super::script::{self, DioReport};
+use crate::cli::ToolError;
+
+/// Requests the engine keeps in flight (the script runs one at a time).
+const SLOTS: usize = 4;
+/// Queue entries of the pair.
+const QUEUE_DEPTH: u16 = 64;
+
+/// Runs `steps` on namespace `nsid` of `device`.
+pub fn run(device: &str, nsid: u32, steps: &[Step]) -> Result<DioReport, ToolError> {
+    let ctrl = nvme::open(
+        device,
+        nvme::Options {
+            io_queues: 1,
+            ..nvme::Options::default()
+        },
+    )?;
+    // Sleeping waits use the queue's interrupt; HIPRI requests poll it.
+    let qp = match ctrl.create_io_queue_pair(QueuePairOptions {
+        depth: QUEUE_DEPTH,
+        mode: CompletionMode::Interrupt,
+    }) {
+        Ok(qp) => qp,
+        Err(e) => {
+            tracing::info!(error = %e, "no interrupt for the queue pair; polling instead");
+            ctrl.create_io_queue_pair(QueuePairOptions {
+                depth: QUEUE_DEPTH,
+                mode: CompletionMode::Polled,
+            })?
+        }
+    };
+    let active = || {
+        let ids: Vec<String> = ctrl
+            .namespaces()
+            .iter()
+            .map(|n| n.nsid.to_string())
+            .collect();
+        if ids.is_empty() {
+            "none".to_string()
+        } else {
+            ids.join(", ")
+        }
+    };
+    let queue = NvmeDioQueue::new(&ctrl, qp, nsid).ok_or_else(|| ToolError::NoNamespace {
+        device: device.to_string(),
+        nsid,
+        active: active(),
+    })?;
+    let page = ctrl.page_size() as usize;
+    let alloc = |len: usize| {
+        ctrl.allocator()
+            .alloc(len.max(1), page)
+            .map(DioBuffer::new)
+            .map_err(|e| e.to_string())
+    };
+    let zero = alloc(page).map_err(|reason| ToolError::Memory {
+        bytes: page,
+        reason,
+    })?;
+    let mut engine = Dio::new(queue, Some(zero), SLOTS)?;
+    Ok(script::run(&mut engine, alloc, steps)?)
+}

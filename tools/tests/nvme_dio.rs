@@ -1,0 +1,363 @@
+//! `nvme-dio` end to end on the emulated controller.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn dio(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nvme-dio"))
+        .args(args)
+        .output()
+        .expect("run nvme-dio");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn dio_json(args: &[&str]) -> Value {
+    let (code, stdout, stderr) = dio(args);
+    assert_eq!(code, 0, "{args:?}: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("invalid JSON ({e}): {stdout}"))
+}
+
+/// Bytes that differ from block to block, so a misplaced block shows.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i / 512) as u8 ^ (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn data_written_in_one_run_reads_back_in_the_next_with_a_file_backed_emu() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.img");
+    let input = dir.path().join("in.bin");
+    let output = dir.path().join("out.bin");
+    let data = pattern(12 * 1024, 7);
+    std::fs::write(&input, &data).unwrap();
+    let device = format!("emu:file={},size=8M", s(&disk));
+
+    let w = dio_json(&[
+        &device,
+        "--json",
+        "write",
+        "--offset",
+        "64k",
+        "--input",
+        s(&input),
+        "--dsync",
+    ]);
+    assert_eq!(w["bytes"], data.len() as u64);
+    let r = dio_json(&[
+        &device,
+        "--json",
+        "read",
+        "--offset",
+        "64k",
+        "--length",
+        "12k",
+        "--output",
+        s(&output),
+    ]);
+    assert_eq!(r["bytes"], data.len() as u64);
+    assert_eq!(
+        std::fs::read(&output).unwrap(),
+        data,
+        "read back differs from what was written"
+    );
+}
+
+#[test]
+fn dsync_overwrite_of_the_raw_namespace_uses_fua_and_no_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.bin");
+    std::fs::write(&input, pattern(8192, 1)).unwrap();
+    let j = dio_json(&[
+        "--json",
+        "emu:size=8M",
+        "write",
+        "--offset",
+        "0",
+        "--input",
+        s(&input),
+        "--dsync",
+    ]);
+    for key in [
+        "bytes",
+        "commands",
+        "fua_commands",
+        "flush_commands",
+        "zeroed_bytes",
+    ] {
+        assert!(j[key].is_u64(), "{key} missing: {j}");
+    }
+    assert!(j["fua_commands"].as_u64().unwrap() > 0, "{j}");
+    assert_eq!(j["flush_commands"], 0, "{j}");
+}
+
+#[test]
+fn dsync_write_of_new_file_blocks_flushes_and_the_overwrite_uses_fua() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.bin");
+    let output = dir.path().join("out.bin");
+    let data = pattern(8192, 3);
+    std::fs::write(&input, &data).unwrap();
+    let j = dio_json(&[
+        "--json",
+        "emu:size=8M",
+        "write",
+        "--file",
+        "f",
+        "--offset",
+        "0",
+        "--input",
+        s(&input),
+        "--dsync",
+        "+",
+        "write",
+        "--file",
+        "f",
+        "--offset",
+        "0",
+        "--input",
+        s(&input),
+        "--dsync",
+        "+",
+        "read",
+        "--file",
+        "f",
+        "--offset",
+        "0",
+        "--length",
+        "8192",
+        "--output",
+        s(&output),
+    ]);
+    let steps = j["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    // New blocks need their allocation made durable: a flush, not FUA.
+    assert!(
+        steps[0]["flush_commands"].as_u64().unwrap() > 0,
+        "{}",
+        steps[0]
+    );
+    assert_eq!(steps[0]["fua_commands"], 0, "{}", steps[0]);
+    // Overwriting written blocks: FUA on the write, no flush.
+    assert!(
+        steps[1]["fua_commands"].as_u64().unwrap() > 0,
+        "{}",
+        steps[1]
+    );
+    assert_eq!(steps[1]["flush_commands"], 0, "{}", steps[1]);
+    assert_eq!(std::fs::read(&output).unwrap(), data);
+    let total: u64 = steps.iter().map(|s| s["commands"].as_u64().unwrap()).sum();
+    assert_eq!(j["commands"], total, "totals add up the steps");
+}
+
+#[test]
+fn a_sub_block_write_to_a_new_file_zeroes_the_rest_of_the_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.bin");
+    let output = dir.path().join("out.bin");
+    let data = pattern(512, 9);
+    std::fs::write(&input, &data).unwrap();
+    let j = dio_json(&[
+        "--json",
+        "emu:size=8M",
+        "write",
+        "--file",
+        "f",
+        "--offset",
+        "512",
+        "--input",
+        s(&input),
+        "+",
+        "read",
+        "--file",
+        "f",
+        "--offset",
+        "0",
+        "--length",
+        "1024",
+        "--output",
+        s(&output),
+    ]);
+    // The extent layer's blocks are 4 KiB: the other 3.5 KiB of the new block are zeroed.
+    assert_eq!(j["steps"][0]["zeroed_bytes"], 4096 - 512, "{j}");
+    let back = std::fs::read(&output).unwrap();
+    assert_eq!(
+        &back[..512],
+        &[0u8; 512][..],
+        "bytes before the write read as zeros"
+    );
+    assert_eq!(&back[512..], &data[..]);
+}
+
+#[test]
+fn misaligned_offsets_and_lengths_name_the_required_alignment() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.bin");
+    std::fs::write(&input, pattern(4096, 0)).unwrap();
+    let out = dir.path().join("out.bin");
+    let cases: [&[&str]; 3] = [
+        &[
+            "emu:lba=4096,size=8M",
+            "write",
+            "--offset",
+            "512",
+            "--input",
+            s(&input),
+        ],
+        &[
+            "emu:size=8M",
+            "read",
+            "--offset",
+            "0",
+            "--length",
+            "1000",
+            "--output",
+            s(&out),
+        ],
+        &[
+            "emu:lba=4096,size=8M",
+            "write",
+            "--file",
+            "f",
+            "--offset",
+            "0",
+            "--input",
+            s(&input),
+            "+",
+            "read",
+            "--file",
+            "f",
+            "--offset",
+            "2048",
+            "--length",
+            "4096",
+            "--output",
+            s(&out),
+        ],
+    ];
+    for (args, align) in cases.iter().zip(["4096", "512", "4096"]) {
+        let (code, stdout, stderr) = dio(args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("nvme-dio: error: step "), "{stderr}");
+        assert!(
+            stderr.contains(&format!("multiple of the {align}-byte")),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn reading_a_file_no_step_created_says_files_live_for_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.bin");
+    let (code, _, stderr) = dio(&[
+        "emu",
+        "read",
+        "--file",
+        "f",
+        "--offset",
+        "0",
+        "--length",
+        "512",
+        "--output",
+        s(&out),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("'f' does not exist") && stderr.contains("same run"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_steps_flags_and_device_names_are_one_line_usage_errors() {
+    let cases: [&[&str]; 5] = [
+        &["emu", "write", "--offset", "0"],
+        &["emu", "erase", "--offset", "0"],
+        &[
+            "emu", "read", "--offset", "0", "--length", "512", "--output", "x", "+",
+        ],
+        &[
+            "sda", "read", "--offset", "0", "--length", "512", "--output", "x",
+        ],
+        &["emu"],
+    ];
+    for args in cases {
+        let (code, stdout, stderr) = dio(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stdout.is_empty());
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("nvme-dio: error: "), "{stderr}");
+    }
+}
+
+#[test]
+fn reads_beyond_the_namespace_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.bin");
+    let (code, _, stderr) = dio(&[
+        "emu:size=1M",
+        "read",
+        "--offset",
+        "1M",
+        "--length",
+        "512",
+        "--output",
+        s(&out),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("beyond the end"), "{stderr}");
+}
+
+#[test]
+fn hipri_reads_poll_and_return_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.bin");
+    let out = dir.path().join("out.bin");
+    let data = pattern(4096, 5);
+    std::fs::write(&input, &data).unwrap();
+    let j = dio_json(&[
+        "emu:size=8M",
+        "--json",
+        "write",
+        "--offset",
+        "8k",
+        "--input",
+        s(&input),
+        "--hipri",
+        "+",
+        "read",
+        "--offset",
+        "8k",
+        "--length",
+        "4k",
+        "--output",
+        s(&out),
+        "--hipri",
+    ]);
+    assert_eq!(j["bytes"], 8192);
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+}
+
+#[test]
+fn help_lists_the_steps_with_examples() {
+    let (code, stdout, _) = dio(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("fallocate") && stdout.contains("Examples:"),
+        "{stdout}"
+    );
+}
