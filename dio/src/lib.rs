@@ -13,6 +13,7 @@ mod error;
 mod iomap;
 mod iov;
 mod kiocb;
+pub mod nvme_qp;
 pub mod providers;
 mod queue;
 mod slot;

@@ -1,0 +1,85 @@
+//! 4 KiB reads at queue depth 1 on the emulated controller's inline `null`
+//! namespace: through the direct-I/O layer (raw namespace provider, HIPRI polling)
+//! versus the bare queue pair. With the inline emulator the controller runs in the
+//! submitting thread, so time per I/O is CPU per I/O.
+//!
+//! Run with `cargo bench -p dio --bench read`.
+
+// criterion_group! generates undocumented public items.
+#![allow(missing_docs)]
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use dio::nvme_qp::NvmeQueue;
+use dio::providers::RawNamespace;
+use dio::{Dio, IovIter, Kiocb, KiocbFlags, NoHooks};
+use nvme::transport::emu::EmuTransport;
+use nvme::{Controller, Options, QueuePairOptions};
+
+const DEVICE: &str = "emu:null,size=64G,lba=512,mode=inline";
+/// Reads rotate over this many 4 KiB slots.
+const SLOTS: u64 = 1 << 20;
+
+fn controller() -> Controller<EmuTransport> {
+    let t = EmuTransport::from_name(DEVICE).unwrap();
+    Controller::new(
+        t,
+        Options {
+            io_queues: 2,
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+fn reads(c: &mut Criterion) {
+    let ctrl = controller();
+    let mut group = c.benchmark_group("read_4k_qd1");
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(1));
+
+    let mut qp = ctrl
+        .create_io_queue_pair(QueuePairOptions::default())
+        .unwrap();
+    let buf = ctrl.allocator().alloc(4096, 4096).unwrap();
+    let seg = [buf.as_segment()];
+    let mut slot = 0u64;
+    group.bench_function("queue_pair", |b| {
+        b.iter(|| {
+            qp.submit_read(1, slot * 8, 8, &seg, 0).unwrap();
+            slot = (slot + 1) % SLOTS;
+            let mut n = 0;
+            while n == 0 {
+                n = qp.process_completions(1, |_, r| {
+                    debug_assert!(r.is_ok());
+                });
+            }
+        })
+    });
+
+    let qp = ctrl
+        .create_io_queue_pair(QueuePairOptions::default())
+        .unwrap();
+    let q = NvmeQueue::new(&ctrl, qp, 1).unwrap();
+    let mut dio = Dio::new(q, None, 16).unwrap();
+    let raw = RawNamespace::new(dio.caps());
+    let mut iter = IovIter::new(vec![RefCell::new(
+        ctrl.allocator().alloc(4096, 4096).unwrap(),
+    )]);
+    let mut slot = 0u64;
+    group.bench_function("dio_raw", |b| {
+        b.iter(|| {
+            iter.reset();
+            let mut iocb = Kiocb::new(slot * 4096, KiocbFlags::HIPRI);
+            slot = (slot + 1) % SLOTS;
+            let n = dio.read(&mut iocb, &mut iter, &raw, &NoHooks).unwrap();
+            debug_assert_eq!(n, 4096);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, reads);
+criterion_main!(benches);

@@ -1,0 +1,209 @@
+//! The driver's queue pair as a [`DioQueue`], and its DMA buffers as [`DmaBuf`].
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use nvme::{Controller, DmaBuffer, DmaSegment, IoQueuePair, Transport};
+
+use crate::buf::DmaBuf;
+use crate::error::DioError;
+use crate::queue::{CommandStatus, DeviceCaps, DioQueue, IoCommand, QueueError, Segment};
+
+/// Most data segments one command takes from the layer.
+pub const MAX_SEGMENTS: usize = 32;
+/// Generic Command Status "Internal Error": reported for commands the driver
+/// failed itself (timeout, reset, dead controller) rather than with a device status.
+const INTERNAL_ERROR: u16 = 0x06;
+
+/// One driver queue pair bound to one namespace.
+pub struct NvmeQueue<T: Transport> {
+    qp: IoQueuePair<T, u64>,
+    nsid: u32,
+    caps: DeviceCaps,
+    /// Completions reaped while waiting for the interrupt; handed out by the next poll.
+    stash: Vec<(u64, CommandStatus)>,
+}
+
+impl<T: Transport> NvmeQueue<T> {
+    /// Binds `qp` to namespace `nsid` of `ctrl`, taking the device properties from
+    /// Identify Controller and Identify Namespace.
+    pub fn new(ctrl: &Controller<T>, qp: IoQueuePair<T, u64>, nsid: u32) -> Result<Self, DioError> {
+        let ns = ctrl.namespace(nsid).ok_or(DioError::InvalidRequest {
+            reason: "the namespace is not active on this controller",
+        })?;
+        let id = ctrl.identify_controller();
+        let caps = DeviceCaps {
+            lba_size: ns.lba_size,
+            capacity_lbas: ns.blocks,
+            volatile_write_cache: id.vwc.present(),
+            fua: true,
+            max_transfer: qp.max_transfer_bytes().min(usize::MAX as u64) as usize,
+            write_zeroes: id.oncs.write_zeroes(),
+            page_size: ctrl.page_size().min(u64::from(u32::MAX)) as u32,
+            max_segments: MAX_SEGMENTS,
+        };
+        let stash = Vec::with_capacity(usize::from(qp.depth()));
+        Ok(NvmeQueue {
+            qp,
+            nsid,
+            caps,
+            stash,
+        })
+    }
+
+    /// The queue pair.
+    pub fn queue_pair(&mut self) -> &mut IoQueuePair<T, u64> {
+        &mut self.qp
+    }
+
+    /// The namespace the queue issues to.
+    pub fn nsid(&self) -> u32 {
+        self.nsid
+    }
+}
+
+fn status_of(r: Result<(), nvme::Error>) -> CommandStatus {
+    match r {
+        Ok(()) => CommandStatus::SUCCESS,
+        Err(nvme::Error::CommandFailed { status, .. }) => CommandStatus {
+            status: (u16::from(status.sct().into_bits()) << 8) | u16::from(status.sc()),
+            dnr: status.dnr(),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "command failed without a device status");
+            CommandStatus {
+                status: INTERNAL_ERROR,
+                dnr: false,
+            }
+        }
+    }
+}
+
+fn queue_error(e: nvme::Error) -> QueueError {
+    match e {
+        nvme::Error::QueueFull { .. } => QueueError::Full,
+        nvme::Error::ExceedsMdts { .. } => QueueError::Invalid("the transfer exceeds MDTS"),
+        nvme::Error::BadSegment { .. } => {
+            QueueError::Invalid("the buffer breaks the PRP rules of the controller page size")
+        }
+        nvme::Error::InvalidRequest(_) => QueueError::Invalid("the driver rejected the command"),
+        other => QueueError::Failed(other.to_string()),
+    }
+}
+
+fn convert<'a>(
+    out: &'a mut [DmaSegment; MAX_SEGMENTS],
+    from: &[Segment],
+) -> Result<&'a [DmaSegment], QueueError> {
+    if from.len() > MAX_SEGMENTS {
+        return Err(QueueError::Invalid(
+            "too many data segments for one command",
+        ));
+    }
+    for (d, s) in out.iter_mut().zip(from) {
+        d.iova = s.iova;
+        d.len = s.len as usize;
+    }
+    Ok(&out[..from.len()])
+}
+
+impl<T: Transport> DioQueue for NvmeQueue<T> {
+    fn caps(&self) -> DeviceCaps {
+        self.caps
+    }
+
+    fn submit(&mut self, cmd: &IoCommand<'_>, tag: u64) -> Result<(), QueueError> {
+        let mut segs = [DmaSegment {
+            iova: 0,
+            len: 0,
+            ptr: std::ptr::null_mut(),
+        }; MAX_SEGMENTS];
+        let r = match *cmd {
+            IoCommand::Read {
+                lba,
+                blocks,
+                segments,
+            } => {
+                let data = convert(&mut segs, segments)?;
+                self.qp.submit_read(self.nsid, lba, blocks, data, tag)
+            }
+            IoCommand::Write {
+                lba,
+                blocks,
+                segments,
+                fua,
+            } => {
+                let data = convert(&mut segs, segments)?;
+                self.qp.submit_write(self.nsid, lba, blocks, data, fua, tag)
+            }
+            IoCommand::WriteZeroes { fua: true, .. } => {
+                return Err(QueueError::Invalid(
+                    "the driver offers no Write Zeroes with FUA",
+                ))
+            }
+            IoCommand::WriteZeroes { lba, blocks, .. } => self
+                .qp
+                .submit_write_zeroes(self.nsid, lba, blocks, false, tag),
+            IoCommand::Flush => self.qp.submit_flush(self.nsid, tag),
+        };
+        r.map_err(queue_error)
+    }
+
+    fn poll<F: FnMut(u64, CommandStatus)>(
+        &mut self,
+        max: usize,
+        mut done: F,
+    ) -> Result<usize, QueueError> {
+        let mut n = 0;
+        if !self.stash.is_empty() {
+            let k = self.stash.len().min(max);
+            for (tag, st) in self.stash.drain(..k) {
+                done(tag, st);
+            }
+            n = k;
+        }
+        if n < max {
+            n += self
+                .qp
+                .process_completions(max - n, |tag, r| done(tag, status_of(r)));
+        }
+        Ok(n)
+    }
+
+    fn wait_interrupt(&mut self, timeout: Duration) -> Result<(), QueueError> {
+        let room = self.stash.capacity() - self.stash.len();
+        if room == 0 || !self.stash.is_empty() {
+            return Ok(());
+        }
+        let stash = &mut self.stash;
+        self.qp
+            .wait_completions(room, timeout, |tag, r| stash.push((tag, status_of(r))))
+            .map(|_| ())
+            .map_err(|e| QueueError::Failed(e.to_string()))
+    }
+}
+
+/// A driver DMA buffer; the cell gives the `&self` writes the layer needs
+/// (hole reads zero-fill buffers the layer only borrows).
+impl DmaBuf for RefCell<DmaBuffer> {
+    fn len(&self) -> usize {
+        self.borrow().len()
+    }
+
+    fn iova_at(&self, offset: usize) -> Option<u64> {
+        let b = self.borrow();
+        (offset < b.len()).then(|| b.iova() + offset as u64)
+    }
+
+    fn zero(&self, offset: usize, len: usize) -> bool {
+        self.borrow_mut().fill(offset, len, 0).is_ok()
+    }
+
+    fn read_at(&self, offset: usize, dst: &mut [u8]) -> bool {
+        self.borrow().read(offset, dst).is_ok()
+    }
+
+    fn write_at(&self, offset: usize, src: &[u8]) -> bool {
+        self.borrow_mut().write(offset, src).is_ok()
+    }
+}
