@@ -14,12 +14,13 @@ fail() {
     exit 1
 }
 
-# wait_for COMMAND...: wait up to 10 s for COMMAND to succeed.
+# wait_for COMMAND...: wait up to 30 s for COMMAND to succeed (emulation on a
+# busy host is slow).
 wait_for() {
     local n=0
     while ! "$@"; do
         n=$((n + 1))
-        [ "$n" -le 200 ] || return 1
+        [ "$n" -le 600 ] || return 1
         sleep 0.05
     done
 }
