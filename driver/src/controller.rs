@@ -49,8 +49,10 @@ pub(crate) struct DbBuf {
 }
 
 /// Everything the controller handle and its queue pairs share.
+///
+/// Field order is drop order: every DMA buffer (admin queue, doorbell buffers, the
+/// allocator) goes before the transport, whose IOMMU container must outlive the unmaps.
 pub(crate) struct Shared<T: Transport> {
-    pub t: T,
     pub name: String,
     pub alloc: DmaAllocator,
     pub cap: Cap,
@@ -67,6 +69,7 @@ pub(crate) struct Shared<T: Transport> {
     #[allow(clippy::type_complexity)]
     pub aen: Mutex<Option<Box<dyn FnMut(AsyncEvent) + Send>>>,
     pub reset_lock: Mutex<()>,
+    pub t: T,
 }
 
 fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {

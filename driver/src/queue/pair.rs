@@ -89,7 +89,6 @@ impl Clock {
 /// `C` is the per-command context handed back on completion (`u64` by default; any
 /// `Copy + Default` type). The pair is `Send` but not `Sync`.
 pub struct IoQueuePair<T: Transport, C: Copy + Default = u64> {
-    shared: Arc<Shared<T>>,
     qid: u16,
     sq: SqRing,
     cq: CqRing,
@@ -110,6 +109,9 @@ pub struct IoQueuePair<T: Transport, C: Copy + Default = u64> {
     clock: Clock,
     timeout: Duration,
     _not_sync: PhantomData<Cell<()>>,
+    // Last: the rings and lists above are unmapped while the transport (possibly owned
+    // only through this Arc) still exists.
+    shared: Arc<Shared<T>>,
 }
 
 impl<T: Transport, C: Copy + Default> std::fmt::Debug for IoQueuePair<T, C> {

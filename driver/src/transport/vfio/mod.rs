@@ -108,8 +108,12 @@ pub fn iova_inside(ranges: &[IovaRange], iova: u64, len: usize) -> bool {
 }
 
 /// Routes DMA mappings into the VFIO container, inside the IOMMU's IOVA windows.
+///
+/// It keeps the device open: closing the device detaches its group from the container,
+/// after which unmaps fail, and DMA buffers may outlive the transport.
 pub struct VfioMapper {
     container: Arc<VfioContainer>,
+    _device: Arc<VfioDevice>,
     ranges: Vec<IovaRange>,
 }
 
@@ -164,7 +168,7 @@ pub struct VfioTransport {
     // Field order is drop order: the BAR mapping goes before the device fd closes.
     bar: MappedBar,
     device_file: File,
-    device: VfioDevice,
+    device: Arc<VfioDevice>,
     mapper: Arc<VfioMapper>,
     addr: PciAddress,
     config_offset: u64,
@@ -279,11 +283,16 @@ impl VfioTransport {
             },
         )?;
 
+        let vfio_device = Arc::new(vfio_device);
         let transport = VfioTransport {
             bar,
             device_file,
+            mapper: Arc::new(VfioMapper {
+                container,
+                _device: vfio_device.clone(),
+                ranges,
+            }),
             device: vfio_device,
-            mapper: Arc::new(VfioMapper { container, ranges }),
             addr,
             config_offset,
             can_reset,
