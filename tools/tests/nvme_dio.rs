@@ -361,3 +361,32 @@ fn help_lists_the_steps_with_examples() {
         "{stdout}"
     );
 }
+
+#[test]
+fn inputs_larger_than_one_request_are_streamed_and_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.bin");
+    let output = dir.path().join("out.bin");
+    let data = pattern(3 << 20 | 512, 11);
+    std::fs::write(&input, &data).unwrap();
+    let j = dio_json(&[
+        "--json",
+        "emu:size=16M",
+        "write",
+        "--offset",
+        "1M",
+        "--input",
+        s(&input),
+        "+",
+        "read",
+        "--offset",
+        "1M",
+        "--length",
+        &data.len().to_string(),
+        "--output",
+        s(&output),
+    ]);
+    assert_eq!(j["steps"][0]["bytes"], data.len() as u64);
+    assert!(j["steps"][0]["commands"].as_u64().unwrap() > 1, "{j}");
+    assert_eq!(std::fs::read(&output).unwrap(), data);
+}

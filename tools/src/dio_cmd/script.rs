@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use dio::providers::{ExtentFs, FileHandle, RawNamespace};
@@ -289,15 +290,17 @@ where
                 hipri,
                 ..
             } => {
-                let data = std::fs::read(input).map_err(|source| StepError::HostFile {
+                let host_err = |source| StepError::HostFile {
                     step: n,
                     op,
                     path: input.display().to_string(),
                     source,
-                })?;
+                };
+                let src = std::fs::File::open(input).map_err(host_err)?;
+                let size = src.metadata().map_err(host_err)?.len();
                 aligned("--offset", *offset)?;
-                aligned("the input size", data.len() as u64)?;
-                let end = offset.saturating_add(data.len() as u64);
+                aligned("the input size", size)?;
+                let end = offset.saturating_add(size);
                 if file.is_none() && end > ns_bytes {
                     return Err(StepError::OutOfRange {
                         step: n,
@@ -311,11 +314,15 @@ where
                 flags.set(KiocbFlags::DSYNC, *dsync);
                 flags.set(KiocbFlags::SYNC, *sync);
                 flags.set(KiocbFlags::HIPRI, *hipri);
-                let mut done = 0usize;
-                while done < data.len() {
-                    let len = chunk.min(data.len() - done);
+                // Stream the input: at most one chunk of it is in memory at a time.
+                let mut staging = vec![0u8; (chunk as u64).min(size) as usize];
+                let mut done = 0u64;
+                while done < size {
+                    let len = (chunk as u64).min(size - done) as usize;
+                    src.read_exact_at(&mut staging[..len], done)
+                        .map_err(host_err)?;
                     let b = take_buffer(&mut buf, &mut alloc, chunk, n, op)?;
-                    if !b.write_at(0, &data[done..done + len]) {
+                    if !b.write_at(0, &staging[..len]) {
                         return Err(StepError::Buffer {
                             step: n,
                             op,
@@ -325,7 +332,7 @@ where
                     }
                     let mut iter = IovIter::new(vec![b]);
                     iter.truncate(len);
-                    let mut iocb = Kiocb::new(offset + done as u64, flags);
+                    let mut iocb = Kiocb::new(offset + done, flags);
                     let r = match &file {
                         None => dio.write(&mut iocb, &mut iter, &raw, &raw),
                         Some(f) => f.write(dio, &mut iocb, &mut iter, DioFlags::empty()),
@@ -339,9 +346,9 @@ where
                     if wrote == 0 {
                         break;
                     }
-                    done += wrote;
+                    done += wrote as u64;
                 }
-                (*offset, data.len() as u64)
+                (*offset, size)
             }
             Step::Read {
                 offset,
