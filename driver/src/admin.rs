@@ -38,10 +38,11 @@ pub struct AsyncEvent {
 impl AsyncEvent {
     /// Decodes completion dword 0.
     pub fn from_dw0(dw0: u32) -> Self {
+        let e = crate::spec::admin::AsyncEvent::from_bits(dw0);
         AsyncEvent {
-            event_type: (dw0 & 0x7) as u8,
-            info: (dw0 >> 8) as u8,
-            log_page: (dw0 >> 16) as u8,
+            event_type: e.event_type().into_bits(),
+            info: e.info(),
+            log_page: e.lid(),
         }
     }
 }
