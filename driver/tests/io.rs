@@ -435,3 +435,42 @@ fn queue_depth_is_capped_by_mqes() {
     let qp = r.ctrl.create_io_queue_pair(qp_opts(256)).unwrap();
     assert_eq!(qp.depth(), 16);
 }
+
+#[test]
+fn split_iovec_pieces_keep_prp_rules_and_data_order() {
+    let r = rig("size=8M,lba=512,mdts=2"); // 16 KiB per command
+    let mut qp = r.ctrl.create_io_queue_pair(qp_opts(16)).unwrap();
+    let a = patterned(&r.ctrl, 4096, 1);
+    let b = patterned(&r.ctrl, 32768, 2);
+    let c = patterned(&r.ctrl, 8192, 3);
+    let segs = [
+        a.segment(2048, 2048).unwrap(),
+        b.as_segment(),
+        c.segment(0, 6144).unwrap(),
+    ];
+    let chunks = qp.split_by_mdts(1, 100, 80, &segs).unwrap();
+    assert_eq!(
+        chunks
+            .iter()
+            .map(|c| (c.slba, c.blocks))
+            .collect::<Vec<_>>(),
+        vec![(100, 32), (132, 32), (164, 16)]
+    );
+    for ch in &chunks {
+        run_one(&mut qp, |q| {
+            q.submit_write(1, ch.slba, ch.blocks, &ch.segments, false, 0)
+        })
+        .unwrap();
+    }
+    let rd = r.ctrl.allocator().alloc(40960, 4096).unwrap();
+    for ch in qp.split_by_mdts(1, 100, 80, &[rd.as_segment()]).unwrap() {
+        run_one(&mut qp, |q| {
+            q.submit_read(1, ch.slba, ch.blocks, &ch.segments, 0)
+        })
+        .unwrap();
+    }
+    let mut want = contents(&a)[2048..].to_vec();
+    want.extend(contents(&b));
+    want.extend(&contents(&c)[..6144]);
+    assert!(contents(&rd) == want);
+}
