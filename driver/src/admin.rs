@@ -259,6 +259,12 @@ impl<T: Transport> crate::Controller<T> {
         *self.shared.aen.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
     }
 
+    /// Polls the admin completion queue once; asynchronous events found there go to the
+    /// callback. Call it now and then when events matter: nothing else polls for them.
+    pub fn poll_admin(&self) -> usize {
+        self.shared.poll_admin()
+    }
+
     /// Runs an admin command without data and returns completion dword 0.
     pub fn admin_command(&self, sqe: SubmissionEntry) -> Result<u32, crate::Error> {
         let timeout = self.shared.options.admin_timeout;

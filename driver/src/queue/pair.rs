@@ -179,11 +179,6 @@ impl<T: Transport> Controller<T> {
     ) -> Result<IoQueuePair<T, C>, Error> {
         IoQueuePair::new(self.shared.clone(), options)
     }
-
-    /// Polls the admin completion queue once (asynchronous events reach the callback).
-    pub fn poll_admin(&self) -> usize {
-        self.shared.poll_admin()
-    }
 }
 
 impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
