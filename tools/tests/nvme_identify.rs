@@ -99,6 +99,18 @@ fn a_bad_device_name_is_a_one_line_usage_error() {
 }
 
 #[test]
+fn an_unknown_flag_is_a_one_line_usage_error() {
+    let (code, stdout, stderr) = identify(&["emu", "--jsn"]);
+    assert_eq!(code, 2);
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("nvme-identify: error: ") && stderr.contains("--jsn"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_bad_emu_option_fails_with_the_option_named() {
     let (code, _, stderr) = identify(&["emu:lba=1000"]);
     assert_eq!(code, 1);
