@@ -26,12 +26,12 @@ pub struct PerfArgs {
     pub device: DeviceName,
 
     /// Queue depth: I/Os kept outstanding per queue pair (the queue has one more entry).
-    #[arg(short = 'q', long = "queue-depth", default_value_t = 32,
+    #[arg(short = 'q', long = "queue-depth", value_name = "N", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=65534))]
     pub queue_depth: u32,
 
     /// I/O size in bytes (suffixes k, M accepted); a multiple of the LBA size.
-    #[arg(short = 'o', long = "io-size", default_value = "4096", value_parser = parse_bytes)]
+    #[arg(short = 'o', long = "io-size", value_name = "BYTES", default_value = "4096", value_parser = parse_bytes)]
     pub io_size: u64,
 
     /// Workload pattern.
@@ -39,25 +39,25 @@ pub struct PerfArgs {
     pub workload: Workload,
 
     /// Read percentage for the `rw` and `randrw` mixes (0..=100).
-    #[arg(short = 'M', long = "rwmixread", default_value_t = 50,
+    #[arg(short = 'M', long = "rwmixread", value_name = "PERCENT", default_value_t = 50,
           value_parser = clap::value_parser!(u8).range(0..=100))]
     pub rwmixread: u8,
 
     /// Measured run time in seconds.
-    #[arg(short = 't', long = "time", default_value_t = 5.0, value_parser = parse_seconds)]
+    #[arg(short = 't', long = "time", value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_seconds)]
     pub time: f64,
 
     /// Seconds of I/O before measuring starts (not counted in the results).
-    #[arg(long = "warmup", default_value_t = 0.0, value_parser = parse_seconds_or_zero)]
+    #[arg(long = "warmup", value_name = "SECONDS", default_value_t = 0.0, value_parser = parse_seconds_or_zero)]
     pub warmup: f64,
 
     /// Number of queue pairs, each driven by its own thread.
-    #[arg(long = "qpairs", default_value_t = 1,
+    #[arg(long = "qpairs", value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub qpairs: u16,
 
     /// Namespace ID.
-    #[arg(long = "ns", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = "ns", value_name = "NSID", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub nsid: u32,
 
     /// How completions are reaped: busy polling or sleeping on the queue's interrupt.
