@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use hugepages::{AllocatorOptions, DmaAllocator};
+use hugepages::DmaAllocator;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::admin::{deadline, AdminCtx, AdminQueue, AsyncEvent, Backoff, QueueStats};
@@ -410,11 +410,9 @@ impl<T: Transport> Controller<T> {
         let t = transport;
         let name = t.name();
         let alloc =
-            DmaAllocator::new(t.dma_mapper(), AllocatorOptions::default()).map_err(|e| {
-                Error::Dma {
-                    what: "the allocator",
-                    detail: e.to_string(),
-                }
+            DmaAllocator::new(t.dma_mapper(), t.allocator_options()).map_err(|e| Error::Dma {
+                what: "the allocator",
+                detail: e.to_string(),
             })?;
         let cap_raw = t.read64(offset::CAP);
         if cap_raw == u64::MAX || t.read32(offset::CSTS) == u32::MAX {

@@ -51,6 +51,17 @@ impl Transport for EmuTransport {
         self.emu.dma_mapper()
     }
 
+    /// Small pages: the emulated device needs neither contiguity nor hugepages.
+    fn allocator_options(&self) -> hugepages::AllocatorOptions {
+        hugepages::AllocatorOptions {
+            region: hugepages::RegionOptions {
+                page_size: hugepages::PageSize::SIZE_4K,
+                ..hugepages::RegionOptions::default()
+            },
+            ..hugepages::AllocatorOptions::default()
+        }
+    }
+
     fn max_interrupts(&self) -> u16 {
         self.emu.config().vectors
     }

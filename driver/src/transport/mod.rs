@@ -37,6 +37,11 @@ pub trait Transport: Send + Sync + 'static {
     /// The mapper through which this controller sees host memory.
     fn dma_mapper(&self) -> Arc<dyn DmaMapper>;
 
+    /// How the controller's DMA allocator should get memory (hugepages by default).
+    fn allocator_options(&self) -> hugepages::AllocatorOptions {
+        hugepages::AllocatorOptions::default()
+    }
+
     /// How many interrupt vectors the device offers (0 when it offers none).
     fn max_interrupts(&self) -> u16;
 
@@ -87,6 +92,13 @@ impl Transport for AnyTransport {
         match self {
             AnyTransport::Emu(t) => t.dma_mapper(),
             AnyTransport::Vfio(t) => t.dma_mapper(),
+        }
+    }
+
+    fn allocator_options(&self) -> hugepages::AllocatorOptions {
+        match self {
+            AnyTransport::Emu(t) => t.allocator_options(),
+            AnyTransport::Vfio(t) => t.allocator_options(),
         }
     }
 
