@@ -15,7 +15,7 @@ use crate::queue::{DeviceCaps, DioQueue, IoCommand, QueueError, Segment};
 use crate::slot::{make_tag, AsyncCtx, Op, Slot, SlotState, MAX_SLOTS};
 
 /// Most DMA segments the layer puts in one command.
-const MAX_SEGMENTS: usize = 32;
+const MAX_SEGMENTS: usize = 16;
 /// Buffer addresses must be dword aligned (NVMe PRP entries).
 const DMA_ALIGN: u32 = 4;
 /// Completions reaped per poll call.
@@ -79,6 +79,7 @@ struct Submit {
 pub struct Dio<Q: DioQueue, B: DmaBuf> {
     pub(crate) qp: Q,
     caps: DeviceCaps,
+    lba_shift: u32,
     max_command: usize,
     max_segments: usize,
     zero: Option<B>,
@@ -130,6 +131,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         let mut dio = Dio {
             qp,
             caps,
+            lba_shift: lba.trailing_zeros(),
             max_command: 0,
             max_segments: caps.max_segments.min(MAX_SEGMENTS),
             zero,
@@ -593,7 +595,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             );
         }
         let dev_end = map.device_addr(start) + length;
-        if map.addr % lba != 0 || dev_end > self.caps.capacity_lbas * lba {
+        if map.addr & (lba - 1) != 0 || dev_end > self.caps.capacity_lbas << self.lba_shift {
             return (
                 0,
                 Some(DioError::Io {
@@ -658,8 +660,8 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                     break;
                 }
             };
-            let lba_no = map.device_addr(pos) / lba;
-            let blocks = (n as u64 / lba) as u32;
+            let lba_no = map.device_addr(pos) >> self.lba_shift;
+            let blocks = (n >> self.lba_shift) as u32;
             let (cmd, op) = if write {
                 if !fua {
                     self.slots[sub.slot]
@@ -738,7 +740,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             };
             if count > 0 {
                 let prev = segs[count - 1];
-                if iova % page != 0 || (prev.iova + u64::from(prev.len)) % page != 0 {
+                if (iova | (prev.iova + u64::from(prev.len))) & (page - 1) != 0 {
                     break;
                 }
             }
@@ -767,8 +769,8 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             });
         }
         let lba = u64::from(self.caps.lba_size);
-        let mut lba_no = map.device_addr(pos) / lba;
-        let mut blocks_left = len / lba;
+        let mut lba_no = map.device_addr(pos) >> self.lba_shift;
+        let mut blocks_left = len >> self.lba_shift;
         // Zeroing writes carry no FUA, so the request needs a flush if it needs sync.
         self.slots[sub.slot]
             .flags
@@ -805,7 +807,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                     count += 1;
                     bytes += l;
                 }
-                let blocks = bytes / lba;
+                let blocks = bytes >> self.lba_shift;
                 let cmd = IoCommand::Write {
                     lba: lba_no,
                     blocks: blocks as u32,

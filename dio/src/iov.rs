@@ -138,11 +138,11 @@ impl<B: DmaBuf> IovIter<B> {
     }
 
     /// Checks the DMA rules for the available bytes: every piece starts on a
-    /// `dma_align` boundary and its length is a multiple of `block`.
+    /// `dma_align` boundary and its length is a multiple of `block` (both powers of two).
     pub fn check_dma_rules(&self, block: u32, dma_align: u32) -> Result<(), DioError> {
         for c in self.chunks() {
             if let Some(iova) = self.bufs[c.index].iova_at(c.offset) {
-                if iova % u64::from(dma_align) != 0 {
+                if iova & u64::from(dma_align - 1) != 0 {
                     return Err(DioError::Inval {
                         what: "buffer device address",
                         value: iova,
@@ -150,7 +150,7 @@ impl<B: DmaBuf> IovIter<B> {
                     });
                 }
             }
-            if c.len % block as usize != 0 {
+            if c.len & (block as usize - 1) != 0 {
                 return Err(DioError::Inval {
                     what: "buffer length",
                     value: c.len as u64,

@@ -10,7 +10,7 @@ use crate::error::DioError;
 use crate::queue::{CommandStatus, DeviceCaps, DioQueue, IoCommand, QueueError, Segment};
 
 /// Most data segments one command takes from the layer.
-pub const MAX_SEGMENTS: usize = 32;
+pub const MAX_SEGMENTS: usize = 16;
 /// Generic Command Status "Internal Error": reported for commands the driver
 /// failed itself (timeout, reset, dead controller) rather than with a device status.
 const INTERNAL_ERROR: u16 = 0x06;
@@ -91,6 +91,15 @@ fn queue_error(e: nvme::Error) -> QueueError {
     }
 }
 
+/// The driver's form of one segment (the driver builds PRPs from the IOVA alone).
+fn segment(s: Segment) -> DmaSegment {
+    DmaSegment {
+        iova: s.iova,
+        len: s.len as usize,
+        ptr: std::ptr::null_mut(),
+    }
+}
+
 fn convert<'a>(
     out: &'a mut [DmaSegment; MAX_SEGMENTS],
     from: &[Segment],
@@ -113,17 +122,33 @@ impl<T: Transport> DioQueue for NvmeQueue<T> {
     }
 
     fn submit(&mut self, cmd: &IoCommand<'_>, tag: u64) -> Result<(), QueueError> {
-        let mut segs = [DmaSegment {
+        const EMPTY: DmaSegment = DmaSegment {
             iova: 0,
             len: 0,
             ptr: std::ptr::null_mut(),
-        }; MAX_SEGMENTS];
+        };
         let r = match *cmd {
+            IoCommand::Read {
+                lba,
+                blocks,
+                segments: &[s],
+            } => self
+                .qp
+                .submit_read(self.nsid, lba, blocks, &[segment(s)], tag),
+            IoCommand::Write {
+                lba,
+                blocks,
+                segments: &[s],
+                fua,
+            } => self
+                .qp
+                .submit_write(self.nsid, lba, blocks, &[segment(s)], fua, tag),
             IoCommand::Read {
                 lba,
                 blocks,
                 segments,
             } => {
+                let mut segs = [EMPTY; MAX_SEGMENTS];
                 let data = convert(&mut segs, segments)?;
                 self.qp.submit_read(self.nsid, lba, blocks, data, tag)
             }
@@ -133,6 +158,7 @@ impl<T: Transport> DioQueue for NvmeQueue<T> {
                 segments,
                 fua,
             } => {
+                let mut segs = [EMPTY; MAX_SEGMENTS];
                 let data = convert(&mut segs, segments)?;
                 self.qp.submit_write(self.nsid, lba, blocks, data, fua, tag)
             }

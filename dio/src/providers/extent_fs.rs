@@ -207,6 +207,11 @@ impl FileHandle {
         self.id
     }
 
+    /// The file size in bytes.
+    pub fn size(&self) -> u64 {
+        IomapOps::size(self)
+    }
+
     /// The layer the file lives in.
     pub fn fs(&self) -> &Arc<ExtentFs> {
         &self.fs
