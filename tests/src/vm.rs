@@ -314,7 +314,14 @@ impl Guest {
                 }
             })
             .collect();
-        Ok(CheckReport { run, checks })
+        // The transfer directory goes away here: a report kept for the whole
+        // test run (in a static) must not keep a temporary directory alive.
+        Ok(CheckReport {
+            status: run.status,
+            console: run.console,
+            elapsed: run.elapsed,
+            checks,
+        })
     }
 }
 
@@ -354,10 +361,14 @@ impl CheckOutcome {
 }
 
 /// Per-check results of one boot.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CheckReport {
-    /// The boot.
-    pub run: GuestRun,
+    /// Exit status of the check runner: the number of failed checks.
+    pub status: i32,
+    /// Everything the guest printed on its serial console.
+    pub console: String,
+    /// Wall time of the boot, from launch to QEMU's exit.
+    pub elapsed: Duration,
     /// One outcome per requested check, in order.
     pub checks: Vec<CheckOutcome>,
 }
@@ -370,10 +381,7 @@ impl CheckReport {
 
     /// One line per check plus the boot's wall time.
     pub fn summary(&self) -> String {
-        let mut s = format!(
-            "guest boot + checks: {:.1} s\n",
-            self.run.elapsed.as_secs_f64()
-        );
+        let mut s = format!("guest boot + checks: {:.1} s\n", self.elapsed.as_secs_f64());
         for c in &self.checks {
             let verdict = match c.status {
                 Some(0) => "pass".to_string(),

@@ -109,7 +109,7 @@ fn check(name: &str) -> Option<String> {
         "guest check {name} failed (exit status {:?}):\n{}\n--- console ---\n{}",
         outcome.status,
         outcome.log,
-        report.run.console
+        report.console
     );
     Some(outcome.log.clone())
 }
