@@ -226,15 +226,19 @@ pub fn iommu_info(container: &VfioContainer) -> Result<IommuInfo, Error> {
         });
     }
     let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_le_bytes()).collect();
+    Ok(parse_iommu_info(&bytes))
+}
+
+/// Decodes a `struct vfio_iommu_type1_info` and its capability chain; offsets
+/// outside `bytes` end the walk instead of being followed.
+fn parse_iommu_info(bytes: &[u8]) -> IommuInfo {
     let u32_at = |o: usize| {
-        bytes
-            .get(o..o + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
+        let b = bytes.get(o..o.checked_add(4)?)?;
+        Some(u32::from_le_bytes(b.try_into().ok()?))
     };
     let u64_at = |o: usize| {
-        bytes
-            .get(o..o + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+        let b = bytes.get(o..o.checked_add(8)?)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
     };
     let flags = u32_at(4).unwrap_or(0);
     let mut info = IommuInfo {
@@ -243,10 +247,9 @@ pub fn iommu_info(container: &VfioContainer) -> Result<IommuInfo, Error> {
         dma_avail: None,
     };
     if flags & VFIO_IOMMU_INFO_CAPS == 0 {
-        return Ok(info);
+        return info;
     }
-    // Capability chain: { id: u16, version: u16, next: u32 } headers; the
-    // kernel-provided offsets are bounded by the buffer (`get` returns None).
+    // Capability chain: { id: u16, version: u16, next: u32 } headers.
     let mut off = u32_at(16).unwrap_or(0) as usize;
     let mut hops = 0;
     while off != 0 && hops < 16 {
@@ -266,5 +269,66 @@ pub fn iommu_info(container: &VfioContainer) -> Result<IommuInfo, Error> {
         }
         off = u32_at(off + 4).unwrap_or(0) as usize;
     }
-    Ok(info)
+    info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put32(b: &mut [u8], off: usize, v: u32) {
+        b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn put64(b: &mut [u8], off: usize, v: u64) {
+        b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// What the emulated Intel IOMMU reports: two windows around the
+    /// interrupt range, then the DMA mapping count.
+    fn qemu_info() -> Vec<u8> {
+        let mut b = vec![0u8; 256];
+        put32(&mut b, 4, VFIO_IOMMU_INFO_CAPS);
+        put64(&mut b, 8, 0x4020_1000);
+        put32(&mut b, 16, 24);
+        put32(&mut b, 24, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE | 1 << 16);
+        put32(&mut b, 28, 80);
+        put32(&mut b, 32, 2);
+        put64(&mut b, 40, 0);
+        put64(&mut b, 48, 0xfedf_ffff);
+        put64(&mut b, 56, 0xfef0_0000);
+        put64(&mut b, 64, 0x7f_ffff_ffff);
+        put32(&mut b, 80, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL | 1 << 16);
+        put32(&mut b, 88, 65535);
+        b
+    }
+
+    #[test]
+    fn iommu_info_lists_iova_windows_and_dma_mappings_available() {
+        let info = parse_iommu_info(&qemu_info());
+        assert_eq!(info.pgsizes, 0x4020_1000);
+        assert_eq!(
+            info.ranges,
+            vec![(0, 0xfedf_ffff), (0xfef0_0000, 0x7f_ffff_ffff)]
+        );
+        assert_eq!(info.dma_avail, Some(65535));
+    }
+
+    #[test]
+    fn iommu_info_stops_at_capability_offsets_outside_the_buffer() {
+        let mut b = qemu_info();
+        put32(&mut b, 28, 0xffff_fff0);
+        let info = parse_iommu_info(&b);
+        assert_eq!(info.ranges.len(), 2);
+        assert_eq!(info.dma_avail, None);
+    }
+
+    #[test]
+    fn iommu_info_without_capabilities_has_no_windows() {
+        let mut b = qemu_info();
+        put32(&mut b, 4, 0);
+        let info = parse_iommu_info(&b);
+        assert!(info.ranges.is_empty());
+        assert_eq!(info.pgsizes, 0x4020_1000);
+    }
 }

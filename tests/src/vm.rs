@@ -403,3 +403,53 @@ fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controller_spec_carries_serial_size_second_namespace_and_properties() {
+        let c = Controller::new("abc")
+            .size_mib(64)
+            .second_namespace(4096)
+            .mdts(2)
+            .prop("max_ioqpairs", "4");
+        assert_eq!(
+            c.spec(),
+            "serial=abc,size=64,ns2=4096,mdts=2,max_ioqpairs=4"
+        );
+    }
+
+    #[test]
+    fn controllers_sit_at_consecutive_guest_pci_slots_from_four() {
+        assert_eq!(Guest::bdf(0), "0000:00:04.0");
+        assert_eq!(Guest::bdf(11), "0000:00:0f.0");
+    }
+
+    #[test]
+    fn summary_names_failed_and_missing_checks() {
+        let outcome = |name: &str, status| CheckOutcome {
+            name: name.into(),
+            status,
+            elapsed: Duration::from_millis(1500),
+            log: String::new(),
+        };
+        let report = CheckReport {
+            status: 1,
+            console: String::new(),
+            elapsed: Duration::from_secs(10),
+            checks: vec![
+                outcome("a", Some(0)),
+                outcome("b", Some(1)),
+                outcome("c", None),
+            ],
+        };
+        let s = report.summary();
+        assert!(s.contains("pass"), "{s}");
+        assert!(s.contains("FAIL (exit 1)"), "{s}");
+        assert!(s.contains("did not run"), "{s}");
+        assert!(report.get("a").is_some_and(CheckOutcome::passed));
+        assert!(!report.get("c").is_some_and(CheckOutcome::passed));
+    }
+}
