@@ -466,29 +466,41 @@ impl<T: Transport> Controller<T> {
             Vec::new()
         };
 
-        enable(&t, &name, cap, mps, &admin)?;
         let timeout = options.admin_timeout;
-        let (identify, namespaces) = identify_all(&t, &name, &mut admin, &alloc, timeout)?;
-
-        let dbbuf = if options.shadow_doorbells && identify.supports_doorbell_buffer_config() {
-            let shadow = DmaMem::alloc(&alloc, ps, ps, "shadow doorbells")?;
-            let eventidx = DmaMem::alloc(&alloc, ps, ps, "EventIdx buffer")?;
-            let d = DbBuf {
-                shadow: SharedDmaMem::new(shadow),
-                eventidx: SharedDmaMem::new(eventidx),
-            };
-            match config_dbbuf(&t, &name, &mut admin, &d, timeout) {
-                Ok(()) => Some(d),
-                Err(e) => {
-                    tracing::warn!(device = %name, error = %e, "Doorbell Buffer Config failed; using MMIO doorbells only");
-                    None
+        let up = enable(&t, &name, cap, mps, &admin).and_then(|()| {
+            let (identify, namespaces) = identify_all(&t, &name, &mut admin, &alloc, timeout)?;
+            let dbbuf = if options.shadow_doorbells && identify.supports_doorbell_buffer_config()
+            {
+                let shadow = DmaMem::alloc(&alloc, ps, ps, "shadow doorbells")?;
+                let eventidx = DmaMem::alloc(&alloc, ps, ps, "EventIdx buffer")?;
+                let d = DbBuf {
+                    shadow: SharedDmaMem::new(shadow),
+                    eventidx: SharedDmaMem::new(eventidx),
+                };
+                match config_dbbuf(&t, &name, &mut admin, &d, timeout) {
+                    Ok(()) => Some(d),
+                    Err(e) => {
+                        tracing::warn!(device = %name, error = %e, "Doorbell Buffer Config failed; using MMIO doorbells only");
+                        None
+                    }
                 }
+            } else {
+                None
+            };
+            let io_queues = set_queue_count(&t, &name, &mut admin, options.io_queues, timeout)?;
+            Ok((identify, namespaces, dbbuf, io_queues))
+        });
+        let (identify, namespaces, dbbuf, io_queues) = match up {
+            Ok(up) => up,
+            Err(e) => {
+                // Stop the controller before its queues' memory is freed.
+                let _ = disable(&t, &name, cap);
+                if !vectors.is_empty() {
+                    let _ = t.disable_interrupts();
+                }
+                return Err(e);
             }
-        } else {
-            None
         };
-
-        let io_queues = set_queue_count(&t, &name, &mut admin, options.io_queues, timeout)?;
         let max_transfer = max_transfer(&identify, cap, page_size, &options);
         let aers = options
             .async_events
