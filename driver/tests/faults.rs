@@ -254,18 +254,24 @@ fn bring_up_of_a_vanished_device_fails_with_device_gone() {
 }
 
 #[test]
-fn failing_identify_fails_bring_up_with_the_admin_status() {
+fn failing_identify_fails_bring_up_and_leaves_the_controller_disabled() {
     let t = EmuTransport::from_name("emu:size=1M").unwrap();
     t.emu().faults().inject(
         CommandMatch::admin_opcode(0x06),
         FaultAction::Fail(Status::generic(GenericStatus::InternalError)),
         Some(1),
     );
+    let emu = t.emu().clone();
     let err = nvme::Controller::new(t, fast_options()).unwrap_err();
     assert!(
         err.to_string()
             .starts_with("admin command Identify (opcode 0x06) failed: Internal Error"),
         "{err}"
+    );
+    let csts = nvme::spec::Csts::from_bits(emu.read32(nvme::spec::registers::offset::CSTS));
+    assert!(
+        !csts.rdy(),
+        "a failed bring-up leaves the controller disabled"
     );
 }
 
