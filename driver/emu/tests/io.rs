@@ -477,3 +477,19 @@ fn smart_log_counts_data_units_and_commands() {
     assert_eq!(smart.host_write_commands.get(), 7);
     assert_eq!(smart.host_read_commands.get(), 1);
 }
+
+#[test]
+fn data_spanning_a_ram_chunk_boundary_reads_back_intact() {
+    // RAM namespaces allocate 64 KiB chunks; LBAs 120..136 straddle the first boundary.
+    let mut h = Harness::with_io("emu:size=1M", 16);
+    let cached = pattern(16 * 512, 41);
+    assert!(h.write_blocks(1, 120, &cached, false).status.is_success());
+    assert_eq!(h.read_blocks(1, 120, 16).1, cached);
+    let durable = pattern(16 * 512, 42);
+    assert!(h.write_blocks(1, 250, &durable, true).status.is_success());
+    assert_eq!(h.read_blocks(1, 250, 16).1, durable);
+    assert!(h.flush(1).status.is_success());
+    h.ctrl.power_cut();
+    assert_eq!(h.read_blocks(1, 120, 16).1, cached);
+    assert_eq!(h.read_blocks(1, 250, 16).1, durable);
+}

@@ -152,3 +152,58 @@ fn threaded_mode_with_shadow_doorbells_never_loses_a_skipped_mmio_write() {
     h.keep(ei);
     h.keep(buf);
 }
+
+#[test]
+fn reads_racing_a_flush_see_the_completed_write() {
+    // Round k: queue 1 writes version k (cached) and completes; then queue 1 flushes
+    // while queue 2 reads. The flush moves version k from the cache to the backend
+    // (which still holds k-1): the read must see version k whichever side wins.
+    let mut h = Harness::new("emu");
+    h.create_io_pair(1, 16);
+    h.create_io_pair(2, 16);
+    let mut writer = h.queues[1].take().unwrap();
+    let mut reader = h.queues[2].take().unwrap();
+    let (ctrl_w, ctrl_r, dstrd) = (h.ctrl.clone(), h.ctrl.clone(), h.dstrd);
+    let wbuf = h.alloc(8 * 512);
+    let rbuf = h.alloc(8 * 512);
+    let rounds = 300u32;
+    let written = std::sync::Arc::new(Rendezvous::new(2));
+    let done = std::sync::Arc::new(Rendezvous::new(2));
+    let (w1, d1) = (written.clone(), done.clone());
+    let w = std::thread::spawn(move || {
+        for k in 0..rounds {
+            wbuf.write(0, &pattern(8 * 512, k as u8));
+            writer.submit(&ctrl_w, dstrd, rw(0x01, 1, 0, 8, wbuf.iova, 0), k as u16);
+            assert!(writer.wait(&ctrl_w, dstrd).status.is_success());
+            w1.wait();
+            writer.submit(&ctrl_w, dstrd, sqe_flush(), k as u16);
+            assert!(writer.wait(&ctrl_w, dstrd).status.is_success());
+            d1.wait();
+        }
+        (writer, wbuf)
+    });
+    let r = std::thread::spawn(move || {
+        for k in 0..rounds {
+            written.wait();
+            reader.submit(&ctrl_r, dstrd, rw(0x02, 1, 0, 8, rbuf.iova, 0), k as u16);
+            assert!(reader.wait(&ctrl_r, dstrd).status.is_success());
+            assert_eq!(
+                rbuf.read(0, 8 * 512),
+                pattern(8 * 512, k as u8),
+                "round {k}"
+            );
+            done.wait();
+        }
+        (reader, rbuf)
+    });
+    let (_w, wbuf) = w.join().unwrap();
+    let (_r, rbuf) = r.join().unwrap();
+    h.keep(wbuf);
+    h.keep(rbuf);
+}
+
+fn sqe_flush() -> nvme_spec::SubmissionEntry {
+    let mut e = sqe(0x00);
+    e.nsid = 1;
+    e
+}

@@ -610,3 +610,43 @@ impl Harness {
         }
     }
 }
+
+/// A two-party (or n-party) barrier that panics instead of waiting forever, so a test
+/// whose other thread failed ends instead of hanging.
+pub struct Rendezvous {
+    parties: u32,
+    state: std::sync::Mutex<(u64, u32)>,
+    cv: std::sync::Condvar,
+}
+
+impl Rendezvous {
+    pub fn new(parties: u32) -> Self {
+        Self {
+            parties,
+            state: std::sync::Mutex::new((0, 0)),
+            cv: std::sync::Condvar::new(),
+        }
+    }
+
+    pub fn wait(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = s.0;
+        s.1 += 1;
+        if s.1 == self.parties {
+            s.0 += 1;
+            s.1 = 0;
+            self.cv.notify_all();
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.0 == generation {
+            let now = Instant::now();
+            assert!(now < deadline, "the other thread never arrived");
+            s = self
+                .cv
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
