@@ -280,7 +280,21 @@ impl Backend {
                 }
                 Ok(())
             }
-            Backend::File { .. } => {
+            Backend::File { file, base } => {
+                // Punch a hole (reads return zeros); fall back to writing zeros where the
+                // file system cannot.
+                // SAFETY: plain system call on an open descriptor; no memory is passed.
+                let punched = unsafe {
+                    libc::fallocate(
+                        file.as_raw_fd(),
+                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                        (base + off) as libc::off_t,
+                        len as libc::off_t,
+                    )
+                } == 0;
+                if punched {
+                    return Ok(());
+                }
                 let mut done = 0u64;
                 while done < len {
                     let n = (len - done).min(ZEROS.len() as u64) as usize;

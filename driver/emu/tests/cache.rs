@@ -145,3 +145,22 @@ fn power_cut_counts_an_unsafe_shutdown_in_smart() {
     assert_eq!(smart.unsafe_shutdowns.get(), 1);
     assert_eq!(smart.power_cycles.get(), 2);
 }
+
+#[test]
+fn write_zeroes_on_a_file_namespace_zeroes_the_file_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.img");
+    let mut h = Harness::with_io(&format!("emu:file={},size=1M,lba=4096", path.display()), 16);
+    let data = pattern(4 * 4096, 16);
+    h.write_blocks(1, 0, &data, true);
+    let mut wz = sqe(0x08);
+    wz.nsid = 1;
+    wz.cdw10 = 1;
+    wz.cdw12 = 1 | (1 << 25); // blocks 1..3, deallocate
+    assert!(h.exec(1, wz).status.is_success());
+    let on_disk = std::fs::read(&path).unwrap();
+    assert_eq!(on_disk[..4096], data[..4096]);
+    assert!(on_disk[4096..3 * 4096].iter().all(|&b| b == 0));
+    assert_eq!(on_disk[3 * 4096..4 * 4096], data[3 * 4096..]);
+    assert_eq!(on_disk.len(), 1 << 20, "punching a hole keeps the size");
+}
