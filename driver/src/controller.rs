@@ -650,9 +650,9 @@ impl<T: Transport> Shared<T> {
     pub fn check_live(&self, during: &'static str) -> Result<(), Error> {
         match self.state.load(Ordering::Acquire) {
             STATE_LIVE => Ok(()),
-            STATE_SHUT_DOWN => Err(Error::Unsupported {
+            STATE_SHUT_DOWN => Err(Error::ShutDown {
                 device: self.name.clone(),
-                what: format!("{during}: the controller has been shut down"),
+                during,
             }),
             _ => Err(Error::ControllerFatal {
                 device: self.name.clone(),

@@ -242,6 +242,14 @@ pub enum Error {
         /// The step in progress.
         during: &'static str,
     },
+    /// The controller was shut down (its `Controller` dropped or `shutdown` called).
+    #[error("controller {device} has been shut down; {during} needs a controller that is up")]
+    ShutDown {
+        /// Device name.
+        device: String,
+        /// What was attempted.
+        during: &'static str,
+    },
     /// A bounded wait ran out.
     #[error("controller {device} did not {what} within {waited:?}")]
     Timeout {

@@ -193,7 +193,13 @@ fn io_after_shutdown_is_an_error_not_a_hang() {
         .unwrap();
     r.ctrl.shutdown().unwrap();
     let mut rd = r.ctrl.allocator().alloc(4096, 4096).unwrap();
-    assert!(q.read_sync(1, 0, 8, &mut rd).is_err());
+    let err = q.read_sync(1, 0, 8, &mut rd).unwrap_err();
+    assert!(matches!(err, nvme::Error::ShutDown { .. }), "{err}");
+    let err = q.read_sync(1, 0, 8, &mut rd).unwrap_err();
+    assert!(
+        matches!(err, nvme::Error::ShutDown { .. }),
+        "still refused: {err}"
+    );
 }
 
 #[test]
