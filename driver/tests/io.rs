@@ -259,7 +259,7 @@ fn segments_breaking_prp_rules_are_refused_before_submission() {
 }
 
 #[test]
-fn commands_above_mdts_are_refused_and_split_by_the_helper() {
+fn commands_above_mdts_are_refused_and_split_into_fitting_pieces() {
     // mdts=2: 16 KiB per command.
     let r = rig("size=8M,lba=512,mdts=2");
     let mut qp = r.ctrl.create_io_queue_pair(qp_opts(16)).unwrap();
