@@ -7,7 +7,7 @@ use nvme_spec::admin::{
     IdentifyCdw10, QueueCdw10, SetFeaturesCdw10,
 };
 use nvme_spec::command::Psdt;
-use nvme_spec::features::FeatureId as Fid;
+use nvme_spec::features::{FeatureId as Fid, Select};
 use nvme_spec::log::LogPageId as Lid;
 use nvme_spec::status::{CommandSpecificStatus as Cs, GenericStatus as G};
 use nvme_spec::{AdminOpcode as Op, CompletionEntry, Status, SubmissionEntry};
@@ -185,24 +185,40 @@ impl Ctrl {
     }
 
     fn get_features(&self, sqe: &SubmissionEntry) -> Outcome {
-        let f = Fid(GetFeaturesCdw10::from_bits(sqe.cdw10).fid());
+        let dw10 = GetFeaturesCdw10::from_bits(sqe.cdw10);
+        let f = Fid(dw10.fid());
+        let known = matches!(
+            f,
+            Fid::ARBITRATION
+                | Fid::POWER_MANAGEMENT
+                | Fid::TEMPERATURE_THRESHOLD
+                | Fid::NUMBER_OF_QUEUES
+                | Fid::INTERRUPT_COALESCING
+                | Fid::ASYNC_EVENT_CONFIG
+        ) || (f == Fid::VOLATILE_WRITE_CACHE && self.vwc_present());
+        if !known {
+            return done(generic(G::InvalidFieldInCommand));
+        }
+        let defaults = crate::controller::AdminState::defaults(&self.cfg);
         let admin = lock(&self.admin);
+        let (state, vwc) = match dw10.sel() {
+            Select::Current => (&*admin, self.vwc.load(Ordering::Acquire)),
+            // Nothing is saveable, so saved values are the defaults.
+            Select::Default | Select::Saved => (&defaults, self.cfg.vwc),
+            // Changeable, not saveable, not namespace specific.
+            Select::SupportedCapabilities => return ok(1 << 2),
+            _ => return done(generic(G::InvalidFieldInCommand)),
+        };
         match f {
-            Fid::ARBITRATION => ok(admin.arbitration),
+            Fid::ARBITRATION => ok(state.arbitration),
             Fid::POWER_MANAGEMENT => ok(0),
             Fid::TEMPERATURE_THRESHOLD => ok(343),
-            Fid::VOLATILE_WRITE_CACHE => {
-                if !self.vwc_present() {
-                    return done(generic(G::InvalidFieldInCommand));
-                }
-                ok(u32::from(self.vwc.load(Ordering::Acquire)))
-            }
+            Fid::VOLATILE_WRITE_CACHE => ok(u32::from(vwc)),
             Fid::NUMBER_OF_QUEUES => {
-                ok(u32::from(admin.nq.0 - 1) | (u32::from(admin.nq.1 - 1) << 16))
+                ok(u32::from(state.nq.0 - 1) | (u32::from(state.nq.1 - 1) << 16))
             }
-            Fid::INTERRUPT_COALESCING => ok(admin.coalescing),
-            Fid::ASYNC_EVENT_CONFIG => ok(admin.async_config),
-            _ => done(generic(G::InvalidFieldInCommand)),
+            Fid::INTERRUPT_COALESCING => ok(state.coalescing),
+            _ => ok(state.async_config),
         }
     }
 

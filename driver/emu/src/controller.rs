@@ -138,6 +138,11 @@ pub(crate) struct Ctrl {
 }
 
 impl AdminState {
+    /// Power-on values (also what Get Features reports as default and saved).
+    pub(crate) fn defaults(cfg: &EmuConfig) -> Self {
+        Self::new(cfg)
+    }
+
     fn new(cfg: &EmuConfig) -> Self {
         Self {
             nq: (cfg.qpairs, cfg.qpairs),

@@ -402,3 +402,25 @@ fn abort_of_a_command_still_queued_behind_a_full_cq_completes_it_as_aborted() {
     assert_eq!(got[2], (cids[2], generic(G::CommandAbortRequested)));
     h.keep(buf);
 }
+
+#[test]
+fn get_features_select_reports_default_and_capabilities() {
+    let mut h = Harness::new("emu:qpairs=8");
+    assert!(h.set_feature(0x08, 0x0203).status.is_success());
+    assert!(h.set_feature(0x06, 0).status.is_success());
+    let get = |h: &mut Harness, fid: u32, sel: u32| {
+        let mut e = sqe(0x0a);
+        e.cdw10 = fid | (sel << 8);
+        h.admin(e)
+    };
+    assert_eq!(get(&mut h, 0x08, 0).dw0, 0x0203, "current");
+    assert_eq!(get(&mut h, 0x08, 1).dw0, 0, "default");
+    assert_eq!(get(&mut h, 0x06, 1).dw0, 1, "cache on by default");
+    assert_eq!(get(&mut h, 0x06, 2).dw0, 1, "saved = default");
+    assert_eq!(get(&mut h, 0x07, 1).dw0, 7 | (7 << 16));
+    assert_eq!(get(&mut h, 0x08, 3).dw0, 1 << 2, "changeable only");
+    assert_eq!(
+        code(get(&mut h, 0x08, 5).status),
+        generic(G::InvalidFieldInCommand)
+    );
+}
