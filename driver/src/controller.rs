@@ -461,7 +461,10 @@ impl<T: Transport> Controller<T> {
         // MSI-X must be on before CC.EN, or some controllers never signal admin completions.
         let vectors = if options.interrupts && t.max_interrupts() > 0 {
             let n = t.max_interrupts().min(options.io_queues.saturating_add(1));
-            t.enable_interrupts(n)?
+            t.enable_interrupts(n).unwrap_or_else(|e| {
+                tracing::warn!(device = %name, error = %e, "interrupts unavailable; queue pairs can only poll");
+                Vec::new()
+            })
         } else {
             Vec::new()
         };
