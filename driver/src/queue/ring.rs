@@ -86,7 +86,15 @@ impl SqRing {
             return false;
         }
         let n = u32::from(self.entries);
-        let dist = |from: u16, to: u16| (u32::from(to) + n - u32::from(from)) % n;
+        // Ring distance without a division (this runs once per completion).
+        let dist = |from: u16, to: u16| {
+            let d = u32::from(to) + n - u32::from(from);
+            if d >= n {
+                d - n
+            } else {
+                d
+            }
+        };
         if dist(self.head, head) > dist(self.head, self.rung_tail) {
             return false;
         }
