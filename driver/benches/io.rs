@@ -6,10 +6,10 @@
 //! One criterion iteration is one I/O: "time" is ns per I/O, "thrpt" is I/O per second.
 //!
 //! `cargo bench -p nvme --bench io` on the 2-core build machine (release, 4 KiB reads,
-//! one core, shared with other work at load ~3): QD 1 135.5 ns (7.4 M I/O/s), QD 32
-//! 72.5 ns (13.8 M I/O/s), QD 128 71.3 ns (14.0 M I/O/s). Under heavier load the same
-//! run varied by tens of percent. A callgrind profile at QD 128 puts about 52% of the
-//! instructions in the emulated controller's doorbell handling, 47% in the driver.
+//! one core, other work running at load ~3): QD 1 127 ns (7.9 M I/O/s), QD 32 68.2 ns
+//! (14.7 M I/O/s), QD 128 67.1 ns (14.9 M I/O/s). Under heavier load the same run varied
+//! by tens of percent. Callgrind at QD 128 counts about 740 instructions per I/O: about
+//! 400 in the emulated controller's doorbell handling, 340 in the driver.
 
 // criterion_group! generates undocumented public items.
 #![allow(missing_docs)]
