@@ -1,5 +1,6 @@
-//! The controller core: register file, doorbells, queue processing, interrupts and the
-//! optional device thread. Command semantics live in `admin.rs` and `io.rs`.
+//! The controller core: shared state and submission queue processing (fetch, execute,
+//! complete). Registers are in `registers.rs`, command semantics in `admin.rs` and
+//! `io.rs`, host notification in `events.rs`, the device thread in `worker.rs`.
 //!
 //! Concurrency. Each submission queue id and each completion queue id has its own slot
 //! (`Mutex`, one cache line apart); doorbell values are per-queue atomics. Processing a
@@ -14,27 +15,26 @@
 
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::thread::Thread;
-use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
-use nvme_spec::registers::{offset, ShutdownNotification, ShutdownStatus};
 use nvme_spec::status::GenericStatus;
-use nvme_spec::{Aqa, Cap, Cc, CompletionEntry, Csts, Status, SubmissionEntry, Version};
+use nvme_spec::{Cap, CompletionEntry, Status, SubmissionEntry};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::backend::{Backend, RamStore};
 use crate::config::{BackendKind, EmuConfig, ExecMode};
 use crate::error::EmuError;
-use crate::fault::{FaultAction, FaultState, Held};
+use crate::fault::{FaultAction, FaultState};
 use crate::identify::{ErrorEntry, ELPE};
 use crate::iommu::{Iommu, MemView};
 use crate::log::{LogEntry, LogState};
 use crate::namespace::Namespace;
-use crate::queue::{CqSlot, CqState, Scratch, Shadow, SqSlot, SqState};
+use crate::queue::{CqSlot, Scratch, Shadow, SqSlot};
+use crate::registers::Regs;
 use crate::stats::{GlobalCounters, QueueCounters};
+use crate::worker::Worker;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -60,14 +60,6 @@ pub(crate) struct Ctx<'a> {
     pub counters: &'a mut QueueCounters,
     /// Extra completions for the issuing queue's CQ (e.g. an aborted admin command).
     pub extra: &'a mut Vec<CompletionEntry>,
-}
-
-struct Regs {
-    cc: Cc,
-    aqa: u32,
-    asq: u64,
-    acq: u64,
-    shst: ShutdownStatus,
 }
 
 /// Admin-side controller state (a leaf lock: never held while taking another lock).
@@ -99,23 +91,16 @@ pub(crate) struct QueueRegs {
     pub cq_stalled: AtomicBool,
 }
 
-struct Worker {
-    thread: Thread,
-    sq_pending: Box<[AtomicU64]>,
-    cq_pending: Box<[AtomicU64]>,
-    sleeping: AtomicBool,
-}
-
 /// The shared controller state behind every handle.
 pub(crate) struct Ctrl {
     pub cfg: EmuConfig,
-    cap: u64,
-    stride_shift: u32,
-    max_xfer: u64,
-    regs: Mutex<Regs>,
-    ready: AtomicBool,
-    cfs: AtomicBool,
-    page_shift: AtomicU32,
+    pub(crate) cap: u64,
+    pub(crate) stride_shift: u32,
+    pub(crate) max_xfer: u64,
+    pub(crate) regs: Mutex<Regs>,
+    pub(crate) ready: AtomicBool,
+    pub(crate) cfs: AtomicBool,
+    pub(crate) page_shift: AtomicU32,
     pub sqs: Box<[CachePadded<Mutex<SqSlot>>]>,
     pub cqs: Box<[CachePadded<Mutex<CqSlot>>]>,
     /// Doorbell values and sizes per queue id, one cache line each so queue pairs
@@ -125,16 +110,16 @@ pub(crate) struct Ctrl {
     pub namespaces: Box<[Namespace]>,
     pub vwc: AtomicBool,
     pub admin: Mutex<AdminState>,
-    events_pending: AtomicBool,
+    pub(crate) events_pending: AtomicBool,
     pub faults: FaultState,
     pub log: Arc<LogState>,
     pub global: GlobalCounters,
-    vectors: Mutex<Vec<Arc<EventFd>>>,
-    intms: AtomicU32,
-    irq_pending: AtomicU32,
-    worker: OnceLock<Worker>,
-    timer_running: AtomicBool,
-    weak: OnceLock<Weak<Ctrl>>,
+    pub(crate) vectors: Mutex<Vec<Arc<EventFd>>>,
+    pub(crate) intms: AtomicU32,
+    pub(crate) irq_pending: AtomicU32,
+    pub(crate) worker: OnceLock<Worker>,
+    pub(crate) timer_running: AtomicBool,
+    pub(crate) weak: OnceLock<Weak<Ctrl>>,
 }
 
 impl AdminState {
@@ -143,7 +128,7 @@ impl AdminState {
         Self::new(cfg)
     }
 
-    fn new(cfg: &EmuConfig) -> Self {
+    pub(crate) fn new(cfg: &EmuConfig) -> Self {
         Self {
             nq: (cfg.qpairs, cfg.qpairs),
             nq_locked: false,
@@ -242,13 +227,7 @@ impl Ctrl {
             cap: cap.into_bits(),
             stride_shift: 2 + u32::from(cfg.dstrd),
             max_xfer: cfg.max_transfer_bytes().unwrap_or(u64::MAX),
-            regs: Mutex::new(Regs {
-                cc: Cc::new(),
-                aqa: 0,
-                asq: 0,
-                acq: 0,
-                shst: ShutdownStatus::Normal,
-            }),
+            regs: Mutex::new(Regs::new()),
             ready: AtomicBool::new(false),
             cfs: AtomicBool::new(false),
             page_shift: AtomicU32::new(12),
@@ -310,298 +289,6 @@ impl Ctrl {
     /// Sets CSTS.CFS.
     pub(crate) fn fatal(&self) {
         self.cfs.store(true, Ordering::Release);
-    }
-
-    // ---------------------------------------------------------------- registers
-
-    pub(crate) fn read32(&self, off: usize) -> u32 {
-        if self.faults.gone.load(Ordering::Acquire) {
-            return u32::MAX;
-        }
-        match off {
-            offset::CAP => self.cap as u32,
-            o if o == offset::CAP + 4 => (self.cap >> 32) as u32,
-            offset::VS => Version::V1_4.into_bits(),
-            offset::INTMS | offset::INTMC => self.intms.load(Ordering::Acquire),
-            offset::CC => lock(&self.regs).cc.into_bits(),
-            offset::CSTS => {
-                let mut regs = lock(&self.regs);
-                let shst = regs.shst;
-                if shst == ShutdownStatus::Occurring {
-                    // Report "occurring" once, then the (already finished) completion.
-                    regs.shst = ShutdownStatus::Complete;
-                }
-                Csts::new()
-                    .with_rdy(self.ready.load(Ordering::Acquire))
-                    .with_cfs(self.cfs.load(Ordering::Acquire))
-                    .with_shst(shst)
-                    .into_bits()
-            }
-            offset::AQA => lock(&self.regs).aqa,
-            offset::ASQ => lock(&self.regs).asq as u32,
-            o if o == offset::ASQ + 4 => (lock(&self.regs).asq >> 32) as u32,
-            offset::ACQ => lock(&self.regs).acq as u32,
-            o if o == offset::ACQ + 4 => (lock(&self.regs).acq >> 32) as u32,
-            // Doorbells are write only; everything else is reserved or unimplemented.
-            _ => 0,
-        }
-    }
-
-    pub(crate) fn write32(&self, off: usize, value: u32) {
-        if self.faults.gone.load(Ordering::Acquire) {
-            return;
-        }
-        if off >= offset::DOORBELL_BASE {
-            self.doorbell(off - offset::DOORBELL_BASE, value);
-        } else {
-            match off {
-                offset::INTMS => {
-                    self.intms.fetch_or(value, Ordering::AcqRel);
-                }
-                offset::INTMC => {
-                    self.intms.fetch_and(!value, Ordering::AcqRel);
-                    let pending = self.irq_pending.fetch_and(!value, Ordering::AcqRel) & value;
-                    for iv in 0..32u16 {
-                        if pending & (1 << iv) != 0 {
-                            self.signal(iv);
-                        }
-                    }
-                }
-                offset::CC => self.write_cc(Cc::from_bits(value)),
-                offset::AQA => self.write_admin_reg(|r| r.aqa = value),
-                offset::ASQ => {
-                    self.write_admin_reg(|r| r.asq = (r.asq & !0xffff_ffff) | u64::from(value))
-                }
-                o if o == offset::ASQ + 4 => self
-                    .write_admin_reg(|r| r.asq = (r.asq & 0xffff_ffff) | (u64::from(value) << 32)),
-                offset::ACQ => {
-                    self.write_admin_reg(|r| r.acq = (r.acq & !0xffff_ffff) | u64::from(value))
-                }
-                o if o == offset::ACQ + 4 => self
-                    .write_admin_reg(|r| r.acq = (r.acq & 0xffff_ffff) | (u64::from(value) << 32)),
-                _ => {}
-            }
-        }
-        if self.events_pending.load(Ordering::Relaxed) {
-            self.deliver_events();
-        }
-    }
-
-    /// AQA/ASQ/ACQ may only change while the controller is disabled.
-    fn write_admin_reg(&self, f: impl FnOnce(&mut Regs)) {
-        let mut regs = lock(&self.regs);
-        if !regs.cc.en() {
-            f(&mut regs);
-        }
-    }
-
-    fn write_cc(&self, new: Cc) {
-        let mut regs = lock(&self.regs);
-        let old = regs.cc;
-        match (old.en(), new.en()) {
-            (false, true) => {
-                regs.cc = new;
-                if let Err(why) = self.enable(&regs) {
-                    tracing::debug!("emu: CC.EN=1 refused ({why}); setting CSTS.CFS");
-                    self.fatal();
-                }
-            }
-            (true, false) => {
-                regs.cc = new;
-                regs.shst = ShutdownStatus::Normal;
-                self.reset_queues();
-            }
-            (true, true) => {
-                // Only SHN may change while enabled.
-                regs.cc = old.with_shn(new.shn());
-                if new.shn() != ShutdownNotification::None
-                    && old.shn() == ShutdownNotification::None
-                {
-                    for ns in self.namespaces.iter() {
-                        if let Err(e) = ns.flush() {
-                            tracing::warn!("emu: flush at shutdown failed: {e}");
-                        }
-                    }
-                    lock(&self.admin).clean_shutdown = true;
-                    regs.shst = ShutdownStatus::Occurring;
-                }
-            }
-            (false, false) => regs.cc = new,
-        }
-    }
-
-    /// Brings the controller up from the admin queue registers, or says why not.
-    fn enable(&self, regs: &Regs) -> Result<(), &'static str> {
-        let cc = regs.cc;
-        let cap = Cap::from_bits(self.cap);
-        if cc.css() != nvme_spec::registers::CC_CSS_NVM {
-            return Err("CC.CSS selects an unsupported command set");
-        }
-        if cc.mps() < cap.mpsmin() || cc.mps() > cap.mpsmax() {
-            return Err("CC.MPS outside CAP.MPSMIN..=CAP.MPSMAX");
-        }
-        if cc.ams() != 0 {
-            return Err("CC.AMS selects an unsupported arbitration mechanism");
-        }
-        if cc.iosqes() != 6 || cc.iocqes() != 4 {
-            return Err("CC.IOSQES must be 6 and CC.IOCQES 4");
-        }
-        let aqa = Aqa::from_bits(regs.aqa);
-        if aqa.asqs() == 0 || aqa.acqs() == 0 {
-            return Err("AQA sizes must be at least 2 entries");
-        }
-        let page_mask = cc.page_size() - 1;
-        if regs.asq == 0 || regs.acq == 0 || regs.asq & page_mask != 0 || regs.acq & page_mask != 0
-        {
-            return Err("ASQ and ACQ must be non-zero and page aligned");
-        }
-        if self.cfs.load(Ordering::Acquire) {
-            return Err("controller fatal status is set");
-        }
-        self.page_shift
-            .store(12 + u32::from(cc.mps()), Ordering::Relaxed);
-        let sq_entries = u32::from(aqa.asqs()) + 1;
-        let cq_entries = u32::from(aqa.acqs()) + 1;
-        {
-            let mut cq = lock(&self.cqs[0]);
-            let mut state = CqState::new(regs.acq, cq_entries, true, 0);
-            state.sqs.push(0);
-            cq.q = Some(state);
-        }
-        lock(&self.sqs[0]).q = Some(SqState {
-            base: regs.asq,
-            size: sq_entries,
-            head: 0,
-            tail: 0,
-            cqid: 0,
-            shadow: None,
-            aborts: Vec::new(),
-        });
-        self.qregs[0].sq_tail.store(0, Ordering::Release);
-        self.qregs[0].cq_head.store(0, Ordering::Release);
-        self.qregs[0].sq_size.store(sq_entries, Ordering::Release);
-        self.qregs[0].cq_size.store(cq_entries, Ordering::Release);
-        lock(&self.admin).clean_shutdown = false;
-        self.ready.store(true, Ordering::Release);
-        Ok(())
-    }
-
-    /// Controller reset: every queue, pending request and volatile setting goes.
-    fn reset_queues(&self) {
-        self.ready.store(false, Ordering::Release);
-        for (i, slot) in self.sqs.iter().enumerate() {
-            lock(slot).q = None;
-            self.qregs[i].sq_size.store(0, Ordering::Release);
-            self.qregs[i].sq_tail.store(0, Ordering::Release);
-        }
-        for (i, slot) in self.cqs.iter().enumerate() {
-            lock(slot).q = None;
-            self.qregs[i].cq_size.store(0, Ordering::Release);
-            self.qregs[i].cq_head.store(0, Ordering::Release);
-            self.qregs[i].cq_stalled.store(false, Ordering::Release);
-        }
-        lock(&self.faults.held).clear();
-        {
-            let mut admin = lock(&self.admin);
-            let fresh = AdminState::new(&self.cfg);
-            admin.nq = fresh.nq;
-            admin.nq_locked = false;
-            admin.arbitration = 0;
-            admin.coalescing = 0;
-            admin.async_config = 0;
-            admin.aer_cids.clear();
-            admin.events.clear();
-            admin.dbbuf = None;
-        }
-        self.events_pending.store(false, Ordering::Release);
-        if !self.vwc.load(Ordering::Acquire) && self.cfg.vwc {
-            self.vwc.store(true, Ordering::Release);
-        }
-        self.cfs.store(false, Ordering::Release);
-        self.intms.store(0, Ordering::Release);
-        self.irq_pending.store(0, Ordering::Release);
-        GlobalCounters::bump(&self.global.resets);
-    }
-
-    /// Function level reset: a controller reset plus every register to its default.
-    pub(crate) fn function_reset(&self) {
-        let mut regs = lock(&self.regs);
-        self.reset_queues();
-        *regs = Regs {
-            cc: Cc::new(),
-            aqa: 0,
-            asq: 0,
-            acq: 0,
-            shst: ShutdownStatus::Normal,
-        };
-    }
-
-    /// Simulated power loss: every write not yet durable is lost.
-    pub(crate) fn power_cut(&self) {
-        let lost: usize = self.namespaces.iter().map(|ns| ns.power_cut()).sum();
-        self.global
-            .lost_blocks
-            .fetch_add(lost as u64, Ordering::Relaxed);
-        GlobalCounters::bump(&self.global.power_cuts);
-        let mut admin = lock(&self.admin);
-        admin.power_cycles += 1;
-        if !admin.clean_shutdown {
-            admin.unsafe_shutdowns += 1;
-        }
-    }
-
-    // ---------------------------------------------------------------- doorbells
-
-    fn doorbell(&self, rel: usize, value: u32) {
-        let stride_mask = (1usize << self.stride_shift) - 1;
-        if rel & stride_mask != 0 {
-            return;
-        }
-        let index = rel >> self.stride_shift;
-        let qid = index >> 1;
-        if qid >= self.sqs.len() || !self.ready.load(Ordering::Acquire) {
-            return;
-        }
-        let is_sq = index & 1 == 0;
-        let size = if is_sq {
-            &self.qregs[qid].sq_size
-        } else {
-            &self.qregs[qid].cq_size
-        }
-        .load(Ordering::Acquire);
-        if size == 0 {
-            GlobalCounters::bump(&self.global.invalid_doorbells);
-            self.raise_event(AER_INVALID_DOORBELL);
-            return;
-        }
-        if value >= size {
-            GlobalCounters::bump(&self.global.invalid_doorbells);
-            self.raise_event(AER_INVALID_DOORBELL_VALUE);
-            return;
-        }
-        let qid = qid as u16;
-        if is_sq {
-            self.qregs[usize::from(qid)]
-                .sq_tail
-                .store(value, Ordering::Release);
-            match self.worker.get() {
-                None => self.process_sq(qid),
-                Some(w) => self.kick(w, &w.sq_pending, qid),
-            }
-        } else {
-            self.qregs[usize::from(qid)]
-                .cq_head
-                .store(value, Ordering::Release);
-            if self.qregs[usize::from(qid)]
-                .cq_stalled
-                .load(Ordering::Acquire)
-            {
-                match self.worker.get() {
-                    None => self.resume_cq(qid),
-                    Some(w) => self.kick(w, &w.cq_pending, qid),
-                }
-            }
-        }
     }
 
     /// Posts overflowed completions and restarts submission queues that stalled on a full
@@ -837,51 +524,6 @@ impl Ctrl {
         }
     }
 
-    fn hold(&self, cqid: u16, cqe: CompletionEntry, delay: Option<Duration>) {
-        let deadline = delay.map(|d| Instant::now() + d);
-        lock(&self.faults.held).push(Held {
-            cqid,
-            cqe,
-            deadline,
-        });
-        if delay.is_some() && !self.timer_running.swap(true, Ordering::AcqRel) {
-            let Some(weak) = self.weak.get().cloned() else {
-                return;
-            };
-            let spawned = std::thread::Builder::new()
-                .name("emu-delay".into())
-                .spawn(move || timer_loop(weak));
-            if let Err(e) = spawned {
-                // Called with queue locks held, so the completion cannot be posted here;
-                // it stays held for `FaultControl::release_held`.
-                self.timer_running.store(false, Ordering::Release);
-                tracing::warn!("emu: cannot start the delay timer ({e}); completion stays held");
-            }
-        }
-    }
-
-    /// The earliest deadline among held completions, if any has one.
-    fn next_deadline(&self) -> Option<Instant> {
-        lock(&self.faults.held)
-            .iter()
-            .filter_map(|h| h.deadline)
-            .min()
-    }
-
-    /// Posts every held completion for which `which` is true; returns how many.
-    pub(crate) fn release_held(&self, which: impl Fn(&Held) -> bool) -> usize {
-        let released: Vec<Held> = {
-            let mut held = lock(&self.faults.held);
-            let (go, stay) = held.drain(..).partition(|h| which(h));
-            *held = stay;
-            go
-        };
-        for h in &released {
-            self.post_async(h.cqid, h.cqe);
-        }
-        released.len()
-    }
-
     fn record_error(&self, qid: u16, sqe: &SubmissionEntry, status: Status) {
         let mut admin = lock(&self.admin);
         admin.error_count += 1;
@@ -901,167 +543,6 @@ impl Ctrl {
             admin.errors.pop_front();
         }
     }
-
-    // ---------------------------------------------------------------- events and interrupts
-
-    /// Queues an asynchronous event; it completes an outstanding AER when one exists.
-    pub(crate) fn raise_event(&self, dw0: u32) {
-        let mut admin = lock(&self.admin);
-        if admin.events.len() < 64 {
-            admin.events.push_back(dw0);
-        }
-        if !admin.aer_cids.is_empty() {
-            self.events_pending.store(true, Ordering::Release);
-        }
-    }
-
-    /// Completes outstanding AERs with queued events (called with no lock held).
-    fn deliver_events(&self) {
-        self.events_pending.store(false, Ordering::Release);
-        let mut ready = Vec::new();
-        {
-            let mut admin = lock(&self.admin);
-            while !admin.events.is_empty() && !admin.aer_cids.is_empty() {
-                let cid = admin.aer_cids.remove(0);
-                let dw0 = admin.events.pop_front().unwrap_or(0);
-                ready.push((cid, dw0));
-            }
-        }
-        let head = lock(&self.sqs[0]).q.as_ref().map_or(0, |q| q.head as u16);
-        for (cid, dw0) in ready {
-            let cqe = CompletionEntry {
-                dw0,
-                dw1: 0,
-                sq_head: head,
-                sq_id: 0,
-                cid,
-                status: Status::SUCCESS,
-            };
-            self.post_async(0, cqe);
-        }
-    }
-
-    /// Signals interrupt vector `iv` unless masked by INTMS.
-    pub(crate) fn signal(&self, iv: u16) {
-        if iv < 32 && self.intms.load(Ordering::Acquire) & (1 << iv) != 0 {
-            self.irq_pending.fetch_or(1 << iv, Ordering::AcqRel);
-            return;
-        }
-        let fd = lock(&self.vectors).get(usize::from(iv)).cloned();
-        if let Some(fd) = fd {
-            if let Err(e) = fd.write(1) {
-                tracing::warn!("emu: interrupt vector {iv} signal failed: {e}");
-            }
-        }
-    }
-
-    pub(crate) fn enable_interrupts(&self, count: u16) -> Result<Vec<Arc<EventFd>>, EmuError> {
-        if count > self.cfg.vectors {
-            return Err(EmuError::TooManyVectors {
-                requested: count,
-                supported: self.cfg.vectors,
-            });
-        }
-        let fds = (0..count)
-            .map(|_| {
-                EventFd::new(libc::EFD_NONBLOCK)
-                    .map(Arc::new)
-                    .map_err(EmuError::EventFd)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        *lock(&self.vectors) = fds.clone();
-        Ok(fds)
-    }
-
-    pub(crate) fn disable_interrupts(&self) {
-        lock(&self.vectors).clear();
-    }
-
-    // ---------------------------------------------------------------- device thread
-
-    fn start_worker(self: &Arc<Self>) -> Result<(), EmuError> {
-        let words = self.sqs.len().div_ceil(64);
-        let weak = Arc::downgrade(self);
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let handle = std::thread::Builder::new()
-            .name("emu-device".into())
-            .spawn(move || {
-                let _ = rx.recv();
-                worker_loop(weak);
-            })
-            .map_err(EmuError::Thread)?;
-        let bits = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>();
-        let _ = self.worker.set(Worker {
-            thread: handle.thread().clone(),
-            sq_pending: bits(words),
-            cq_pending: bits(words),
-            sleeping: AtomicBool::new(false),
-        });
-        let _ = tx.send(());
-        Ok(())
-    }
-
-    fn kick(&self, w: &Worker, bits: &[AtomicU64], qid: u16) {
-        let q = usize::from(qid);
-        bits[q / 64].fetch_or(1 << (q % 64), Ordering::SeqCst);
-        if w.sleeping.load(Ordering::SeqCst) {
-            w.thread.unpark();
-        }
-    }
-
-    /// One pass over pending doorbells; returns whether there was work.
-    fn run_pending(&self, w: &Worker) -> bool {
-        let mut any = false;
-        for (word, bits) in w.cq_pending.iter().enumerate() {
-            let mut set = bits.swap(0, Ordering::AcqRel);
-            while set != 0 {
-                let bit = set.trailing_zeros() as usize;
-                set &= set - 1;
-                any = true;
-                self.resume_cq((word * 64 + bit) as u16);
-            }
-        }
-        for (word, bits) in w.sq_pending.iter().enumerate() {
-            let mut set = bits.swap(0, Ordering::AcqRel);
-            while set != 0 {
-                let bit = set.trailing_zeros() as usize;
-                set &= set - 1;
-                any = true;
-                self.process_sq((word * 64 + bit) as u16);
-            }
-        }
-        if any && self.events_pending.load(Ordering::Relaxed) {
-            self.deliver_events();
-        }
-        any
-    }
-}
-
-/// Releases delayed completions when due; runs while any held completion has a deadline.
-fn timer_loop(weak: Weak<Ctrl>) {
-    loop {
-        let Some(ctrl) = weak.upgrade() else { return };
-        match ctrl.next_deadline() {
-            Some(t) => {
-                let now = Instant::now();
-                if t <= now {
-                    ctrl.release_held(|h| h.deadline.is_some_and(|d| d <= now));
-                } else {
-                    drop(ctrl);
-                    std::thread::sleep((t - now).min(Duration::from_millis(10)));
-                }
-            }
-            None => {
-                ctrl.timer_running.store(false, Ordering::Release);
-                // A delay may have been added after the check: keep going if so and no
-                // other timer took over.
-                if ctrl.next_deadline().is_none() || ctrl.timer_running.swap(true, Ordering::AcqRel)
-                {
-                    return;
-                }
-            }
-        }
-    }
 }
 
 /// Writes EventIdx = `tail`, then re-reads the shadow tail (both sequentially
@@ -1071,40 +552,6 @@ fn republish_event_idx(view: &mut MemView, sh: Shadow, tail: u32, size: u32) -> 
     view.store_u32(sh.ei, tail).ok()?;
     let now = view.load_u32(sh.db).ok()?;
     (now != tail && now < size).then_some(now)
-}
-
-fn worker_loop(weak: Weak<Ctrl>) {
-    const SPIN: u32 = 2000;
-    let mut idle = 0u32;
-    loop {
-        let Some(ctrl) = weak.upgrade() else { return };
-        let Some(w) = ctrl.worker.get() else { return };
-        if ctrl.run_pending(w) {
-            idle = 0;
-            continue;
-        }
-        idle += 1;
-        if idle < SPIN {
-            std::hint::spin_loop();
-            continue;
-        }
-        w.sleeping.store(true, Ordering::SeqCst);
-        let pending = w
-            .sq_pending
-            .iter()
-            .chain(w.cq_pending.iter())
-            .any(|b| b.load(Ordering::SeqCst) != 0);
-        drop(ctrl);
-        if !pending {
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
-        if let Some(ctrl) = weak.upgrade() {
-            if let Some(w) = ctrl.worker.get() {
-                w.sleeping.store(false, Ordering::SeqCst);
-            }
-        }
-        idle = 0;
-    }
 }
 
 /// The LBA range of an I/O command that has one (CDW10-12), for matching and logging.

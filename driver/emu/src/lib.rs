@@ -25,11 +25,15 @@ mod admin;
 mod backend;
 mod cache;
 mod controller;
+mod events;
+mod held;
 mod io;
 mod iommu;
 mod namespace;
 mod prp;
 mod queue;
+mod registers;
+mod worker;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

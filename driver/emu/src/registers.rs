@@ -1,0 +1,317 @@
+//! The register file: CAP/VS, the CC/CSTS state machine (enable checks, reset,
+//! shutdown), AQA/ASQ/ACQ, INTMS/INTMC and doorbell decoding.
+
+use std::sync::atomic::Ordering;
+
+use nvme_spec::registers::{offset, ShutdownNotification, ShutdownStatus};
+use nvme_spec::{Aqa, Cap, Cc, Csts, Version};
+
+use crate::controller::{lock, AdminState, Ctrl, AER_INVALID_DOORBELL, AER_INVALID_DOORBELL_VALUE};
+use crate::queue::{CqState, SqState};
+use crate::stats::GlobalCounters;
+
+/// The controller registers that are plain state (doorbells live in `QueueRegs`).
+pub(crate) struct Regs {
+    pub cc: Cc,
+    pub aqa: u32,
+    pub asq: u64,
+    pub acq: u64,
+    pub shst: ShutdownStatus,
+}
+
+impl Regs {
+    /// Power-on values.
+    pub(crate) fn new() -> Self {
+        Self {
+            cc: Cc::new(),
+            aqa: 0,
+            asq: 0,
+            acq: 0,
+            shst: ShutdownStatus::Normal,
+        }
+    }
+}
+
+impl Ctrl {
+    pub(crate) fn read32(&self, off: usize) -> u32 {
+        if self.faults.gone.load(Ordering::Acquire) {
+            return u32::MAX;
+        }
+        match off {
+            offset::CAP => self.cap as u32,
+            o if o == offset::CAP + 4 => (self.cap >> 32) as u32,
+            offset::VS => Version::V1_4.into_bits(),
+            offset::INTMS | offset::INTMC => self.intms.load(Ordering::Acquire),
+            offset::CC => lock(&self.regs).cc.into_bits(),
+            offset::CSTS => {
+                let mut regs = lock(&self.regs);
+                let shst = regs.shst;
+                if shst == ShutdownStatus::Occurring {
+                    // Report "occurring" once, then the (already finished) completion.
+                    regs.shst = ShutdownStatus::Complete;
+                }
+                Csts::new()
+                    .with_rdy(self.ready.load(Ordering::Acquire))
+                    .with_cfs(self.cfs.load(Ordering::Acquire))
+                    .with_shst(shst)
+                    .into_bits()
+            }
+            offset::AQA => lock(&self.regs).aqa,
+            offset::ASQ => lock(&self.regs).asq as u32,
+            o if o == offset::ASQ + 4 => (lock(&self.regs).asq >> 32) as u32,
+            offset::ACQ => lock(&self.regs).acq as u32,
+            o if o == offset::ACQ + 4 => (lock(&self.regs).acq >> 32) as u32,
+            // Doorbells are write only; everything else is reserved or unimplemented.
+            _ => 0,
+        }
+    }
+
+    pub(crate) fn write32(&self, off: usize, value: u32) {
+        if self.faults.gone.load(Ordering::Acquire) {
+            return;
+        }
+        if off >= offset::DOORBELL_BASE {
+            self.doorbell(off - offset::DOORBELL_BASE, value);
+        } else {
+            match off {
+                offset::INTMS => {
+                    self.intms.fetch_or(value, Ordering::AcqRel);
+                }
+                offset::INTMC => {
+                    self.intms.fetch_and(!value, Ordering::AcqRel);
+                    let pending = self.irq_pending.fetch_and(!value, Ordering::AcqRel) & value;
+                    for iv in 0..32u16 {
+                        if pending & (1 << iv) != 0 {
+                            self.signal(iv);
+                        }
+                    }
+                }
+                offset::CC => self.write_cc(Cc::from_bits(value)),
+                offset::AQA => self.write_admin_reg(|r| r.aqa = value),
+                offset::ASQ => {
+                    self.write_admin_reg(|r| r.asq = (r.asq & !0xffff_ffff) | u64::from(value))
+                }
+                o if o == offset::ASQ + 4 => self
+                    .write_admin_reg(|r| r.asq = (r.asq & 0xffff_ffff) | (u64::from(value) << 32)),
+                offset::ACQ => {
+                    self.write_admin_reg(|r| r.acq = (r.acq & !0xffff_ffff) | u64::from(value))
+                }
+                o if o == offset::ACQ + 4 => self
+                    .write_admin_reg(|r| r.acq = (r.acq & 0xffff_ffff) | (u64::from(value) << 32)),
+                _ => {}
+            }
+        }
+        if self.events_pending.load(Ordering::Relaxed) {
+            self.deliver_events();
+        }
+    }
+
+    /// AQA/ASQ/ACQ may only change while the controller is disabled.
+    fn write_admin_reg(&self, f: impl FnOnce(&mut Regs)) {
+        let mut regs = lock(&self.regs);
+        if !regs.cc.en() {
+            f(&mut regs);
+        }
+    }
+
+    fn write_cc(&self, new: Cc) {
+        let mut regs = lock(&self.regs);
+        let old = regs.cc;
+        match (old.en(), new.en()) {
+            (false, true) => {
+                regs.cc = new;
+                if let Err(why) = self.enable(&regs) {
+                    tracing::debug!("emu: CC.EN=1 refused ({why}); setting CSTS.CFS");
+                    self.fatal();
+                }
+            }
+            (true, false) => {
+                regs.cc = new;
+                regs.shst = ShutdownStatus::Normal;
+                self.reset_queues();
+            }
+            (true, true) => {
+                // Only SHN may change while enabled.
+                regs.cc = old.with_shn(new.shn());
+                if new.shn() != ShutdownNotification::None
+                    && old.shn() == ShutdownNotification::None
+                {
+                    for ns in self.namespaces.iter() {
+                        if let Err(e) = ns.flush() {
+                            tracing::warn!("emu: flush at shutdown failed: {e}");
+                        }
+                    }
+                    lock(&self.admin).clean_shutdown = true;
+                    regs.shst = ShutdownStatus::Occurring;
+                }
+            }
+            (false, false) => regs.cc = new,
+        }
+    }
+
+    /// Brings the controller up from the admin queue registers, or says why not.
+    fn enable(&self, regs: &Regs) -> Result<(), &'static str> {
+        let cc = regs.cc;
+        let cap = Cap::from_bits(self.cap);
+        if cc.css() != nvme_spec::registers::CC_CSS_NVM {
+            return Err("CC.CSS selects an unsupported command set");
+        }
+        if cc.mps() < cap.mpsmin() || cc.mps() > cap.mpsmax() {
+            return Err("CC.MPS outside CAP.MPSMIN..=CAP.MPSMAX");
+        }
+        if cc.ams() != 0 {
+            return Err("CC.AMS selects an unsupported arbitration mechanism");
+        }
+        if cc.iosqes() != 6 || cc.iocqes() != 4 {
+            return Err("CC.IOSQES must be 6 and CC.IOCQES 4");
+        }
+        let aqa = Aqa::from_bits(regs.aqa);
+        if aqa.asqs() == 0 || aqa.acqs() == 0 {
+            return Err("AQA sizes must be at least 2 entries");
+        }
+        let page_mask = cc.page_size() - 1;
+        if regs.asq == 0 || regs.acq == 0 || regs.asq & page_mask != 0 || regs.acq & page_mask != 0
+        {
+            return Err("ASQ and ACQ must be non-zero and page aligned");
+        }
+        if self.cfs.load(Ordering::Acquire) {
+            return Err("controller fatal status is set");
+        }
+        self.page_shift
+            .store(12 + u32::from(cc.mps()), Ordering::Relaxed);
+        let sq_entries = u32::from(aqa.asqs()) + 1;
+        let cq_entries = u32::from(aqa.acqs()) + 1;
+        {
+            let mut cq = lock(&self.cqs[0]);
+            let mut state = CqState::new(regs.acq, cq_entries, true, 0);
+            state.sqs.push(0);
+            cq.q = Some(state);
+        }
+        lock(&self.sqs[0]).q = Some(SqState {
+            base: regs.asq,
+            size: sq_entries,
+            head: 0,
+            tail: 0,
+            cqid: 0,
+            shadow: None,
+            aborts: Vec::new(),
+        });
+        self.qregs[0].sq_tail.store(0, Ordering::Release);
+        self.qregs[0].cq_head.store(0, Ordering::Release);
+        self.qregs[0].sq_size.store(sq_entries, Ordering::Release);
+        self.qregs[0].cq_size.store(cq_entries, Ordering::Release);
+        lock(&self.admin).clean_shutdown = false;
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Controller reset: every queue, pending request and volatile setting goes.
+    fn reset_queues(&self) {
+        self.ready.store(false, Ordering::Release);
+        for (i, slot) in self.sqs.iter().enumerate() {
+            lock(slot).q = None;
+            self.qregs[i].sq_size.store(0, Ordering::Release);
+            self.qregs[i].sq_tail.store(0, Ordering::Release);
+        }
+        for (i, slot) in self.cqs.iter().enumerate() {
+            lock(slot).q = None;
+            self.qregs[i].cq_size.store(0, Ordering::Release);
+            self.qregs[i].cq_head.store(0, Ordering::Release);
+            self.qregs[i].cq_stalled.store(false, Ordering::Release);
+        }
+        lock(&self.faults.held).clear();
+        {
+            let mut admin = lock(&self.admin);
+            let fresh = AdminState::new(&self.cfg);
+            admin.nq = fresh.nq;
+            admin.nq_locked = false;
+            admin.arbitration = 0;
+            admin.coalescing = 0;
+            admin.async_config = 0;
+            admin.aer_cids.clear();
+            admin.events.clear();
+            admin.dbbuf = None;
+        }
+        self.events_pending.store(false, Ordering::Release);
+        if !self.vwc.load(Ordering::Acquire) && self.cfg.vwc {
+            self.vwc.store(true, Ordering::Release);
+        }
+        self.cfs.store(false, Ordering::Release);
+        self.intms.store(0, Ordering::Release);
+        self.irq_pending.store(0, Ordering::Release);
+        GlobalCounters::bump(&self.global.resets);
+    }
+
+    /// Function level reset: a controller reset plus every register to its default.
+    pub(crate) fn function_reset(&self) {
+        let mut regs = lock(&self.regs);
+        self.reset_queues();
+        *regs = Regs::new();
+    }
+
+    /// Simulated power loss: every write not yet durable is lost.
+    pub(crate) fn power_cut(&self) {
+        let lost: usize = self.namespaces.iter().map(|ns| ns.power_cut()).sum();
+        self.global
+            .lost_blocks
+            .fetch_add(lost as u64, Ordering::Relaxed);
+        GlobalCounters::bump(&self.global.power_cuts);
+        let mut admin = lock(&self.admin);
+        admin.power_cycles += 1;
+        if !admin.clean_shutdown {
+            admin.unsafe_shutdowns += 1;
+        }
+    }
+
+    fn doorbell(&self, rel: usize, value: u32) {
+        let stride_mask = (1usize << self.stride_shift) - 1;
+        if rel & stride_mask != 0 {
+            return;
+        }
+        let index = rel >> self.stride_shift;
+        let qid = index >> 1;
+        if qid >= self.sqs.len() || !self.ready.load(Ordering::Acquire) {
+            return;
+        }
+        let is_sq = index & 1 == 0;
+        let size = if is_sq {
+            &self.qregs[qid].sq_size
+        } else {
+            &self.qregs[qid].cq_size
+        }
+        .load(Ordering::Acquire);
+        if size == 0 {
+            GlobalCounters::bump(&self.global.invalid_doorbells);
+            self.raise_event(AER_INVALID_DOORBELL);
+            return;
+        }
+        if value >= size {
+            GlobalCounters::bump(&self.global.invalid_doorbells);
+            self.raise_event(AER_INVALID_DOORBELL_VALUE);
+            return;
+        }
+        let qid = qid as u16;
+        if is_sq {
+            self.qregs[usize::from(qid)]
+                .sq_tail
+                .store(value, Ordering::Release);
+            match self.worker.get() {
+                None => self.process_sq(qid),
+                Some(w) => self.kick(w, &w.sq_pending, qid),
+            }
+        } else {
+            self.qregs[usize::from(qid)]
+                .cq_head
+                .store(value, Ordering::Release);
+            if self.qregs[usize::from(qid)]
+                .cq_stalled
+                .load(Ordering::Acquire)
+            {
+                match self.worker.get() {
+                    None => self.resume_cq(qid),
+                    Some(w) => self.kick(w, &w.cq_pending, qid),
+                }
+            }
+        }
+    }
+}
