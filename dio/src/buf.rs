@@ -28,9 +28,11 @@ pub trait DmaBuf {
 }
 
 impl<T: DmaBuf + ?Sized> DmaBuf for &T {
+    #[inline]
     fn len(&self) -> usize {
         (**self).len()
     }
+    #[inline]
     fn iova_at(&self, offset: usize) -> Option<u64> {
         (**self).iova_at(offset)
     }
@@ -46,9 +48,11 @@ impl<T: DmaBuf + ?Sized> DmaBuf for &T {
 }
 
 impl<T: DmaBuf + ?Sized> DmaBuf for Arc<T> {
+    #[inline]
     fn len(&self) -> usize {
         (**self).len()
     }
+    #[inline]
     fn iova_at(&self, offset: usize) -> Option<u64> {
         (**self).iova_at(offset)
     }

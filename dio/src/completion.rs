@@ -104,6 +104,9 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         }
         let s = &mut self.slots[slot];
         s.finished = true;
+        if s.ctx.is_none() {
+            return true;
+        }
         if let Some(ctx) = s.ctx.take() {
             let mut iocb = ctx.iocb;
             let result = self.complete(slot, &mut iocb, ctx.i_size, &*ctx.dops, ctx.done_before);

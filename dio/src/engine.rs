@@ -467,7 +467,9 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         let s = &mut self.slots[slot];
         s.state = SlotState::Free;
         s.gen = s.gen.wrapping_add(1) & ((1 << 40) - 1);
-        s.ctx = None;
+        if s.ctx.is_some() {
+            s.ctx = None;
+        }
         s.error = None;
         self.free.push(slot);
     }

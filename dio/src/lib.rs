@@ -5,6 +5,37 @@
 //! queue pair ([`DioQueue`]). The layer decides FUA versus a completion-time
 //! flush, zeroes partial blocks of new and unwritten extents, applies the EOF
 //! rules, and completes synchronously (sleeping or polling) or asynchronously.
+//!
+//! # Layout
+//! - [`DioQueue`]: what the layer needs from a queue pair; [`nvme_qp::NvmeQueue`]
+//!   implements it for the driver, so the core never names a driver type.
+//! - [`Dio`]: the engine, one per thread and queue pair; [`Dio::rw`] (synchronous)
+//!   and [`Dio::rw_async`] (callback), completions routed by a `u64` tag.
+//! - [`providers`]: the raw namespace and an in-memory extent-mapped file layer.
+//!
+//! # Rules (after `fs/iomap/direct-io.c`)
+//! - Zero length: `Ok(0)`, no I/O. Reads at or past EOF: `Ok(0)` before any check;
+//!   reads crossing EOF are cut at EOF and the iterator reverted by the excess.
+//! - `(pos | len)` not a multiple of the logical block, or buffers off the DMA rules
+//!   (dword-aligned addresses, whole-block pieces): `Inval`, nothing issued.
+//! - Hole and unwritten reads zero-fill in memory; writes into holes or delayed
+//!   allocations are `Io` (the provider allocates first).
+//! - DSYNC sets need-sync and, without SYNC, write-through. A write carries FUA only
+//!   for a Mapped extent without NEW, SHARED or DIRTY on a device with FUA or without a
+//!   volatile cache; any write without FUA clears write-through. Completion flushes
+//!   when need-sync survives and the device has a volatile write cache.
+//! - Sub-block zeroing (provider block larger than the logical block): head and tail
+//!   of new or unwritten blocks, and the tail of writes ending at or past EOF, also
+//!   when submission stops part-way.
+//! - The first error wins, submission stops after it, and a failed request reports
+//!   nothing written; PARTIAL turns a fault after some bytes into a short success.
+//! - HIPRI polls only a request that became a single command.
+//!
+//! # Cost
+//! `cargo bench -p dio --bench read` (4 KiB reads, queue depth 1, emulated inline null
+//! namespace): the bare queue pair takes about 130-150 ns per read, the same read
+//! through [`Dio::read`] on [`providers::RawNamespace`] about 175-210 ns on the 2-core
+//! build machine; the figures move by tens of percent with the machine's other load.
 
 mod buf;
 mod completion;

@@ -92,6 +92,7 @@ fn queue_error(e: nvme::Error) -> QueueError {
 }
 
 /// The driver's form of one segment (the driver builds PRPs from the IOVA alone).
+#[inline]
 fn segment(s: Segment) -> DmaSegment {
     DmaSegment {
         iova: s.iova,
@@ -212,10 +213,12 @@ impl<T: Transport> DioQueue for NvmeQueue<T> {
 /// A driver DMA buffer; the cell gives the `&self` writes the layer needs
 /// (hole reads zero-fill buffers the layer only borrows).
 impl DmaBuf for RefCell<DmaBuffer> {
+    #[inline]
     fn len(&self) -> usize {
         self.borrow().len()
     }
 
+    #[inline]
     fn iova_at(&self, offset: usize) -> Option<u64> {
         let b = self.borrow();
         (offset < b.len()).then(|| b.iova() + offset as u64)

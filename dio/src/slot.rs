@@ -35,11 +35,13 @@ const GEN_SHIFT: u32 = INDEX_BITS + 2;
 pub(crate) const MAX_SLOTS: usize = 1 << INDEX_BITS;
 
 /// Builds the tag of a command issued for slot `index` at generation `gen`.
+#[inline]
 pub(crate) fn make_tag(index: usize, gen: u64, op: Op) -> u64 {
     (gen << GEN_SHIFT) | ((op as u64) << OP_SHIFT) | index as u64
 }
 
 /// Splits a tag into slot index, generation and command name.
+#[inline]
 pub(crate) fn split_tag(tag: u64) -> (usize, u64, &'static str) {
     (
         (tag & ((1 << INDEX_BITS) - 1)) as usize,
