@@ -543,3 +543,233 @@ fn plain_writes_are_lost_by_a_power_cut_with_the_cache_on() {
     assert!(bytes(&back).iter().all(|&b| b == 0));
     assert!(r.log().iter().any(|e| e.opcode == READ));
 }
+
+#[test]
+fn zero_length_and_reads_at_or_past_eof_issue_nothing() {
+    let r = rig("size=16M,lba=512,vwc=on");
+    let mut dio = r.dio();
+    let (_fs, f) = fs_file(&r, &mut dio, 4096);
+    let mut empty = IovIter::<Buf>::new(vec![]);
+    let mut io = Kiocb::new(0, KiocbFlags::DSYNC);
+    assert_eq!(
+        f.write(&mut dio, &mut io, &mut empty, DioFlags::empty()),
+        Ok(0)
+    );
+    for pos in [4096, 4097, 1 << 30] {
+        let mut it = r.iter(4096, 0);
+        assert_eq!(
+            f.read(&mut dio, &mut Kiocb::new(pos, KiocbFlags::empty()), &mut it),
+            Ok(0)
+        );
+    }
+    assert!(r.log().is_empty());
+}
+
+#[test]
+fn generic_450_and_210_reads_crossing_eof_are_short_and_revert_the_iterator() {
+    let r = rig("size=16M,lba=512,vwc=on");
+    let mut dio = r.dio();
+    let (_fs, f) = fs_file(&r, &mut dio, 8192);
+    f.set_size(5000).unwrap();
+    let mut it = r.iter(16384, 0xff);
+    let mut io = Kiocb::default();
+    assert_eq!(f.read(&mut dio, &mut io, &mut it), Ok(5000));
+    assert_eq!(
+        (io.pos, it.consumed(), it.count()),
+        (5000, 5000, 16384 - 5000)
+    );
+    assert!(bytes(&it)[..5000].iter().all(|&b| b == 1));
+    // Only the blocks holding data were read from the device.
+    assert_eq!(ops(&r.log()), vec![(READ, FS_LBA, 16, false)]);
+}
+
+#[test]
+fn generic_240_unaligned_writes_into_holes_do_not_zero_neighbours() {
+    let r = rig("size=16M,lba=512,vwc=on");
+    let mut dio = r.dio();
+    let (_fs, f) = fs_file(&r, &mut dio, 0);
+    for (i, pos) in [0u64, 512, 1536].into_iter().enumerate() {
+        let mut it = r.iter(512, 10 + i as u8);
+        f.write(
+            &mut dio,
+            &mut Kiocb::new(pos, KiocbFlags::empty()),
+            &mut it,
+            DioFlags::empty(),
+        )
+        .unwrap();
+    }
+    let mut it = r.iter(4096, 0xff);
+    assert_eq!(f.read(&mut dio, &mut Kiocb::default(), &mut it), Ok(2048));
+    let got = bytes(&it);
+    assert!(got[..512].iter().all(|&b| b == 10));
+    assert!(got[512..1024].iter().all(|&b| b == 11));
+    assert!(got[1024..1536].iter().all(|&b| b == 0));
+    assert!(got[1536..2048].iter().all(|&b| b == 12));
+}
+
+#[test]
+fn overwrite_only_is_eagain_unless_pure_overwrite() {
+    let r = rig("size=16M,lba=512,vwc=on");
+    let mut dio = r.dio();
+    let (_fs, f) = fs_file(&r, &mut dio, 8192);
+    f.preallocate(8192, 4096).unwrap();
+    for pos in [8192u64, 12288] {
+        let mut it = r.iter(4096, 2);
+        let e = f.write(
+            &mut dio,
+            &mut Kiocb::new(pos, KiocbFlags::empty()),
+            &mut it,
+            DioFlags::OVERWRITE_ONLY,
+        );
+        assert_eq!(e.unwrap_err().errno(), libc::EAGAIN, "{pos}");
+    }
+    assert!(r.log().is_empty());
+    let mut it = r.iter(4096, 2);
+    let mut io = Kiocb::new(4096, KiocbFlags::DSYNC);
+    assert_eq!(
+        f.write(&mut dio, &mut io, &mut it, DioFlags::OVERWRITE_ONLY),
+        Ok(4096)
+    );
+    assert_eq!(ops(&r.log()), vec![(WRITE, FS_LBA + 8, 8, true)]);
+}
+
+/// A buffer the device cannot reach (as after an unmap): every access faults.
+struct Unreachable(usize);
+
+impl DmaBuf for Unreachable {
+    fn len(&self) -> usize {
+        self.0
+    }
+    fn iova_at(&self, _offset: usize) -> Option<u64> {
+        None
+    }
+    fn zero(&self, _offset: usize, _len: usize) -> bool {
+        false
+    }
+    fn read_at(&self, _offset: usize, _dst: &mut [u8]) -> bool {
+        false
+    }
+    fn write_at(&self, _offset: usize, _src: &[u8]) -> bool {
+        false
+    }
+}
+
+enum Either {
+    Good(Buf),
+    Bad(Unreachable),
+}
+
+impl DmaBuf for Either {
+    fn len(&self) -> usize {
+        match self {
+            Either::Good(b) => b.len(),
+            Either::Bad(b) => b.len(),
+        }
+    }
+    fn iova_at(&self, offset: usize) -> Option<u64> {
+        match self {
+            Either::Good(b) => b.iova_at(offset),
+            Either::Bad(b) => b.iova_at(offset),
+        }
+    }
+    fn zero(&self, offset: usize, len: usize) -> bool {
+        match self {
+            Either::Good(b) => b.zero(offset, len),
+            Either::Bad(b) => b.zero(offset, len),
+        }
+    }
+    fn read_at(&self, offset: usize, dst: &mut [u8]) -> bool {
+        match self {
+            Either::Good(b) => b.read_at(offset, dst),
+            Either::Bad(b) => b.read_at(offset, dst),
+        }
+    }
+    fn write_at(&self, offset: usize, src: &[u8]) -> bool {
+        match self {
+            Either::Good(b) => b.write_at(offset, src),
+            Either::Bad(b) => b.write_at(offset, src),
+        }
+    }
+}
+
+#[test]
+fn partial_fault_is_a_short_success_and_the_tail_block_is_still_zeroed() {
+    let r = rig("size=16M,lba=512,vwc=on");
+    let qp = r
+        .ctrl
+        .create_io_queue_pair(QueuePairOptions::default())
+        .unwrap();
+    let q = NvmeQueue::new(&r.ctrl, qp, 1).unwrap();
+    let mut dio: Dio<_, Either> = Dio::new(q, None, 8).unwrap();
+    let fs = ExtentFs::new(1 << 20, 8 << 20, 4096).unwrap();
+    let f = fs.create();
+    r.log();
+    let bufs = vec![Either::Good(r.buf(1024, 4)), Either::Bad(Unreachable(1024))];
+    let mut it = IovIter::new(bufs);
+    let mut io = Kiocb::default();
+    let res = dio.rw(
+        Direction::Write,
+        &mut io,
+        &mut it,
+        &f,
+        &f,
+        DioFlags::PARTIAL,
+        0,
+    );
+    assert_eq!(res, Ok(1024));
+    assert_eq!((io.pos, f.size()), (1024, 1024));
+    assert_eq!(
+        ops(&r.log()),
+        vec![
+            (WRITE, FS_LBA, 2, false),
+            (WRITE_ZEROES, FS_LBA + 2, 6, false)
+        ]
+    );
+    // Without PARTIAL the same fault fails the request and moves nothing.
+    let g = fs.create();
+    let bufs = vec![Either::Good(r.buf(1024, 4)), Either::Bad(Unreachable(1024))];
+    let mut it = IovIter::new(bufs);
+    let mut io = Kiocb::default();
+    let res = dio.rw(
+        Direction::Write,
+        &mut io,
+        &mut it,
+        &g,
+        &g,
+        DioFlags::empty(),
+        0,
+    );
+    assert_eq!(res.unwrap_err().errno(), libc::EFAULT);
+    assert_eq!((io.pos, g.size()), (0, 0));
+}
+
+#[test]
+fn copy_on_write_goes_to_new_blocks_and_leaves_the_source_intact() {
+    let r = rig("size=16M,lba=512,vwc=on");
+    let mut dio = r.dio();
+    let (_fs, f) = fs_file(&r, &mut dio, 8192);
+    let clone = f.fs().create();
+    clone.clone_range(&f, 0, 0, 8192).unwrap();
+    let mut it = r.iter(4096, 0x77);
+    clone
+        .write(
+            &mut dio,
+            &mut Kiocb::new(4096, KiocbFlags::DSYNC),
+            &mut it,
+            DioFlags::empty(),
+        )
+        .unwrap();
+    let log = r.log();
+    // Shared extent: not write-through, so a flush follows; the data lands outside
+    // the source's blocks.
+    assert_eq!(log.len(), 2, "{:?}", ops(&log));
+    assert!(!log[0].fua && log[0].opcode == WRITE && log[0].slba >= FS_LBA + 16);
+    assert_eq!(log[1].opcode, FLUSH);
+    let mut a = r.iter(8192, 0);
+    f.read(&mut dio, &mut Kiocb::default(), &mut a).unwrap();
+    assert!(bytes(&a).iter().all(|&b| b == 1));
+    let mut b = r.iter(8192, 0);
+    clone.read(&mut dio, &mut Kiocb::default(), &mut b).unwrap();
+    let got = bytes(&b);
+    assert!(got[..4096].iter().all(|&x| x == 1) && got[4096..].iter().all(|&x| x == 0x77));
+}
