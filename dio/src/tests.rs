@@ -1148,3 +1148,30 @@ fn iov_iter_advance_revert_truncate_and_reexpand_round_trip() {
     it.reexpand(1 << 20);
     assert_eq!(it.count(), 3072 - 512);
 }
+
+#[test]
+fn raw_read_crossing_the_namespace_end_is_cut_at_the_end() {
+    let (dev, mut dio) = setup(512, true, true);
+    let raw = RawNamespace::new(dio.caps());
+    let end = raw.size();
+    let mut it = iter(&dev, 8192, 0xff);
+    let mut io = Kiocb::new(end - 4096, KiocbFlags::empty());
+    assert_eq!(dio.read(&mut io, &mut it, &raw, &NoHooks), Ok(4096));
+    assert_eq!((io.pos, it.count()), (end, 4096));
+    assert_eq!(
+        dev.log(),
+        vec![Logged::Read {
+            lba: end / 512 - 8,
+            blocks: 8
+        }]
+    );
+    // A write past the end has no space.
+    let mut it = iter(&dev, 4096, 1);
+    let e = dio.write(
+        &mut Kiocb::new(end, KiocbFlags::empty()),
+        &mut it,
+        &raw,
+        &NoHooks,
+    );
+    assert_eq!(e.unwrap_err().errno(), libc::ENOSPC);
+}

@@ -30,9 +30,22 @@ impl IomapOps for RawNamespace {
         self.block
     }
 
-    fn begin(&self, pos: u64, _len: u64, _flags: IomapFlags) -> Result<Mapping, DioError> {
+    fn begin(&self, pos: u64, len: u64, flags: IomapFlags) -> Result<Mapping, DioError> {
         if pos >= self.size {
-            return Err(DioError::NoSpace { needed: 1, free: 0 });
+            if !flags.contains(IomapFlags::WRITE) {
+                // Past the end reads as a hole; the result is cut at the end anyway.
+                return Ok(Mapping {
+                    kind: MappingKind::Hole,
+                    flags: MappingFlags::empty(),
+                    offset: pos,
+                    length: len.max(1),
+                    addr: 0,
+                });
+            }
+            return Err(DioError::NoSpace {
+                needed: len,
+                free: 0,
+            });
         }
         Ok(Mapping {
             kind: MappingKind::Mapped,
