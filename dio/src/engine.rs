@@ -70,6 +70,8 @@ pub struct AsyncDone<B> {
 /// Per-request submission state that does not outlive submission.
 struct Submit {
     slot: usize,
+    /// NOWAIT: a full queue fails the request instead of waiting for room.
+    nowait: bool,
     i_size: u64,
     fs_block: u64,
     commands: u32,
@@ -372,6 +374,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         let slot = self.alloc_slot(write, iocb.flags)?;
         let mut sub = Submit {
             slot,
+            nowait: iocb.flags.contains(KiocbFlags::NOWAIT),
             i_size,
             fs_block,
             commands: 0,
@@ -832,6 +835,11 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         loop {
             match self.qp.submit(cmd, tag) {
                 Ok(()) => break,
+                Err(QueueError::Full) if sub.nowait => {
+                    return Err(DioError::Again {
+                        reason: "the submission queue is full",
+                    })
+                }
                 Err(QueueError::Full) => {
                     let n = self.reap()?;
                     idle.progress(n)?;

@@ -1175,3 +1175,24 @@ fn raw_read_crossing_the_namespace_end_is_cut_at_the_end() {
     );
     assert_eq!(e.unwrap_err().errno(), libc::ENOSPC);
 }
+
+#[test]
+fn nowait_request_meeting_a_full_queue_is_eagain_instead_of_waiting() {
+    let (dev, mut dio) = setup(512, true, true);
+    let raw = RawNamespace::new(dio.caps());
+    dio.set_max_command_bytes(4096);
+    dio.queue_mut().depth = 1;
+    let mut it = iter(&dev, 8192, 1);
+    let mut io = Kiocb::new(0, KiocbFlags::NOWAIT);
+    let e = dio.write(&mut io, &mut it, &raw, &NoHooks).unwrap_err();
+    assert_eq!(e.errno(), libc::EAGAIN);
+    assert_eq!(io.pos, 0);
+    assert_eq!(dev.log().len(), 1);
+    assert_eq!(dio.in_flight(), 0);
+    // Without NOWAIT the same request waits for room and succeeds.
+    let mut it = iter(&dev, 8192, 1);
+    assert_eq!(
+        dio.write(&mut Kiocb::default(), &mut it, &raw, &NoHooks),
+        Ok(8192)
+    );
+}
