@@ -335,6 +335,11 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         if len == 0 {
             return Ok(None);
         }
+        if iocb.pos.checked_add(len).is_none() {
+            return Err(DioError::InvalidRequest {
+                reason: "position + length overflows a 64-bit offset",
+            });
+        }
         let i_size = ops.size();
         let write = dir == Direction::Write;
         let mut map_flags = IomapFlags::DIRECT;
@@ -390,13 +395,13 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                     break;
                 }
             };
-            if map.offset > pos || map.offset + map.length <= pos {
+            if map.offset > pos || map.offset.saturating_add(map.length) <= pos {
                 ret = Err(DioError::Io {
                     reason: "the provider returned a mapping that does not cover the position",
                 });
                 break;
             }
-            let length = (map.offset + map.length - pos).min(left);
+            let length = (map.offset.saturating_add(map.length) - pos).min(left);
             let (done, err) =
                 self.iter_mapping(&mut sub, &map, pos, length, iter, ops, write, dio_flags);
             let ended = ops.end(pos, length, done, map_flags, &map);
@@ -599,8 +604,13 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                 }),
             );
         }
-        let dev_end = map.device_addr(start) + length;
-        if map.addr & (lba - 1) != 0 || dev_end > self.caps.capacity_lbas << self.lba_shift {
+        let capacity = self.caps.capacity_lbas.saturating_mul(lba);
+        let in_range = map
+            .addr
+            .checked_add(start - map.offset)
+            .and_then(|a| a.checked_add(length))
+            .is_some_and(|end| end <= capacity);
+        if map.addr & (lba - 1) != 0 || !in_range {
             return (
                 0,
                 Some(DioError::Io {

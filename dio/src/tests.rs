@@ -1196,3 +1196,14 @@ fn nowait_request_meeting_a_full_queue_is_eagain_instead_of_waiting() {
         Ok(8192)
     );
 }
+
+#[test]
+fn position_plus_length_overflowing_is_einval_without_io() {
+    let (dev, mut dio) = setup(512, true, true);
+    let raw = RawNamespace::new(dio.caps());
+    let mut it = iter(&dev, 4096, 1);
+    let mut io = Kiocb::new(u64::MAX - 511, KiocbFlags::empty());
+    let e = dio.write(&mut io, &mut it, &raw, &NoHooks).unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL);
+    assert!(dev.log().is_empty());
+}

@@ -228,6 +228,11 @@ impl FileHandle {
     /// the file size grows to cover the range.
     pub fn preallocate(&self, offset: u64, len: u64) -> Result<(), DioError> {
         let b = self.fs.block;
+        if offset.checked_add(len).is_none() {
+            return Err(DioError::InvalidRequest {
+                reason: "offset + length overflows a 64-bit offset",
+            });
+        }
         let mut st = self.fs.lock();
         st.file(self.id)?;
         let mut fb = offset / b;
@@ -263,7 +268,11 @@ impl FileHandle {
         len: u64,
     ) -> Result<(), DioError> {
         let b = self.fs.block;
-        if (src_off | dst_off | len) % b != 0 || !Arc::ptr_eq(&self.fs, &src.fs) {
+        if (src_off | dst_off | len) % b != 0
+            || !Arc::ptr_eq(&self.fs, &src.fs)
+            || src_off.checked_add(len).is_none()
+            || dst_off.checked_add(len).is_none()
+        {
             return Err(DioError::InvalidRequest {
                 reason: "clone ranges must be whole blocks of the same layer",
             });
