@@ -865,7 +865,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
 
     /// Waits until every command of `slot` has completed.
     fn wait_slot(&mut self, slot: usize, poll: bool) -> Result<(), DioError> {
-        let mut idle = Idle::new(self.timeout);
+        let mut idle = Idle::checking_every(self.timeout, if poll { 64 } else { 1 });
         while !self.slots[slot].finished {
             if !poll {
                 self.qp
@@ -909,14 +909,22 @@ pub(crate) struct Idle {
     timeout: Duration,
     since: Option<Instant>,
     spins: u32,
+    /// Empty polls between clock reads (1 when every poll follows a sleep).
+    every: u32,
 }
 
 impl Idle {
+    /// For loops that spin: reads the clock every 64 empty polls.
     pub(crate) fn new(timeout: Duration) -> Self {
+        Self::checking_every(timeout, 64)
+    }
+
+    pub(crate) fn checking_every(timeout: Duration, every: u32) -> Self {
         Idle {
             timeout,
             since: None,
             spins: 0,
+            every,
         }
     }
 
@@ -928,7 +936,7 @@ impl Idle {
             return Ok(());
         }
         self.spins = self.spins.wrapping_add(1);
-        if self.spins % 64 != 0 {
+        if self.spins % self.every != 0 {
             return Ok(());
         }
         let now = Instant::now();

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dio::nvme_qp::NvmeQueue;
 use dio::providers::{ExtentFs, FileHandle, RawNamespace};
@@ -28,7 +29,12 @@ struct Rig {
 fn rig(opts: &str) -> Rig {
     let t = EmuTransport::from_name(&format!("emu:{opts}")).expect("emu config");
     let emu = t.emu().clone();
-    let ctrl = Controller::new(t, Options::default()).expect("bring-up");
+    let options = Options {
+        io_timeout: Duration::from_secs(1),
+        abort_timeout: Duration::from_millis(500),
+        ..Options::default()
+    };
+    let ctrl = Controller::new(t, options).expect("bring-up");
     emu.command_log().enable();
     Rig { emu, ctrl }
 }
@@ -772,4 +778,59 @@ fn copy_on_write_goes_to_new_blocks_and_leaves_the_source_intact() {
     clone.read(&mut dio, &mut Kiocb::default(), &mut b).unwrap();
     let got = bytes(&b);
     assert!(got[..4096].iter().all(|&x| x == 1) && got[4096..].iter().all(|&x| x == 0x77));
+}
+
+#[test]
+fn asynchronous_sync_write_flushes_from_completion_before_the_callback() {
+    let r = rig("size=16M,lba=512,vwc=on");
+    let mut dio = r.dio();
+    let raw = Arc::new(RawNamespace::new(dio.caps()));
+    r.log();
+    let done = Arc::new(Mutex::new(None));
+    let d2 = done.clone();
+    let sub = dio.rw_async(
+        Direction::Write,
+        Kiocb::new(4096, KiocbFlags::SYNC),
+        r.iter(4096, 5),
+        &*raw,
+        raw.clone(),
+        DioFlags::empty(),
+        0,
+        Box::new(move |d| *d2.lock().unwrap() = Some((d.result, d.iocb.pos))),
+    );
+    assert!(matches!(sub, Submitted::Queued));
+    while dio.in_flight() > 0 {
+        dio.poll_completions().unwrap();
+    }
+    assert_eq!(*done.lock().unwrap(), Some((Ok(4096), 8192)));
+    assert_eq!(
+        ops(&r.log()),
+        vec![(WRITE, 8, 8, false), (FLUSH, 0, 0, false)]
+    );
+}
+
+#[test]
+fn a_device_that_never_completes_times_out_and_the_engine_recovers() {
+    let r = rig("size=16M,lba=512,vwc=on");
+    let mut dio = r.dio();
+    dio.set_timeout(Duration::from_millis(200));
+    let raw = RawNamespace::new(dio.caps());
+    r.emu.faults().drop_next(1);
+    let mut it = r.iter(4096, 0);
+    let mut io = Kiocb::default();
+    let e = dio.read(&mut io, &mut it, &raw, &NoHooks).unwrap_err();
+    assert!(matches!(e, DioError::Timeout { millis: 200 }), "{e}");
+    assert_eq!(io.pos, 0);
+    // The abandoned request is released once the driver aborts the lost command.
+    let mut spins = 0;
+    while dio.in_flight() > 0 && spins < 1000 {
+        dio.wait_completions(Duration::from_millis(10)).unwrap();
+        spins += 1;
+    }
+    assert_eq!(dio.in_flight(), 0);
+    let mut it = r.iter(4096, 0);
+    assert_eq!(
+        dio.read(&mut Kiocb::default(), &mut it, &raw, &NoHooks),
+        Ok(4096)
+    );
 }
