@@ -33,14 +33,15 @@
 //!
 //! # Cost
 //! `cargo bench -p dio --bench read` (4 KiB reads, queue depth 1, emulated inline null
-//! namespace, polled): the bare queue pair takes about 130-150 ns per read, the same
-//! read through [`Dio::read`] on [`providers::RawNamespace`] with HIPRI about
-//! 175-210 ns on the 2-core build machine (figures move by tens of percent with the
-//! machine's other load). Counted with callgrind on the same benchmark binary
-//! (`valgrind --tool=callgrind <bench> --bench <name> --profile-time 2`), one read is
-//! about 1,370 instructions on the bare queue pair (emulator included) and 2,140
-//! through the layer: the layer adds about 770 instructions per request, spread over
-//! mapping, request slot, segment building, tag routing and completion.
+//! namespace, polled): on an otherwise idle 2-core build machine the bare queue pair
+//! takes about 92 ns per read and the same read through [`Dio::read`] on
+//! [`providers::RawNamespace`] with HIPRI about 150 ns (+60 %); under load both move
+//! by tens of percent. Counted with callgrind on the same benchmark binary
+//! (`valgrind --tool=callgrind <bench binary> --bench <name> --profile-time 2`), one
+//! read is about 1,240 instructions on the bare queue pair (emulator included) and
+//! 2,090 through the layer: the layer adds about 850 instructions per request, spread
+//! over mapping, request slot, segment building, tag routing and completion. The
+//! 10 % target is not met.
 
 mod buf;
 mod completion;
