@@ -47,6 +47,7 @@ mod buf;
 mod completion;
 mod engine;
 mod error;
+mod extent_io;
 mod iomap;
 mod iov;
 mod kiocb;
