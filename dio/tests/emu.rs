@@ -834,3 +834,76 @@ fn a_device_that_never_completes_times_out_and_the_engine_recovers() {
         Ok(4096)
     );
 }
+
+#[test]
+fn acknowledged_dsync_writes_survive_a_power_cut_while_others_are_in_flight() {
+    for (seed, opts) in [
+        (5u64, "size=16M,lba=512,vwc=on,mode=threaded"),
+        (11, "size=16M,lba=512,vwc=on,mode=threaded"),
+        (23, "size=16M,lba=512,vwc=off,mode=threaded"),
+    ] {
+        let r = rig(opts);
+        let mut dio = r.dio();
+        let vwc = dio.caps().volatile_write_cache;
+        let raw = Arc::new(RawNamespace::new(dio.caps()));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let mut s = seed;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let cut_after = (next() % 48) as usize + 1;
+        for i in 0..64u64 {
+            let flags = match next() % 3 {
+                0 => KiocbFlags::DSYNC,
+                1 => KiocbFlags::SYNC,
+                _ => KiocbFlags::empty(),
+            };
+            let durable = flags.intersects(KiocbFlags::DSYNC | KiocbFlags::SYNC) || !vwc;
+            let a = acked.clone();
+            let sub = dio.rw_async(
+                Direction::Write,
+                Kiocb::new(i * 8192, flags),
+                r.iter(8192, (i as u8) | 0x80),
+                &*raw,
+                raw.clone(),
+                DioFlags::empty(),
+                0,
+                Box::new(move |d| {
+                    assert_eq!(d.result, Ok(8192));
+                    a.lock().unwrap().push((i, durable));
+                }),
+            );
+            assert!(matches!(sub, Submitted::Queued));
+        }
+        while acked.lock().unwrap().len() < cut_after {
+            dio.poll_completions().unwrap();
+        }
+        r.emu.power_cut();
+        let survivors: Vec<_> = acked.lock().unwrap().clone();
+        while dio.in_flight() > 0 {
+            dio.poll_completions().unwrap();
+        }
+        let mut back = r.iter(64 * 8192, 0);
+        dio.read(&mut Kiocb::default(), &mut back, &*raw, &NoHooks)
+            .unwrap();
+        let got = bytes(&back);
+        for (i, durable) in survivors {
+            let piece = &got[i as usize * 8192..(i as usize + 1) * 8192];
+            let byte = (i as u8) | 0x80;
+            if durable {
+                assert!(
+                    piece.iter().all(|&b| b == byte),
+                    "{opts} seed {seed}: write {i} lost"
+                );
+            } else {
+                assert!(
+                    piece.iter().all(|&b| b == byte || b == 0),
+                    "{opts}: write {i} torn"
+                );
+            }
+        }
+    }
+}
