@@ -136,7 +136,7 @@ impl AdminQueue {
             name: AdminOpcode(sqe.opcode()).name().unwrap_or("vendor command"),
             opcode: sqe.opcode(),
         };
-        let cid = self.slots.take(ctx, desc, 0)?;
+        let cid = self.slots.take(ctx, desc)?;
         sqe.set_cid(cid);
         self.sq.push(&sqe);
         let tail = self.sq.mark_rung();

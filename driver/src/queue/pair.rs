@@ -34,6 +34,9 @@ use crate::Error;
 const MAX_BLOCKS: u32 = 1 << 16;
 /// Most ranges in one Dataset Management command.
 const MAX_DSM_RANGES: usize = 256;
+/// Completion queue entries a polled queue pair adds beyond its submission queue's, so
+/// that the CQ head doorbell is written once per this many completions at most.
+const POLLED_CQ_SLACK: u16 = 64;
 
 /// A piece of a large request that fits one command (see [`IoQueuePair::split_by_mdts`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,11 +72,20 @@ impl ListPages for SlotLists<'_> {
     }
 }
 
-/// A coarse clock: read once per doorbell batch and every 64 polls.
+/// Polls between two readings of the clock while commands are outstanding.
+///
+/// Reading the clock can be a system call and a timer-device access (an HPET-clocked
+/// virtual machine), so the hot path reads it only this often; command deadlines are
+/// measured from the first reading after submission (see [`TrackerPool::stamp`]).
+const CLOCK_POLLS: u32 = 256;
+
+/// A coarse clock for command deadlines, read every [`CLOCK_POLLS`] polls and whenever a
+/// wait sleeps; never per command.
 struct Clock {
     start: Instant,
     now_ns: u64,
-    polls: u32,
+    /// Polls left before the next reading.
+    countdown: u32,
     next_check_ns: u64,
 }
 
@@ -92,6 +104,10 @@ pub struct IoQueuePair<T: Transport, C: Copy + Default = u64> {
     qid: u16,
     sq: SqRing,
     cq: CqRing,
+    /// Completions consumed since the CQ head doorbell was last written.
+    cq_unrung: u16,
+    /// Most completions the CQ head doorbell may lag by (CQ entries minus SQ entries).
+    cq_slack: u16,
     db: Doorbells,
     shadow: Option<ShadowSlots>,
     slots: TrackerPool<C>,
@@ -131,14 +147,14 @@ fn create_hw_queues<T: Transport>(
     qid: u16,
     sq_iova: u64,
     cq_iova: u64,
-    depth: u16,
+    (sq_depth, cq_depth): (u16, u16),
     vector: Option<u16>,
 ) -> Result<(), Error> {
     let timeout = shared.options.admin_timeout;
     let bad = |e: crate::spec::Error| Error::InvalidRequest(e.to_string());
     let cq = CreateIoCq {
         qid,
-        entries: u32::from(depth),
+        entries: u32::from(cq_depth),
         prp1: cq_iova,
         contiguous: true,
         interrupt_vector: vector,
@@ -147,7 +163,7 @@ fn create_hw_queues<T: Transport>(
     .map_err(bad)?;
     let sq = CreateIoSq {
         qid,
-        entries: u32::from(depth),
+        entries: u32::from(sq_depth),
         prp1: sq_iova,
         contiguous: true,
         cqid: qid,
@@ -210,13 +226,20 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
 
     fn build(shared: Arc<Shared<T>>, options: QueuePairOptions, qid: u16) -> Result<Self, Error> {
         let info = shared.info();
-        let depth = options
-            .depth
-            .max(2)
-            .min(shared.cap.max_queue_entries().min(65535) as u16);
+        let max_entries = shared.cap.max_queue_entries().min(65535) as u16;
+        let depth = options.depth.max(2).min(max_entries);
+        // A polled CQ larger than the SQ never fills while its head doorbell lags by up to
+        // the difference (at most `depth - 1` commands are outstanding), so that doorbell
+        // is written once per batch of completions instead of once per poll. With
+        // interrupts the head is reported at once, as the controller may use it to
+        // decide on the next interrupt.
+        let cq_depth = match options.mode {
+            CompletionMode::Polled => depth.saturating_add(POLLED_CQ_SLACK).min(max_entries),
+            CompletionMode::Interrupt => depth,
+        };
         let ps = shared.page_size as usize;
         let sq_mem = DmaMem::alloc(&shared.alloc, usize::from(depth) * 64, ps, "an I/O SQ")?;
-        let cq_mem = DmaMem::alloc(&shared.alloc, usize::from(depth) * 16, ps, "an I/O CQ")?;
+        let cq_mem = DmaMem::alloc(&shared.alloc, usize::from(cq_depth) * 16, ps, "an I/O CQ")?;
         // Entries for the largest transfer, plus one when the buffer starts mid-page.
         let entries = (info.max_transfer / shared.page_size) as usize + 1;
         let list_pages = prp::list_pages_needed(entries - 1, ps / 8).max(1);
@@ -258,13 +281,22 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         };
         let iv = irq.as_ref().map(|_| vector);
         let epoch = shared.epoch.load(Ordering::Acquire);
-        create_hw_queues(&shared, qid, sq_mem.iova(), cq_mem.iova(), depth, iv)?;
+        create_hw_queues(
+            &shared,
+            qid,
+            sq_mem.iova(),
+            cq_mem.iova(),
+            (depth, cq_depth),
+            iv,
+        )?;
         let dstrd = shared.cap.dstrd();
         let now = Instant::now();
         Ok(IoQueuePair {
             qid,
             sq: SqRing::new(sq_mem, depth),
-            cq: CqRing::new(cq_mem, depth),
+            cq: CqRing::new(cq_mem, cq_depth),
+            cq_unrung: 0,
+            cq_slack: cq_depth - depth,
             db: Doorbells::new(qid, dstrd),
             shadow: shared
                 .dbbuf
@@ -285,7 +317,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             clock: Clock {
                 start: now,
                 now_ns: 0,
-                polls: 0,
+                countdown: CLOCK_POLLS,
                 next_check_ns: 0,
             },
             timeout: shared.options.io_timeout,
@@ -361,7 +393,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         if self.sq.is_full() {
             return Err(self.queue_full());
         }
-        let Some(cid) = self.slots.take(ctx, desc, self.clock.now_ns) else {
+        let Some(cid) = self.slots.take(ctx, desc) else {
             return Err(self.queue_full());
         };
         if let Some((segments, bytes)) = data {
@@ -558,7 +590,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         if self.sq.is_full() {
             return Err(self.queue_full());
         }
-        let Some(cid) = self.slots.take(ctx, desc, self.clock.now_ns) else {
+        let Some(cid) = self.slots.take(ctx, desc) else {
             return Err(self.queue_full());
         };
         let ps = self.page_size as usize;
@@ -657,7 +689,6 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             return;
         }
         let tail = self.sq.mark_rung();
-        self.clock.refresh();
         // Entries must be in memory before the controller can see the new tail.
         fence(Ordering::Release);
         if self.shadow_update(true, tail) {
@@ -688,13 +719,25 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         }
         self.ring();
         n += self.reap(max.saturating_sub(n), &mut f);
-        self.clock.polls = self.clock.polls.wrapping_add(1);
-        if self.clock.polls % 64 == 0 && self.slots.outstanding() > 0 {
+        self.clock.countdown -= 1;
+        if self.clock.countdown == 0 {
+            self.clock.countdown = CLOCK_POLLS;
+            n += self.tick(&mut f);
+        }
+        n
+    }
+
+    /// Reads the clock, stamps commands submitted since the last reading, and enforces
+    /// deadlines at most every quarter timeout.
+    fn tick(&mut self, f: &mut impl FnMut(C, Result<(), Error>)) -> usize {
+        let mut n = 0;
+        if self.slots.outstanding() > 0 {
             let now = self.clock.refresh();
+            self.slots.stamp(now);
             if now >= self.clock.next_check_ns {
                 let interval = (self.timeout / 4).max(Duration::from_millis(1));
                 self.clock.next_check_ns = now + interval.as_nanos() as u64;
-                n += self.check_deadlines(&mut f);
+                n += self.check_deadlines(f);
             }
         }
         n
@@ -703,10 +746,10 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     #[inline]
     fn reap(&mut self, max: usize, f: &mut impl FnMut(C, Result<(), Error>)) -> usize {
         let mut n = 0;
-        let mut consumed = false;
+        let mut consumed: u16 = 0;
         while n < max {
             let Some(cqe) = self.cq.pop() else { break };
-            consumed = true;
+            consumed = consumed.saturating_add(1);
             if cqe.sq_id != self.qid {
                 self.stats.wrong_sq_id += 1;
                 tracing::warn!(
@@ -758,7 +801,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             f(slot.ctx, result);
             n += 1;
         }
-        if consumed {
+        self.cq_unrung = self.cq_unrung.saturating_add(consumed);
+        if self.cq_unrung > self.cq_slack {
+            self.cq_unrung = 0;
             let head = self.cq.head();
             if self.shadow_update(false, head) {
                 self.db.ring_cq(&self.shared.t, head);
@@ -879,6 +924,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         }
         self.sq.reset();
         self.cq.reset();
+        self.cq_unrung = 0;
         if let (Some(d), Some(s)) = (self.shared.dbbuf.as_ref(), self.shadow) {
             d.shadow.write_u32(s.sq, 0);
             d.shadow.write_u32(s.cq, 0);
@@ -889,7 +935,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             self.qid,
             self.sq.iova(),
             self.cq.iova(),
-            self.sq.entries(),
+            (self.sq.entries(), self.cq.entries()),
             iv,
         );
         if r.is_ok() {
@@ -941,6 +987,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 }
                 None => backoff.wait(),
             }
+            // Time passed outside the hot path: enforce deadlines at the next poll.
+            self.clock.countdown = 1;
         }
     }
 

@@ -136,6 +136,11 @@ impl CqRing {
         self.mem.iova()
     }
 
+    /// Number of slots.
+    pub fn entries(&self) -> u16 {
+        self.entries
+    }
+
     /// Current head.
     pub fn head(&self) -> u16 {
         self.head

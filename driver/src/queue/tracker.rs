@@ -12,7 +12,8 @@ pub struct Slot<C> {
     pub ctx: C,
     /// What the command is, for error messages.
     pub desc: CommandDesc,
-    /// Coarse submission time in the queue's clock (nanoseconds since queue creation).
+    /// The queue clock's first reading after submission (nanoseconds since queue
+    /// creation), or [`UNSTAMPED`] before it: a deadline never starts before the command.
     pub submitted_ns: u64,
     /// Whether the command is outstanding.
     pub in_use: bool,
@@ -22,12 +23,17 @@ pub struct Slot<C> {
     pub failed: bool,
 }
 
+/// `Slot::submitted_ns` of a command the clock has not been read for since submission.
+pub const UNSTAMPED: u64 = u64::MAX;
+
 /// A fixed pool of command slots; CID = slot index.
 #[derive(Debug)]
 pub struct TrackerPool<C> {
     slots: Box<[Slot<C>]>,
     free: Box<[u16]>,
     free_len: usize,
+    /// Whether a slot may still be [`UNSTAMPED`].
+    unstamped: bool,
 }
 
 impl<C: Copy> TrackerPool<C> {
@@ -51,6 +57,7 @@ impl<C: Copy> TrackerPool<C> {
             slots,
             free_len: free.len(),
             free,
+            unstamped: false,
         }
     }
 
@@ -61,7 +68,7 @@ impl<C: Copy> TrackerPool<C> {
 
     /// Takes a free slot, or `None` when all are in use.
     #[inline]
-    pub fn take(&mut self, ctx: C, desc: CommandDesc, now_ns: u64) -> Option<u16> {
+    pub fn take(&mut self, ctx: C, desc: CommandDesc) -> Option<u16> {
         if self.free_len == 0 {
             return None;
         }
@@ -71,12 +78,26 @@ impl<C: Copy> TrackerPool<C> {
         *slot = Slot {
             ctx,
             desc,
-            submitted_ns: now_ns,
+            submitted_ns: UNSTAMPED,
             in_use: true,
             aborted: false,
             failed: false,
         };
+        self.unstamped = true;
         Some(cid)
+    }
+
+    /// Gives every outstanding command not yet stamped the submission time `now_ns`.
+    pub fn stamp(&mut self, now_ns: u64) {
+        if !self.unstamped {
+            return;
+        }
+        self.unstamped = false;
+        for s in self.slots.iter_mut() {
+            if s.in_use && s.submitted_ns == UNSTAMPED {
+                s.submitted_ns = now_ns;
+            }
+        }
     }
 
     /// Returns slot `cid` to the free list and hands back its contents; `None` when the
@@ -151,20 +172,20 @@ mod tests {
     #[test]
     fn cids_are_slot_indexes_and_come_back_after_release() {
         let mut pool = TrackerPool::new(3, 0u64);
-        let a = pool.take(10, desc(), 0).unwrap();
-        let b = pool.take(11, desc(), 0).unwrap();
-        let c = pool.take(12, desc(), 0).unwrap();
+        let a = pool.take(10, desc()).unwrap();
+        let b = pool.take(11, desc()).unwrap();
+        let c = pool.take(12, desc()).unwrap();
         assert_eq!((a, b, c), (0, 1, 2));
-        assert!(pool.take(13, desc(), 0).is_none());
+        assert!(pool.take(13, desc()).is_none());
         assert_eq!(pool.release(b).unwrap().ctx, 11);
-        assert_eq!(pool.take(14, desc(), 0), Some(1));
+        assert_eq!(pool.take(14, desc()), Some(1));
         assert_eq!(pool.outstanding(), 3);
     }
 
     #[test]
     fn unknown_and_duplicate_cids_are_refused() {
         let mut pool = TrackerPool::new(2, 0u64);
-        let a = pool.take(1, desc(), 0).unwrap();
+        let a = pool.take(1, desc()).unwrap();
         assert!(pool.release(a).is_some());
         assert!(pool.release(a).is_none(), "duplicate completion");
         assert!(pool.release(7).is_none(), "CID outside the pool");
@@ -173,11 +194,28 @@ mod tests {
     }
 
     #[test]
-    fn oldest_is_the_earliest_submission() {
+    fn oldest_is_the_earliest_stamped_submission() {
         let mut pool = TrackerPool::new(4, 0u64);
-        pool.take(0, desc(), 50).unwrap();
-        pool.take(0, desc(), 20).unwrap();
-        pool.take(0, desc(), 30).unwrap();
-        assert_eq!(pool.oldest().map(|(cid, _)| cid), Some(1));
+        pool.take(0, desc()).unwrap();
+        pool.stamp(50);
+        pool.take(0, desc()).unwrap();
+        pool.take(0, desc()).unwrap();
+        pool.stamp(20);
+        pool.stamp(99);
+        let stamps: Vec<u64> = (0..3).map(|c| pool.get(c).unwrap().submitted_ns).collect();
+        assert_eq!(stamps, vec![50, 20, 20], "a stamp is never moved later");
+        pool.release(1).unwrap();
+        pool.release(2).unwrap();
+        pool.take(0, desc()).unwrap();
+        assert_eq!(pool.oldest().map(|(cid, _)| cid), Some(0));
+    }
+
+    #[test]
+    fn commands_are_unstamped_until_the_next_clock_reading() {
+        let mut pool = TrackerPool::new(2, 0u64);
+        let a = pool.take(0, desc()).unwrap();
+        assert_eq!(pool.get(a).unwrap().submitted_ns, UNSTAMPED);
+        pool.stamp(7);
+        assert_eq!(pool.get(a).unwrap().submitted_ns, 7);
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The loop is generic over [`PerfQueue`] (static dispatch, no allocation per I/O):
 //! buffers are allocated once per slot, completions are collected into a preallocated
-//! list, and the clock is read once per submission batch and once per reap.
+//! list, and the clock (a [`TickClock`], the time-stamp counter where it is steady) is
+//! read once per poll and once per reaped batch.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use super::cpu_clock::thread_cpu_ns;
 use super::pattern;
 use super::progress::Counter;
 use super::stats::ThreadStats;
+use super::ticks::TickClock;
 use super::verify::{Expect, WriteLog};
 use super::workload::{Generator, UnitRange};
 
@@ -82,6 +84,8 @@ pub struct ThreadPlan {
     pub measure_from: Instant,
     /// No I/O is submitted at or after this instant.
     pub end: Instant,
+    /// The clock that times each I/O.
+    pub clock: TickClock,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -89,7 +93,8 @@ struct Inflight {
     unit: u64,
     read: bool,
     generation: u32,
-    start: Option<Instant>,
+    /// Submission tick ([`TickClock`]); `None` when the slot is free.
+    start: Option<u64>,
 }
 
 /// Runs one thread's workload on `q`; publishes progress to `counter`.
@@ -106,7 +111,10 @@ pub fn run_thread<Q: PerfQueue>(q: &mut Q, plan: &ThreadPlan, counter: &Counter)
     let mut free: Vec<usize> = (0..depth).rev().collect();
     let mut done: Vec<(usize, Option<String>)> = Vec::with_capacity(depth);
     let mut stats = ThreadStats::new();
-    let mut measuring = Instant::now() >= plan.measure_from;
+    let clock = plan.clock;
+    let measure_from = clock.ticks_at(plan.measure_from);
+    let end_tick = clock.ticks_at(plan.end);
+    let mut measuring = clock.now() >= measure_from;
     let mut cpu_start = thread_cpu_ns();
     let mut published = 0u64;
 
@@ -119,15 +127,15 @@ pub fn run_thread<Q: PerfQueue>(q: &mut Q, plan: &ThreadPlan, counter: &Counter)
         }
     }
 
-    let mut drain_deadline: Option<Instant> = None;
+    let mut drain_deadline: Option<u64> = None;
     loop {
-        let now = Instant::now();
-        if !measuring && now >= plan.measure_from {
+        let now = clock.now();
+        if !measuring && now >= measure_from {
             stats.reset();
             cpu_start = thread_cpu_ns();
             measuring = true;
         }
-        let running = now < plan.end;
+        let running = now < end_tick;
         if running {
             // Fill the queue.
             while let Some(slot) = free.pop() {
@@ -178,7 +186,7 @@ pub fn run_thread<Q: PerfQueue>(q: &mut Q, plan: &ThreadPlan, counter: &Counter)
         } else if free.len() == depth {
             break;
         } else {
-            let deadline = *drain_deadline.get_or_insert(now + DRAIN_TIMEOUT);
+            let deadline = *drain_deadline.get_or_insert(now + clock.ticks_in(DRAIN_TIMEOUT));
             if now >= deadline {
                 let lost = depth - free.len();
                 stats.record_errors(lost as u64, || {
@@ -211,7 +219,7 @@ pub fn run_thread<Q: PerfQueue>(q: &mut Q, plan: &ThreadPlan, counter: &Counter)
             std::hint::spin_loop();
             continue;
         }
-        let end = Instant::now();
+        let end = clock.now();
         for (slot, outcome) in done.drain(..) {
             // The device is not trusted: a slot it names must be one we have in flight.
             let Some(io) = slots
@@ -229,7 +237,7 @@ pub fn run_thread<Q: PerfQueue>(q: &mut Q, plan: &ThreadPlan, counter: &Counter)
             match outcome {
                 None => {
                     if measuring {
-                        let ns = end.saturating_duration_since(start).as_nanos() as u64;
+                        let ns = clock.ns(end.saturating_sub(start));
                         stats.record(io.read, plan.io_size as u64, ns);
                     }
                     if let Some(log) = log.as_mut() {
@@ -375,6 +383,7 @@ mod tests {
     }
 
     fn plan(verify: bool, read_percent: u8, ms: u64) -> ThreadPlan {
+        let clock = TickClock::calibrate();
         let now = Instant::now();
         ThreadPlan {
             range: UnitRange {
@@ -391,6 +400,7 @@ mod tests {
             seed: 42,
             measure_from: now,
             end: now + Duration::from_millis(ms),
+            clock,
         }
     }
 

@@ -7,5 +7,6 @@ pub mod pattern;
 pub mod progress;
 pub mod run;
 pub mod stats;
+pub mod ticks;
 pub mod verify;
 pub mod workload;

@@ -12,6 +12,7 @@ use super::args::{CompletionMode as ModeArg, PerfArgs};
 use super::engine::{run_thread, PerfQueue, SubmitError, ThreadPlan, WAIT_SLICE};
 use super::progress::{self, Progress};
 use super::stats::{Report, RunConfig, ThreadStats};
+use super::ticks::TickClock;
 use super::workload::split_units;
 use crate::cli::ToolError;
 
@@ -215,6 +216,8 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         queues.push(NvmeQueue::new(&ctrl, qp, args.nsid, depth, io as usize)?);
     }
 
+    let clock = TickClock::calibrate();
+    tracing::debug!(tsc = clock.is_tsc(), "per-I/O clock");
     let progress = Progress::new(queues.len());
     let show_progress = !args.json && std::io::stderr().is_terminal();
     let start = Instant::now();
@@ -245,6 +248,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
                     seed: 0x5eed ^ ((i as u64) << 32) ^ start.elapsed().as_nanos() as u64,
                     measure_from,
                     end,
+                    clock,
                 };
                 let progress = &progress;
                 std::thread::Builder::new()
