@@ -201,6 +201,55 @@ fn a_sub_block_write_to_a_new_file_zeroes_the_rest_of_the_block() {
 }
 
 #[test]
+fn zeroing_of_a_new_block_clears_old_device_data_and_counts_each_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.bin");
+    let input = dir.path().join("in.bin");
+    let output = dir.path().join("out.bin");
+    // Old data under the whole region the extent layer allocates from first.
+    std::fs::write(&junk, pattern(64 * 1024, 0x5a)).unwrap();
+    let data = pattern(512, 9);
+    std::fs::write(&input, &data).unwrap();
+    let j = dio_json(&[
+        "--json",
+        "emu:size=8M",
+        "write",
+        "--offset",
+        "0",
+        "--input",
+        s(&junk),
+        "+",
+        "write",
+        "--file",
+        "f",
+        "--offset",
+        "512",
+        "--input",
+        s(&input),
+        "+",
+        "read",
+        "--offset",
+        "0",
+        "--length",
+        "64k",
+        "--output",
+        s(&output),
+    ]);
+    let step = &j["steps"][1];
+    assert_eq!(step["zeroed_bytes"], 4096 - 512, "{step}");
+    // Zero the head (512 bytes), write the data, zero the tail (3 KiB): three commands.
+    assert_eq!(step["commands"], 3, "{step}");
+    // The raw namespace shows the file's new block: zeros around the data, no old bytes.
+    let raw = std::fs::read(&output).unwrap();
+    let block = raw
+        .chunks(4096)
+        .find(|b| b[512..1024] == data[..])
+        .expect("the file's block lies in the first 64 KiB");
+    assert!(block[..512].iter().all(|&b| b == 0), "head keeps old data");
+    assert!(block[1024..].iter().all(|&b| b == 0), "tail keeps old data");
+}
+
+#[test]
 fn misaligned_offsets_and_lengths_name_the_required_alignment() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.bin");

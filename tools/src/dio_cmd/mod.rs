@@ -1,6 +1,5 @@
 //! `nvme-dio`: a script of direct-I/O steps over the `dio` layer.
 
 pub mod args;
-pub mod nvme_queue;
 pub mod run;
 pub mod script;

@@ -1,10 +1,12 @@
 //! Opens the device and runs an `nvme-dio` script on one queue pair.
 
+use std::cell::RefCell;
+
+use dio::nvme_qp::NvmeQueue;
 use dio::Dio;
 use nvme::{CompletionMode, QueuePairOptions};
 
 use super::args::Step;
-use super::nvme_queue::{DioBuffer, NvmeDioQueue};
 use super::script::{self, DioReport};
 use crate::cli::ToolError;
 
@@ -48,16 +50,19 @@ pub fn run(device: &str, nsid: u32, steps: &[Step]) -> Result<DioReport, ToolErr
             ids.join(", ")
         }
     };
-    let queue = NvmeDioQueue::new(&ctrl, qp, nsid).ok_or_else(|| ToolError::NoNamespace {
-        device: device.to_string(),
-        nsid,
-        active: active(),
-    })?;
+    if ctrl.namespace(nsid).is_none() {
+        return Err(ToolError::NoNamespace {
+            device: device.to_string(),
+            nsid,
+            active: active(),
+        });
+    }
+    let queue = NvmeQueue::new(&ctrl, qp, nsid)?;
     let page = ctrl.page_size() as usize;
     let alloc = |len: usize| {
         ctrl.allocator()
             .alloc(len.max(1), page)
-            .map(DioBuffer::new)
+            .map(RefCell::new)
             .map_err(|e| e.to_string())
     };
     let zero = alloc(page).map_err(|reason| ToolError::Memory {
