@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::bind::VFIO_DRIVER;
 use super::hugepages::pools;
-use super::iommu::{memlock, IommuState, Node, VfioState};
+use super::iommu::{has_ipc_lock, memlock, IommuState, Node, VfioState};
 use super::usage::uses;
 use super::users::User;
 use super::{Host, PciAddr, PciDevice, SetupError};
@@ -186,8 +186,16 @@ fn memory(host: &Host, user: &User, checks: &mut Checks) -> Result<(), SetupErro
             "sudo nvme-setup hugepages --count 64".into(),
         );
     }
+    // VFIO does not charge pinned pages to a process with CAP_IPC_LOCK.
+    let exempt = has_ipc_lock(host)? == Some(true);
     match memlock(host)? {
-        // VFIO does not charge pinned pages to a process with CAP_IPC_LOCK.
+        _ if exempt => checks.pass(
+            "memlock",
+            None,
+            "this process has CAP_IPC_LOCK (CapEff bit 14 in /proc/self/status), so the \
+             locked-memory limit does not apply"
+                .into(),
+        ),
         _ if user.uid == 0 => checks.pass(
             "memlock",
             None,

@@ -179,6 +179,28 @@ impl fmt::Display for Limit {
     }
 }
 
+/// `CAP_IPC_LOCK`'s bit in the capability sets of `/proc/<pid>/status` (linux/capability.h).
+pub const CAP_IPC_LOCK: u32 = 14;
+
+/// Whether this process has `CAP_IPC_LOCK` in its effective set (`CapEff` of
+/// `self/status`), which exempts it from `RLIMIT_MEMLOCK`; `None` when `/proc` does not say.
+pub fn has_ipc_lock(host: &Host) -> Result<Option<bool>, SetupError> {
+    let Some(text) = host.proc.read("self/status")? else {
+        return Ok(None);
+    };
+    let Some(line) = text.lines().find(|l| l.starts_with("CapEff:")) else {
+        return Ok(None);
+    };
+    let hex = line["CapEff:".len()..].trim();
+    u64::from_str_radix(hex, 16)
+        .map(|caps| Some((caps >> CAP_IPC_LOCK) & 1 == 1))
+        .map_err(|_| SetupError::Parse {
+            path: host.proc.path("self/status"),
+            content: line.to_string(),
+            expected: "CapEff: <hexadecimal capability mask>",
+        })
+}
+
 /// The soft `RLIMIT_MEMLOCK` of this process, from `self/limits`; VFIO charges every
 /// pinned DMA page against it (unless the process has `CAP_IPC_LOCK`).
 pub fn memlock(host: &Host) -> Result<Option<Limit>, SetupError> {

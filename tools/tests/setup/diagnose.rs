@@ -246,6 +246,42 @@ fn diagnose_memlock_does_not_bind_root() {
 }
 
 #[test]
+fn diagnose_memlock_passes_when_the_process_has_cap_ipc_lock() {
+    let h = FakeHost::ready();
+    h.memlock(Some(64 << 10));
+    h.chmod("dev/vfio/5", 0o666);
+    // Every capability but CAP_IPC_LOCK (bit 14): the limit binds.
+    h.cap_eff(0x1ff_ffff_ffff & !(1 << 14));
+    let (line, _) = only_failure(&h, &["diagnose", A, "--user", "4242"], "memlock");
+    assert!(line.contains("is below the 131072 KiB"), "{line}");
+    // CAP_IPC_LOCK alone: the limit does not apply, whoever the user is.
+    h.cap_eff(1 << 14);
+    let r = h.run(&["diagnose", A, "--user", "4242"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout.contains(
+            "ok   memlock: this process has CAP_IPC_LOCK (CapEff bit 14 in /proc/self/status), \
+             so the locked-memory limit does not apply\n"
+        ),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn diagnose_rejects_an_unreadable_capability_mask() {
+    let h = FakeHost::ready();
+    h.write("proc/self/status", "Name:\tx\nCapEff:\tnot-hex\n");
+    let r = h.run(&["diagnose", A]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("CapEff: <hexadecimal capability mask>"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn diagnose_json_lists_checks_with_their_fixes() {
     let h = FakeHost::ready();
     h.hugepages(2048, 0, 0);

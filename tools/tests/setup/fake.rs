@@ -222,6 +222,17 @@ impl FakeHost {
         );
     }
 
+    /// Writes `self/status` with the effective capability mask `cap_eff`.
+    pub fn cap_eff(&self, cap_eff: u64) {
+        self.write(
+            "proc/self/status",
+            &format!(
+                "Name:\tnvme-setup\nUid:\t0\t0\t0\t0\nCapInh:\t0000000000000000\n\
+                 CapPrm:\t{cap_eff:016x}\nCapEff:\t{cap_eff:016x}\nCapBnd:\t000001ffffffffff\n"
+            ),
+        );
+    }
+
     pub fn enable_iommu(&self) {
         fs::create_dir_all(self.sys("class/iommu/dmar0")).unwrap();
     }
