@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::buf::DmaBuf;
 use crate::engine::{queue_error, reap_batch, AsyncDone, Dio};
 use crate::error::DioError;
-use crate::iomap::CompletionFlags;
 use crate::queue::{DioQueue, IoCommand, QueueError};
 use crate::slot::{make_tag, split_tag, Op, SlotState};
 
@@ -26,16 +25,28 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     }
 
     /// Reaps one batch and advances every request whose commands all completed.
+    #[inline]
     pub(crate) fn reap(&mut self) -> Result<usize, DioError> {
+        self.reap_up_to(reap_batch())
+    }
+
+    /// Reaps at most `max` completions and advances every request whose commands
+    /// all completed. A synchronous request that needs no flush is finished in
+    /// place; the others go through the ready list.
+    #[inline]
+    pub(crate) fn reap_up_to(&mut self, max: usize) -> Result<usize, DioError> {
         let Dio {
             qp,
+            caps,
             slots,
             ready,
             stray_completions,
+            commands_in_flight,
             ..
         } = self;
+        let vwc = caps.volatile_write_cache;
         let n = qp
-            .poll(reap_batch(), |tag, status| {
+            .poll(max, |tag, status| {
                 let (index, gen, op) = split_tag(tag);
                 let Some(s) = slots.get_mut(index) else {
                     *stray_completions += 1;
@@ -46,6 +57,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                     return;
                 }
                 s.outstanding -= 1;
+                *commands_in_flight = commands_in_flight.saturating_sub(1);
                 if !status.is_success() {
                     s.set_error(DioError::Device {
                         op,
@@ -54,16 +66,23 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                     });
                 }
                 if s.outstanding == 0 && !s.submitting {
-                    ready.push(index);
+                    if s.state == SlotState::Active && s.ctx.is_none() && !s.needs_flush(vwc) {
+                        s.finished = true;
+                    } else {
+                        ready.push(index);
+                    }
                 }
             })
             .map_err(queue_error)?;
-        self.process_ready();
+        if !self.ready.is_empty() {
+            self.process_ready();
+        }
         Ok(n)
     }
 
     /// Moves every request on the ready list forward: flush if it needs one,
     /// otherwise finish it.
+    #[inline]
     pub(crate) fn process_ready(&mut self) {
         while let Some(slot) = self.ready.pop() {
             if !self.advance(slot) {
@@ -75,6 +94,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     }
 
     /// Returns false if a needed flush could not be queued yet.
+    #[inline]
     fn advance(&mut self, slot: usize) -> bool {
         let vwc = self.caps().volatile_write_cache;
         let s = &mut self.slots[slot];
@@ -82,18 +102,14 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             self.release(slot);
             return true;
         }
-        let needs_flush = s.write
-            && vwc
-            && !s.flush_issued
-            && s.error.is_none()
-            && s.flags.contains(CompletionFlags::NEED_SYNC);
-        if needs_flush {
+        if s.needs_flush(vwc) {
             let tag = make_tag(slot, s.gen, Op::Flush);
             match self.qp.submit(&IoCommand::Flush, tag) {
                 Ok(()) => {
                     let s = &mut self.slots[slot];
                     s.outstanding = 1;
                     s.flush_issued = true;
+                    self.commands_in_flight += 1;
                     self.stats.flush_commands += 1;
                     self.stats.commands += 1;
                     return true;

@@ -88,6 +88,8 @@ pub struct Dio<Q: DioQueue, B: DmaBuf> {
     pub(crate) ready: Vec<usize>,
     pub(crate) stats: DioStats,
     pub(crate) stray_completions: u64,
+    /// Commands the layer issued whose completions it has not reaped yet.
+    pub(crate) commands_in_flight: usize,
     pub(crate) timeout: Duration,
 }
 
@@ -140,6 +142,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             ready: Vec::with_capacity(slots),
             stats: DioStats::default(),
             stray_completions: 0,
+            commands_in_flight: 0,
             timeout: Duration::from_secs(30),
         };
         dio.set_max_command_bytes(usize::MAX);
@@ -200,6 +203,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     }
 
     /// Reads from `iocb.pos` into `iter`, waiting for completion.
+    #[inline]
     pub fn read<M: IomapOps + ?Sized, D: DioOps + ?Sized>(
         &mut self,
         iocb: &mut Kiocb,
@@ -211,6 +215,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     }
 
     /// Writes `iter` at `iocb.pos`, waiting for completion.
+    #[inline]
     pub fn write<M: IomapOps + ?Sized, D: DioOps + ?Sized>(
         &mut self,
         iocb: &mut Kiocb,
@@ -235,6 +240,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     /// on error `iocb.pos` is unchanged. With HIPRI the wait polls the queue pair
     /// if the request became a single command, otherwise it sleeps on the interrupt.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn rw<M: IomapOps + ?Sized, D: DioOps + ?Sized>(
         &mut self,
         dir: Direction,
@@ -321,6 +327,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     }
 
     /// Checks the request and issues its commands; `None` when there is nothing to do.
+    #[inline]
     fn start<M: IomapOps + ?Sized>(
         &mut self,
         dir: Direction,
@@ -437,6 +444,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         Ok(Some((slot, i_size)))
     }
 
+    #[inline]
     fn alloc_slot(&mut self, write: bool, flags: KiocbFlags) -> Result<usize, DioError> {
         let slot = match self.free.pop() {
             Some(s) => s,
@@ -469,6 +477,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     }
 
     /// Returns a slot whose request is complete to the free list.
+    #[inline]
     pub(crate) fn release(&mut self, slot: usize) {
         let s = &mut self.slots[slot];
         s.state = SlotState::Free;
@@ -491,6 +500,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     }
 
     /// Waits until every command of `slot` has completed.
+    #[inline]
     fn wait_slot(&mut self, slot: usize, poll: bool) -> Result<(), DioError> {
         let mut idle = Idle::checking_every(self.timeout, if poll { 64 } else { 1 });
         while !self.slots[slot].finished {
@@ -499,13 +509,15 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                     .wait_interrupt(self.timeout.min(Duration::from_millis(100)))
                     .map_err(queue_error)?;
             }
-            let n = self.reap()?;
+            // Ask for no more completions than the layer has commands in flight.
+            let n = self.reap_up_to(self.commands_in_flight.clamp(1, reap_batch()))?;
             idle.progress(n)?;
         }
         Ok(())
     }
 
     /// Reports a finished request: end_io, EOF truncation, position update.
+    #[inline]
     pub(crate) fn complete<D: DioOps + ?Sized>(
         &mut self,
         slot: usize,
@@ -546,6 +558,7 @@ impl Idle {
         Self::checking_every(timeout, 64)
     }
 
+    #[inline]
     pub(crate) fn checking_every(timeout: Duration, every: u32) -> Self {
         Idle {
             timeout,
@@ -556,6 +569,7 @@ impl Idle {
     }
 
     /// Notes a poll that reaped `n` completions; fails once nothing happened for the timeout.
+    #[inline]
     pub(crate) fn progress(&mut self, n: usize) -> Result<(), DioError> {
         if n > 0 {
             self.since = None;

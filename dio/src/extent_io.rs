@@ -10,9 +10,20 @@ use crate::iov::IovIter;
 use crate::queue::{DioQueue, IoCommand, QueueError, Segment};
 use crate::slot::{make_tag, Op};
 
+/// How issuing a mapping's segment-list commands ended.
+enum Segments {
+    /// Every command was issued, or building one stopped with the error.
+    Issued(Option<DioError>),
+    /// An earlier command of the request had failed: the bytes were given back.
+    GaveBack,
+    /// A submission failed.
+    Failed(DioError),
+}
+
 impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     /// Works on one mapping; returns the bytes processed and the error that stopped it.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub(crate) fn iter_mapping<M: IomapOps + ?Sized>(
         &mut self,
         sub: &mut Submit,
@@ -103,6 +114,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
 
     /// Issues read or write commands for one device-backed mapping, with
     /// sub-block zeroing around writes that need it.
+    #[inline]
     fn iter_bio(
         &mut self,
         sub: &mut Submit,
@@ -179,59 +191,35 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         let mut pos = start;
         let mut copied = 0usize;
         let mut err = None;
-        let mut segs = [Segment::default(); MAX_SEGMENTS];
-        while iter.count() > 0 {
-            if self.slots[sub.slot].error.is_some() {
-                // A command already failed: stop issuing and give the bytes back.
-                iter.revert(copied);
+        // The common case: what is left is one piece of one buffer that fits one
+        // command, so no segment list is built.
+        if let Some(iova) = self.single_command(sub, iter) {
+            let n = iter.count();
+            let seg = [Segment {
+                iova,
+                len: n as u32,
+            }];
+            if let Err(e) = self.issue_rw(sub, map, pos, n, &seg, write, fua) {
                 iter.reexpand(orig);
-                return (0, None);
-            }
-            let (n, nsegs) = match self.build_segments(iter, &mut segs) {
-                Ok(v) => v,
-                Err(e) => {
-                    err = Some(e);
-                    break;
-                }
-            };
-            let lba_no = map.device_addr(pos) >> self.lba_shift;
-            let blocks = (n >> self.lba_shift) as u32;
-            let (cmd, op) = if write {
-                if !fua {
-                    self.slots[sub.slot]
-                        .flags
-                        .remove(CompletionFlags::WRITE_THROUGH);
-                }
-                (
-                    IoCommand::Write {
-                        lba: lba_no,
-                        blocks,
-                        segments: &segs[..nsegs],
-                        fua,
-                    },
-                    Op::Write,
-                )
-            } else {
-                (
-                    IoCommand::Read {
-                        lba: lba_no,
-                        blocks,
-                        segments: &segs[..nsegs],
-                    },
-                    Op::Read,
-                )
-            };
-            if let Err(e) = self.issue(sub, &cmd, op) {
-                iter.reexpand(orig - copied);
-                return (copied as u64, Some(e));
-            }
-            if fua {
-                self.stats.fua_commands += 1;
+                return (0, Some(e));
             }
             self.slots[sub.slot].size += n as u64;
             iter.advance(n);
-            copied += n;
+            copied = n;
             pos += n as u64;
+        }
+        if iter.count() > 0 {
+            match self.issue_segments(sub, map, &mut pos, &mut copied, iter, write, fua) {
+                Segments::Issued(e) => err = e,
+                Segments::GaveBack => {
+                    iter.reexpand(orig);
+                    return (0, None);
+                }
+                Segments::Failed(e) => {
+                    iter.reexpand(orig - copied);
+                    return (copied as u64, Some(e));
+                }
+            }
         }
         // Zero the rest of the last block so a short or EOF-extending write never
         // exposes stale data, also when submission stopped part-way.
@@ -245,6 +233,101 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         }
         iter.reexpand(orig - copied);
         (copied as u64, err)
+    }
+
+    /// The device address of the available bytes when they are one piece that one
+    /// command carries and no earlier command of the request failed.
+    #[inline]
+    fn single_command(&self, sub: &Submit, iter: &IovIter<B>) -> Option<u64> {
+        let (buf, off) = iter.single()?;
+        if iter.count() > self.max_command || self.slots[sub.slot].error.is_some() {
+            return None;
+        }
+        buf.iova_at(off)
+    }
+
+    /// Issues one read or write of `n` bytes at file position `pos` of `map` from `segs`.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn issue_rw(
+        &mut self,
+        sub: &mut Submit,
+        map: &Mapping,
+        pos: u64,
+        n: usize,
+        segs: &[Segment],
+        write: bool,
+        fua: bool,
+    ) -> Result<(), DioError> {
+        let lba = map.device_addr(pos) >> self.lba_shift;
+        let blocks = (n >> self.lba_shift) as u32;
+        let (cmd, op) = if write {
+            if !fua {
+                self.slots[sub.slot]
+                    .flags
+                    .remove(CompletionFlags::WRITE_THROUGH);
+            }
+            (
+                IoCommand::Write {
+                    lba,
+                    blocks,
+                    segments: segs,
+                    fua,
+                },
+                Op::Write,
+            )
+        } else {
+            (
+                IoCommand::Read {
+                    lba,
+                    blocks,
+                    segments: segs,
+                },
+                Op::Read,
+            )
+        };
+        self.issue(sub, &cmd, op)?;
+        if fua {
+            self.stats.fua_commands += 1;
+        }
+        Ok(())
+    }
+
+    /// Issues commands with segment lists for what is left of the iterator (the
+    /// general case: several buffers, or more than one command's worth). Advances
+    /// `pos`, `copied` and the iterator past what was issued.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn issue_segments(
+        &mut self,
+        sub: &mut Submit,
+        map: &Mapping,
+        pos: &mut u64,
+        copied: &mut usize,
+        iter: &mut IovIter<B>,
+        write: bool,
+        fua: bool,
+    ) -> Segments {
+        let mut segs = [Segment::default(); MAX_SEGMENTS];
+        while iter.count() > 0 {
+            if self.slots[sub.slot].error.is_some() {
+                // A command already failed: stop issuing and give the bytes back.
+                iter.revert(*copied);
+                return Segments::GaveBack;
+            }
+            let (n, nsegs) = match self.build_segments(iter, &mut segs) {
+                Ok(v) => v,
+                Err(e) => return Segments::Issued(Some(e)),
+            };
+            if let Err(e) = self.issue_rw(sub, map, *pos, n, &segs[..nsegs], write, fua) {
+                return Segments::Failed(e);
+            }
+            self.slots[sub.slot].size += n as u64;
+            iter.advance(n);
+            *copied += n;
+            *pos += n as u64;
+        }
+        Segments::Issued(None)
     }
 
     /// Takes the next command's worth of segments from `iter` without consuming
@@ -358,6 +441,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     }
 
     /// Submits one command for the request, reaping completions while the queue is full.
+    #[inline]
     fn issue(&mut self, sub: &mut Submit, cmd: &IoCommand<'_>, op: Op) -> Result<(), DioError> {
         let tag = make_tag(sub.slot, self.slots[sub.slot].gen, op);
         let mut idle = Idle::new(self.timeout);
@@ -377,6 +461,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             }
         }
         self.slots[sub.slot].outstanding += 1;
+        self.commands_in_flight += 1;
         self.stats.commands += 1;
         sub.commands += 1;
         Ok(())

@@ -95,6 +95,7 @@ pub struct Mapping {
 
 impl Mapping {
     /// The device byte address of file position `pos` inside this mapping.
+    #[inline]
     pub fn device_addr(&self, pos: u64) -> u64 {
         self.addr + (pos - self.offset)
     }
@@ -115,6 +116,7 @@ pub trait IomapOps {
     fn begin(&self, pos: u64, len: u64, flags: IomapFlags) -> Result<Mapping, DioError>;
 
     /// Ends the use of `mapping`; `written` bytes from `pos` were processed.
+    #[inline]
     fn end(
         &self,
         pos: u64,

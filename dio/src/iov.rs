@@ -45,16 +45,19 @@ impl<B: DmaBuf> IovIter<B> {
     }
 
     /// Bytes the cursor may still consume.
+    #[inline]
     pub fn count(&self) -> usize {
         self.count
     }
 
     /// Bytes consumed so far.
+    #[inline]
     pub fn consumed(&self) -> usize {
         self.consumed
     }
 
     /// The buffers.
+    #[inline]
     pub fn buffers(&self) -> &[B] {
         &self.bufs
     }
@@ -65,6 +68,7 @@ impl<B: DmaBuf> IovIter<B> {
     }
 
     /// Moves the cursor back to the start and makes every byte available again.
+    #[inline]
     pub fn reset(&mut self) {
         self.consumed = 0;
         self.count = self.total;
@@ -73,10 +77,17 @@ impl<B: DmaBuf> IovIter<B> {
     }
 
     /// Consumes `n` bytes (at most [`count`](Self::count)).
+    #[inline]
     pub fn advance(&mut self, n: usize) {
         let mut n = n.min(self.count);
         self.consumed += n;
         self.count -= n;
+        if self.consumed == self.total {
+            // Everything consumed: the cursor rests past the last buffer.
+            self.idx = self.bufs.len();
+            self.off = 0;
+            return;
+        }
         while n > 0 && self.idx < self.bufs.len() {
             let avail = self.bufs[self.idx].len() - self.off;
             if n < avail {
@@ -108,12 +119,14 @@ impl<B: DmaBuf> IovIter<B> {
     }
 
     /// Limits the bytes still available to at most `n`.
+    #[inline]
     pub fn truncate(&mut self, n: usize) {
         self.count = self.count.min(n);
     }
 
     /// Makes `n` bytes available again after a [`truncate`](Self::truncate), bounded
     /// by what the buffers hold past the cursor.
+    #[inline]
     pub fn reexpand(&mut self, n: usize) {
         self.count = n.min(self.total - self.consumed);
     }
@@ -137,26 +150,28 @@ impl<B: DmaBuf> IovIter<B> {
             })
     }
 
+    /// The available bytes as one piece, when they all lie in the current buffer:
+    /// the buffer and the offset of the cursor in it.
+    #[inline]
+    pub(crate) fn single(&self) -> Option<(&B, usize)> {
+        let b = self.bufs.get(self.idx)?;
+        (self.count > 0 && b.len() - self.off >= self.count).then_some((b, self.off))
+    }
+
     /// Checks the DMA rules for the available bytes: every piece starts on a
     /// `dma_align` boundary and its length is a multiple of `block` (both powers of two).
+    #[inline]
     pub fn check_dma_rules(&self, block: u32, dma_align: u32) -> Result<(), DioError> {
+        if let Some((b, off)) = self.single() {
+            return check_piece(b.iova_at(off), self.count, block, dma_align);
+        }
         for c in self.chunks() {
-            if let Some(iova) = self.bufs[c.index].iova_at(c.offset) {
-                if iova & u64::from(dma_align - 1) != 0 {
-                    return Err(DioError::Inval {
-                        what: "buffer device address",
-                        value: iova,
-                        align: u64::from(dma_align),
-                    });
-                }
-            }
-            if c.len & (block as usize - 1) != 0 {
-                return Err(DioError::Inval {
-                    what: "buffer length",
-                    value: c.len as u64,
-                    align: u64::from(block),
-                });
-            }
+            check_piece(
+                self.bufs[c.index].iova_at(c.offset),
+                c.len,
+                block,
+                dma_align,
+            )?;
         }
         Ok(())
     }
@@ -222,4 +237,27 @@ impl<B: DmaBuf> IovIter<B> {
         self.advance(at);
         Ok(())
     }
+}
+
+/// One piece of buffer against the DMA rules (`iova` is `None` when the device
+/// cannot reach it; that is a fault found when the command is built).
+#[inline]
+fn check_piece(iova: Option<u64>, len: usize, block: u32, dma_align: u32) -> Result<(), DioError> {
+    if let Some(iova) = iova {
+        if iova & u64::from(dma_align - 1) != 0 {
+            return Err(DioError::Inval {
+                what: "buffer device address",
+                value: iova,
+                align: u64::from(dma_align),
+            });
+        }
+    }
+    if len & (block as usize - 1) != 0 {
+        return Err(DioError::Inval {
+            what: "buffer length",
+            value: len as u64,
+            align: u64::from(block),
+        });
+    }
+    Ok(())
 }

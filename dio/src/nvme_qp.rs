@@ -60,16 +60,67 @@ impl<T: Transport> NvmeQueue<T> {
     pub fn nsid(&self) -> u32 {
         self.nsid
     }
+
+    /// Commands with several segments, Write Zeroes and Flush.
+    #[inline(never)]
+    fn submit_other(&mut self, cmd: &IoCommand<'_>, tag: u64) -> Result<(), QueueError> {
+        const EMPTY: DmaSegment = DmaSegment {
+            iova: 0,
+            len: 0,
+            ptr: std::ptr::null_mut(),
+        };
+        let r = match *cmd {
+            IoCommand::Read {
+                lba,
+                blocks,
+                segments,
+            } => {
+                let mut segs = [EMPTY; MAX_SEGMENTS];
+                let data = convert(&mut segs, segments)?;
+                self.qp.submit_read(self.nsid, lba, blocks, data, tag)
+            }
+            IoCommand::Write {
+                lba,
+                blocks,
+                segments,
+                fua,
+            } => {
+                let mut segs = [EMPTY; MAX_SEGMENTS];
+                let data = convert(&mut segs, segments)?;
+                self.qp.submit_write(self.nsid, lba, blocks, data, fua, tag)
+            }
+            IoCommand::WriteZeroes { fua: true, .. } => {
+                return Err(QueueError::Invalid(
+                    "the driver offers no Write Zeroes with FUA",
+                ))
+            }
+            IoCommand::WriteZeroes { lba, blocks, .. } => self
+                .qp
+                .submit_write_zeroes(self.nsid, lba, blocks, false, tag),
+            IoCommand::Flush => self.qp.submit_flush(self.nsid, tag),
+        };
+        r.map_err(queue_error)
+    }
 }
 
+#[inline]
 fn status_of(r: Result<(), nvme::Error>) -> CommandStatus {
     match r {
         Ok(()) => CommandStatus::SUCCESS,
-        Err(nvme::Error::CommandFailed { status, .. }) => CommandStatus {
+        Err(e) => error_status(e),
+    }
+}
+
+/// The status of a failed command (kept out of line: the success path is hot).
+#[cold]
+#[inline(never)]
+fn error_status(e: nvme::Error) -> CommandStatus {
+    match e {
+        nvme::Error::CommandFailed { status, .. } => CommandStatus {
             status: (u16::from(status.sct().into_bits()) << 8) | u16::from(status.sc()),
             dnr: status.dnr(),
         },
-        Err(e) => {
+        e => {
             tracing::warn!(error = %e, "command failed without a device status");
             CommandStatus {
                 status: INTERNAL_ERROR,
@@ -79,6 +130,8 @@ fn status_of(r: Result<(), nvme::Error>) -> CommandStatus {
     }
 }
 
+#[cold]
+#[inline(never)]
 fn queue_error(e: nvme::Error) -> QueueError {
     match e {
         nvme::Error::QueueFull { .. } => QueueError::Full,
@@ -118,16 +171,14 @@ fn convert<'a>(
 }
 
 impl<T: Transport> DioQueue for NvmeQueue<T> {
+    #[inline]
     fn caps(&self) -> DeviceCaps {
         self.caps
     }
 
+    #[inline]
     fn submit(&mut self, cmd: &IoCommand<'_>, tag: u64) -> Result<(), QueueError> {
-        const EMPTY: DmaSegment = DmaSegment {
-            iova: 0,
-            len: 0,
-            ptr: std::ptr::null_mut(),
-        };
+        // The common commands, one segment each, stay inline; the rest go out of line.
         let r = match *cmd {
             IoCommand::Read {
                 lba,
@@ -144,38 +195,15 @@ impl<T: Transport> DioQueue for NvmeQueue<T> {
             } => self
                 .qp
                 .submit_write(self.nsid, lba, blocks, &[segment(s)], fua, tag),
-            IoCommand::Read {
-                lba,
-                blocks,
-                segments,
-            } => {
-                let mut segs = [EMPTY; MAX_SEGMENTS];
-                let data = convert(&mut segs, segments)?;
-                self.qp.submit_read(self.nsid, lba, blocks, data, tag)
-            }
-            IoCommand::Write {
-                lba,
-                blocks,
-                segments,
-                fua,
-            } => {
-                let mut segs = [EMPTY; MAX_SEGMENTS];
-                let data = convert(&mut segs, segments)?;
-                self.qp.submit_write(self.nsid, lba, blocks, data, fua, tag)
-            }
-            IoCommand::WriteZeroes { fua: true, .. } => {
-                return Err(QueueError::Invalid(
-                    "the driver offers no Write Zeroes with FUA",
-                ))
-            }
-            IoCommand::WriteZeroes { lba, blocks, .. } => self
-                .qp
-                .submit_write_zeroes(self.nsid, lba, blocks, false, tag),
-            IoCommand::Flush => self.qp.submit_flush(self.nsid, tag),
+            _ => return self.submit_other(cmd, tag),
         };
-        r.map_err(queue_error)
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) => Err(queue_error(e)),
+        }
     }
 
+    #[inline]
     fn poll<F: FnMut(u64, CommandStatus)>(
         &mut self,
         max: usize,

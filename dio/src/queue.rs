@@ -102,6 +102,7 @@ impl CommandStatus {
     };
 
     /// Whether the command succeeded.
+    #[inline]
     pub fn is_success(&self) -> bool {
         self.status == 0
     }

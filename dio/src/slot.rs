@@ -105,7 +105,19 @@ impl<B> Slot<B> {
         }
     }
 
+    /// Whether the request's commands are done but its data still needs a cache
+    /// flush (`vwc`: the device has a volatile write cache).
+    #[inline]
+    pub(crate) fn needs_flush(&self, vwc: bool) -> bool {
+        self.write
+            && vwc
+            && !self.flush_issued
+            && self.error.is_none()
+            && self.flags.contains(CompletionFlags::NEED_SYNC)
+    }
+
     /// Records `e` unless an earlier error is already recorded.
+    #[inline]
     pub(crate) fn set_error(&mut self, e: DioError) {
         if self.error.is_none() {
             self.error = Some(e);

@@ -22,14 +22,17 @@ impl RawNamespace {
 }
 
 impl IomapOps for RawNamespace {
+    #[inline]
     fn size(&self) -> u64 {
         self.size
     }
 
+    #[inline]
     fn block_size(&self) -> u32 {
         self.block
     }
 
+    #[inline]
     fn begin(&self, pos: u64, len: u64, flags: IomapFlags) -> Result<Mapping, DioError> {
         if pos >= self.size {
             if !flags.contains(IomapFlags::WRITE) {
