@@ -2,97 +2,114 @@
 //!
 //! Offsets are byte offsets within the backing store; callers check ranges first.
 
-use std::alloc::Layout;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::iommu::HostSlice;
 
-/// Sparse RAM: fixed-size chunks allocated (zeroed) on first write.
+/// Sparse RAM: one private anonymous mapping reserved up front (without swap
+/// reservation). The kernel hands out zeroed pages on first write, 4 KiB at a time, and
+/// reads of pages never written see its shared zero page, so an untouched namespace
+/// costs no memory and a write costs no more than the pages it touches.
 pub(crate) struct RamStore {
-    chunk_shift: u32,
-    chunks: Box<[AtomicPtr<u8>]>,
+    /// Start of the mapping (dangling when `len` is 0).
+    base: *mut u8,
+    len: usize,
 }
 
+// SAFETY: the store owns its mapping, which lives until drop; all access goes through
+// raw copies into and out of it, as it would for a device's memory shared by its
+// queues (concurrent commands on the same blocks race as they would on hardware).
+unsafe impl Send for RamStore {}
+// SAFETY: as above; `&self` methods only copy bytes in and out of the mapping.
+unsafe impl Sync for RamStore {}
+
 impl RamStore {
-    pub(crate) fn new(size: u64) -> Self {
-        // 64 KiB chunks, larger for huge stores so the table stays at most 1M entries.
-        let mut chunk_shift = 16;
-        while size >> chunk_shift > 1 << 20 {
-            chunk_shift += 1;
+    /// Reserves `size` bytes of address space.
+    pub(crate) fn new(size: u64) -> io::Result<Self> {
+        let len = usize::try_from(size).map_err(|_| {
+            io::Error::new(io::ErrorKind::OutOfMemory, "size exceeds the address space")
+        })?;
+        if len == 0 {
+            return Ok(Self {
+                base: ptr::NonNull::dangling().as_ptr(),
+                len,
+            });
         }
-        let count = size.div_ceil(1 << chunk_shift) as usize;
-        let chunks = (0..count)
-            .map(|_| AtomicPtr::new(ptr::null_mut()))
-            .collect();
-        Self {
-            chunk_shift,
-            chunks,
+        // SAFETY: an anonymous mapping at an address the kernel picks; no existing memory
+        // is affected.
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            base: p.cast(),
+            len,
+        })
+    }
+
+    /// The address of `off..off+len` in the mapping, or an error past its end.
+    fn at(&self, off: u64, len: usize) -> io::Result<*mut u8> {
+        match usize::try_from(off) {
+            Ok(o) if o.checked_add(len).is_some_and(|end| end <= self.len) => {
+                Ok(self.base.wrapping_add(o))
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "range beyond the end of the RAM namespace",
+            )),
         }
     }
 
-    fn layout(&self) -> Layout {
-        // Chunk sizes are powers of two between 64 KiB and 2^63, so this cannot fail.
-        Layout::from_size_align(1 << self.chunk_shift, 4096).expect("valid chunk layout")
-    }
-
-    /// The chunk holding `index`, allocating it if `create`.
-    fn chunk(&self, index: usize, create: bool) -> *mut u8 {
-        let slot = &self.chunks[index];
-        let p = slot.load(Ordering::Acquire);
-        if !p.is_null() || !create {
-            return p;
+    /// Zeroes `off..off+len`: whole pages go back to the kernel (they read as zeros and
+    /// free their memory), partial pages at the ends are cleared in place.
+    fn zero(&self, off: u64, len: usize) -> io::Result<()> {
+        let start = self.at(off, len)?;
+        let page = 4096usize;
+        let first = (off as usize)
+            .next_multiple_of(page)
+            .min(off as usize + len);
+        let last = ((off as usize + len) / page * page).max(first);
+        // SAFETY: both partial pieces lie inside the checked range of the mapping.
+        unsafe {
+            ptr::write_bytes(start, 0, first - off as usize);
+            ptr::write_bytes(self.base.add(last), 0, off as usize + len - last);
         }
-        // SAFETY: the layout has non-zero size.
-        let fresh = unsafe { std::alloc::alloc_zeroed(self.layout()) };
-        if fresh.is_null() {
-            std::alloc::handle_alloc_error(self.layout());
-        }
-        match slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => fresh,
-            Err(winner) => {
-                // SAFETY: `fresh` came from `alloc_zeroed` with this layout and was never
-                // published.
-                unsafe { std::alloc::dealloc(fresh, self.layout()) };
-                winner
+        if last > first {
+            // SAFETY: `first..last` is page-aligned and inside the mapping this store owns;
+            // MADV_DONTNEED on a private anonymous mapping makes the pages read as zeros.
+            let r = unsafe {
+                libc::madvise(
+                    self.base.add(first).cast(),
+                    last - first,
+                    libc::MADV_DONTNEED,
+                )
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
             }
         }
-    }
-
-    /// Calls `f(chunk_ptr_or_null, offset_in_request, len)` for each chunk piece.
-    fn walk(&self, off: u64, len: usize, create: bool, mut f: impl FnMut(*mut u8, usize, usize)) {
-        let size = 1usize << self.chunk_shift;
-        let mut done = 0;
-        while done < len {
-            let pos = off + done as u64;
-            let index = (pos >> self.chunk_shift) as usize;
-            let within = (pos as usize) & (size - 1);
-            let n = (size - within).min(len - done);
-            let chunk = self.chunk(index, create);
-            let at = if chunk.is_null() {
-                chunk
-            } else {
-                chunk.wrapping_add(within)
-            };
-            f(at, done, n);
-            done += n;
-        }
+        Ok(())
     }
 }
 
 impl Drop for RamStore {
     fn drop(&mut self) {
-        let layout = self.layout();
-        for slot in self.chunks.iter() {
-            let p = slot.load(Ordering::Acquire);
-            if !p.is_null() {
-                // SAFETY: every non-null slot holds a pointer from `alloc_zeroed(layout)`.
-                unsafe { std::alloc::dealloc(p, layout) };
-            }
+        if self.len > 0 {
+            // SAFETY: `base..base+len` is the mapping made in `new`, unmapped only here.
+            unsafe { libc::munmap(self.base.cast(), self.len) };
         }
     }
 }
@@ -121,18 +138,11 @@ impl Backend {
     pub(crate) fn read_host(&self, off: u64, dst: HostSlice) -> io::Result<()> {
         match self {
             Backend::Ram(ram) => {
-                ram.walk(off, dst.len(), false, |chunk, at, n| {
-                    // SAFETY: `dst.as_ptr()+at..+n` is inside the host slice (valid per its
-                    // invariant); a non-null `chunk` points at `n` readable bytes of one
-                    // chunk allocation; DMA memory and chunks never overlap.
-                    unsafe {
-                        if chunk.is_null() {
-                            ptr::write_bytes(dst.as_ptr().add(at), 0, n);
-                        } else {
-                            ptr::copy_nonoverlapping(chunk, dst.as_ptr().add(at), n);
-                        }
-                    }
-                });
+                let from = ram.at(off, dst.len())?;
+                // SAFETY: `from` has `dst.len()` readable bytes (checked by `at`); the host
+                // slice is valid for that many bytes per its invariant; DMA memory and the
+                // store's mapping never overlap.
+                unsafe { ptr::copy_nonoverlapping(from, dst.as_ptr(), dst.len()) };
                 Ok(())
             }
             Backend::File { file, base } => {
@@ -173,11 +183,10 @@ impl Backend {
     pub(crate) fn write_host(&self, off: u64, src: HostSlice) -> io::Result<()> {
         match self {
             Backend::Ram(ram) => {
-                ram.walk(off, src.len(), true, |chunk, at, n| {
-                    // SAFETY: `chunk` is non-null (created) and has `n` writable bytes;
-                    // the source range is inside the host slice.
-                    unsafe { ptr::copy_nonoverlapping(src.as_ptr().add(at), chunk, n) };
-                });
+                let to = ram.at(off, src.len())?;
+                // SAFETY: `to` has `src.len()` writable bytes (checked by `at`); the host
+                // slice is valid for that many bytes; the two never overlap.
+                unsafe { ptr::copy_nonoverlapping(src.as_ptr(), to, src.len()) };
                 Ok(())
             }
             Backend::File { file, base } => {
@@ -212,17 +221,9 @@ impl Backend {
     pub(crate) fn read_buf(&self, off: u64, dst: &mut [u8]) -> io::Result<()> {
         match self {
             Backend::Ram(ram) => {
-                let base = dst.as_mut_ptr();
-                ram.walk(off, dst.len(), false, |chunk, at, n| {
-                    // SAFETY: `base+at..+n` is inside `dst`; a non-null chunk has `n` bytes.
-                    unsafe {
-                        if chunk.is_null() {
-                            ptr::write_bytes(base.add(at), 0, n);
-                        } else {
-                            ptr::copy_nonoverlapping(chunk, base.add(at), n);
-                        }
-                    }
-                });
+                let from = ram.at(off, dst.len())?;
+                // SAFETY: `from` has `dst.len()` readable bytes (checked by `at`) outside `dst`.
+                unsafe { ptr::copy_nonoverlapping(from, dst.as_mut_ptr(), dst.len()) };
                 Ok(())
             }
             Backend::File { file, base } => {
@@ -251,11 +252,9 @@ impl Backend {
     pub(crate) fn write_buf(&self, off: u64, src: &[u8]) -> io::Result<()> {
         match self {
             Backend::Ram(ram) => {
-                ram.walk(off, src.len(), true, |chunk, at, n| {
-                    // SAFETY: `chunk` is non-null and has `n` writable bytes; the source is
-                    // inside `src`.
-                    unsafe { ptr::copy_nonoverlapping(src.as_ptr().add(at), chunk, n) };
-                });
+                let to = ram.at(off, src.len())?;
+                // SAFETY: `to` has `src.len()` writable bytes (checked by `at`) outside `src`.
+                unsafe { ptr::copy_nonoverlapping(src.as_ptr(), to, src.len()) };
                 Ok(())
             }
             Backend::File { file, base } => file.write_all_at(src, base + off),
@@ -267,18 +266,13 @@ impl Backend {
     pub(crate) fn zero(&self, off: u64, len: u64) -> io::Result<()> {
         match self {
             Backend::Ram(ram) => {
-                let mut done = 0u64;
-                while done < len {
-                    let n = (len - done).min(1 << 30) as usize;
-                    ram.walk(off + done, n, false, |chunk, _, n| {
-                        if !chunk.is_null() {
-                            // SAFETY: a non-null chunk piece has `n` writable bytes.
-                            unsafe { ptr::write_bytes(chunk, 0, n) };
-                        }
-                    });
-                    done += n as u64;
-                }
-                Ok(())
+                let len = usize::try_from(len).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "zero range exceeds the address space",
+                    )
+                })?;
+                ram.zero(off, len)
             }
             Backend::File { file, base } => {
                 // Punch a hole (reads return zeros); fall back to writing zeros where the

@@ -1,10 +1,15 @@
 //! The volatile write cache model: blocks written but not yet durable.
 //!
 //! With the cache enabled, a write without FUA lands here; reads check here first;
-//! Flush (or a full cache) writes entries back to the backend; a power cut discards
-//! them. Sharded by LBA so queues writing different ranges rarely meet on a lock.
+//! Flush writes every entry back to the backend; a power cut discards them. The cache
+//! is bounded like a device's: a shard that is full writes its oldest block back to
+//! make room (a drive destages in the background), so a stream of cached writes
+//! costs the same per block however long it runs. Sharded by LBA so queues writing
+//! different ranges rarely meet on a lock.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -12,19 +17,86 @@ use std::sync::{Mutex, MutexGuard};
 use crate::backend::Backend;
 
 const SHARDS: usize = 64;
-/// Blocks held before the cache writes itself back (bounds memory use).
+/// Blocks held in all (bounds memory use: 32 MiB of 512-byte blocks, 256 MiB of 4 KiB ones).
 const CAPACITY_BLOCKS: usize = 1 << 16;
+/// Blocks one shard holds before it writes back its oldest.
+const SHARD_CAPACITY: usize = CAPACITY_BLOCKS / SHARDS;
 
 fn shard_of(lba: u64) -> usize {
     ((lba >> 4) as usize) % SHARDS
 }
 
-/// Cached blocks of one shard, by LBA.
-type Shard = Mutex<HashMap<u64, Box<[u8]>>>;
+/// Hashes an LBA with one folded 128-bit multiply: every input bit reaches the low
+/// bits the table indexes by (the shard choice fixes some LBA bits, so the identity
+/// or a plain multiply would crowd a few buckets).
+#[derive(Default)]
+struct LbaHasher(u64);
+
+impl Hasher for LbaHasher {
+    fn finish(&self) -> u64 {
+        let m = u128::from(self.0) * 0x9e37_79b9_7f4a_7c15;
+        (m as u64) ^ ((m >> 64) as u64)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// An LBA no namespace has: marks a ring slot whose block left the cache early.
+const DEAD: u64 = u64::MAX;
+
+/// Cached blocks of one shard: a ring of slots in the order their blocks entered
+/// (oldest at `head`), with the data of slot `i` at `data[i * block_size..]`.
+#[derive(Default)]
+struct Shard {
+    /// Slot of each cached LBA.
+    map: HashMap<u64, usize, BuildHasherDefault<LbaHasher>>,
+    /// LBA of each slot, `DEAD` once invalidated.
+    lbas: Vec<u64>,
+    /// Block data, grown slot by slot up to the shard's capacity and then reused.
+    data: Vec<u8>,
+    head: usize,
+    /// Slots in use from `head`, dead ones included.
+    used: usize,
+}
+
+impl Shard {
+    fn block(&self, slot: usize, bs: usize) -> &[u8] {
+        &self.data[slot * bs..(slot + 1) * bs]
+    }
+
+    /// Removes `lba`'s entry; returns whether there was one.
+    fn remove(&mut self, lba: u64) -> bool {
+        match self.map.remove(&lba) {
+            Some(slot) => {
+                self.lbas[slot] = DEAD;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Empties the shard, keeping its memory; returns how many blocks it held.
+    fn clear(&mut self) -> usize {
+        let n = self.map.len();
+        self.map.clear();
+        self.head = 0;
+        self.used = 0;
+        n
+    }
+}
 
 /// Not-yet-durable blocks of one namespace.
 pub(crate) struct WriteCache {
-    shards: Box<[Shard]>,
+    shards: Box<[Mutex<Shard>]>,
+    block_size: usize,
     dirty: AtomicUsize,
     /// Bumped whenever entries leave the cache other than by invalidation, so a reader
     /// that raced with a write-back can tell and read again.
@@ -36,9 +108,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl WriteCache {
-    pub(crate) fn new() -> Self {
+    /// An empty cache for blocks of `block_size` bytes.
+    pub(crate) fn new(block_size: usize) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            block_size,
             dirty: AtomicUsize::new(0),
             generation: AtomicUsize::new(0),
         }
@@ -61,22 +135,64 @@ impl WriteCache {
         self.dirty.load(Ordering::Acquire)
     }
 
-    /// Stores one block, filled by `fill` (which receives the block buffer).
-    pub(crate) fn put(&self, lba: u64, block_size: usize, fill: impl FnOnce(&mut [u8])) {
-        let mut shard = lock(&self.shards[shard_of(lba)]);
-        let entry = shard.entry(lba).or_insert_with(|| {
-            self.dirty.fetch_add(1, Ordering::AcqRel);
-            vec![0u8; block_size].into_boxed_slice()
-        });
-        fill(entry);
+    /// Stores one block, filled by `fill` (which receives the block buffer and must
+    /// write all of it). A full shard first writes its oldest block back to `backend`.
+    pub(crate) fn put(
+        &self,
+        lba: u64,
+        backend: &Backend,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> io::Result<()> {
+        let bs = self.block_size;
+        let mut guard = lock(&self.shards[shard_of(lba)]);
+        let shard = &mut *guard;
+        if shard.used == SHARD_CAPACITY {
+            self.write_back_oldest(shard, backend)?;
+        }
+        let slot = match shard.map.entry(lba) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                let slot = (shard.head + shard.used) % SHARD_CAPACITY;
+                shard.used += 1;
+                if shard.lbas.len() <= slot {
+                    shard.lbas.resize(slot + 1, DEAD);
+                    shard.data.resize((slot + 1) * bs, 0);
+                }
+                shard.lbas[slot] = lba;
+                e.insert(slot);
+                self.dirty.fetch_add(1, Ordering::AcqRel);
+                slot
+            }
+        };
+        fill(&mut shard.data[slot * bs..(slot + 1) * bs]);
+        Ok(())
+    }
+
+    /// Frees the oldest slot of `shard`, writing its block back to `backend` if it is
+    /// still cached.
+    fn write_back_oldest(&self, shard: &mut Shard, backend: &Backend) -> io::Result<()> {
+        let bs = self.block_size;
+        let slot = shard.head;
+        let lba = shard.lbas[slot];
+        if lba != DEAD {
+            backend.write_buf(lba * bs as u64, shard.block(slot, bs))?;
+            // Bumped before the entry goes, under the shard lock: a reader that misses
+            // the entry also sees the new generation and reads again.
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            shard.remove(lba);
+            self.dirty.fetch_sub(1, Ordering::AcqRel);
+        }
+        shard.head = (slot + 1) % SHARD_CAPACITY;
+        shard.used -= 1;
+        Ok(())
     }
 
     /// Calls `f` with the cached block at `lba`, if any; returns whether there was one.
     pub(crate) fn with(&self, lba: u64, f: impl FnOnce(&[u8])) -> bool {
         let shard = lock(&self.shards[shard_of(lba)]);
-        match shard.get(&lba) {
-            Some(block) => {
-                f(block);
+        match shard.map.get(&lba) {
+            Some(&slot) => {
+                f(shard.block(slot, self.block_size));
                 true
             }
             None => false,
@@ -90,38 +206,46 @@ impl WriteCache {
         }
         if count <= 4 * SHARDS as u64 {
             for l in lba..lba + count {
-                if lock(&self.shards[shard_of(l)]).remove(&l).is_some() {
+                if lock(&self.shards[shard_of(l)]).remove(l) {
                     self.dirty.fetch_sub(1, Ordering::AcqRel);
                 }
             }
         } else {
             for shard in self.shards.iter() {
                 let mut s = lock(shard);
-                let before = s.len();
-                s.retain(|l, _| !(lba..lba + count).contains(l));
-                self.dirty.fetch_sub(before - s.len(), Ordering::AcqRel);
+                let Shard { map, lbas, .. } = &mut *s;
+                let before = map.len();
+                map.retain(|l, slot| {
+                    let keep = !(lba..lba + count).contains(l);
+                    if !keep {
+                        lbas[*slot] = DEAD;
+                    }
+                    keep
+                });
+                self.dirty.fetch_sub(before - map.len(), Ordering::AcqRel);
             }
         }
     }
 
-    /// Writes every cached block back to `backend` and empties the cache. Entries stay
-    /// visible until the backend holds them, so a concurrent reader never sees old data.
-    pub(crate) fn write_back(&self, backend: &Backend, block_size: u64) -> io::Result<()> {
+    /// Writes every cached block back to `backend`, oldest first, and empties the cache.
+    /// Entries stay visible until the backend holds them, so a concurrent reader never
+    /// sees old data.
+    pub(crate) fn write_back(&self, backend: &Backend) -> io::Result<()> {
+        let bs = self.block_size;
         for shard in self.shards.iter() {
             let mut s = lock(shard);
-            for (lba, data) in s.iter() {
-                backend.write_buf(lba * block_size, data)?;
+            for i in 0..s.used {
+                let slot = (s.head + i) % SHARD_CAPACITY;
+                let lba = s.lbas[slot];
+                if lba != DEAD {
+                    backend.write_buf(lba * bs as u64, s.block(slot, bs))?;
+                }
             }
             self.generation.fetch_add(1, Ordering::AcqRel);
-            self.dirty.fetch_sub(s.len(), Ordering::AcqRel);
-            s.clear();
+            let n = s.clear();
+            self.dirty.fetch_sub(n, Ordering::AcqRel);
         }
         Ok(())
-    }
-
-    /// Whether the cache has grown past its capacity and should be written back.
-    pub(crate) fn over_capacity(&self) -> bool {
-        self.len() > CAPACITY_BLOCKS
     }
 
     /// Discards everything (power loss); returns how many blocks were lost.
@@ -129,10 +253,10 @@ impl WriteCache {
         let mut lost = 0;
         for shard in self.shards.iter() {
             let mut s = lock(shard);
-            lost += s.len();
             self.generation.fetch_add(1, Ordering::AcqRel);
-            self.dirty.fetch_sub(s.len(), Ordering::AcqRel);
-            s.clear();
+            let n = s.clear();
+            self.dirty.fetch_sub(n, Ordering::AcqRel);
+            lost += n;
         }
         lost
     }

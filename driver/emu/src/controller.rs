@@ -190,11 +190,16 @@ impl Ctrl {
                         file: f.clone(),
                         base: u64::from(nsid - 1) * cfg.ns_size,
                     },
-                    _ => Backend::Ram(RamStore::new(cfg.ns_size)),
+                    _ => Backend::Ram(RamStore::new(cfg.ns_size).map_err(|source| {
+                        EmuError::Memory {
+                            bytes: cfg.ns_size,
+                            source,
+                        }
+                    })?),
                 };
-                Namespace::new(nsid, cfg.lba_size, blocks, backend)
+                Ok(Namespace::new(nsid, cfg.lba_size, blocks, backend))
             })
-            .collect();
+            .collect::<Result<_, EmuError>>()?;
         let cap = Cap::new()
             .with_mqes(cfg.mqes)
             .with_cqr(true)

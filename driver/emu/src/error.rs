@@ -44,6 +44,15 @@ pub enum EmuError {
         #[source]
         source: std::io::Error,
     },
+    /// The address space for a RAM namespace could not be reserved.
+    #[error("cannot reserve {bytes} bytes of memory for a RAM namespace: {source}; choose a smaller `size` or back it with `file=PATH`")]
+    Memory {
+        /// Bytes asked for.
+        bytes: u64,
+        /// The operating system error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The device thread could not be started.
     #[error("cannot start the emulated controller's device thread: {0}")]
     Thread(#[source] std::io::Error),

@@ -56,7 +56,7 @@ impl Namespace {
             lba_shift: lba_size.trailing_zeros(),
             blocks,
             backend,
-            cache: WriteCache::new(),
+            cache: WriteCache::new(lba_size as usize),
         }
     }
 
@@ -116,14 +116,10 @@ impl Namespace {
         let total: usize = segs.iter().map(|s| s.len()).sum();
         let nlb = (total >> self.lba_shift) as u64;
         if cached {
-            let bs = self.block_size();
             for i in 0..nlb {
-                self.cache.put(slba + i, bs, |buf| {
+                self.cache.put(slba + i, &self.backend, |buf| {
                     sg_copy_to(segs, (i as usize) << self.lba_shift, buf)
-                });
-            }
-            if self.cache.over_capacity() {
-                self.cache.write_back(&self.backend, bs as u64)?;
+                })?;
             }
         } else {
             let mut off = slba << self.lba_shift;
@@ -146,8 +142,7 @@ impl Namespace {
 
     /// Makes every completed write durable.
     pub(crate) fn flush(&self) -> io::Result<()> {
-        self.cache
-            .write_back(&self.backend, self.block_size() as u64)?;
+        self.cache.write_back(&self.backend)?;
         self.backend.sync()
     }
 

@@ -164,3 +164,81 @@ fn write_zeroes_on_a_file_namespace_zeroes_the_file_range() {
     assert_eq!(on_disk[3 * 4096..4 * 4096], data[3 * 4096..]);
     assert_eq!(on_disk.len(), 1 << 20, "punching a hole keeps the size");
 }
+
+#[test]
+fn a_full_write_cache_writes_back_its_oldest_blocks_and_stays_bounded() {
+    // 65536 blocks fit in the cache; write 4096 more, 64 blocks per command.
+    const CAPACITY: u64 = 1 << 16;
+    const PER_CMD: u64 = 64;
+    let total = CAPACITY + 4096;
+    let mut h = Harness::with_io("emu:size=64M", 16);
+    let data = |cmd: u64| pattern(PER_CMD as usize * 512, cmd as u8);
+    for cmd in 0..total / PER_CMD {
+        let c = h.write_blocks(1, cmd * PER_CMD, &data(cmd), false);
+        assert!(c.status.is_success());
+    }
+    let cached = h.ctrl.cached_blocks(1).unwrap() as u64;
+    assert!(cached <= CAPACITY, "{cached} blocks cached");
+    // Reads see the newest data, whether it sits in the cache or was written back.
+    let last = total / PER_CMD - 1;
+    for cmd in [0, 1, last / 2, last] {
+        let (c, got) = h.read_blocks(1, cmd * PER_CMD, PER_CMD as u32);
+        assert!(c.status.is_success());
+        assert_eq!(got, data(cmd), "command {cmd} before the power cut");
+    }
+    h.ctrl.power_cut();
+    assert_eq!(h.ctrl.stats().lost_blocks, cached);
+    // The oldest blocks were written back to make room, so they survive; the newest
+    // were still cached and are lost.
+    assert_eq!(h.read_blocks(1, 0, PER_CMD as u32).1, data(0));
+    let (_, newest) = h.read_blocks(1, last * PER_CMD, PER_CMD as u32);
+    assert!(newest.iter().all(|&b| b == 0), "newest blocks survived");
+}
+
+#[test]
+fn flush_after_the_cache_wrapped_makes_every_block_durable() {
+    const PER_CMD: u64 = 64;
+    let total = (1u64 << 16) + 4096;
+    let mut h = Harness::with_io("emu:size=64M", 16);
+    for cmd in 0..total / PER_CMD {
+        h.write_blocks(
+            1,
+            cmd * PER_CMD,
+            &pattern(PER_CMD as usize * 512, cmd as u8),
+            false,
+        );
+    }
+    assert!(h.flush(1).status.is_success());
+    assert_eq!(h.ctrl.cached_blocks(1), Some(0));
+    h.ctrl.power_cut();
+    assert_eq!(h.ctrl.stats().lost_blocks, 0);
+    let last = total / PER_CMD - 1;
+    for cmd in [0, last / 2, last] {
+        let got = h.read_blocks(1, cmd * PER_CMD, PER_CMD as u32).1;
+        assert_eq!(
+            got,
+            pattern(PER_CMD as usize * 512, cmd as u8),
+            "command {cmd}"
+        );
+    }
+}
+
+#[test]
+fn a_block_superseded_by_fua_is_not_written_back_when_the_cache_wraps() {
+    const PER_CMD: u64 = 64;
+    let mut h = Harness::with_io("emu:size=64M", 16);
+    h.write_blocks(1, 0, &pattern(512, 1), false);
+    h.write_blocks(1, 0, &pattern(512, 2), true);
+    // Enough newer cached writes that every older slot is written back or freed.
+    let total = (1u64 << 16) + 8192;
+    for cmd in 0..total / PER_CMD {
+        h.write_blocks(
+            1,
+            1024 + cmd * PER_CMD,
+            &pattern(PER_CMD as usize * 512, 3),
+            false,
+        );
+    }
+    h.ctrl.power_cut();
+    assert_eq!(h.read_blocks(1, 0, 1).1, pattern(512, 2));
+}

@@ -310,6 +310,24 @@ fn write_zeroes_clears_exactly_the_range() {
 }
 
 #[test]
+fn write_zeroes_spanning_whole_pages_clears_exactly_the_range() {
+    // Blocks 3..=28 (bytes 1536..14848): partial 4 KiB pages at both ends, whole ones
+    // between, written durably first so they hold data in the backend.
+    let mut h = Harness::with_io("emu", 16);
+    let expect = pattern(32 * 512, 3);
+    h.write_blocks(1, 0, &expect, true);
+    let mut wz = sqe(0x08);
+    wz.nsid = 1;
+    wz.cdw10 = 3;
+    wz.cdw12 = 25 | (1 << 25); // 26 blocks, DEAC
+    assert!(h.exec(1, wz).status.is_success());
+    let (_, got) = h.read_blocks(1, 0, 32);
+    assert_eq!(got[..1536], expect[..1536]);
+    assert!(got[1536..14848].iter().all(|&b| b == 0));
+    assert_eq!(got[14848..], expect[14848..]);
+}
+
+#[test]
 fn dataset_management_deallocate_zeroes_each_range() {
     let mut h = Harness::with_io("emu", 16);
     h.write_blocks(1, 0, &pattern(16 * 512, 2), true);
