@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::buf::DmaBuf;
 use crate::error::DioError;
-use crate::iomap::{CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps};
+use crate::iomap::{CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps, Mapping};
 use crate::iov::IovIter;
 use crate::kiocb::{Kiocb, KiocbFlags};
 use crate::queue::{DeviceCaps, DioQueue, QueueError};
@@ -15,7 +15,7 @@ use crate::slot::{AsyncCtx, Slot, SlotState, MAX_SLOTS};
 /// Most DMA segments the layer puts in one command.
 pub(crate) const MAX_SEGMENTS: usize = 16;
 /// Buffer addresses must be dword aligned (NVMe PRP entries).
-const DMA_ALIGN: u32 = 4;
+pub(crate) const DMA_ALIGN: u32 = 4;
 /// Completions reaped per poll call.
 const REAP_BATCH: usize = 64;
 /// Largest transfer the layer puts in one command when the device sets no limit.
@@ -84,7 +84,7 @@ pub struct Dio<Q: DioQueue, B: DmaBuf> {
     pub(crate) max_segments: usize,
     pub(crate) zero: Option<B>,
     pub(crate) slots: Vec<Slot<B>>,
-    free: Vec<usize>,
+    pub(crate) free: Vec<usize>,
     pub(crate) ready: Vec<usize>,
     pub(crate) stats: DioStats,
     pub(crate) stray_completions: u64,
@@ -251,9 +251,27 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         dio_flags: DioFlags,
         done_before: usize,
     ) -> Result<usize, DioError> {
+        if dir == Direction::Read {
+            if let Some(r) = self.read_single(iocb, iter, ops, dops, dio_flags, done_before) {
+                return r;
+            }
+        }
         let Some((slot, i_size)) = self.start(dir, iocb, iter, ops, dio_flags)? else {
             return Ok(0);
         };
+        self.finish_sync(slot, iocb, i_size, dops, done_before)
+    }
+
+    /// Waits for a synchronous request's commands and reports it.
+    #[inline]
+    pub(crate) fn finish_sync<D: DioOps + ?Sized>(
+        &mut self,
+        slot: usize,
+        iocb: &mut Kiocb,
+        i_size: u64,
+        dops: &D,
+        done_before: usize,
+    ) -> Result<usize, DioError> {
         let waited = self.wait_slot(slot, iocb.flags.contains(KiocbFlags::HIPRI));
         if let Err(e) = waited {
             self.abandon(slot);
@@ -382,18 +400,44 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             });
         }
         let slot = self.alloc_slot(write, iocb.flags)?;
-        let mut sub = Submit {
+        let sub = Submit {
             slot,
             nowait: iocb.flags.contains(KiocbFlags::NOWAIT),
             i_size,
             fs_block,
             commands: 0,
         };
+        self.run_mappings(sub, iocb, len, iter, ops, write, map_flags, dio_flags, None);
+        Ok(Some((slot, i_size)))
+    }
+
+    /// Maps and issues the whole request for an allocated slot, then hands the slot
+    /// to completion. `first` is the answer of an [`IomapOps::begin`] already made
+    /// for the request's start.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_mappings<M: IomapOps + ?Sized>(
+        &mut self,
+        mut sub: Submit,
+        iocb: &mut Kiocb,
+        len: u64,
+        iter: &mut IovIter<B>,
+        ops: &M,
+        write: bool,
+        map_flags: IomapFlags,
+        dio_flags: DioFlags,
+        mut first: Option<Result<Mapping, DioError>>,
+    ) {
+        let slot = sub.slot;
+        let i_size = sub.i_size;
         let mut pos = iocb.pos;
         let mut left = len;
         let mut ret = Ok(());
         while left > 0 {
-            let map = match ops.begin(pos, left, map_flags) {
+            let mapped = match first.take() {
+                Some(m) => m,
+                None => ops.begin(pos, left, map_flags),
+            };
+            let map = match mapped {
                 Ok(m) => m,
                 Err(e) => {
                     ret = Err(e);
@@ -441,11 +485,10 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             self.ready.push(slot);
             self.process_ready();
         }
-        Ok(Some((slot, i_size)))
     }
 
     #[inline]
-    fn alloc_slot(&mut self, write: bool, flags: KiocbFlags) -> Result<usize, DioError> {
+    pub(crate) fn alloc_slot(&mut self, write: bool, flags: KiocbFlags) -> Result<usize, DioError> {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {

@@ -135,13 +135,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                 }),
             );
         }
-        let capacity = self.caps.capacity_lbas.saturating_mul(lba);
-        let in_range = map
-            .addr
-            .checked_add(start - map.offset)
-            .and_then(|a| a.checked_add(length))
-            .is_some_and(|end| end <= capacity);
-        if map.addr & (lba - 1) != 0 || !in_range {
+        if !self.in_namespace(map, start, length) {
             return (
                 0,
                 Some(DioError::Io {
@@ -235,6 +229,20 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         (copied as u64, err)
     }
 
+    /// Whether `length` bytes from file position `start` of `map` lie inside the
+    /// namespace and start on a logical block boundary of the device.
+    #[inline]
+    pub(crate) fn in_namespace(&self, map: &Mapping, start: u64, length: u64) -> bool {
+        let lba = u64::from(self.caps.lba_size);
+        let capacity = self.caps.capacity_lbas.saturating_mul(lba);
+        let in_range = map
+            .addr
+            .checked_add(start - map.offset)
+            .and_then(|a| a.checked_add(length))
+            .is_some_and(|end| end <= capacity);
+        map.addr & (lba - 1) == 0 && in_range
+    }
+
     /// The device address of the available bytes when they are one piece that one
     /// command carries and no earlier command of the request failed.
     #[inline]
@@ -247,7 +255,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     }
 
     /// Issues one read or write of `n` bytes at file position `pos` of `map` from `segs`.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn issue_rw(
         &mut self,
@@ -440,25 +448,50 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         Ok(())
     }
 
-    /// Submits one command for the request, reaping completions while the queue is full.
-    #[inline]
-    fn issue(&mut self, sub: &mut Submit, cmd: &IoCommand<'_>, op: Op) -> Result<(), DioError> {
-        let tag = make_tag(sub.slot, self.slots[sub.slot].gen, op);
+    /// Retries a submission the queue refused as full, reaping completions until it
+    /// has room (or fails NOWAIT requests); other refusals are errors.
+    #[cold]
+    #[inline(never)]
+    fn resubmit(
+        &mut self,
+        sub: &Submit,
+        cmd: &IoCommand<'_>,
+        tag: u64,
+        first: QueueError,
+    ) -> Result<(), DioError> {
         let mut idle = Idle::new(self.timeout);
+        let mut err = first;
         loop {
-            match self.qp.submit(cmd, tag) {
-                Ok(()) => break,
-                Err(QueueError::Full) if sub.nowait => {
+            match err {
+                QueueError::Full if sub.nowait => {
                     return Err(DioError::Again {
                         reason: "the submission queue is full",
                     })
                 }
-                Err(QueueError::Full) => {
+                QueueError::Full => {
                     let n = self.reap()?;
                     idle.progress(n)?;
                 }
-                Err(e) => return Err(queue_error(e)),
+                e => return Err(queue_error(e)),
             }
+            match self.qp.submit(cmd, tag) {
+                Ok(()) => return Ok(()),
+                Err(e) => err = e,
+            }
+        }
+    }
+
+    /// Submits one command for the request, reaping completions while the queue is full.
+    #[inline(always)]
+    pub(crate) fn issue(
+        &mut self,
+        sub: &mut Submit,
+        cmd: &IoCommand<'_>,
+        op: Op,
+    ) -> Result<(), DioError> {
+        let tag = make_tag(sub.slot, self.slots[sub.slot].gen, op);
+        if let Err(e) = self.qp.submit(cmd, tag) {
+            self.resubmit(sub, cmd, tag, e)?;
         }
         self.slots[sub.slot].outstanding += 1;
         self.commands_in_flight += 1;

@@ -155,7 +155,13 @@ impl<B: DmaBuf> IovIter<B> {
     #[inline]
     pub(crate) fn single(&self) -> Option<(&B, usize)> {
         let b = self.bufs.get(self.idx)?;
-        (self.count > 0 && b.len() - self.off >= self.count).then_some((b, self.off))
+        // One buffer holds `total` bytes (lengths are fixed), which spares a call.
+        let len = if self.bufs.len() == 1 {
+            self.total
+        } else {
+            b.len()
+        };
+        (self.count > 0 && len - self.off >= self.count).then_some((b, self.off))
     }
 
     /// Checks the DMA rules for the available bytes: every piece starts on a

@@ -54,6 +54,7 @@ mod kiocb;
 pub mod nvme_qp;
 pub mod providers;
 mod queue;
+mod single;
 mod slot;
 
 #[cfg(test)]
