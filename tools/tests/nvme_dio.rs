@@ -1,20 +1,14 @@
 //! `nvme-dio` end to end on the emulated controller.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+use common::run_tool;
 use serde_json::Value;
 
 fn dio(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_nvme-dio"))
-        .args(args)
-        .output()
-        .expect("run nvme-dio");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_tool(env!("CARGO_BIN_EXE_nvme-dio"), args)
 }
 
 fn dio_json(args: &[&str]) -> Value {

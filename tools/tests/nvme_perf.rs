@@ -1,19 +1,12 @@
 //! `nvme-perf` end to end on the emulated controller (short runs).
 
-use std::process::Command;
+mod common;
 
+use common::run_tool;
 use serde_json::Value;
 
 fn perf(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_nvme-perf"))
-        .args(args)
-        .output()
-        .expect("run nvme-perf");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_tool(env!("CARGO_BIN_EXE_nvme-perf"), args)
 }
 
 fn json(stdout: &str) -> Value {

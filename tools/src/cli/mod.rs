@@ -108,6 +108,20 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{text}' is not a byte count (examples: 4096, 4k, 1M, 0x1000)"))
 }
 
+/// The active namespace IDs of `ctrl` as a list for messages (`1, 2`), or `none`.
+pub fn active_namespaces<T: nvme::Transport>(ctrl: &nvme::Controller<T>) -> String {
+    let ids: Vec<String> = ctrl
+        .namespaces()
+        .iter()
+        .map(|n| n.nsid.to_string())
+        .collect();
+    if ids.is_empty() {
+        "none".to_string()
+    } else {
+        ids.join(", ")
+    }
+}
+
 /// Writes `text` and a newline to stdout; a closed pipe (`| head`) is not an error
 /// worth a panic, so write errors are ignored.
 pub fn print_stdout(text: &str) {

@@ -38,23 +38,11 @@ pub fn run(device: &str, nsid: u32, steps: &[Step]) -> Result<DioReport, ToolErr
             })?
         }
     };
-    let active = || {
-        let ids: Vec<String> = ctrl
-            .namespaces()
-            .iter()
-            .map(|n| n.nsid.to_string())
-            .collect();
-        if ids.is_empty() {
-            "none".to_string()
-        } else {
-            ids.join(", ")
-        }
-    };
     if ctrl.namespace(nsid).is_none() {
         return Err(ToolError::NoNamespace {
             device: device.to_string(),
             nsid,
-            active: active(),
+            active: crate::cli::active_namespaces(&ctrl),
         });
     }
     let queue = NvmeQueue::new(&ctrl, qp, nsid)?;

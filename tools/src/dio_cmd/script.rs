@@ -236,6 +236,21 @@ where
                 })
             }
         };
+        // The raw namespace ends at its capacity (files of the extent layer grow).
+        let within = |offset: u64, length: u64| {
+            let end = offset.saturating_add(length);
+            if end > ns_bytes {
+                Err(StepError::OutOfRange {
+                    step: n,
+                    op,
+                    offset,
+                    end,
+                    size: ns_bytes,
+                })
+            } else {
+                Ok(())
+            }
+        };
         let file = match step.file() {
             None => None,
             Some(name) => {
@@ -300,15 +315,8 @@ where
                 let size = src.metadata().map_err(host_err)?.len();
                 aligned("--offset", *offset)?;
                 aligned("the input size", size)?;
-                let end = offset.saturating_add(size);
-                if file.is_none() && end > ns_bytes {
-                    return Err(StepError::OutOfRange {
-                        step: n,
-                        op,
-                        offset: *offset,
-                        end,
-                        size: ns_bytes,
-                    });
+                if file.is_none() {
+                    within(*offset, size)?;
                 }
                 let mut flags = KiocbFlags::empty();
                 flags.set(KiocbFlags::DSYNC, *dsync);
@@ -359,15 +367,8 @@ where
             } => {
                 aligned("--offset", *offset)?;
                 aligned("--length", *length)?;
-                let end = offset.saturating_add(*length);
-                if file.is_none() && end > ns_bytes {
-                    return Err(StepError::OutOfRange {
-                        step: n,
-                        op,
-                        offset: *offset,
-                        end,
-                        size: ns_bytes,
-                    });
+                if file.is_none() {
+                    within(*offset, *length)?;
                 }
                 let host_err = |source| StepError::HostFile {
                     step: n,
