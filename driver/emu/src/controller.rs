@@ -31,7 +31,7 @@ use crate::identify::{ErrorEntry, ELPE};
 use crate::iommu::{Iommu, MemView};
 use crate::log::{LogEntry, LogState};
 use crate::namespace::Namespace;
-use crate::queue::{CqSlot, Scratch, Shadow, SqSlot};
+use crate::queue::{CqSlot, CqState, Scratch, Shadow, SqSlot};
 use crate::registers::Regs;
 use crate::stats::{GlobalCounters, QueueCounters};
 use crate::worker::Worker;
@@ -306,19 +306,7 @@ impl Ctrl {
             self.qregs[usize::from(cqid)]
                 .cq_stalled
                 .store(false, Ordering::Release);
-            match cq.drain_overflow(view, &self.qregs[usize::from(cqid)].cq_head) {
-                Ok(n) if n > 0 && cq.ien => self.signal(cq.iv),
-                Ok(_) => {}
-                Err(_) => {
-                    GlobalCounters::bump(&self.global.dma_errors);
-                    self.fatal();
-                }
-            }
-            if !cq.overflow.is_empty() {
-                self.qregs[usize::from(cqid)]
-                    .cq_stalled
-                    .store(true, Ordering::Release);
-            }
+            self.drain_held(cqid, cq, view);
             cq.sqs.clone()
         };
         for sqid in sqs {
@@ -514,6 +502,12 @@ impl Ctrl {
         let CqSlot { view, q } = &mut *slot;
         let Some(cq) = q.as_mut() else { return };
         cq.overflow.push_back(cqe);
+        self.drain_held(cqid, cq, view);
+    }
+
+    /// Posts the completions CQ `cqid` holds back as far as its free entries allow,
+    /// signals them, and marks the queue stalled while some are still held.
+    fn drain_held(&self, cqid: u16, cq: &mut CqState, view: &mut MemView) {
         match cq.drain_overflow(view, &self.qregs[usize::from(cqid)].cq_head) {
             Ok(n) if n > 0 && cq.ien => self.signal(cq.iv),
             Ok(_) => {}

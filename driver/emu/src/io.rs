@@ -51,34 +51,18 @@ impl Ctrl {
             }
         };
         match op {
-            Op::READ => {
-                ctx.counters.reads += 1;
-                self.read(ctx, ns, sqe, ps)
-            }
-            Op::WRITE => {
-                ctx.counters.writes += 1;
-                self.write(ctx, ns, sqe, ps)
-            }
-            Op::WRITE_ZEROES => {
-                ctx.counters.other_io += 1;
-                self.write_zeroes(ns, sqe)
-            }
-            Op::DATASET_MANAGEMENT => {
-                ctx.counters.other_io += 1;
-                self.dataset_management(ctx, ns, sqe, ps)
-            }
-            Op::VERIFY => {
-                ctx.counters.other_io += 1;
-                self.verify(ns, sqe)
-            }
-            Op::COMPARE => {
-                ctx.counters.other_io += 1;
-                self.compare(ctx, ns, sqe, ps)
-            }
-            _ => {
-                ctx.counters.other_io += 1;
-                done(generic(G::InvalidCommandOpcode))
-            }
+            Op::READ => ctx.counters.reads += 1,
+            Op::WRITE => ctx.counters.writes += 1,
+            _ => ctx.counters.other_io += 1,
+        }
+        match op {
+            Op::READ => self.read(ctx, ns, sqe, ps),
+            Op::WRITE => self.write(ctx, ns, sqe, ps),
+            Op::WRITE_ZEROES => self.write_zeroes(ns, sqe),
+            Op::DATASET_MANAGEMENT => self.dataset_management(ctx, ns, sqe, ps),
+            Op::VERIFY => self.verify(ns, sqe),
+            Op::COMPARE => self.compare(ctx, ns, sqe, ps),
+            _ => done(generic(G::InvalidCommandOpcode)),
         }
     }
 

@@ -286,12 +286,7 @@ fn doorbell_buffer_config_rejects_unaligned_buffers() {
 #[test]
 fn shadow_doorbells_are_read_from_memory_and_event_idx_is_written() {
     let mut h = Harness::new("emu");
-    let db = h.alloc(PAGE);
-    let ei = h.alloc(PAGE);
-    let mut e = sqe(0x7c);
-    e.prp1 = db.iova;
-    e.prp2 = ei.iova;
-    assert!(h.admin(e).status.is_success());
+    let (db, ei) = h.enable_shadow_doorbells();
     h.create_io_pair(1, 16);
     let buf = h.alloc(PAGE);
     // Place two commands, publish tail 2 in the shadow doorbell, but write only 1 to the
@@ -368,20 +363,7 @@ fn get_log_page_honours_the_offset_and_rejects_unaligned_ones() {
 fn abort_of_a_command_still_queued_behind_a_full_cq_completes_it_as_aborted() {
     let mut h = Harness::new("emu");
     // A 2-entry CQ holds one completion; the other commands stay queued in the SQ.
-    let cq = h.alloc(PAGE);
-    let sq = h.alloc(PAGE);
-    assert!(h.create_cq_raw(1, 2, cq.iova, 1, 0).status.is_success());
-    assert!(h.create_sq_raw(1, 8, sq.iova, 1, 1).status.is_success());
-    h.queues[1] = Some(Queue {
-        qid: 1,
-        sq,
-        cq,
-        size: 8,
-        cq_size: 2,
-        tail: 0,
-        head: 0,
-        phase: true,
-    });
+    h.create_io_pair_with(1, 8, 2, None);
     let buf = h.alloc(PAGE);
     let cids: Vec<u16> = (0..3)
         .map(|_| h.place(1, rw(0x02, 1, 0, 1, buf.iova, 0), false))

@@ -149,11 +149,7 @@ fn wrong_cid_and_wrong_sqid_are_posted_as_asked() {
 fn raised_cfs_shows_in_csts_until_reset() {
     let mut h = Harness::with_io("emu", 16);
     h.ctrl.faults().raise_cfs();
-    assert!(h.cfs());
-    h.disable();
-    assert!(!h.cfs());
-    h.enable_default();
-    assert!(h.ready());
+    h.assert_reset_clears_cfs();
 }
 
 #[test]

@@ -451,20 +451,7 @@ fn queue_wraps_around_many_times_with_correct_phase_and_sq_head() {
 fn full_completion_queue_holds_back_commands_until_the_head_moves() {
     let mut h = Harness::with_io("emu", 16);
     // A 2-entry CQ holds one completion; an 8-entry SQ feeds it.
-    let cq = h.alloc(PAGE);
-    let sq = h.alloc(PAGE);
-    assert!(h.create_cq_raw(2, 2, cq.iova, 1, 0).status.is_success());
-    assert!(h.create_sq_raw(2, 8, sq.iova, 1, 2).status.is_success());
-    h.queues[2] = Some(Queue {
-        qid: 2,
-        sq,
-        cq,
-        size: 8,
-        cq_size: 2,
-        tail: 0,
-        head: 0,
-        phase: true,
-    });
+    h.create_io_pair_with(2, 8, 2, None);
     let buf = h.alloc(PAGE);
     let cids: Vec<u16> = (0..3)
         .map(|_| h.place(2, rw(0x02, 1, 0, 1, buf.iova, 0), false))

@@ -94,11 +94,7 @@ fn zero_admin_queue_size_sets_cfs() {
 #[test]
 fn reset_clears_cfs_so_a_valid_enable_succeeds() {
     let mut h = enable_with(Harness::cc_value(0, 7, 4), "emu");
-    assert!(h.cfs());
-    h.disable();
-    assert!(!h.cfs());
-    h.enable_default();
-    assert!(h.ready());
+    h.assert_reset_clears_cfs();
 }
 
 #[test]

@@ -121,12 +121,7 @@ fn need_event(event_idx: u16, new: u16, old: u16) -> bool {
 #[test]
 fn threaded_mode_with_shadow_doorbells_never_loses_a_skipped_mmio_write() {
     let mut h = Harness::new("emu:mode=threaded");
-    let db = h.alloc(PAGE);
-    let ei = h.alloc(PAGE);
-    let mut e = sqe(0x7c);
-    e.prp1 = db.iova;
-    e.prp2 = ei.iova;
-    assert!(h.admin(e).status.is_success());
+    let (db, ei) = h.enable_shadow_doorbells();
     h.create_io_pair(1, 32);
     let buf = h.alloc(PAGE);
     let mut outstanding = 0u32;

@@ -354,13 +354,10 @@ impl Harness {
         flags: u32,
         iv: u16,
     ) -> CompletionEntry {
-        let mut e = sqe(0x05);
-        e.prp1 = iova;
-        e.cdw10 = u32::from(qid) | ((size.wrapping_sub(1)) << 16);
-        e.cdw11 = flags | (u32::from(iv) << 16);
-        self.admin(e)
+        self.create_queue_raw(0x05, qid, size, iova, flags, iv)
     }
 
+    /// Create I/O SQ with raw fields.
     pub fn create_sq_raw(
         &mut self,
         qid: u16,
@@ -369,36 +366,81 @@ impl Harness {
         flags: u32,
         cqid: u16,
     ) -> CompletionEntry {
-        let mut e = sqe(0x01);
+        self.create_queue_raw(0x01, qid, size, iova, flags, cqid)
+    }
+
+    /// Create I/O CQ or SQ: CDW11 bits 31:16 are the CQ's vector or the SQ's CQ.
+    fn create_queue_raw(
+        &mut self,
+        opcode: u8,
+        qid: u16,
+        size: u32,
+        iova: u64,
+        flags: u32,
+        upper: u16,
+    ) -> CompletionEntry {
+        let mut e = sqe(opcode);
         e.prp1 = iova;
         e.cdw10 = u32::from(qid) | ((size.wrapping_sub(1)) << 16);
-        e.cdw11 = flags | (u32::from(cqid) << 16);
+        e.cdw11 = flags | (u32::from(upper) << 16);
         self.admin(e)
     }
 
     /// Creates I/O queue pair `qid` with `size` entries (polled, contiguous).
     pub fn create_io_pair(&mut self, qid: u16, size: u32) {
-        self.create_io_pair_irq(qid, size, None);
+        self.create_io_pair_with(qid, size, size, None);
     }
 
     pub fn create_io_pair_irq(&mut self, qid: u16, size: u32, iv: Option<u16>) {
-        let cq = self.alloc(size as usize * 16);
-        let sq = self.alloc(size as usize * 64);
+        self.create_io_pair_with(qid, size, size, iv);
+    }
+
+    /// Creates I/O queue pair `qid` with an `sq_size`-entry SQ feeding a `cq_size`-entry
+    /// CQ (interrupts on vector `iv` if given, else polled).
+    pub fn create_io_pair_with(&mut self, qid: u16, sq_size: u32, cq_size: u32, iv: Option<u16>) {
+        let cq = self.alloc(cq_size as usize * 16);
+        let sq = self.alloc(sq_size as usize * 64);
         let flags = 1 | if iv.is_some() { 2 } else { 0 };
-        let c = self.create_cq_raw(qid, size, cq.iova, flags, iv.unwrap_or(0));
+        let c = self.create_cq_raw(qid, cq_size, cq.iova, flags, iv.unwrap_or(0));
         assert!(c.status.is_success(), "create cq: {:?}", c.status);
-        let c = self.create_sq_raw(qid, size, sq.iova, 1, qid);
+        let c = self.create_sq_raw(qid, sq_size, sq.iova, 1, qid);
         assert!(c.status.is_success(), "create sq: {:?}", c.status);
         self.queues[qid as usize] = Some(Queue {
             qid,
             sq,
             cq,
-            size,
-            cq_size: size,
+            size: sq_size,
+            cq_size,
             tail: 0,
             head: 0,
             phase: true,
         });
+    }
+
+    /// Turns on shadow doorbells (Doorbell Buffer Config); returns the doorbell and
+    /// EventIdx buffers.
+    pub fn enable_shadow_doorbells(&mut self) -> (DmaBuf, DmaBuf) {
+        let db = self.alloc(PAGE);
+        let ei = self.alloc(PAGE);
+        let mut e = sqe(0x7c);
+        e.prp1 = db.iova;
+        e.prp2 = ei.iova;
+        let c = self.admin(e);
+        assert!(
+            c.status.is_success(),
+            "doorbell buffer config: {:?}",
+            c.status
+        );
+        (db, ei)
+    }
+
+    /// Checks that a controller with CSTS.CFS set clears it on reset and then enables.
+    pub fn assert_reset_clears_cfs(&mut self) {
+        assert!(self.cfs());
+        self.disable();
+        assert!(!self.cfs());
+        self.enable_default();
+        assert!(self.ready());
     }
 
     /// Issues a data command with a freshly allocated buffer; returns (completion, buffer).
