@@ -47,7 +47,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         let vwc = caps.volatile_write_cache;
         let n = qp
             .poll(max, |tag, status| {
-                let (index, gen, op) = split_tag(tag);
+                let (index, gen) = split_tag(tag);
                 let Some(s) = slots.get_mut(index) else {
                     *stray_completions += 1;
                     return;
@@ -59,11 +59,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                 s.outstanding -= 1;
                 *commands_in_flight = commands_in_flight.saturating_sub(1);
                 if !status.is_success() {
-                    s.set_error(DioError::Device {
-                        op,
-                        status: status.status,
-                        dnr: status.dnr,
-                    });
+                    s.device_error(tag, status.status, status.dnr);
                 }
                 if s.outstanding == 0 && !s.submitting {
                     if s.state == SlotState::Active && s.ctx.is_none() && !s.needs_flush(vwc) {

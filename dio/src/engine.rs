@@ -251,10 +251,8 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         dio_flags: DioFlags,
         done_before: usize,
     ) -> Result<usize, DioError> {
-        if dir == Direction::Read {
-            if let Some(r) = self.read_single(iocb, iter, ops, dops, dio_flags, done_before) {
-                return r;
-            }
+        if let Some(r) = self.rw_single(dir, iocb, iter, ops, dops, dio_flags, done_before) {
+            return r;
         }
         let Some((slot, i_size)) = self.start(dir, iocb, iter, ops, dio_flags)? else {
             return Ok(0);
@@ -520,13 +518,13 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     }
 
     /// Returns a slot whose request is complete to the free list.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release(&mut self, slot: usize) {
         let s = &mut self.slots[slot];
         s.state = SlotState::Free;
         s.gen = s.gen.wrapping_add(1) & ((1 << 40) - 1);
         if s.ctx.is_some() {
-            s.ctx = None;
+            s.drop_ctx();
         }
         s.error = None;
         self.free.push(slot);

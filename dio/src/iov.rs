@@ -77,9 +77,9 @@ impl<B: DmaBuf> IovIter<B> {
     }
 
     /// Consumes `n` bytes (at most [`count`](Self::count)).
-    #[inline]
+    #[inline(always)]
     pub fn advance(&mut self, n: usize) {
-        let mut n = n.min(self.count);
+        let n = n.min(self.count);
         self.consumed += n;
         self.count -= n;
         if self.consumed == self.total {
@@ -88,6 +88,11 @@ impl<B: DmaBuf> IovIter<B> {
             self.off = 0;
             return;
         }
+        self.step(n);
+    }
+
+    /// Moves the cursor `n` bytes forward over the buffers.
+    fn step(&mut self, mut n: usize) {
         while n > 0 && self.idx < self.bufs.len() {
             let avail = self.bufs[self.idx].len() - self.off;
             if n < avail {

@@ -40,14 +40,15 @@ pub(crate) fn make_tag(index: usize, gen: u64, op: Op) -> u64 {
     (gen << GEN_SHIFT) | ((op as u64) << OP_SHIFT) | index as u64
 }
 
-/// Splits a tag into slot index, generation and command name.
+/// Splits a tag into slot index and generation.
 #[inline]
-pub(crate) fn split_tag(tag: u64) -> (usize, u64, &'static str) {
-    (
-        (tag & ((1 << INDEX_BITS) - 1)) as usize,
-        tag >> GEN_SHIFT,
-        Op::name(tag >> OP_SHIFT),
-    )
+pub(crate) fn split_tag(tag: u64) -> (usize, u64) {
+    ((tag & ((1 << INDEX_BITS) - 1)) as usize, tag >> GEN_SHIFT)
+}
+
+/// The name of the command a tag belongs to.
+pub(crate) fn tag_op_name(tag: u64) -> &'static str {
+    Op::name(tag >> OP_SHIFT)
 }
 
 /// What finishing an asynchronous request needs once its commands completed.
@@ -105,6 +106,13 @@ impl<B> Slot<B> {
         }
     }
 
+    /// Drops an asynchronous request's context (out of line: synchronous requests have none).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn drop_ctx(&mut self) {
+        self.ctx = None;
+    }
+
     /// Whether the request's commands are done but its data still needs a cache
     /// flush (`vwc`: the device has a volatile write cache).
     #[inline]
@@ -114,6 +122,18 @@ impl<B> Slot<B> {
             && !self.flush_issued
             && self.error.is_none()
             && self.flags.contains(CompletionFlags::NEED_SYNC)
+    }
+
+    /// Records a failed command's status as the request's error (out of line:
+    /// completions are nearly always successful).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn device_error(&mut self, tag: u64, status: u16, dnr: bool) {
+        self.set_error(DioError::Device {
+            op: tag_op_name(tag),
+            status,
+            dnr,
+        });
     }
 
     /// Records `e` unless an earlier error is already recorded.
