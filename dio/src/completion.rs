@@ -65,7 +65,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                     if s.state == SlotState::Active && s.ctx.is_none() && !s.needs_flush(vwc) {
                         s.finished = true;
                     } else {
-                        ready.push(index);
+                        defer(ready, index);
                     }
                 }
             })
@@ -78,7 +78,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
 
     /// Moves every request on the ready list forward: flush if it needs one,
     /// otherwise finish it.
-    #[inline]
+    #[inline(never)]
     pub(crate) fn process_ready(&mut self) {
         while let Some(slot) = self.ready.pop() {
             if !self.advance(slot) {
@@ -131,4 +131,12 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         }
         true
     }
+}
+
+/// Puts a request on the ready list (out of line: synchronous requests that need
+/// no flush are finished in place).
+#[cold]
+#[inline(never)]
+fn defer(ready: &mut Vec<usize>, index: usize) {
+    ready.push(index);
 }

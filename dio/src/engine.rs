@@ -270,10 +270,12 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         dops: &D,
         done_before: usize,
     ) -> Result<usize, DioError> {
-        let waited = self.wait_slot(slot, iocb.flags.contains(KiocbFlags::HIPRI));
-        if let Err(e) = waited {
-            self.abandon(slot);
-            return Err(e);
+        if !self.slots[slot].finished {
+            let waited = self.wait_slot(slot, iocb.flags.contains(KiocbFlags::HIPRI));
+            if let Err(e) = waited {
+                self.abandon(slot);
+                return Err(e);
+            }
         }
         let result = self.complete(slot, iocb, i_size, dops, done_before);
         self.release(slot);
