@@ -7,17 +7,24 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::iommu::HostSlice;
 
+/// Bytes one bit of the written-page map stands for (the kernel's page size).
+const PAGE: usize = 4096;
+
 /// Sparse RAM: one private anonymous mapping reserved up front (without swap
-/// reservation). The kernel hands out zeroed pages on first write, 4 KiB at a time, and
-/// reads of pages never written see its shared zero page, so an untouched namespace
-/// costs no memory and a write costs no more than the pages it touches.
+/// reservation). The kernel hands out zeroed pages on first write, a page at a time, so
+/// an untouched namespace costs no memory and a write costs only the pages it touches.
+/// A bitmap of written pages lets reads of the rest fill zeros without touching the
+/// mapping at all.
 pub(crate) struct RamStore {
     /// Start of the mapping (dangling when `len` is 0).
     base: *mut u8,
     len: usize,
+    /// Bit `p` set once a write reached page `p`; clear bits read as zeros.
+    written: Box<[AtomicU64]>,
 }
 
 // SAFETY: the store owns its mapping, which lives until drop; all access goes through
@@ -33,10 +40,14 @@ impl RamStore {
         let len = usize::try_from(size).map_err(|_| {
             io::Error::new(io::ErrorKind::OutOfMemory, "size exceeds the address space")
         })?;
+        let written = (0..len.div_ceil(PAGE).div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
         if len == 0 {
             return Ok(Self {
                 base: ptr::NonNull::dangling().as_ptr(),
                 len,
+                written,
             });
         }
         // SAFETY: an anonymous mapping at an address the kernel picks; no existing memory
@@ -57,15 +68,14 @@ impl RamStore {
         Ok(Self {
             base: p.cast(),
             len,
+            written,
         })
     }
 
-    /// The address of `off..off+len` in the mapping, or an error past its end.
-    fn at(&self, off: u64, len: usize) -> io::Result<*mut u8> {
+    /// Checks that `off..off+len` lies inside the store; returns `off` as an index.
+    fn check(&self, off: u64, len: usize) -> io::Result<usize> {
         match usize::try_from(off) {
-            Ok(o) if o.checked_add(len).is_some_and(|end| end <= self.len) => {
-                Ok(self.base.wrapping_add(o))
-            }
+            Ok(o) if o.checked_add(len).is_some_and(|end| end <= self.len) => Ok(o),
             _ => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "range beyond the end of the RAM namespace",
@@ -73,23 +83,82 @@ impl RamStore {
         }
     }
 
-    /// Zeroes `off..off+len`: whole pages go back to the kernel (they read as zeros and
-    /// free their memory), partial pages at the ends are cleared in place.
+    fn is_written(&self, page: usize) -> bool {
+        self.written[page / 64].load(Ordering::Acquire) & (1 << (page % 64)) != 0
+    }
+
+    /// Calls `f(offset_in_range, piece_len, written)` for each page piece of `off..off+len`.
+    fn pages(&self, off: usize, len: usize, mut f: impl FnMut(usize, usize, bool)) {
+        let mut done = 0;
+        while done < len {
+            let pos = off + done;
+            let n = (PAGE - pos % PAGE).min(len - done);
+            f(done, n, self.is_written(pos / PAGE));
+            done += n;
+        }
+    }
+
+    /// Copies `len` bytes at `off` to `dst`; pages never written read as zeros.
+    ///
+    /// # Safety
+    /// `dst` must be valid for `len` bytes of writes and must not overlap the store.
+    unsafe fn copy_out(&self, off: u64, len: usize, dst: *mut u8) -> io::Result<()> {
+        let o = self.check(off, len)?;
+        self.pages(o, len, |at, n, written| {
+            // SAFETY: `at..at+n` lies in the checked range of the mapping and in `dst`
+            // (valid for `len` bytes per the caller); the two do not overlap.
+            unsafe {
+                if written {
+                    ptr::copy_nonoverlapping(self.base.add(o + at), dst.add(at), n);
+                } else {
+                    ptr::write_bytes(dst.add(at), 0, n);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Copies `len` bytes from `src` to `off`.
+    ///
+    /// # Safety
+    /// `src` must be valid for `len` bytes of reads and must not overlap the store.
+    unsafe fn copy_in(&self, off: u64, len: usize, src: *const u8) -> io::Result<()> {
+        let o = self.check(off, len)?;
+        // SAFETY: the destination is the checked range of the mapping; the source is
+        // valid for `len` bytes per the caller; the two do not overlap.
+        unsafe { ptr::copy_nonoverlapping(src, self.base.add(o), len) };
+        // Marked after the copy, so a reader that sees the bit sees the data.
+        if len > 0 {
+            for page in o / PAGE..=(o + len - 1) / PAGE {
+                let bit = 1 << (page % 64);
+                let word = &self.written[page / 64];
+                if word.load(Ordering::Relaxed) & bit == 0 {
+                    word.fetch_or(bit, Ordering::Release);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Zeroes `off..off+len`: whole pages go back to the kernel and read as zeros
+    /// again; written pages cut by the range are cleared in place.
     fn zero(&self, off: u64, len: usize) -> io::Result<()> {
-        let start = self.at(off, len)?;
-        let page = 4096usize;
-        let first = (off as usize)
-            .next_multiple_of(page)
-            .min(off as usize + len);
-        let last = ((off as usize + len) / page * page).max(first);
-        // SAFETY: both partial pieces lie inside the checked range of the mapping.
-        unsafe {
-            ptr::write_bytes(start, 0, first - off as usize);
-            ptr::write_bytes(self.base.add(last), 0, off as usize + len - last);
+        let o = self.check(off, len)?;
+        let first = o.next_multiple_of(PAGE).min(o + len);
+        let last = ((o + len) / PAGE * PAGE).max(first);
+        for (from, to) in [(o, first), (last, o + len)] {
+            if from < to && self.is_written(from / PAGE) {
+                // SAFETY: `from..to` lies inside the checked range of the mapping.
+                unsafe { ptr::write_bytes(self.base.add(from), 0, to - from) };
+            }
         }
         if last > first {
+            for page in first / PAGE..last / PAGE {
+                self.written[page / 64].fetch_and(!(1 << (page % 64)), Ordering::AcqRel);
+            }
             // SAFETY: `first..last` is page-aligned and inside the mapping this store owns;
-            // MADV_DONTNEED on a private anonymous mapping makes the pages read as zeros.
+            // MADV_DONTNEED on a private anonymous mapping frees the pages, which read as
+            // zeros if touched again.
             let r = unsafe {
                 libc::madvise(
                     self.base.add(first).cast(),
@@ -137,14 +206,9 @@ impl Backend {
     /// Copies `dst.len()` bytes at `off` into host memory.
     pub(crate) fn read_host(&self, off: u64, dst: HostSlice) -> io::Result<()> {
         match self {
-            Backend::Ram(ram) => {
-                let from = ram.at(off, dst.len())?;
-                // SAFETY: `from` has `dst.len()` readable bytes (checked by `at`); the host
-                // slice is valid for that many bytes per its invariant; DMA memory and the
-                // store's mapping never overlap.
-                unsafe { ptr::copy_nonoverlapping(from, dst.as_ptr(), dst.len()) };
-                Ok(())
-            }
+            // SAFETY: the host slice is valid for `dst.len()` bytes per its invariant;
+            // DMA memory and the store's mapping never overlap.
+            Backend::Ram(ram) => unsafe { ram.copy_out(off, dst.len(), dst.as_ptr()) },
             Backend::File { file, base } => {
                 let mut done = 0;
                 while done < dst.len() {
@@ -182,13 +246,9 @@ impl Backend {
     /// Copies `src.len()` bytes from host memory to `off`.
     pub(crate) fn write_host(&self, off: u64, src: HostSlice) -> io::Result<()> {
         match self {
-            Backend::Ram(ram) => {
-                let to = ram.at(off, src.len())?;
-                // SAFETY: `to` has `src.len()` writable bytes (checked by `at`); the host
-                // slice is valid for that many bytes; the two never overlap.
-                unsafe { ptr::copy_nonoverlapping(src.as_ptr(), to, src.len()) };
-                Ok(())
-            }
+            // SAFETY: the host slice is valid for `src.len()` bytes per its invariant;
+            // DMA memory and the store's mapping never overlap.
+            Backend::Ram(ram) => unsafe { ram.copy_in(off, src.len(), src.as_ptr()) },
             Backend::File { file, base } => {
                 let mut done = 0;
                 while done < src.len() {
@@ -220,12 +280,8 @@ impl Backend {
     /// Reads into a device-side buffer.
     pub(crate) fn read_buf(&self, off: u64, dst: &mut [u8]) -> io::Result<()> {
         match self {
-            Backend::Ram(ram) => {
-                let from = ram.at(off, dst.len())?;
-                // SAFETY: `from` has `dst.len()` readable bytes (checked by `at`) outside `dst`.
-                unsafe { ptr::copy_nonoverlapping(from, dst.as_mut_ptr(), dst.len()) };
-                Ok(())
-            }
+            // SAFETY: `dst` is a slice of device-side memory, outside the store.
+            Backend::Ram(ram) => unsafe { ram.copy_out(off, dst.len(), dst.as_mut_ptr()) },
             Backend::File { file, base } => {
                 let mut done = 0;
                 while done < dst.len() {
@@ -251,12 +307,8 @@ impl Backend {
     /// Writes from a device-side buffer.
     pub(crate) fn write_buf(&self, off: u64, src: &[u8]) -> io::Result<()> {
         match self {
-            Backend::Ram(ram) => {
-                let to = ram.at(off, src.len())?;
-                // SAFETY: `to` has `src.len()` writable bytes (checked by `at`) outside `src`.
-                unsafe { ptr::copy_nonoverlapping(src.as_ptr(), to, src.len()) };
-                Ok(())
-            }
+            // SAFETY: `src` is a slice of device-side memory, outside the store.
+            Backend::Ram(ram) => unsafe { ram.copy_in(off, src.len(), src.as_ptr()) },
             Backend::File { file, base } => file.write_all_at(src, base + off),
             Backend::Null => Ok(()),
         }
