@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::buf::DmaBuf;
 use crate::engine::{queue_error, reap_batch, AsyncDone, Dio};
 use crate::error::DioError;
-use crate::queue::{DioQueue, IoCommand, QueueError};
-use crate::slot::{make_tag, split_tag, Op, SlotState};
+use crate::queue::{CommandStatus, DioQueue, IoCommand, QueueError};
+use crate::slot::{make_tag, split_tag, Op, Slot, SlotState};
 
 impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     /// Reaps completions without sleeping, finishing asynchronous requests whose
@@ -48,25 +48,30 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         let n = qp
             .poll(max, |tag, status| {
                 let (index, gen) = split_tag(tag);
-                let Some(s) = slots.get_mut(index) else {
-                    *stray_completions += 1;
-                    return;
-                };
-                if s.gen != gen || s.outstanding == 0 || s.state == SlotState::Free {
-                    *stray_completions += 1;
-                    return;
-                }
-                s.outstanding -= 1;
-                *commands_in_flight = commands_in_flight.saturating_sub(1);
-                if !status.is_success() {
-                    s.device_error(tag, status.status, status.dnr);
-                }
-                if s.outstanding == 0 && !s.submitting {
-                    if s.state == SlotState::Active && s.ctx.is_none() && !s.needs_flush(vwc) {
+                match slots.get_mut(index) {
+                    // The last command of a synchronous request that needs no flush.
+                    Some(s)
+                        if s.gen == gen
+                            && s.outstanding == 1
+                            && !s.submitting
+                            && s.state == SlotState::Active
+                            && s.ctx.is_none()
+                            && status.is_success()
+                            && !s.needs_flush(vwc) =>
+                    {
+                        s.outstanding = 0;
+                        *commands_in_flight = commands_in_flight.saturating_sub(1);
                         s.finished = true;
-                    } else {
-                        defer(ready, index);
                     }
+                    _ => route(
+                        slots,
+                        ready,
+                        stray_completions,
+                        commands_in_flight,
+                        vwc,
+                        tag,
+                        status,
+                    ),
                 }
             })
             .map_err(queue_error)?;
@@ -139,4 +144,40 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
 #[inline(never)]
 fn defer(ready: &mut Vec<usize>, index: usize) {
     ready.push(index);
+}
+
+/// Routes one completion to its request (the general case): counts completions
+/// for no request in flight, records a failed command's status, and finishes the
+/// request or puts it on the ready list once its last command completed.
+#[inline(never)]
+fn route<B>(
+    slots: &mut [Slot<B>],
+    ready: &mut Vec<usize>,
+    stray_completions: &mut u64,
+    commands_in_flight: &mut usize,
+    vwc: bool,
+    tag: u64,
+    status: CommandStatus,
+) {
+    let (index, gen) = split_tag(tag);
+    let Some(s) = slots.get_mut(index) else {
+        *stray_completions += 1;
+        return;
+    };
+    if s.gen != gen || s.outstanding == 0 || s.state == SlotState::Free {
+        *stray_completions += 1;
+        return;
+    }
+    s.outstanding -= 1;
+    *commands_in_flight = commands_in_flight.saturating_sub(1);
+    if !status.is_success() {
+        s.device_error(tag, status.status, status.dnr);
+    }
+    if s.outstanding == 0 && !s.submitting {
+        if s.state == SlotState::Active && s.ctx.is_none() && !s.needs_flush(vwc) {
+            s.finished = true;
+        } else {
+            defer(ready, index);
+        }
+    }
 }
