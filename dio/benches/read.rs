@@ -1,7 +1,9 @@
 //! 4 KiB reads at queue depth 1 on the emulated controller's inline `null`
 //! namespace: through the direct-I/O layer (raw namespace provider, HIPRI polling)
 //! versus the bare queue pair. With the inline emulator the controller runs in the
-//! submitting thread, so time per I/O is CPU per I/O.
+//! submitting thread, so time per I/O is CPU per I/O. Both sides do the same work:
+//! same queue pair, same buffer, queue depth 1, polled completion, and every
+//! completion's result checked.
 //!
 //! Run with `cargo bench -p dio --bench read`.
 
