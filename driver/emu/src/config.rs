@@ -5,7 +5,7 @@
 //! | `size`    | bytes, suffix `K` `M` `G` `T` (binary) | `1G`     | capacity of each namespace; a multiple of `lba` |
 //! | `lba`     | `512`, `4096`                       | `512`       | logical block size in bytes |
 //! | `ns`      | `1`..=`1024`                        | `1`         | number of namespaces (NSIDs 1..=ns) |
-//! | `vwc`     | `on`, `off`                         | `on`        | a volatile write cache is present and enabled; `off`: no cache, every completed write is durable |
+//! | `vwc`     | `on`, `off`                         | `on`        | a volatile write cache is present and enabled (65536 blocks in 64 sets by LBA; a full set writes its oldest block back, which makes it durable); `off`: no cache, every completed write is durable |
 //! | `file`    | a path                              | (RAM)       | back the namespaces by this file (namespace *k* at byte `(k-1)*size`); created if missing, extended to `ns*size` |
 //! | `null`    | flag, or `null=on`/`null=off`       | off         | namespaces that move no data: reads leave the buffer untouched, writes are discarded |
 //! | `mode`    | `inline`, `threaded`                | `inline`    | `inline`: a doorbell write processes the queue in the writer's thread; `threaded`: a device thread does |
