@@ -363,3 +363,49 @@ impl Backend {
 }
 
 static ZEROS: [u8; 65536] = [0; 65536];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(b: &Backend, off: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0xee; len];
+        b.read_buf(off, &mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn ram_reads_zeros_where_nothing_was_written_and_data_where_it_was() {
+        let b = Backend::Ram(RamStore::new(64 * 1024).unwrap());
+        assert_eq!(read(&b, 0, 16384), vec![0; 16384]);
+        // A write straddling a page boundary marks both pages.
+        b.write_buf(4000, &[7; 200]).unwrap();
+        let got = read(&b, 0, 8192);
+        assert!(got[..4000].iter().all(|&x| x == 0));
+        assert!(got[4000..4200].iter().all(|&x| x == 7));
+        assert!(got[4200..].iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn ram_zero_clears_partial_and_whole_pages_and_keeps_neighbours() {
+        let b = Backend::Ram(RamStore::new(64 * 1024).unwrap());
+        b.write_buf(0, &[9; 5 * 4096]).unwrap();
+        b.zero(1000, 3 * 4096).unwrap();
+        let got = read(&b, 0, 5 * 4096);
+        assert!(got[..1000].iter().all(|&x| x == 9));
+        assert!(got[1000..1000 + 3 * 4096].iter().all(|&x| x == 0));
+        assert!(got[1000 + 3 * 4096..].iter().all(|&x| x == 9));
+        // A page given back reads as zeros and takes new data.
+        b.write_buf(4096, &[3; 512]).unwrap();
+        assert_eq!(read(&b, 4096, 512), vec![3; 512]);
+    }
+
+    #[test]
+    fn ram_access_past_the_end_is_an_error_not_a_fault() {
+        let b = Backend::Ram(RamStore::new(8192).unwrap());
+        let mut buf = [0u8; 512];
+        assert!(b.read_buf(8192 - 256, &mut buf).is_err());
+        assert!(b.write_buf(u64::MAX - 10, &buf).is_err());
+        assert!(b.zero(8192, 1).is_err());
+    }
+}
