@@ -135,17 +135,39 @@ impl WriteCache {
         self.dirty.load(Ordering::Acquire)
     }
 
-    /// Stores one block, filled by `fill` (which receives the block buffer and must
-    /// write all of it). A full shard first writes its oldest block back to `backend`.
-    pub(crate) fn put(
+    /// Stores blocks `slba..slba+nlb`, block `i` of them filled by `fill(i, buffer)`
+    /// (which must write the whole buffer). A full shard first writes its oldest block
+    /// back to `backend`. Each run of blocks in one shard takes its lock once.
+    pub(crate) fn put_blocks(
         &self,
+        slba: u64,
+        nlb: u64,
+        backend: &Backend,
+        mut fill: impl FnMut(u64, &mut [u8]),
+    ) -> io::Result<()> {
+        let mut i = 0;
+        while i < nlb {
+            let lba = slba + i;
+            // Blocks left in this LBA's group of 16, which share a shard.
+            let run = (16 - (lba & 15)).min(nlb - i);
+            let mut shard = lock(&self.shards[shard_of(lba)]);
+            for k in 0..run {
+                self.put_locked(&mut shard, lba + k, backend, |buf| fill(i + k, buf))?;
+            }
+            i += run;
+        }
+        Ok(())
+    }
+
+    /// Stores one block in `shard` (locked), filled by `fill`.
+    fn put_locked(
+        &self,
+        shard: &mut Shard,
         lba: u64,
         backend: &Backend,
         fill: impl FnOnce(&mut [u8]),
     ) -> io::Result<()> {
         let bs = self.block_size;
-        let mut guard = lock(&self.shards[shard_of(lba)]);
-        let shard = &mut *guard;
         if shard.used == SHARD_CAPACITY {
             self.write_back_oldest(shard, backend)?;
         }

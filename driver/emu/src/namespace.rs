@@ -116,11 +116,9 @@ impl Namespace {
         let total: usize = segs.iter().map(|s| s.len()).sum();
         let nlb = (total >> self.lba_shift) as u64;
         if cached {
-            for i in 0..nlb {
-                self.cache.put(slba + i, &self.backend, |buf| {
-                    sg_copy_to(segs, (i as usize) << self.lba_shift, buf)
-                })?;
-            }
+            self.cache.put_blocks(slba, nlb, &self.backend, |i, buf| {
+                sg_copy_to(segs, (i as usize) << self.lba_shift, buf)
+            })?;
         } else {
             let mut off = slba << self.lba_shift;
             for s in segs {
