@@ -50,6 +50,16 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Directory of the optimised tools the measurement (`perf_vs_kernel`) runs
+/// (`<target>/release`): an unoptimised `nvme-perf` would measure the build,
+/// not the driver, beside a kernel that is always optimised.
+fn release_bin_dir() -> PathBuf {
+    let dir = bin_dir();
+    dir.parent()
+        .map(|target| target.join("release"))
+        .unwrap_or(dir)
+}
+
 /// The guest every check runs in: controller 0 (namespace 2 with 4096-byte
 /// LBAs) at 0000:00:04.0 and a small-MDTS controller 1 at 0000:00:05.0;
 /// the kernel driver gets a polled queue for the comparisons. The timeout
@@ -61,7 +71,9 @@ fn guest() -> Guest {
         .controller(Controller::new("e2e-mdts").mdts(2))
         .kernel_arg("nvme.poll_queues=1")
         .env("NVME_E2E_BIN", &bin_dir.to_string_lossy())
+        .env("NVME_E2E_RELEASE_BIN", &release_bin_dir().to_string_lossy())
         .share(&bin_dir)
+        .share(&release_bin_dir())
         .timeout(Duration::from_secs(420))
 }
 
@@ -84,6 +96,9 @@ fn report() -> Option<&'static CheckReport> {
         packages.dedup();
         for p in packages {
             vm::build_bins(p, &bin_dir()).map_err(|e| e.to_string())?;
+        }
+        if release_bin_dir() != bin_dir() {
+            vm::build_bins(TOOLS, &release_bin_dir()).map_err(|e| e.to_string())?;
         }
         let names: Vec<&str> = CHECKS.iter().map(|(name, _)| *name).collect();
         let r = guest().run_checks(&names).map_err(|e| e.to_string());
@@ -184,7 +199,7 @@ fn read_past_namespace_end_reports_lba_out_of_range_by_name() {
 }
 
 /// Measurement, printed with `--nocapture`: our polled randread next to the
-/// kernel's (unoptimised builds unless the tests run with `--release`).
+/// kernel's, from the same boot (`nvme-perf` always an optimised build).
 #[test]
 fn nvme_perf_randread_runs_beside_kernel_polled_baseline() {
     let log = check("perf_vs_kernel");

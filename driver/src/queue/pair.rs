@@ -730,17 +730,24 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     /// Reads the clock, stamps commands submitted since the last reading, and enforces
     /// deadlines at most every quarter timeout.
     fn tick(&mut self, f: &mut impl FnMut(C, Result<(), Error>)) -> usize {
-        let mut n = 0;
-        if self.slots.outstanding() > 0 {
-            let now = self.clock.refresh();
-            self.slots.stamp(now);
-            if now >= self.clock.next_check_ns {
-                let interval = (self.timeout / 4).max(Duration::from_millis(1));
-                self.clock.next_check_ns = now + interval.as_nanos() as u64;
-                n += self.check_deadlines(f);
-            }
+        if self.slots.outstanding() == 0 {
+            return 0;
         }
-        n
+        let now = self.clock.refresh();
+        self.tick_at(now, f)
+    }
+
+    /// [`IoQueuePair::tick`] with a clock reading (`now_ns` in the queue's clock) the
+    /// caller already has.
+    fn tick_at(&mut self, now_ns: u64, f: &mut impl FnMut(C, Result<(), Error>)) -> usize {
+        self.clock.now_ns = now_ns;
+        self.slots.stamp(now_ns);
+        if now_ns < self.clock.next_check_ns {
+            return 0;
+        }
+        let interval = (self.timeout / 4).max(Duration::from_millis(1));
+        self.clock.next_check_ns = now_ns + interval.as_nanos() as u64;
+        self.check_deadlines(f)
     }
 
     #[inline]
@@ -960,7 +967,13 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             if n > 0 || self.slots.outstanding() == 0 {
                 return Ok(n);
             }
+            // The clock is read anyway on this path: stamp and enforce deadlines with it.
             let now = Instant::now();
+            let since_start = now.saturating_duration_since(self.clock.start).as_nanos() as u64;
+            let n = self.tick_at(since_start, &mut f);
+            if n > 0 {
+                return Ok(n);
+            }
             if now >= end {
                 return Ok(0);
             }
@@ -987,8 +1000,6 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 }
                 None => backoff.wait(),
             }
-            // Time passed outside the hot path: enforce deadlines at the next poll.
-            self.clock.countdown = 1;
         }
     }
 

@@ -253,7 +253,11 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
                 let progress = &progress;
                 std::thread::Builder::new()
                     .name(format!("nvme-perf-{i}"))
-                    .spawn_scoped(s, move || run_thread(&mut q, &plan, progress.counter(i)))
+                    .spawn_scoped(s, move || {
+                        let stats = run_thread(&mut q, &plan, progress.counter(i));
+                        tracing::debug!(qid = q.qp.qid(), counters = ?q.qp.stats(), "queue pair counters");
+                        stats
+                    })
                     .map_err(|e| ToolError::Thread(e.to_string()))
             })
             .collect();
