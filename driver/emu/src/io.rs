@@ -78,9 +78,8 @@ impl Ctrl {
         map: bool,
     ) -> Result<(u64, u64), Status> {
         let (slba, nlb) = (sqe.slba(), u64::from(sqe.block_count()));
-        match slba.checked_add(nlb) {
-            Some(end) if end <= ns.blocks => {}
-            _ => return Err(generic(G::LbaOutOfRange)),
+        if !ns.holds(slba, nlb) {
+            return Err(generic(G::LbaOutOfRange));
         }
         if !map {
             return Ok((slba, nlb));
@@ -181,9 +180,8 @@ impl Ctrl {
 
     fn write_zeroes(&self, ns: &Namespace, sqe: &SubmissionEntry) -> Outcome {
         let (slba, nlb) = (sqe.slba(), u64::from(sqe.block_count()));
-        match slba.checked_add(nlb) {
-            Some(end) if end <= ns.blocks => {}
-            _ => return done(generic(G::LbaOutOfRange)),
+        if !ns.holds(slba, nlb) {
+            return done(generic(G::LbaOutOfRange));
         }
         // Zeroing (with or without DEAC) is made durable at once: allowed, since a
         // device may write its cache back at any time.
@@ -218,7 +216,7 @@ impl Ctrl {
         };
         let decoded = list.iter().map(|r| (r.slba, u64::from(r.length)));
         for (slba, nlb) in decoded.clone() {
-            if slba.checked_add(nlb).is_none_or(|end| end > ns.blocks) {
+            if !ns.holds(slba, nlb) {
                 return done(generic(G::LbaOutOfRange));
             }
         }
@@ -234,9 +232,8 @@ impl Ctrl {
 
     fn verify(&self, ns: &Namespace, sqe: &SubmissionEntry) -> Outcome {
         let (slba, nlb) = (sqe.slba(), u64::from(sqe.block_count()));
-        match slba.checked_add(nlb) {
-            Some(end) if end <= ns.blocks => {}
-            _ => return done(generic(G::LbaOutOfRange)),
+        if !ns.holds(slba, nlb) {
+            return done(generic(G::LbaOutOfRange));
         }
         match self.media_fault(ns, slba, nlb) {
             Some(s) => done(s),

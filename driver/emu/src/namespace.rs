@@ -60,6 +60,11 @@ impl Namespace {
         }
     }
 
+    /// Whether blocks `slba..slba+nlb` all lie in the namespace (without overflow).
+    pub(crate) fn holds(&self, slba: u64, nlb: u64) -> bool {
+        slba.checked_add(nlb).is_some_and(|end| end <= self.blocks)
+    }
+
     pub(crate) fn block_size(&self) -> usize {
         1 << self.lba_shift
     }

@@ -318,9 +318,16 @@ impl Harness {
     /// Waits (up to 5 s, for threaded mode) for the next completion and rings the CQ
     /// head doorbell.
     pub fn wait(&mut self, qid: u16) -> CompletionEntry {
+        self.wait_then(qid, |_, _| {})
+    }
+
+    /// Waits (up to 5 s) for the next completion, calls `consumed(self, qid)` and rings
+    /// the CQ head doorbell.
+    fn wait_then(&mut self, qid: u16, consumed: impl Fn(&Self, u16)) -> CompletionEntry {
         let start = Instant::now();
         loop {
             if let Some(c) = self.peek(qid) {
+                consumed(self, qid);
                 self.ring_cq(qid);
                 return c;
             }
@@ -636,20 +643,11 @@ impl Harness {
     /// Like [`Harness::wait`], but publishes the CQ head in the shadow doorbell buffer
     /// `db` (as a driver using Doorbell Buffer Config does) before the MMIO write.
     pub fn wait_shadow(&mut self, qid: u16, db: &DmaBuf) -> CompletionEntry {
-        let start = Instant::now();
-        loop {
-            if let Some(c) = self.peek(qid) {
-                let head = self.queues[qid as usize].as_ref().unwrap().head;
-                db.store_u32((2 * qid as usize + 1) * (4 << self.dstrd), head);
-                self.ring_cq(qid);
-                return c;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "no completion on queue {qid}"
-            );
-            std::thread::yield_now();
-        }
+        // Publish the new CQ head in the shadow doorbell before the MMIO write.
+        self.wait_then(qid, |h, qid| {
+            let head = h.queues[qid as usize].as_ref().unwrap().head;
+            db.store_u32((2 * qid as usize + 1) * (4 << h.dstrd), head);
+        })
     }
 }
 
