@@ -3,7 +3,8 @@
 //! Submissions are queued with `submit_*` and reach the controller at the next
 //! [`IoQueuePair::ring`] (or [`IoQueuePair::process_completions`], which rings first): one
 //! doorbell write per batch. Completions are handed to a closure with the context the
-//! caller gave at submission.
+//! caller gave at submission. A polled pair's CQ is [`POLLED_CQ_SLACK`] entries larger than
+//! its SQ, so its head doorbell is written once per that many completions, not per poll.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -34,8 +35,8 @@ use crate::Error;
 const MAX_BLOCKS: u32 = 1 << 16;
 /// Most ranges in one Dataset Management command.
 const MAX_DSM_RANGES: usize = 256;
-/// Completion queue entries a polled queue pair adds beyond its submission queue's, so
-/// that the CQ head doorbell is written once per this many completions at most.
+/// Completion queue entries a polled queue pair adds beyond its submission queue's; its
+/// CQ head doorbell is written only once more than this many consumed entries await it.
 const POLLED_CQ_SLACK: u16 = 64;
 
 /// A piece of a large request that fits one command (see [`IoQueuePair::split_by_mdts`]).
@@ -79,8 +80,8 @@ impl ListPages for SlotLists<'_> {
 /// measured from the first reading after submission (see [`TrackerPool::stamp`]).
 const CLOCK_POLLS: u32 = 256;
 
-/// A coarse clock for command deadlines, read every [`CLOCK_POLLS`] polls and whenever a
-/// wait sleeps; never per command.
+/// A coarse clock for command deadlines, read every [`CLOCK_POLLS`] polls and once per
+/// round of [`IoQueuePair::wait_completions`]; never per command or doorbell.
 struct Clock {
     start: Instant,
     now_ns: u64,
