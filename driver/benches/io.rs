@@ -6,9 +6,10 @@
 //! One criterion iteration is one I/O: "time" is ns per I/O, "thrpt" is I/O per second.
 //!
 //! `cargo bench -p nvme --bench io` on the 2-core build machine (release, 4 KiB reads,
-//! one core, other work running at load ~3): QD 1 127 ns (7.9 M I/O/s), QD 32 68.2 ns
-//! (14.7 M I/O/s), QD 128 67.1 ns (14.9 M I/O/s). Under heavier load the same run varied
-//! by tens of percent. Callgrind at QD 128 counts about 740 instructions per I/O: about
+//! one core, other work running at load ~3): QD 1 92.3 ns (10.8 M I/O/s), QD 32 65.8 ns
+//! (15.2 M I/O/s), QD 128 65.8 ns (15.2 M I/O/s). Under heavier load the same run varied
+//! by tens of percent. Callgrind at QD 128 counted about 740 instructions per I/O before
+//! the last doorbell and clock changes: about
 //! 400 in the emulated controller's doorbell handling, 340 in the driver.
 
 // criterion_group! generates undocumented public items.
