@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::buf::DmaBuf;
-use crate::engine::{queue_error, reap_batch, AsyncDone, Dio};
+use crate::engine::{queue_error, reap_batch, AsyncDone, Dio, Idle};
 use crate::error::DioError;
 use crate::queue::{CommandStatus, DioQueue, IoCommand, QueueError};
 use crate::slot::{make_tag, split_tag, Op, Slot, SlotState};
@@ -81,6 +81,59 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         Ok(n)
     }
 
+    /// Waits for the one command tagged `tag` (polling, or sleeping on the
+    /// interrupt first) and returns its status; completions of other requests
+    /// reaped meanwhile are routed as usual.
+    #[inline(always)]
+    pub(crate) fn wait_tag(&mut self, tag: u64, poll: bool) -> Result<CommandStatus, DioError> {
+        let mut idle = Idle::checking_every(self.timeout, if poll { 64 } else { 1 });
+        let mut mine = None;
+        loop {
+            if !poll {
+                self.qp
+                    .wait_interrupt(self.timeout.min(Duration::from_millis(100)))
+                    .map_err(queue_error)?;
+            }
+            let Dio {
+                qp,
+                caps,
+                slots,
+                ready,
+                stray_completions,
+                commands_in_flight,
+                ..
+            } = self;
+            let vwc = caps.volatile_write_cache;
+            // The command waited for is in flight, so this asks for at least one.
+            let max = (*commands_in_flight).clamp(1, reap_batch());
+            let n = qp
+                .poll(max, |t, status| {
+                    if t == tag {
+                        *commands_in_flight = commands_in_flight.saturating_sub(1);
+                        mine = Some(status);
+                    } else {
+                        route(
+                            slots,
+                            ready,
+                            stray_completions,
+                            commands_in_flight,
+                            vwc,
+                            t,
+                            status,
+                        );
+                    }
+                })
+                .map_err(queue_error)?;
+            if !self.ready.is_empty() {
+                self.process_ready();
+            }
+            if let Some(status) = mine {
+                return Ok(status);
+            }
+            idle.progress(n)?;
+        }
+    }
+
     /// Moves every request on the ready list forward: flush if it needs one,
     /// otherwise finish it.
     #[inline(never)]
@@ -150,7 +203,7 @@ fn defer(ready: &mut Vec<usize>, index: usize) {
 /// for no request in flight, records a failed command's status, and finishes the
 /// request or puts it on the ready list once its last command completed.
 #[inline(never)]
-fn route<B>(
+pub(crate) fn route<B>(
     slots: &mut [Slot<B>],
     ready: &mut Vec<usize>,
     stray_completions: &mut u64,

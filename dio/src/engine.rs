@@ -10,7 +10,7 @@ use crate::iomap::{CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps, Mapp
 use crate::iov::IovIter;
 use crate::kiocb::{Kiocb, KiocbFlags};
 use crate::queue::{DeviceCaps, DioQueue, QueueError};
-use crate::slot::{AsyncCtx, Slot, SlotState, MAX_SLOTS};
+use crate::slot::{AsyncCtx, Slot, SlotState, GEN_MASK, MAX_SLOTS};
 
 /// Most DMA segments the layer puts in one command.
 pub(crate) const MAX_SEGMENTS: usize = 16;
@@ -84,7 +84,11 @@ pub struct Dio<Q: DioQueue, B: DmaBuf> {
     pub(crate) max_segments: usize,
     pub(crate) zero: Option<B>,
     pub(crate) slots: Vec<Slot<B>>,
+    /// Free slots of the shared pool (every slot but the reserved one).
     pub(crate) free: Vec<usize>,
+    /// Index of the slot reserved for synchronous single-command requests, or
+    /// `usize::MAX` when the pool fills the whole tag index space.
+    pub(crate) sync_slot: usize,
     pub(crate) ready: Vec<usize>,
     pub(crate) stats: DioStats,
     pub(crate) stray_completions: u64,
@@ -130,6 +134,10 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                 });
             }
         }
+        // One more slot, outside the free list, for synchronous single-command
+        // requests, when the tag index space has room for it.
+        let sync_slot = if slots < MAX_SLOTS { slots } else { usize::MAX };
+        let total = slots + usize::from(sync_slot != usize::MAX);
         let mut dio = Dio {
             qp,
             caps,
@@ -137,8 +145,9 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             max_command: 0,
             max_segments: caps.max_segments.min(MAX_SEGMENTS),
             zero,
-            slots: (0..slots).map(|_| Slot::new()).collect(),
+            slots: (0..total).map(|_| Slot::new()).collect(),
             free: (0..slots).rev().collect(),
+            sync_slot,
             ready: Vec::with_capacity(slots),
             stats: DioStats::default(),
             stray_completions: 0,
@@ -199,7 +208,16 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
 
     /// Requests in flight.
     pub fn in_flight(&self) -> usize {
-        self.slots.len() - self.free.len()
+        let reserved_free = self
+            .slots
+            .get(self.sync_slot)
+            .is_some_and(|s| s.state == SlotState::Free);
+        self.slots.len() - self.free.len() - usize::from(reserved_free)
+    }
+
+    /// Slots of the shared pool (the reserved synchronous slot excluded).
+    fn pool_slots(&self) -> usize {
+        self.slots.len() - usize::from(self.sync_slot != usize::MAX)
     }
 
     /// Reads from `iocb.pos` into `iter`, waiting for completion.
@@ -251,9 +269,23 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         dio_flags: DioFlags,
         done_before: usize,
     ) -> Result<usize, DioError> {
-        if let Some(r) = self.rw_single(dir, iocb, iter, ops, dops, dio_flags, done_before) {
-            return r;
-        }
+        self.rw_single(dir, iocb, iter, ops, dops, dio_flags, done_before)
+    }
+
+    /// A synchronous request of any shape (out of line: the common shape takes
+    /// the single-command path).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    pub(crate) fn rw_general<M: IomapOps + ?Sized, D: DioOps + ?Sized>(
+        &mut self,
+        dir: Direction,
+        iocb: &mut Kiocb,
+        iter: &mut IovIter<B>,
+        ops: &M,
+        dops: &D,
+        dio_flags: DioFlags,
+        done_before: usize,
+    ) -> Result<usize, DioError> {
         let Some((slot, i_size)) = self.start(dir, iocb, iter, ops, dio_flags)? else {
             return Ok(0);
         };
@@ -493,10 +525,17 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             Some(s) => s,
             None => {
                 return Err(DioError::Busy {
-                    slots: self.slots.len(),
+                    slots: self.pool_slots(),
                 })
             }
         };
+        self.init_slot(slot, write, flags);
+        Ok(slot)
+    }
+
+    /// Prepares `slot` for a new request.
+    #[inline]
+    pub(crate) fn init_slot(&mut self, slot: usize, write: bool, flags: KiocbFlags) {
         let s = &mut self.slots[slot];
         s.state = SlotState::Active;
         s.outstanding = 0;
@@ -506,17 +545,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         s.write = write;
         s.size = 0;
         s.error = None;
-        s.flags = CompletionFlags::empty();
-        if write {
-            s.flags |= CompletionFlags::WRITE;
-            if flags.intersects(KiocbFlags::DSYNC | KiocbFlags::SYNC) {
-                s.flags |= CompletionFlags::NEED_SYNC;
-                if !flags.contains(KiocbFlags::SYNC) {
-                    s.flags |= CompletionFlags::WRITE_THROUGH;
-                }
-            }
-        }
-        Ok(slot)
+        s.flags = completion_flags(write, flags);
     }
 
     /// Returns a slot whose request is complete to the free list.
@@ -524,12 +553,14 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     pub(crate) fn release(&mut self, slot: usize) {
         let s = &mut self.slots[slot];
         s.state = SlotState::Free;
-        s.gen = s.gen.wrapping_add(1) & ((1 << 40) - 1);
+        s.gen = s.gen.wrapping_add(1) & GEN_MASK;
         if s.ctx.is_some() {
             s.drop_ctx();
         }
         s.error = None;
-        self.free.push(slot);
+        if slot != self.sync_slot {
+            self.free.push(slot);
+        }
     }
 
     /// Gives up on a slot whose commands may still complete later.
@@ -584,6 +615,22 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         self.stats.bytes += n;
         Ok(n as usize + done_before)
     }
+}
+
+/// The completion flags a request starts with.
+#[inline]
+pub(crate) fn completion_flags(write: bool, flags: KiocbFlags) -> CompletionFlags {
+    let mut c = CompletionFlags::empty();
+    if write {
+        c |= CompletionFlags::WRITE;
+        if flags.intersects(KiocbFlags::DSYNC | KiocbFlags::SYNC) {
+            c |= CompletionFlags::NEED_SYNC;
+            if !flags.contains(KiocbFlags::SYNC) {
+                c |= CompletionFlags::WRITE_THROUGH;
+            }
+        }
+    }
+    c
 }
 
 /// Detects a device that stopped making progress.

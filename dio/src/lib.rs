@@ -34,27 +34,37 @@
 //! # Cost
 //! A synchronous request that is one buffer piece, one command and one plain
 //! mapped extent, with no EOF cut and no zeroing, takes a single-command path
-//! (`single.rs`): no mapping loop, no segment list, and its completion is finished
-//! in the reap callback. Everything else takes the general path with the same rules.
+//! (`single.rs`): no mapping loop, no segment list. It runs in a slot reserved for
+//! it (outside the pool that [`Dio::new`] sizes, so it never waits for a free
+//! slot), waits for its command by tag and finishes without writing the slot
+//! record; only a flush to follow, a refused submission or a timeout hand it to
+//! the slot machinery. Everything else takes the general path with the same rules.
 //!
-//! `cargo bench -p dio --bench read` (4 KiB reads, queue depth 1, emulated inline null
-//! namespace, polled; both sides on the same queue pair and buffer, both checking
-//! every result). Counted with callgrind on the benchmark binary
-//! (`valgrind --tool=callgrind <bench binary> --bench <name> --profile-time 2`; the
-//! benchmark loop's inclusive count divided by the emulator's media reads): the bare
-//! queue pair takes about 1,140 instructions per read (emulator included) and
-//! [`Dio::read`] on [`providers::RawNamespace`] with HIPRI about 1,550, so the layer
-//! adds about 410 instructions per request (about 840 before the single-command
-//! path). That is about +36 %; the 10 % target is not met. What remains is spread
-//! thin: the slot's allocation, tag and release, the shape checks, the provider
-//! calls, the queue adapter and the wait loop each cost tens of instructions.
+//! Measured on 4 KiB reads at queue depth 1 on the emulated inline null namespace,
+//! polled; both sides on the same queue pair and buffer, both checking every
+//! result (`dio/benches/read.rs`). Instructions, the repeatable figure:
 //!
-//! In time the gain is smaller: the fastest criterion samples on a loaded 2-core
-//! machine are about 88 ns per read bare and 127 ns through the layer (137 ns
-//! before), so time is not instructions here; the profile points at stalls on wide
-//! values copied through the stack (slot records, `Result`s), some of them in the
-//! driver's own completion path. Criterion means move by tens of percent under
-//! load; compare both sides of one run only.
+//! ```text
+//! cargo bench -p dio --bench read --no-run
+//! valgrind --tool=callgrind --callgrind-out-file=OUT <bench binary> --bench <queue_pair|dio_raw> --profile-time 2
+//! ```
+//!
+//! per read = inclusive count of `criterion::bencher::Bencher<M>::iter`
+//! (`callgrind_annotate --inclusive=yes OUT`) divided by the calls of
+//! `nvme_emu::namespace::Namespace::read` (`callgrind_annotate --tree=calling OUT`).
+//! The bare queue pair takes 1,139 instructions per read (emulator included) and
+//! [`Dio::read`] on [`providers::RawNamespace`] with HIPRI 1,356: the layer adds
+//! about 217 (+19 %; it added 408, +36 %, before the reserved slot and the tag
+//! wait). The 10 % target is not met. What remains: the shape and provider checks
+//! and the command build (about 55), the wait loop and its completion closure
+//! (about 40), the iterator (about 20, plus the benchmark's reset), the queue
+//! adapter (about 15), and about 30 more in the driver's own submit and reap code,
+//! which the compiler inlines less well behind the adapter than in the bare loop.
+//!
+//! Time, `cargo bench -p dio --bench read` on a loaded 2-core machine: about 102 ns
+//! per read bare and 118 ns through the layer (+15 %; 148 ns, +45 %, before).
+//! Criterion means move by tens of percent under load; compare both sides of one
+//! run only.
 
 mod buf;
 mod completion;

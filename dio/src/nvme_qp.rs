@@ -176,7 +176,7 @@ impl<T: Transport> DioQueue for NvmeQueue<T> {
         self.caps
     }
 
-    #[inline]
+    #[inline(always)]
     fn submit(&mut self, cmd: &IoCommand<'_>, tag: u64) -> Result<(), QueueError> {
         // The common commands, one segment each, stay inline; the rest go out of line.
         let r = match *cmd {

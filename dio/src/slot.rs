@@ -31,6 +31,8 @@ impl Op {
 const INDEX_BITS: u32 = 20;
 const OP_SHIFT: u32 = INDEX_BITS;
 const GEN_SHIFT: u32 = INDEX_BITS + 2;
+/// Generations wrap within the bits a tag leaves them.
+pub(crate) const GEN_MASK: u64 = (1 << 40) - 1;
 /// Most request slots one [`crate::Dio`] can have.
 pub(crate) const MAX_SLOTS: usize = 1 << INDEX_BITS;
 

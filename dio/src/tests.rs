@@ -1207,3 +1207,57 @@ fn position_plus_length_overflowing_is_einval_without_io() {
     assert_eq!(e.errno(), libc::EINVAL);
     assert!(dev.log().is_empty());
 }
+
+#[test]
+fn synchronous_read_runs_while_every_slot_holds_an_asynchronous_request() {
+    let dev = FakeDev::new(caps(512, false, true));
+    let mut dio: TDio = Dio::new(dev.queue(), None, 1).unwrap();
+    let raw = Arc::new(RawNamespace::new(dio.caps()));
+    dev.set_media(8192, &[0x5a; 4096]);
+    dio.queue_mut().hold = true;
+    let done = Arc::new(Mutex::new(None));
+    let d2 = done.clone();
+    let r = dio.rw_async(
+        Direction::Write,
+        Kiocb::default(),
+        iter(&dev, 4096, 6),
+        &*raw,
+        raw.clone(),
+        DioFlags::empty(),
+        0,
+        Box::new(move |d| *d2.lock().unwrap() = Some(d.result)),
+    );
+    assert!(matches!(r, Submitted::Queued));
+    assert_eq!(dio.in_flight(), 1);
+    // The only pool slot is taken: a second asynchronous request is refused.
+    let busy = dio.rw_async(
+        Direction::Write,
+        Kiocb::new(4096, KiocbFlags::empty()),
+        iter(&dev, 4096, 7),
+        &*raw,
+        raw.clone(),
+        DioFlags::empty(),
+        0,
+        Box::new(|_| {}),
+    );
+    assert!(matches!(
+        busy,
+        Submitted::Done(AsyncDone {
+            result: Err(DioError::Busy { slots: 1 }),
+            ..
+        })
+    ));
+    dio.queue_mut().hold = false;
+    // A synchronous single-command read still runs, and the asynchronous
+    // completion reaped while it waits finishes its own request.
+    let mut it = iter(&dev, 4096, 0);
+    let mut io = Kiocb::new(8192, KiocbFlags::HIPRI);
+    assert_eq!(dio.read(&mut io, &mut it, &*raw, &NoHooks), Ok(4096));
+    assert_eq!(bytes(&it), vec![0x5a; 4096]);
+    assert_eq!(io.pos, 12288);
+    while dio.in_flight() > 0 {
+        dio.poll_completions().unwrap();
+    }
+    assert_eq!(*done.lock().unwrap(), Some(Ok(4096)));
+    assert_eq!(dev.media(0, 4096), vec![6; 4096]);
+}
