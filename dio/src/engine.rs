@@ -100,6 +100,9 @@ pub struct Dio<Q: DioQueue, B: DmaBuf> {
 impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     /// An engine over `qp` with room for `slots` requests in flight.
     ///
+    /// One more slot, outside that pool, is kept for synchronous single-command
+    /// requests (unless `slots` is the 2^20 maximum), so they never wait for room.
+    ///
     /// `zero` is a zeroed, page-aligned buffer of at least one controller page used
     /// for sub-block zeroing when the device lacks Write Zeroes.
     pub fn new(qp: Q, zero: Option<B>, slots: usize) -> Result<Self, DioError> {
