@@ -138,7 +138,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         .ok_or_else(|| ToolError::NoNamespace {
             device: device.clone(),
             nsid: args.nsid,
-            active: active_list(&ctrl),
+            active: crate::cli::active_namespaces(&ctrl),
         })?;
     let lba = u64::from(ns.lba_size);
     let io = args.io_size;
@@ -290,19 +290,6 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         verify: args.verify,
     };
     Ok(Report::new(config, &total, args.time))
-}
-
-fn active_list<T: Transport>(ctrl: &Controller<T>) -> String {
-    let ids: Vec<String> = ctrl
-        .namespaces()
-        .iter()
-        .map(|n| n.nsid.to_string())
-        .collect();
-    if ids.is_empty() {
-        "none".to_string()
-    } else {
-        ids.join(", ")
-    }
 }
 
 fn inject_read_corruption(
