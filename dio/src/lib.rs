@@ -53,13 +53,16 @@
 //! (`callgrind_annotate --inclusive=yes OUT`) divided by the calls of
 //! `nvme_emu::namespace::Namespace::read` (`callgrind_annotate --tree=calling OUT`).
 //! The bare queue pair takes 1,139 instructions per read (emulator included) and
-//! [`Dio::read`] on [`providers::RawNamespace`] with HIPRI 1,356: the layer adds
-//! about 217 (+19 %; it added 408, +36 %, before the reserved slot and the tag
-//! wait). The 10 % target is not met. What remains: the shape and provider checks
-//! and the command build (about 55), the wait loop and its completion closure
-//! (about 40), the iterator (about 20, plus the benchmark's reset), the queue
-//! adapter (about 15), and about 30 more in the driver's own submit and reap code,
-//! which the compiler inlines less well behind the adapter than in the bare loop.
+//! [`Dio::read`] on [`providers::RawNamespace`] with HIPRI 1,347: the layer adds
+//! about 208 (+18 %; 217 before the adapter's poll kept its stash out of line,
+//! 408, +36 %, before the reserved slot and the tag wait). The 10 % target is not
+//! met. What remains: the shape and provider checks and the command build (about
+//! 55), the wait loop and its completion closure (about 45), the iterator (about
+//! 20, plus the benchmark's reset), the queue adapter (about 15), and about 25
+//! more in the driver's own reap code (the same source, compiled with more spills
+//! inside the layer's wait than in the bare loop; `#[inline]` on the driver's
+//! `submit_read`, a constant batch of one and an out-of-line wait changed
+//! nothing or made it worse).
 //!
 //! Time, `cargo bench -p dio --bench read` on a loaded 2-core machine: about 102 ns
 //! per read bare and 118 ns through the layer (+15 %; 148 ns, +45 %, before).

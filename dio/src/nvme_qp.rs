@@ -61,6 +61,24 @@ impl<T: Transport> NvmeQueue<T> {
         self.nsid
     }
 
+    /// [`DioQueue::poll`] when completions wait in the stash: those first, then
+    /// the queue pair for the rest of `max`.
+    #[cold]
+    #[inline(never)]
+    fn poll_stashed<F: FnMut(u64, CommandStatus)>(&mut self, max: usize, mut done: F) -> usize {
+        let k = self.stash.len().min(max);
+        for (tag, st) in self.stash.drain(..k) {
+            done(tag, st);
+        }
+        let mut n = k;
+        if n < max {
+            n += self
+                .qp
+                .process_completions(max - n, |tag, r| done(tag, status_of(r)));
+        }
+        n
+    }
+
     /// Commands with several segments, Write Zeroes and Flush.
     #[inline(never)]
     fn submit_other(&mut self, cmd: &IoCommand<'_>, tag: u64) -> Result<(), QueueError> {
@@ -209,20 +227,12 @@ impl<T: Transport> DioQueue for NvmeQueue<T> {
         max: usize,
         mut done: F,
     ) -> Result<usize, QueueError> {
-        let mut n = 0;
         if !self.stash.is_empty() {
-            let k = self.stash.len().min(max);
-            for (tag, st) in self.stash.drain(..k) {
-                done(tag, st);
-            }
-            n = k;
+            return Ok(self.poll_stashed(max, done));
         }
-        if n < max {
-            n += self
-                .qp
-                .process_completions(max - n, |tag, r| done(tag, status_of(r)));
-        }
-        Ok(n)
+        Ok(self
+            .qp
+            .process_completions(max, |tag, r| done(tag, status_of(r))))
     }
 
     fn wait_interrupt(&mut self, timeout: Duration) -> Result<(), QueueError> {
