@@ -53,11 +53,12 @@
 //! (`callgrind_annotate --inclusive=yes OUT`) divided by the calls of
 //! `nvme_emu::namespace::Namespace::read` (`callgrind_annotate --tree=calling OUT`).
 //! The bare queue pair takes 1,139 instructions per read (emulator included) and
-//! [`Dio::read`] on [`providers::RawNamespace`] with HIPRI 1,347: the layer adds
-//! about 208 (+18 %; 217 before the adapter's poll kept its stash out of line,
-//! 408, +36 %, before the reserved slot and the tag wait). The 10 % target is not
-//! met. What remains: the shape and provider checks and the command build (about
-//! 55), the wait loop and its completion closure (about 45), the iterator (about
+//! [`Dio::read`] on [`providers::RawNamespace`] with HIPRI 1,343: the layer adds
+//! about 204 (+18 %; 217 before the adapter's poll kept its stash out of line and
+//! the tag wait counted its command after the poll, 408, +36 %, before the
+//! reserved slot and the tag wait). The 10 % target is not met. What remains: the
+//! shape and provider checks and the command build (about 55), the wait loop and
+//! its completion closure (about 40), the iterator (about
 //! 20, plus the benchmark's reset), the queue adapter (about 15), and about 25
 //! more in the driver's own reap code (the same source, compiled with more spills
 //! inside the layer's wait than in the bare loop; `#[inline]` on the driver's
