@@ -10,11 +10,10 @@
 // criterion_group! generates undocumented public items.
 #![allow(missing_docs)]
 
-use std::cell::RefCell;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dio::nvme_qp::NvmeQueue;
+use dio::nvme_qp::{IoBuffer, NvmeQueue};
 use dio::providers::RawNamespace;
 use dio::{Dio, IovIter, Kiocb, KiocbFlags, NoHooks};
 use nvme::transport::emu::EmuTransport;
@@ -44,7 +43,7 @@ fn reads(c: &mut Criterion) {
 
     // Both sides use the same queue pair, the same buffer, queue depth 1 and polled
     // completion, and both check every completion's result.
-    let buf = RefCell::new(ctrl.allocator().alloc(4096, 4096).unwrap());
+    let buf = IoBuffer::new(ctrl.allocator().alloc(4096, 4096).unwrap());
     let qp = ctrl
         .create_io_queue_pair(QueuePairOptions::default())
         .unwrap();
@@ -52,7 +51,7 @@ fn reads(c: &mut Criterion) {
     let mut dio = Dio::new(q, None, 16).unwrap();
     let raw = RawNamespace::new(dio.caps());
 
-    let seg = [buf.borrow().as_segment()];
+    let seg = [buf.as_segment()];
     let mut slot = 0u64;
     group.bench_function("queue_pair", |b| {
         let qp = dio.queue_mut().queue_pair();

@@ -10,12 +10,14 @@ use crate::iomap::{CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps, Mapp
 use crate::iov::IovIter;
 use crate::kiocb::{Kiocb, KiocbFlags};
 use crate::queue::{DeviceCaps, DioQueue, QueueError};
-use crate::slot::{AsyncCtx, Slot, SlotState, GEN_MASK, MAX_SLOTS};
+use crate::slot::{make_tag, AsyncCtx, Op, Slot, SlotState, GEN_MASK, MAX_SLOTS};
 
 /// Most DMA segments the layer puts in one command.
 pub(crate) const MAX_SEGMENTS: usize = 16;
 /// Buffer addresses must be dword aligned (NVMe PRP entries).
 pub(crate) const DMA_ALIGN: u32 = 4;
+/// [`Dio::sync_tag`] while the reserved slot is taken (no tag has every bit set).
+pub(crate) const NO_SYNC_TAG: u64 = u64::MAX;
 /// Completions reaped per poll call.
 const REAP_BATCH: usize = 64;
 /// Largest transfer the layer puts in one command when the device sets no limit.
@@ -80,6 +82,8 @@ pub struct Dio<Q: DioQueue, B: DmaBuf> {
     pub(crate) qp: Q,
     pub(crate) caps: DeviceCaps,
     pub(crate) lba_shift: u32,
+    /// Namespace size in bytes (saturated at `u64::MAX`).
+    pub(crate) capacity_bytes: u64,
     pub(crate) max_command: usize,
     pub(crate) max_segments: usize,
     pub(crate) zero: Option<B>,
@@ -89,6 +93,10 @@ pub struct Dio<Q: DioQueue, B: DmaBuf> {
     /// Index of the slot reserved for synchronous single-command requests, or
     /// `usize::MAX` when the pool fills the whole tag index space.
     pub(crate) sync_slot: usize,
+    /// The read tag of the reserved slot's current generation while the slot is
+    /// free ([`NO_SYNC_TAG`] while a request holds it or there is none), so the
+    /// single-command path takes a tag without touching the slot record.
+    pub(crate) sync_tag: u64,
     pub(crate) ready: Vec<usize>,
     pub(crate) stats: DioStats,
     pub(crate) stray_completions: u64,
@@ -145,12 +153,18 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             qp,
             caps,
             lba_shift: lba.trailing_zeros(),
+            capacity_bytes: caps.capacity_lbas.saturating_mul(u64::from(lba)),
             max_command: 0,
             max_segments: caps.max_segments.min(MAX_SEGMENTS),
             zero,
             slots: (0..total).map(|_| Slot::new()).collect(),
             free: (0..slots).rev().collect(),
             sync_slot,
+            sync_tag: if sync_slot == usize::MAX {
+                NO_SYNC_TAG
+            } else {
+                make_tag(sync_slot, 0, Op::Read)
+            },
             ready: Vec::with_capacity(slots),
             stats: DioStats::default(),
             stray_completions: 0,
@@ -428,12 +442,18 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             });
         }
         iter.check_dma_rules(self.caps.lba_size, DMA_ALIGN)?;
-        let fs_block = u64::from(ops.block_size());
-        if !fs_block.is_power_of_two() || fs_block < lba {
-            return Err(DioError::InvalidRequest {
-                reason: "the file system block size is not a power of two at least the logical block size",
-            });
-        }
+        // The provider's block decides sub-block zeroing, which only writes do.
+        let fs_block = if write {
+            let b = u64::from(ops.block_size());
+            if !b.is_power_of_two() || b < lba {
+                return Err(DioError::InvalidRequest {
+                    reason: "the file system block size is not a power of two at least the logical block size",
+                });
+            }
+            b
+        } else {
+            lba
+        };
         let slot = self.alloc_slot(write, iocb.flags)?;
         let sub = Submit {
             slot,
@@ -539,6 +559,9 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     /// Prepares `slot` for a new request.
     #[inline]
     pub(crate) fn init_slot(&mut self, slot: usize, write: bool, flags: KiocbFlags) {
+        if slot == self.sync_slot {
+            self.sync_tag = NO_SYNC_TAG;
+        }
         let s = &mut self.slots[slot];
         s.state = SlotState::Active;
         s.outstanding = 0;
@@ -561,7 +584,9 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             s.drop_ctx();
         }
         s.error = None;
-        if slot != self.sync_slot {
+        if slot == self.sync_slot {
+            self.sync_tag = make_tag(slot, s.gen, Op::Read);
+        } else {
             self.free.push(slot);
         }
     }

@@ -234,12 +234,11 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     #[inline]
     pub(crate) fn in_namespace(&self, map: &Mapping, start: u64, length: u64) -> bool {
         let lba = u64::from(self.caps.lba_size);
-        let capacity = self.caps.capacity_lbas.saturating_mul(lba);
         let in_range = map
             .addr
             .checked_add(start - map.offset)
             .and_then(|a| a.checked_add(length))
-            .is_some_and(|end| end <= capacity);
+            .is_some_and(|end| end <= self.capacity_bytes);
         map.addr & (lba - 1) == 0 && in_range
     }
 

@@ -92,6 +92,20 @@ impl<B: DmaBuf> IovIter<B> {
     }
 
     /// Moves the cursor `n` bytes forward over the buffers.
+    /// [`advance`](Self::advance) by the whole remaining count.
+    #[inline(always)]
+    pub(crate) fn advance_all(&mut self) {
+        let n = self.count;
+        self.consumed += n;
+        self.count = 0;
+        if self.consumed == self.total {
+            self.idx = self.bufs.len();
+            self.off = 0;
+            return;
+        }
+        self.step(n);
+    }
+
     fn step(&mut self, mut n: usize) {
         while n > 0 && self.idx < self.bufs.len() {
             let avail = self.bufs[self.idx].len() - self.off;
@@ -159,14 +173,12 @@ impl<B: DmaBuf> IovIter<B> {
     /// the buffer and the offset of the cursor in it.
     #[inline]
     pub(crate) fn single(&self) -> Option<(&B, usize)> {
+        if let [b] = &self.bufs[..] {
+            // One buffer: `off` is `consumed`, and `count <= total - consumed`.
+            return (self.idx == 0 && self.count > 0).then_some((b, self.off));
+        }
         let b = self.bufs.get(self.idx)?;
-        // One buffer holds `total` bytes (lengths are fixed), which spares a call.
-        let len = if self.bufs.len() == 1 {
-            self.total
-        } else {
-            b.len()
-        };
-        (self.count > 0 && len - self.off >= self.count).then_some((b, self.off))
+        (self.count > 0 && b.len() - self.off >= self.count).then_some((b, self.off))
     }
 
     /// Checks the DMA rules for the available bytes: every piece starts on a

@@ -1,6 +1,6 @@
 //! The driver's queue pair as a [`DioQueue`], and its DMA buffers as [`DmaBuf`].
 
-use std::cell::RefCell;
+use std::cell::{Ref, RefCell};
 use std::time::Duration;
 
 use nvme::{Controller, DmaBuffer, DmaSegment, IoQueuePair, Transport};
@@ -235,6 +235,18 @@ impl<T: Transport> DioQueue for NvmeQueue<T> {
             .process_completions(max, |tag, r| done(tag, status_of(r))))
     }
 
+    #[inline(always)]
+    fn poll_one(&mut self) -> Option<(u64, CommandStatus)> {
+        if !self.stash.is_empty() {
+            // Completions are routed by tag, so their order does not matter.
+            return self.stash.pop();
+        }
+        let mut one = None;
+        self.qp
+            .process_completions(1, |tag, r| one = Some((tag, status_of(r))));
+        one
+    }
+
     fn wait_interrupt(&mut self, timeout: Duration) -> Result<(), QueueError> {
         let room = self.stash.capacity() - self.stash.len();
         if room == 0 || !self.stash.is_empty() {
@@ -272,5 +284,97 @@ impl DmaBuf for RefCell<DmaBuffer> {
 
     fn write_at(&self, offset: usize, src: &[u8]) -> bool {
         self.borrow_mut().write(offset, src).is_ok()
+    }
+}
+
+/// A driver DMA buffer for the layer's requests.
+///
+/// Its device address and length are read once, when it is made, so a request
+/// finds them without borrowing the buffer. The buffer inside is read and written
+/// through these methods and never replaced, so they stay true.
+#[derive(Debug)]
+pub struct IoBuffer {
+    iova: u64,
+    len: usize,
+    buf: RefCell<DmaBuffer>,
+}
+
+impl IoBuffer {
+    /// Wraps `buf`.
+    pub fn new(buf: DmaBuffer) -> Self {
+        IoBuffer {
+            iova: buf.iova(),
+            len: buf.len(),
+            buf: RefCell::new(buf),
+        }
+    }
+
+    /// The device address of the first byte.
+    pub fn iova(&self) -> u64 {
+        self.iova
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole buffer as one segment, for the driver's own commands.
+    pub fn as_segment(&self) -> DmaSegment {
+        self.buf.borrow().as_segment()
+    }
+
+    /// The buffer, for reading (it must not be borrowed while a request writes it).
+    pub fn buffer(&self) -> Ref<'_, DmaBuffer> {
+        self.buf.borrow()
+    }
+
+    /// Copies `dst.len()` bytes at `offset` into `dst`.
+    pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), hugepages::Error> {
+        self.buf.borrow().read(offset, dst)
+    }
+
+    /// Copies `src` into the buffer at `offset`.
+    pub fn write(&self, offset: usize, src: &[u8]) -> Result<(), hugepages::Error> {
+        self.buf.borrow_mut().write(offset, src)
+    }
+
+    /// Sets `len` bytes at `offset` to `byte`.
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<(), hugepages::Error> {
+        self.buf.borrow_mut().fill(offset, len, byte)
+    }
+
+    /// The buffer, unwrapped.
+    pub fn into_inner(self) -> DmaBuffer {
+        self.buf.into_inner()
+    }
+}
+
+impl DmaBuf for IoBuffer {
+    #[inline]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn iova_at(&self, offset: usize) -> Option<u64> {
+        (offset < self.len).then(|| self.iova + offset as u64)
+    }
+
+    fn zero(&self, offset: usize, len: usize) -> bool {
+        self.fill(offset, len, 0).is_ok()
+    }
+
+    fn read_at(&self, offset: usize, dst: &mut [u8]) -> bool {
+        self.read(offset, dst).is_ok()
+    }
+
+    fn write_at(&self, offset: usize, src: &[u8]) -> bool {
+        self.write(offset, src).is_ok()
     }
 }

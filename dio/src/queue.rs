@@ -125,6 +125,15 @@ pub trait DioQueue {
         done: F,
     ) -> Result<usize, QueueError>;
 
+    /// Reaps at most one completion: its tag and status, or `None` when none is
+    /// ready (or the poll failed: [`poll`](Self::poll) reports why).
+    #[inline(always)]
+    fn poll_one(&mut self) -> Option<(u64, CommandStatus)> {
+        let mut one = None;
+        let _ = self.poll(1, |tag, status| one = Some((tag, status)));
+        one
+    }
+
     /// Sleeps until the queue's interrupt fires or `timeout` passes.
     fn wait_interrupt(&mut self, timeout: Duration) -> Result<(), QueueError>;
 }

@@ -3,7 +3,7 @@
 //! general path (`engine` and `extent_io`); only its loops are gone.
 
 use crate::buf::DmaBuf;
-use crate::engine::{completion_flags, Dio, Direction, Submit, DMA_ALIGN};
+use crate::engine::{completion_flags, Dio, Direction, Submit, DMA_ALIGN, NO_SYNC_TAG};
 use crate::error::DioError;
 use crate::iomap::{
     CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps, Mapping, MappingFlags, MappingKind,
@@ -11,7 +11,7 @@ use crate::iomap::{
 use crate::iov::IovIter;
 use crate::kiocb::{Kiocb, KiocbFlags};
 use crate::queue::{CommandStatus, DioQueue, IoCommand, QueueError, Segment};
-use crate::slot::{make_tag, tag_op_name, Op, SlotState, GEN_MASK};
+use crate::slot::{make_tag, tag_op_name, with_op, Op, SlotState};
 
 impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     /// Runs a synchronous request whose buffers are one piece that one command
@@ -47,6 +47,11 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         let len = iter.count();
         let bytes = len as u64;
         let pos = iocb.pos;
+        let i_size = ops.size();
+        // Reads stay inside the file: `pos < i_size` and `bytes <= i_size - pos`.
+        if !write && (pos >= i_size || bytes > i_size - pos) {
+            general!()
+        }
         let Some(end) = pos.checked_add(bytes) else {
             general!()
         };
@@ -60,14 +65,14 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         if iova & u64::from(DMA_ALIGN - 1) != 0 {
             general!()
         }
-        let i_size = ops.size();
-        let fs_block = u64::from(ops.block_size());
-        // A power of two above the logical block (0 fails the second test).
-        if fs_block & fs_block.wrapping_sub(1) != 0 || fs_block <= lba_mask {
-            general!()
-        }
         let mut map_flags = IomapFlags::DIRECT;
         if write {
+            // The provider's block decides sub-block zeroing: a power of two
+            // above the logical block (0 fails the second test).
+            let fs_block = u64::from(ops.block_size());
+            if fs_block & fs_block.wrapping_sub(1) != 0 || fs_block <= lba_mask {
+                general!()
+            }
             // A write ending at or past EOF off a block boundary zeroes the tail
             // (from its start if the command cannot be issued).
             let tail = |at: u64| at >= i_size && at & (fs_block - 1) != 0;
@@ -81,78 +86,42 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                 }
                 map_flags |= IomapFlags::OVERWRITE_ONLY;
             }
-        } else if end > i_size {
-            general!()
         }
         let nowait = iocb.flags.contains(KiocbFlags::NOWAIT);
         if nowait {
             map_flags |= IomapFlags::NOWAIT;
         }
-        // The reserved slot is busy only while commands of an abandoned request
+        // The reserved slot is taken only while commands of an abandoned request
         // are still out; the general path then takes the request.
-        let slot = self.sync_slot;
+        if self.sync_tag == NO_SYNC_TAG {
+            general!()
+        }
         let op = if write { Op::Write } else { Op::Read };
-        let tag = match self.slots.get_mut(slot) {
-            Some(s) if s.state == SlotState::Free => {
-                s.gen = s.gen.wrapping_add(1) & GEN_MASK;
-                make_tag(slot, s.gen, op)
-            }
-            _ => general!(),
-        };
-        let sub = || Submit {
-            slot,
-            nowait,
-            i_size,
-            fs_block,
-            commands: 0,
-        };
+        let tag = with_op(self.sync_tag, op);
         let map = match ops.begin(pos, bytes, map_flags) {
             Ok(m) if self.plain_extent(&m, pos, end, write) => m,
             other => {
-                self.init_slot(slot, write, iocb.flags);
-                self.run_mappings(
-                    sub(),
+                return self.single_mapped_otherwise(
+                    other,
                     iocb,
-                    bytes,
                     iter,
                     ops,
+                    dops,
                     write,
                     map_flags,
                     dio_flags,
-                    Some(other),
-                );
-                return self.finish_sync(slot, iocb, i_size, dops, done_before);
+                    done_before,
+                )
             }
         };
-        let seg = [Segment {
-            iova,
-            len: len as u32,
-        }];
-        let lba = map.device_addr(pos) >> self.lba_shift;
-        let blocks = (bytes >> self.lba_shift) as u32;
         let mut flags = completion_flags(write, iocb.flags);
-        let (cmd, fua) = if write {
-            let fua = !map.flags.contains(MappingFlags::DIRTY)
-                && flags.contains(CompletionFlags::WRITE_THROUGH)
-                && (self.caps.fua || !self.caps.volatile_write_cache);
-            if !fua {
-                flags.remove(CompletionFlags::WRITE_THROUGH);
-            }
-            let cmd = IoCommand::Write {
-                lba,
-                blocks,
-                segments: &seg,
-                fua,
-            };
-            (cmd, fua)
-        } else {
-            let cmd = IoCommand::Read {
-                lba,
-                blocks,
-                segments: &seg,
-            };
-            (cmd, false)
-        };
+        let fua = write
+            && !map.flags.contains(MappingFlags::DIRTY)
+            && flags.contains(CompletionFlags::WRITE_THROUGH)
+            && (self.caps.fua || !self.caps.volatile_write_cache);
+        if !fua {
+            flags.remove(CompletionFlags::WRITE_THROUGH);
+        }
         if flags.contains(CompletionFlags::WRITE_THROUGH) {
             flags.remove(CompletionFlags::NEED_SYNC);
         }
@@ -161,18 +130,24 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         // written if the wait is given up.
         let flush =
             write && self.caps.volatile_write_cache && flags.contains(CompletionFlags::NEED_SYNC);
-        if flush || !accepted(self.qp.submit(&cmd, tag)) {
+        let seg = [Segment {
+            iova,
+            len: len as u32,
+        }];
+        if flush
+            || !accepted(
+                self.qp
+                    .submit(&self.lone_command(&map, pos, &seg, write, fua), tag),
+            )
+        {
             // A flush to follow or a queue that did not take the command: the
             // slot records the request and the general completion finishes it.
-            self.init_slot(slot, write, iocb.flags);
             return self.single_slotted(
-                sub(),
                 iocb,
                 iter,
                 ops,
                 dops,
                 &map,
-                &cmd,
                 op,
                 fua,
                 map_flags,
@@ -180,29 +155,15 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                 done_before,
             );
         }
-        self.commands_in_flight += 1;
         self.stats.commands += 1;
         if fua {
             self.stats.fua_commands += 1;
         }
-        iter.advance(len);
+        iter.advance_all();
         let ended = ops.end(pos, bytes, bytes, map_flags, &map);
         let status = match self.wait_tag(tag, iocb.flags.contains(KiocbFlags::HIPRI)) {
             Ok(st) => st,
-            Err(e) => {
-                // The command may still complete: the slot waits for it.
-                let s = &mut self.slots[slot];
-                s.state = SlotState::Abandoned;
-                s.outstanding = 1;
-                s.submitting = false;
-                s.finished = false;
-                s.flush_issued = false;
-                s.write = write;
-                s.size = bytes;
-                s.error = None;
-                s.flags = flags;
-                return Err(e);
-            }
+            Err(e) => return Err(self.abandon_single(write, bytes, flags, e)),
         };
         let mut error = match ended {
             Err(DioError::Fault { .. }) if dio_flags.contains(DioFlags::PARTIAL) => None,
@@ -222,41 +183,157 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         Ok(len + done_before)
     }
 
-    /// The rest of a single-command request whose slot records it: issues `cmd`
-    /// (reaping while the queue is full), ends the mapping and waits.
+    /// The command of a single-command request: the bytes of `seg` at file
+    /// position `pos` of `map`.
+    #[inline(always)]
+    fn lone_command<'a>(
+        &self,
+        map: &Mapping,
+        pos: u64,
+        seg: &'a [Segment; 1],
+        write: bool,
+        fua: bool,
+    ) -> IoCommand<'a> {
+        let lba = map.device_addr(pos) >> self.lba_shift;
+        let blocks = (u64::from(seg[0].len) >> self.lba_shift) as u32;
+        if write {
+            IoCommand::Write {
+                lba,
+                blocks,
+                segments: seg,
+                fua,
+            }
+        } else {
+            IoCommand::Read {
+                lba,
+                blocks,
+                segments: seg,
+            }
+        }
+    }
+
+    /// A single-command request whose provider answered with something other
+    /// than one plain mapped extent over the whole range (or an error): the
+    /// general mapping loop takes that answer, in the reserved slot.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn single_mapped_otherwise<M: IomapOps + ?Sized, D: DioOps + ?Sized>(
+        &mut self,
+        first: Result<Mapping, DioError>,
+        iocb: &mut Kiocb,
+        iter: &mut IovIter<B>,
+        ops: &M,
+        dops: &D,
+        write: bool,
+        map_flags: IomapFlags,
+        dio_flags: DioFlags,
+        done_before: usize,
+    ) -> Result<usize, DioError> {
+        let slot = self.sync_slot;
+        let i_size = ops.size();
+        let sub = Submit {
+            slot,
+            nowait: iocb.flags.contains(KiocbFlags::NOWAIT),
+            i_size,
+            fs_block: u64::from(ops.block_size()),
+            commands: 0,
+        };
+        self.init_slot(slot, write, iocb.flags);
+        let bytes = iter.count() as u64;
+        self.run_mappings(
+            sub,
+            iocb,
+            bytes,
+            iter,
+            ops,
+            write,
+            map_flags,
+            dio_flags,
+            Some(first),
+        );
+        self.finish_sync(slot, iocb, i_size, dops, done_before)
+    }
+
+    /// Gives up the wait of a single-command request: the slot records the
+    /// command still out, and its late completion frees the slot.
+    #[cold]
+    #[inline(never)]
+    fn abandon_single(
+        &mut self,
+        write: bool,
+        bytes: u64,
+        flags: CompletionFlags,
+        e: DioError,
+    ) -> DioError {
+        self.sync_tag = NO_SYNC_TAG;
+        // Counted now: the late completion is routed like any other.
+        self.commands_in_flight += 1;
+        let s = &mut self.slots[self.sync_slot];
+        s.state = SlotState::Abandoned;
+        s.outstanding = 1;
+        s.submitting = false;
+        s.finished = false;
+        s.flush_issued = false;
+        s.write = write;
+        s.size = bytes;
+        s.error = None;
+        s.flags = flags;
+        e
+    }
+
+    /// The rest of a single-command request that the slot records: issues its
+    /// command (reaping while the queue is full), ends the mapping and waits.
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn single_slotted<M: IomapOps + ?Sized, D: DioOps + ?Sized>(
         &mut self,
-        mut sub: Submit,
         iocb: &mut Kiocb,
         iter: &mut IovIter<B>,
         ops: &M,
         dops: &D,
         map: &Mapping,
-        cmd: &IoCommand<'_>,
         op: Op,
         fua: bool,
         map_flags: IomapFlags,
         dio_flags: DioFlags,
         done_before: usize,
     ) -> Result<usize, DioError> {
-        let slot = sub.slot;
+        let slot = self.sync_slot;
+        let write = op == Op::Write;
+        self.init_slot(slot, write, iocb.flags);
         let pos = iocb.pos;
-        let bytes = iter.count() as u64;
-        let i_size = sub.i_size;
+        let len = iter.count();
+        let bytes = len as u64;
+        let i_size = ops.size();
+        let mut sub = Submit {
+            slot,
+            nowait: iocb.flags.contains(KiocbFlags::NOWAIT),
+            i_size,
+            fs_block: u64::from(ops.block_size()),
+            commands: 0,
+        };
         if !fua {
             self.slots[slot]
                 .flags
                 .remove(CompletionFlags::WRITE_THROUGH);
         }
-        let issued = self.issue(&mut sub, cmd, op);
+        // The fast path checked the piece; it is the same one.
+        let iova = iter
+            .single()
+            .and_then(|(buf, off)| buf.iova_at(off))
+            .unwrap_or_default();
+        let seg = [Segment {
+            iova,
+            len: len as u32,
+        }];
+        let cmd = self.lone_command(map, pos, &seg, write, fua);
+        let issued = self.issue(&mut sub, &cmd, op);
         let done = if issued.is_ok() {
             if fua {
                 self.stats.fua_commands += 1;
             }
             self.slots[slot].size = bytes;
-            iter.advance(bytes as usize);
+            iter.advance(len);
             bytes
         } else {
             0

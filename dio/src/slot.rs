@@ -42,6 +42,12 @@ pub(crate) fn make_tag(index: usize, gen: u64, op: Op) -> u64 {
     (gen << GEN_SHIFT) | ((op as u64) << OP_SHIFT) | index as u64
 }
 
+/// `tag` (built for [`Op::Read`]) for the command kind `op`.
+#[inline]
+pub(crate) fn with_op(tag: u64, op: Op) -> u64 {
+    tag | ((op as u64) << OP_SHIFT)
+}
+
 /// Splits a tag into slot index and generation.
 #[inline]
 pub(crate) fn split_tag(tag: u64) -> (usize, u64) {

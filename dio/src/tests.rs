@@ -1261,3 +1261,47 @@ fn synchronous_read_runs_while_every_slot_holds_an_asynchronous_request() {
     assert_eq!(*done.lock().unwrap(), Some(Ok(4096)));
     assert_eq!(dev.media(0, 4096), vec![6; 4096]);
 }
+
+/// The raw namespace with a block size no file system could have.
+struct OddBlocks(RawNamespace);
+impl IomapOps for OddBlocks {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn block_size(&self) -> u32 {
+        768
+    }
+    fn begin(&self, pos: u64, len: u64, flags: IomapFlags) -> Result<Mapping, DioError> {
+        self.0.begin(pos, len, flags)
+    }
+}
+
+#[test]
+fn provider_block_size_is_checked_for_writes_which_zero_by_it_not_for_reads() {
+    let (dev, mut dio) = setup(512, true, true);
+    let odd = OddBlocks(RawNamespace::new(dio.caps()));
+    for flags in [KiocbFlags::HIPRI, KiocbFlags::empty()] {
+        let mut it = iter(&dev, 4096, 0);
+        assert_eq!(
+            dio.read(&mut Kiocb::new(0, flags), &mut it, &odd, &NoHooks),
+            Ok(4096)
+        );
+    }
+    // Two buffers take the general path, one the single-command path: both refuse.
+    for mut it in [
+        iter(&dev, 4096, 1),
+        IovIter::new(vec![dev.buf(2048), dev.buf(2048)]),
+    ] {
+        let e = dio
+            .write(&mut Kiocb::default(), &mut it, &odd, &NoHooks)
+            .unwrap_err();
+        assert!(matches!(e, DioError::InvalidRequest { .. }), "{e}");
+    }
+    assert_eq!(
+        dev.log(),
+        vec![
+            Logged::Read { lba: 0, blocks: 8 },
+            Logged::Read { lba: 0, blocks: 8 }
+        ]
+    );
+}

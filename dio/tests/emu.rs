@@ -1,16 +1,15 @@
 //! The layer's rules through the real driver on the emulated controller, checked
 //! against the commands the controller actually executed (its command log).
 
-use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dio::nvme_qp::NvmeQueue;
+use dio::nvme_qp::{IoBuffer, NvmeQueue};
 use dio::providers::{ExtentFs, FileHandle, RawNamespace};
 use dio::*;
 use nvme::spec::{Status, StatusCodeType};
 use nvme::transport::emu::EmuTransport;
-use nvme::{CompletionMode, Controller, DmaBuffer, Options, QueuePairOptions};
+use nvme::{CompletionMode, Controller, Options, QueuePairOptions};
 use nvme_emu::{CommandMatch, EmuController, FaultAction, LogEntry};
 
 const FLUSH: u8 = 0x00;
@@ -18,7 +17,7 @@ const WRITE: u8 = 0x01;
 const READ: u8 = 0x02;
 const WRITE_ZEROES: u8 = 0x08;
 
-type Buf = RefCell<DmaBuffer>;
+type Buf = IoBuffer;
 type EDio = Dio<NvmeQueue<EmuTransport>, Buf>;
 
 struct Rig {
@@ -56,7 +55,7 @@ impl Rig {
     fn buf(&self, len: usize, byte: u8) -> Buf {
         let mut b = self.ctrl.allocator().alloc(len, 4096).unwrap();
         b.fill(0, len, byte).unwrap();
-        RefCell::new(b)
+        IoBuffer::new(b)
     }
 
     fn iter(&self, len: usize, byte: u8) -> IovIter<Buf> {
@@ -77,7 +76,7 @@ impl Rig {
 fn bytes(it: &IovIter<Buf>) -> Vec<u8> {
     let mut out = Vec::new();
     for b in it.buffers() {
-        let b = b.borrow();
+        let b = b.buffer();
         let mut v = vec![0; b.len()];
         b.read(0, &mut v).unwrap();
         out.extend(v);
@@ -821,6 +820,20 @@ fn a_device_that_never_completes_times_out_and_the_engine_recovers() {
     let e = dio.read(&mut io, &mut it, &raw, &NoHooks).unwrap_err();
     assert!(matches!(e, DioError::Timeout { millis: 200 }), "{e}");
     assert_eq!(io.pos, 0);
+    assert_eq!(dio.in_flight(), 1);
+    // While the abandoned request holds the reserved slot, requests still run
+    // (in the shared pool).
+    let mut it = r.iter(4096, 0);
+    assert_eq!(
+        dio.read(
+            &mut Kiocb::new(4096, KiocbFlags::HIPRI),
+            &mut it,
+            &raw,
+            &NoHooks
+        ),
+        Ok(4096)
+    );
+    assert_eq!(dio.in_flight(), 1);
     // The abandoned request is released once the driver aborts the lost command.
     let mut spins = 0;
     while dio.in_flight() > 0 && spins < 1000 {

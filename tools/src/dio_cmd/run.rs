@@ -1,8 +1,6 @@
 //! Opens the device and runs an `nvme-dio` script on one queue pair.
 
-use std::cell::RefCell;
-
-use dio::nvme_qp::NvmeQueue;
+use dio::nvme_qp::{IoBuffer, NvmeQueue};
 use dio::Dio;
 use nvme::{CompletionMode, QueuePairOptions};
 
@@ -50,7 +48,7 @@ pub fn run(device: &str, nsid: u32, steps: &[Step]) -> Result<DioReport, ToolErr
     let alloc = |len: usize| {
         ctrl.allocator()
             .alloc(len.max(1), page)
-            .map(RefCell::new)
+            .map(IoBuffer::new)
             .map_err(|e| e.to_string())
     };
     let zero = alloc(page).map_err(|reason| ToolError::Memory {
