@@ -82,6 +82,8 @@ pub struct Dio<Q: DioQueue, B: DmaBuf> {
     pub(crate) qp: Q,
     pub(crate) caps: DeviceCaps,
     pub(crate) lba_shift: u32,
+    /// Logical block size minus one.
+    pub(crate) lba_mask: u64,
     /// Namespace size in bytes (saturated at `u64::MAX`).
     pub(crate) capacity_bytes: u64,
     pub(crate) max_command: usize,
@@ -153,6 +155,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             qp,
             caps,
             lba_shift: lba.trailing_zeros(),
+            lba_mask: u64::from(lba) - 1,
             capacity_bytes: caps.capacity_lbas.saturating_mul(u64::from(lba)),
             max_command: 0,
             max_segments: caps.max_segments.min(MAX_SEGMENTS),

@@ -55,7 +55,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         let Some(end) = pos.checked_add(bytes) else {
             general!()
         };
-        let lba_mask = u64::from(self.caps.lba_size) - 1;
+        let lba_mask = self.lba_mask;
         if len > self.max_command || (pos | bytes) & lba_mask != 0 {
             general!()
         }
