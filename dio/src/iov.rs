@@ -174,8 +174,9 @@ impl<B: DmaBuf> IovIter<B> {
     #[inline]
     pub(crate) fn single(&self) -> Option<(&B, usize)> {
         if let [b] = &self.bufs[..] {
-            // One buffer: `off` is `consumed`, and `count <= total - consumed`.
-            return (self.idx == 0 && self.count > 0).then_some((b, self.off));
+            // One buffer: `count <= total - consumed`, so bytes left mean the
+            // cursor is in it, at `off` (= `consumed`).
+            return (self.count > 0).then_some((b, self.off));
         }
         let b = self.bufs.get(self.idx)?;
         (self.count > 0 && b.len() - self.off >= self.count).then_some((b, self.off))
