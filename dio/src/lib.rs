@@ -34,45 +34,52 @@
 //! # Cost
 //! A synchronous request that is one buffer piece, one command and one plain
 //! mapped extent, with no EOF cut and no zeroing, takes a single-command path
-//! (`single.rs`): no mapping loop, no segment list. It runs in a slot reserved for
-//! it (outside the pool that [`Dio::new`] sizes, so it never waits for a free
-//! slot), waits for its command by tag and finishes without writing the slot
-//! record; only a flush to follow, a refused submission or a timeout hand it to
-//! the slot machinery. Everything else takes the general path with the same rules.
+//! (`single.rs`): no mapping loop, no segment list, no slot record. Its tag is
+//! the one the engine keeps for the reserved slot while that slot is free (the
+//! slot sits outside the pool that [`Dio::new`] sizes, so the request never waits
+//! for room); a polled wait reaps one completion inline and loops out of line
+//! only if that was not its own. Only a flush to follow, a refused submission or
+//! a timeout hand the request to the slot machinery. Everything else takes the
+//! general path with the same rules.
 //!
-//! Measured on 4 KiB reads at queue depth 1 on the emulated inline null namespace,
-//! polled; both sides on the same queue pair and buffer, both checking every
-//! result (`dio/benches/read.rs`). Instructions, the repeatable figure:
+//! Measured on 4 KiB reads at queue depth 1 on the emulated inline null
+//! namespace, polled; both sides on the same queue pair and [`nvme_qp::IoBuffer`],
+//! both checking every result (`dio/benches/read.rs`). Instructions, the
+//! repeatable figure:
 //!
 //! ```text
 //! cargo bench -p dio --bench read --no-run
-//! valgrind --tool=callgrind --callgrind-out-file=OUT <bench binary> --bench <queue_pair|dio_raw> --profile-time 2
+//! valgrind --tool=callgrind --compress-strings=no --callgrind-out-file=OUT <bench binary> --bench <queue_pair|dio_raw> --profile-time 2
 //! ```
 //!
 //! per read = inclusive count of `criterion::bencher::Bencher<M>::iter`
 //! (`callgrind_annotate --inclusive=yes OUT`) divided by the calls of
-//! `nvme_emu::namespace::Namespace::read` (`callgrind_annotate --tree=calling OUT`).
-//! The bare queue pair takes 1,139 instructions per read (emulator included) and
-//! [`Dio::read`] on [`providers::RawNamespace`] with HIPRI 1,343: the layer adds
-//! about 204 (+18 %; 217 before the adapter's poll kept its stash out of line and
-//! the tag wait counted its command after the poll, 408, +36 %, before the
-//! reserved slot and the tag wait). The 10 % target is not met. What remains: the
-//! shape and provider checks and the command build (about 55), the wait loop and
-//! its completion closure (about 40), the iterator (about 20, plus the
-//! benchmark's reset), the queue adapter (about 15), and about 25 more in the
-//! driver's own reap code (the same source, compiled with more spills inside the
-//! layer's wait than in the bare loop). Tried without gain: `#[inline]` on the
-//! driver's `submit_read`, a constant batch of one, an out-of-line wait, a reap
-//! that hands the adapter its status directly instead of a `Result` (1,345 to
-//! 1,372, depending on the closure's form and on where the error is built), and
-//! one combined alignment test in the single-command path (1,344).
-//! Single changes move the count by up to 25 either way through register
-//! allocation alone, so gains below that need a structural change.
+//! `nvme_emu::namespace::Namespace::read` (the `calls=` lines under it in OUT).
+//! The bare queue pair takes 1,161 instructions per read (emulator included) and
+//! [`Dio::read`] on [`providers::RawNamespace`] with HIPRI 1,259: the layer adds
+//! 98 (+8.4 %; 204, +18 %, before the changes below). What took the rest:
+//! - the first completion reaped inline through [`DioQueue::poll_one`], with no
+//!   closure over the engine's routing state and no idle timer unless the queue
+//!   was empty (about 30);
+//! - the tag kept ready for the reserved slot instead of bumping the slot's
+//!   generation, and the command rebuilt on the rare refused path instead of kept
+//!   live across the driver call (about 30);
+//! - the provider's block size checked only for writes, the only requests it
+//!   shapes (sub-block zeroing), and one-buffer iterators answering from their
+//!   count (about 15);
+//! - [`nvme_qp::IoBuffer`], whose device address needs no borrow of the buffer
+//!   (about 10), and the driver's reap loop reporting device mistakes out of
+//!   line, which let the compiler inline it into the wait without spills.
 //!
-//! Time, `cargo bench -p dio --bench read` on a loaded 2-core machine: about 102 ns
-//! per read bare and 118 ns through the layer (+15 %; 148 ns, +45 %, before).
-//! Criterion means move by tens of percent under load; compare both sides of one
-//! run only.
+//! Single changes still move the count by 10 or more either way through inlining
+//! and register allocation: the driver's generic queue-pair code is compiled into
+//! each user, so a change on one side can move both.
+//!
+//! Time: `cargo bench -p dio --bench read_ab` interleaves both sides in one
+//! process (30 rounds of 200,000 reads each) and prints the fastest and the median
+//! round: about 85 ns per read bare and 92 ns through the layer (+8.5 %) on a
+//! 2-core machine also running an emulator. Criterion's separate runs
+//! (`cargo bench -p dio --bench read`) move by tens of percent under such load.
 
 mod buf;
 mod completion;
