@@ -289,7 +289,38 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         dio_flags: DioFlags,
         done_before: usize,
     ) -> Result<usize, DioError> {
+        if dir == Direction::Write && ops.write_limit().is_some() {
+            return self.rw_limited(iocb, iter, ops, dops, dio_flags, done_before);
+        }
         self.rw_single(dir, iocb, iter, ops, dops, dio_flags, done_before)
+    }
+
+    /// A synchronous write to a provider with a write limit: cut at the limit
+    /// (`blkdev_write_iter`), then issued as usual; the iterator is re-expanded
+    /// by the bytes cut off.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn rw_limited<M: IomapOps + ?Sized, D: DioOps + ?Sized>(
+        &mut self,
+        iocb: &mut Kiocb,
+        iter: &mut IovIter<B>,
+        ops: &M,
+        dops: &D,
+        dio_flags: DioFlags,
+        done_before: usize,
+    ) -> Result<usize, DioError> {
+        let cut = cut_at_limit(iocb.pos, iter, ops)?;
+        let r = self.rw_single(
+            Direction::Write,
+            iocb,
+            iter,
+            ops,
+            dops,
+            dio_flags,
+            done_before,
+        );
+        iter.reexpand(iter.count() + cut);
+        r
     }
 
     /// A synchronous request of any shape (out of line: the common shape takes
@@ -353,7 +384,23 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         done_before: usize,
         callback: Box<dyn FnOnce(AsyncDone<B>) + Send>,
     ) -> Submitted<B> {
-        let (slot, i_size) = match self.start(dir, &mut iocb, &mut iter, ops, dio_flags) {
+        let mut cut = 0;
+        if dir == Direction::Write {
+            match cut_at_limit(iocb.pos, &mut iter, ops) {
+                Ok(n) => cut = n,
+                Err(e) => {
+                    return Submitted::Done(AsyncDone {
+                        iocb,
+                        iter,
+                        result: Err(e),
+                    })
+                }
+            }
+        }
+        let started = self.start(dir, &mut iocb, &mut iter, ops, dio_flags);
+        // The commands hold what they need: the caller gets its whole iterator back.
+        iter.reexpand(iter.count() + cut);
+        let (slot, i_size) = match started {
             Ok(Some(s)) => s,
             Ok(None) => {
                 return Submitted::Done(AsyncDone {
@@ -646,6 +693,32 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         self.stats.bytes += n;
         Ok(n as usize + done_before)
     }
+}
+
+/// Cuts a write at `pos` to the provider's write limit, if it has one; returns
+/// the bytes cut off. ENOSPC for a write of some bytes at or past the limit.
+#[inline]
+fn cut_at_limit<B: DmaBuf, M: IomapOps + ?Sized>(
+    pos: u64,
+    iter: &mut IovIter<B>,
+    ops: &M,
+) -> Result<usize, DioError> {
+    let (Some(limit), count) = (ops.write_limit(), iter.count()) else {
+        return Ok(0);
+    };
+    if count == 0 {
+        return Ok(0);
+    }
+    if pos >= limit {
+        return Err(DioError::NoSpace {
+            needed: count as u64,
+            free: 0,
+        });
+    }
+    let room = usize::try_from(limit - pos).unwrap_or(usize::MAX);
+    let cut = count.saturating_sub(room);
+    iter.truncate(count - cut);
+    Ok(cut)
 }
 
 /// The completion flags a request starts with.

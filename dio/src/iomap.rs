@@ -129,6 +129,15 @@ pub trait IomapOps {
         Ok(())
     }
 
+    /// Where writes must end: a write reaching past this offset is cut short
+    /// there and one starting at or past it fails with ENOSPC, before anything is
+    /// mapped (a block device, whose size writes cannot change). `None`, the
+    /// default: writes may extend the file.
+    #[inline]
+    fn write_limit(&self) -> Option<u64> {
+        None
+    }
+
     /// Copies inline data at `pos` into `dst` (for [`MappingKind::Inline`]).
     fn read_inline(&self, pos: u64, dst: &mut [u8]) -> Result<(), DioError> {
         let _ = (pos, dst);

@@ -30,6 +30,9 @@
 //! - The first error wins, submission stops after it, and a failed request reports
 //!   nothing written; PARTIAL turns a fault after some bytes into a short success.
 //! - HIPRI polls only a request that became a single command.
+//! - A provider with a write limit ([`IomapOps::write_limit`], the raw
+//!   namespace's end) has writes cut there before mapping, as
+//!   `blkdev_write_iter` does: a short write, then ENOSPC at the limit.
 //!
 //! # Cost
 //! A synchronous request that is one buffer piece, one command and one plain

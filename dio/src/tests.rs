@@ -1177,6 +1177,92 @@ fn raw_read_crossing_the_namespace_end_is_cut_at_the_end() {
 }
 
 #[test]
+fn raw_write_crossing_the_namespace_end_is_cut_at_the_end_before_any_io() {
+    let (dev, mut dio) = setup(512, true, true);
+    let raw = RawNamespace::new(dio.caps());
+    let end = raw.size();
+    // One buffer (the single-command path) and two (the general path).
+    for mut it in [
+        iter(&dev, 8192, 1),
+        IovIter::new(vec![dev.buf(4096), dev.buf(4096)]),
+    ] {
+        dev.clear_log();
+        let mut io = Kiocb::new(end - 4096, KiocbFlags::empty());
+        assert_eq!(dio.write(&mut io, &mut it, &raw, &NoHooks), Ok(4096));
+        // Short: the position is at the end and the iterator holds what was cut.
+        assert_eq!((io.pos, it.count(), it.consumed()), (end, 4096, 4096));
+        assert_eq!(
+            dev.log(),
+            vec![Logged::Write {
+                lba: end / 512 - 8,
+                blocks: 8,
+                fua: false
+            }]
+        );
+        // The next write starts at the end: ENOSPC, nothing issued, nothing consumed.
+        dev.clear_log();
+        let e = dio.write(&mut io, &mut it, &raw, &NoHooks).unwrap_err();
+        assert_eq!(e.errno(), libc::ENOSPC);
+        assert_eq!((io.pos, it.count()), (end, 4096));
+        assert!(dev.log().is_empty());
+    }
+}
+
+#[test]
+fn async_raw_write_crossing_the_end_is_cut_and_hands_back_the_whole_iterator() {
+    let (dev, mut dio) = setup(512, true, true);
+    let raw = Arc::new(RawNamespace::new(dio.caps()));
+    let end = raw.size();
+    let done = Arc::new(Mutex::new(None));
+    let d = done.clone();
+    let sub = dio.rw_async(
+        Direction::Write,
+        Kiocb::new(end - 4096, KiocbFlags::empty()),
+        iter(&dev, 8192, 3),
+        &*raw,
+        raw.clone(),
+        DioFlags::empty(),
+        0,
+        Box::new(move |a: AsyncDone<FakeBuf>| {
+            *d.lock().unwrap() = Some((a.result, a.iocb.pos, a.iter.count()));
+        }),
+    );
+    let got = match sub {
+        Submitted::Done(a) => Some((a.result, a.iocb.pos, a.iter.count())),
+        Submitted::Queued => {
+            while dio.in_flight() > 0 {
+                dio.poll_completions().unwrap();
+            }
+            done.lock().unwrap().take()
+        }
+    };
+    assert_eq!(got, Some((Ok(4096), end, 4096)));
+    assert_eq!(
+        dev.log(),
+        vec![Logged::Write {
+            lba: end / 512 - 8,
+            blocks: 8,
+            fua: false
+        }]
+    );
+    // At the end: ENOSPC at once.
+    let sub = dio.rw_async(
+        Direction::Write,
+        Kiocb::new(end, KiocbFlags::empty()),
+        iter(&dev, 4096, 3),
+        &*raw,
+        raw.clone(),
+        DioFlags::empty(),
+        0,
+        Box::new(|_| panic!("a request refused at submission has no callback")),
+    );
+    let Submitted::Done(a) = sub else {
+        panic!("a write at the end must fail at submission")
+    };
+    assert_eq!(a.result.unwrap_err().errno(), libc::ENOSPC);
+}
+
+#[test]
 fn nowait_request_meeting_a_full_queue_is_eagain_instead_of_waiting() {
     let (dev, mut dio) = setup(512, true, true);
     let raw = RawNamespace::new(dio.caps());
@@ -1200,12 +1286,17 @@ fn nowait_request_meeting_a_full_queue_is_eagain_instead_of_waiting() {
 #[test]
 fn position_plus_length_overflowing_is_einval_without_io() {
     let (dev, mut dio) = setup(512, true, true);
-    let raw = RawNamespace::new(dio.caps());
+    // A provider without a write limit (the raw namespace's would answer ENOSPC).
+    let file = Recording {
+        inner: RawNamespace::new(dio.caps()),
+        seen: Mutex::new(vec![]),
+    };
     let mut it = iter(&dev, 4096, 1);
     let mut io = Kiocb::new(u64::MAX - 511, KiocbFlags::empty());
-    let e = dio.write(&mut io, &mut it, &raw, &NoHooks).unwrap_err();
+    let e = dio.write(&mut io, &mut it, &file, &NoHooks).unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL);
     assert!(dev.log().is_empty());
+    assert!(file.seen.lock().unwrap().is_empty());
 }
 
 #[test]

@@ -32,6 +32,12 @@ impl IomapOps for RawNamespace {
         self.block
     }
 
+    /// The namespace's end: writes are cut there, as on a block device.
+    #[inline]
+    fn write_limit(&self) -> Option<u64> {
+        Some(self.size)
+    }
+
     #[inline]
     fn begin(&self, pos: u64, len: u64, flags: IomapFlags) -> Result<Mapping, DioError> {
         if pos >= self.size {
