@@ -120,15 +120,10 @@ impl Clock {
 /// HPET-clocked virtual machine: there each such read also waits for the emulator's
 /// device lock, costing more than a polled completion).
 fn coarse_ns() -> Option<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec that outlives the call, and
-    // CLOCK_MONOTONIC_COARSE is a clock id Linux accepts since 2.6.32; on failure the
-    // kernel leaves `ts` untouched and we report `None`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    (rc == 0).then(|| (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64)
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    let secs = u64::try_from(ts.tv_sec).ok()?;
+    let nanos = u64::try_from(ts.tv_nsec).ok()?;
+    Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
 }
 
 /// An I/O submission/completion queue pair owned by one thread.
