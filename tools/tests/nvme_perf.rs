@@ -65,6 +65,19 @@ fn json_report_has_every_key_and_consistent_statistics() {
 }
 
 #[test]
+fn shadow_doorbells_are_used_when_offered_unless_turned_off() {
+    for (extra, used) in [(None, true), (Some("--no-shadow-doorbells"), false)] {
+        let mut args = vec!["emu:size=16M", "-q", "4", "-t", "1", "--json"];
+        args.extend(extra);
+        let (code, stdout, stderr) = perf(&args);
+        assert_eq!(code, 0, "stderr: {stderr}");
+        let j = json(&stdout);
+        assert_eq!(j["config"]["shadow_doorbells"], used, "{extra:?}: {j}");
+        assert!(f(&j, "ios") > 0.0, "{j}");
+    }
+}
+
+#[test]
 fn verify_passes_on_a_healthy_device_and_checks_reads_of_written_blocks() {
     let (code, stdout, stderr) = perf(&[
         "emu:size=16M",

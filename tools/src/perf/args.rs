@@ -64,6 +64,11 @@ pub struct PerfArgs {
     #[arg(long = "mode", value_enum, default_value_t = CompletionMode::Poll)]
     pub mode: CompletionMode,
 
+    /// Ring only MMIO doorbells: do not hand the controller shadow doorbell buffers
+    /// (Doorbell Buffer Config) even when it offers them.
+    #[arg(long = "no-shadow-doorbells")]
+    pub no_shadow_doorbells: bool,
+
     /// Check every read of a block this run wrote against the pattern written there.
     #[arg(long = "verify")]
     pub verify: bool,

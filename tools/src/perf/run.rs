@@ -130,9 +130,11 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
     let options = nvme::Options {
         io_queues: args.qpairs,
         interrupts: interrupt,
+        shadow_doorbells: !args.no_shadow_doorbells,
         ..nvme::Options::default()
     };
     let ctrl = nvme::open(&device, options)?;
+    let shadow_doorbells = ctrl.shadow_doorbells();
     let ns = ctrl
         .namespace(args.nsid)
         .ok_or_else(|| ToolError::NoNamespace {
@@ -288,6 +290,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         qpairs: args.qpairs,
         mode: if interrupt { "interrupt" } else { "poll" }.to_string(),
         verify: args.verify,
+        shadow_doorbells,
     };
     Ok(Report::new(config, &total, args.time))
 }

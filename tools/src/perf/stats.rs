@@ -213,6 +213,9 @@ pub struct RunConfig {
     pub mode: String,
     /// Whether reads were verified.
     pub verify: bool,
+    /// Whether the queue pairs used shadow doorbells (the controller offers them
+    /// and `--no-shadow-doorbells` was not given).
+    pub shadow_doorbells: bool,
 }
 
 /// The results of a run, as printed (`--json` uses these field names).
@@ -293,7 +296,7 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} ns {}: {} {} B, queue depth {} x {} queue pair{}, {} mode{}",
+            "{} ns {}: {} {} B, queue depth {} x {} queue pair{}, {} mode{}{}",
             c.device,
             c.nsid,
             c.workload,
@@ -302,6 +305,11 @@ impl Report {
             c.qpairs,
             if c.qpairs == 1 { "" } else { "s" },
             c.mode,
+            if c.shadow_doorbells {
+                ", shadow doorbells"
+            } else {
+                ""
+            },
             if c.verify { ", verify" } else { "" }
         );
         let _ = writeln!(
@@ -361,6 +369,7 @@ mod tests {
             qpairs: 1,
             mode: "poll".into(),
             verify: false,
+            shadow_doorbells: true,
         }
     }
 

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 const CALIBRATION: Duration = Duration::from_millis(20);
 /// Largest relative difference between the two calibration windows' rates (1/100).
 const MAX_RATE_SKEW: f64 = 0.01;
+/// Calibrations to try before settling for `Instant`.
+const CALIBRATION_ATTEMPTS: usize = 3;
+/// Tries at one paired reading of both clocks; the tightest is kept.
+const READ_ATTEMPTS: usize = 8;
 
 /// Ticks since an origin, converted to and from nanoseconds with a calibrated rate.
 #[derive(Debug, Clone, Copy)]
@@ -25,36 +29,44 @@ pub struct TickClock {
 
 impl TickClock {
     /// A clock on the time-stamp counter when it ticks at a steady rate (two calibration
-    /// windows of 20 ms agree within 1 %), otherwise on `Instant`.
+    /// windows of 20 ms agree within 1 %, in one of three attempts), otherwise on
+    /// `Instant`.
+    ///
+    /// Each end of a window pairs an `Instant` with the counter read just before and
+    /// just after it, keeping the tightest of several tries: where `Instant::now` is a
+    /// system call and a timer-device access that sometimes stalls (an HPET-clocked
+    /// virtual machine), a single stalled reading would otherwise skew one window's
+    /// rate past the limit, and the fallback to `Instant` would then cost a system call
+    /// per poll.
     pub fn calibrate() -> Self {
-        let Some(t0) = tsc() else {
-            return Self::instant();
-        };
-        let i0 = Instant::now();
+        (0..CALIBRATION_ATTEMPTS)
+            .find_map(|_| Self::try_calibrate())
+            .unwrap_or_else(Self::instant)
+    }
+
+    fn try_calibrate() -> Option<Self> {
+        let (t0, i0) = paired_reading()?;
         let rate = |from_t: u64, from_i: Instant| {
             while from_i.elapsed() < CALIBRATION {
                 std::hint::spin_loop();
             }
-            let (t, i) = (tsc().unwrap_or(0), Instant::now());
+            let (t, i) = paired_reading()?;
             let ticks = t.saturating_sub(from_t);
             let ns = i.duration_since(from_i).as_nanos() as f64;
             (ticks > 0).then(|| (ns / ticks as f64, t, i))
         };
-        let Some((r1, t1, i1)) = rate(t0, i0) else {
-            return Self::instant();
-        };
-        let Some((r2, _, _)) = rate(t1, i1) else {
-            return Self::instant();
-        };
+        let (r1, t1, i1) = rate(t0, i0)?;
+        let (r2, _, _) = rate(t1, i1)?;
         if ((r1 - r2) / r1).abs() > MAX_RATE_SKEW {
-            return Self::instant();
+            tracing::debug!(r1, r2, "the TSC calibration windows disagree");
+            return None;
         }
-        TickClock {
+        Some(TickClock {
             origin: i0,
             origin_ticks: t0,
             ns_per_tick: (r1 + r2) / 2.0,
             tsc: true,
-        }
+        })
     }
 
     /// A clock on `Instant` (one tick per nanosecond).
@@ -98,6 +110,22 @@ impl TickClock {
     pub fn ns(&self, ticks: u64) -> u64 {
         (ticks as f64 * self.ns_per_tick) as u64
     }
+}
+
+/// An `Instant` and the counter tick halfway between reads just before and after it,
+/// from the try whose two counter reads lie closest together; `None` without a counter.
+fn paired_reading() -> Option<(u64, Instant)> {
+    let mut best: Option<(u64, Instant, u64)> = None;
+    for _ in 0..READ_ATTEMPTS {
+        let before = tsc()?;
+        let i = Instant::now();
+        let after = tsc()?;
+        let width = after.saturating_sub(before);
+        if best.is_none_or(|(_, _, w)| width < w) {
+            best = Some((before + width / 2, i, width));
+        }
+    }
+    best.map(|(t, i, _)| (t, i))
 }
 
 #[cfg(target_arch = "x86_64")]
