@@ -265,18 +265,14 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         flags: CompletionFlags,
         e: DioError,
     ) -> DioError {
-        self.sync_tag = NO_SYNC_TAG;
         // Counted now: the late completion is routed like any other.
         self.commands_in_flight += 1;
+        self.init_slot(self.sync_slot, write, KiocbFlags::empty());
         let s = &mut self.slots[self.sync_slot];
         s.state = SlotState::Abandoned;
         s.outstanding = 1;
         s.submitting = false;
-        s.finished = false;
-        s.flush_issued = false;
-        s.write = write;
         s.size = bytes;
-        s.error = None;
         s.flags = flags;
         e
     }

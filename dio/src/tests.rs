@@ -1176,6 +1176,15 @@ fn raw_read_crossing_the_namespace_end_is_cut_at_the_end() {
     assert_eq!(e.unwrap_err().errno(), libc::ENOSPC);
 }
 
+/// The one command of a write cut to the last 4 KiB before `end` (512-byte blocks).
+fn write_of_the_last_4k(end: u64) -> Vec<Logged> {
+    vec![Logged::Write {
+        lba: end / 512 - 8,
+        blocks: 8,
+        fua: false,
+    }]
+}
+
 #[test]
 fn raw_write_crossing_the_namespace_end_is_cut_at_the_end_before_any_io() {
     let (dev, mut dio) = setup(512, true, true);
@@ -1191,14 +1200,7 @@ fn raw_write_crossing_the_namespace_end_is_cut_at_the_end_before_any_io() {
         assert_eq!(dio.write(&mut io, &mut it, &raw, &NoHooks), Ok(4096));
         // Short: the position is at the end and the iterator holds what was cut.
         assert_eq!((io.pos, it.count(), it.consumed()), (end, 4096, 4096));
-        assert_eq!(
-            dev.log(),
-            vec![Logged::Write {
-                lba: end / 512 - 8,
-                blocks: 8,
-                fua: false
-            }]
-        );
+        assert_eq!(dev.log(), write_of_the_last_4k(end));
         // The next write starts at the end: ENOSPC, nothing issued, nothing consumed.
         dev.clear_log();
         let e = dio.write(&mut io, &mut it, &raw, &NoHooks).unwrap_err();
@@ -1237,14 +1239,7 @@ fn async_raw_write_crossing_the_end_is_cut_and_hands_back_the_whole_iterator() {
         }
     };
     assert_eq!(got, Some((Ok(4096), end, 4096)));
-    assert_eq!(
-        dev.log(),
-        vec![Logged::Write {
-            lba: end / 512 - 8,
-            blocks: 8,
-            fua: false
-        }]
-    );
+    assert_eq!(dev.log(), write_of_the_last_4k(end));
     // At the end: ENOSPC at once.
     let sub = dio.rw_async(
         Direction::Write,
