@@ -24,10 +24,10 @@ use crate::namespace::NsTable;
 use crate::options::{CompletionMode, QueuePairOptions};
 use crate::queue::prp::{self, ListPages, Segment};
 use crate::queue::ring::{CqRing, Doorbells, ShadowSlots, SqRing};
-use crate::queue::tracker::TrackerPool;
+use crate::queue::tracker::{Released, TrackerPool};
 use crate::spec::admin::{delete_io_cq, delete_io_sq, CreateIoCq, CreateIoSq, QueuePriority};
 use crate::spec::registers::shadow_doorbell_needs_mmio;
-use crate::spec::{nvm, SubmissionEntry};
+use crate::spec::{nvm, Status, SubmissionEntry};
 use crate::transport::Transport;
 use crate::Error;
 
@@ -791,32 +791,18 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 self.stats.bad_sq_head += 1;
                 warn_bad_sq_head(self.qid, cqe.sq_head);
             }
-            let Some(slot) = self.slots.release(cqe.cid) else {
+            let Some(slot) = self.slots.release_context(cqe.cid) else {
                 self.stats.unknown_cid += 1;
                 warn_unknown_cid(self.qid, cqe.cid);
                 continue;
             };
             self.stats.completed += 1;
             let status = cqe.status.without_phase();
-            let result = if slot.failed {
-                // A completion for a command a reset cut short: still reported as cut short.
-                Err(Error::ControllerReset { command: slot.desc })
-            } else if status.is_success() {
+            let result = if !slot.failed && status.is_success() {
                 Ok(())
-            } else if slot.aborted {
-                Err(Error::CommandTimedOut {
-                    command: slot.desc,
-                    timeout: self.timeout,
-                })
             } else {
-                Err(Error::CommandFailed {
-                    command: slot.desc,
-                    status,
-                })
+                Err(self.completion_error(cqe.cid, slot, status))
             };
-            if slot.failed {
-                self.failed_pending = self.failed_pending.saturating_sub(1);
-            }
             f(slot.ctx, result);
             n += 1;
         }
@@ -832,6 +818,26 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             }
         }
         n
+    }
+
+    /// The error of a completion that did not succeed, or of a command a reset cut
+    /// short (still reported as cut short); out of line, as completions nearly
+    /// always succeed.
+    #[cold]
+    #[inline(never)]
+    fn completion_error(&mut self, cid: u16, slot: Released<C>, status: Status) -> Error {
+        let command = self.slots.desc(cid);
+        if slot.failed {
+            self.failed_pending = self.failed_pending.saturating_sub(1);
+            Error::ControllerReset { command }
+        } else if slot.aborted {
+            Error::CommandTimedOut {
+                command,
+                timeout: self.timeout,
+            }
+        } else {
+            Error::CommandFailed { command, status }
+        }
     }
 
     /// Reports every command a reset cut short.

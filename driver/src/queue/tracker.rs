@@ -23,6 +23,19 @@ pub struct Slot<C> {
     pub failed: bool,
 }
 
+/// What the completion path needs of a released slot: a few words, cheap to move.
+/// The command's description stays readable with [`TrackerPool::desc`] until the
+/// slot is taken again.
+#[derive(Debug, Clone, Copy)]
+pub struct Released<C> {
+    /// The caller's context.
+    pub ctx: C,
+    /// Whether an Abort had been sent for the command.
+    pub aborted: bool,
+    /// Whether a controller reset cut the command short.
+    pub failed: bool,
+}
+
 /// `Slot::submitted_ns` of a command the clock has not been read for since submission.
 pub const UNSTAMPED: u64 = u64::MAX;
 
@@ -116,6 +129,37 @@ impl<C: Copy> TrackerPool<C> {
         Some(out)
     }
 
+    /// [`release`](Self::release) handing back only what completing the command needs.
+    #[inline]
+    pub fn release_context(&mut self, cid: u16) -> Option<Released<C>> {
+        let slot = self.slots.get_mut(usize::from(cid))?;
+        if !slot.in_use {
+            return None;
+        }
+        slot.in_use = false;
+        let out = Released {
+            ctx: slot.ctx,
+            aborted: slot.aborted,
+            failed: slot.failed,
+        };
+        // Cannot overflow: every in-use slot is absent from the free list.
+        self.free[self.free_len] = cid;
+        self.free_len += 1;
+        Some(out)
+    }
+
+    /// The description of the last command in slot `cid`, outstanding or released
+    /// (until the slot is taken again).
+    pub fn desc(&self, cid: u16) -> CommandDesc {
+        self.slots.get(usize::from(cid)).map_or(
+            CommandDesc::Admin {
+                name: "unknown",
+                opcode: 0,
+            },
+            |s| s.desc,
+        )
+    }
+
     /// Puts back a slot that was taken but never submitted.
     pub fn undo_take(&mut self, cid: u16) {
         let _ = self.release(cid);
@@ -161,6 +205,7 @@ impl<C: Copy> TrackerPool<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::IoKind;
 
     fn desc() -> CommandDesc {
         CommandDesc::Admin {
@@ -191,6 +236,32 @@ mod tests {
         assert!(pool.release(7).is_none(), "CID outside the pool");
         assert!(pool.release(1).is_none(), "CID never submitted");
         assert_eq!(pool.outstanding(), 0);
+    }
+
+    #[test]
+    fn release_context_frees_the_slot_and_leaves_its_description_readable() {
+        let mut pool = TrackerPool::new(2, 0u64);
+        let io = CommandDesc::Io {
+            kind: IoKind::Read,
+            nsid: 1,
+            slba: 8,
+            blocks: 8,
+        };
+        let a = pool.take(42, io).unwrap();
+        pool.get_mut(a).unwrap().aborted = true;
+        let r = pool.release_context(a).unwrap();
+        assert_eq!((r.ctx, r.aborted, r.failed), (42, true, false));
+        assert_eq!(pool.outstanding(), 0);
+        assert!(matches!(pool.desc(a), CommandDesc::Io { slba: 8, .. }));
+        assert!(pool.release_context(a).is_none(), "duplicate completion");
+        assert!(pool.release_context(9).is_none(), "CID outside the pool");
+        assert!(matches!(
+            pool.desc(9),
+            CommandDesc::Admin {
+                name: "unknown",
+                ..
+            }
+        ));
     }
 
     #[test]
