@@ -58,9 +58,9 @@
 //! per read = inclusive count of `criterion::bencher::Bencher<M>::iter`
 //! (`callgrind_annotate --inclusive=yes OUT`) divided by the calls of
 //! `nvme_emu::namespace::Namespace::read` (the `calls=` lines under it in OUT).
-//! The bare queue pair takes 1,161 instructions per read (emulator included) and
-//! [`Dio::read`] on [`providers::RawNamespace`] with HIPRI 1,259: the layer adds
-//! 98 (+8.4 %; 204, +18 %, before the changes below). What took the rest:
+//! The bare queue pair takes 1,147 instructions per read (emulator included) and
+//! [`Dio::read`] on [`providers::RawNamespace`] with HIPRI 1,241: the layer adds
+//! 94 (+8.2 %; 204, +18 %, before the changes below). What took the rest:
 //! - the first completion reaped inline through [`DioQueue::poll_one`], with no
 //!   closure over the engine's routing state and no idle timer unless the queue
 //!   was empty (about 30);
@@ -71,8 +71,9 @@
 //!   shapes (sub-block zeroing), and one-buffer iterators answering from their
 //!   count (about 15);
 //! - [`nvme_qp::IoBuffer`], whose device address needs no borrow of the buffer
-//!   (about 10), and the driver's reap loop reporting device mistakes out of
-//!   line, which let the compiler inline it into the wait without spills.
+//!   (about 10), and a smaller driver reap loop (device mistakes and errors
+//!   reported out of line, only the context taken from the tracker), which the
+//!   compiler inlines into the wait without spills.
 //!
 //! Single changes still move the count by 10 or more either way through inlining
 //! and register allocation: the driver's generic queue-pair code is compiled into
@@ -80,9 +81,10 @@
 //!
 //! Time: `cargo bench -p dio --bench read_ab` interleaves both sides in one
 //! process (30 rounds of 200,000 reads each) and prints the fastest and the median
-//! round: about 85 ns per read bare and 92 ns through the layer (+8.5 %) on a
-//! 2-core machine also running an emulator. Criterion's separate runs
-//! (`cargo bench -p dio --bench read`) move by tens of percent under such load.
+//! round: 80.9 ns per read bare and 86.4 ns through the layer in the fastest
+//! rounds (+6.9 %), 83.6 and 90.8 ns in the median ones (+8.5 %), on a 2-core
+//! machine. Criterion's separate runs (`cargo bench -p dio --bench read`) move by
+//! tens of percent when anything else runs; compare both sides of one run only.
 
 mod buf;
 mod completion;
