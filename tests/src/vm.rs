@@ -452,4 +452,39 @@ mod tests {
         assert!(report.get("a").is_some_and(CheckOutcome::passed));
         assert!(!report.get("c").is_some_and(CheckOutcome::passed));
     }
+
+    /// Runs `script` in `sh` with the guest's shell helpers sourced and
+    /// `NVME_VM_XFER` set to `xfer`; returns its standard output.
+    fn guest_sh(xfer: &Path, script: &str) -> String {
+        let lib = repo_root().join("tests/vm/guest/lib.sh");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(". '{}'; {script}", lib.display()))
+            .env("NVME_VM_XFER", xfer)
+            .output()
+            .expect("run sh");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    #[test]
+    fn host_steal_is_the_share_of_host_cpu_time_between_two_readings() {
+        let xfer = std::env::temp_dir().join(format!("nvme-e2e-steal-{}", std::process::id()));
+        std::fs::create_dir_all(&xfer).unwrap();
+        // user +50, system +10, idle +70, steal +10; guest +20 is already in user: 10 of 140.
+        std::fs::write(xfer.join("host-cpu"), "cpu  150 0 60 870 10 0 0 50 20 0\n").unwrap();
+        let out = guest_sh(
+            &xfer,
+            "after=$(host_cpu); host_steal 'cpu  100 0 50 800 10 0 0 40 0 0' \"$after\"",
+        );
+        assert_eq!(out, "7\n");
+        // Without run-guest's readings the share is unknown, not zero.
+        std::fs::remove_file(xfer.join("host-cpu")).unwrap();
+        let out = guest_sh(
+            &xfer,
+            "host_steal \"$(host_cpu)\" 'cpu 1 0 1 1 0 0 0 0 0 0'",
+        );
+        assert_eq!(out, "-\n");
+        std::fs::remove_dir_all(&xfer).unwrap();
+    }
 }

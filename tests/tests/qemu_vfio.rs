@@ -191,9 +191,10 @@ fn read_past_namespace_end_reports_lba_out_of_range_by_name() {
 
 /// Measurement, printed with `--nocapture`: our polled 4 KiB randread against
 /// the kernel's (fio io_uring `--hipri`) at QD1 and QD32, in alternating rounds
-/// of one boot, per round and as medians (`nvme-perf` always an optimised
-/// build). Asserted: every run finishes without error and fio's completions
-/// were polled.
+/// of one boot, per round and as medians, then ours alone at QD128 (does a
+/// deeper queue still buy throughput?) (`nvme-perf` always an optimised build).
+/// Asserted: every run finishes without error and fio's completions were
+/// polled.
 #[test]
 fn nvme_perf_randread_runs_beside_kernel_polled_baseline() {
     let log = check("perf_vs_kernel");

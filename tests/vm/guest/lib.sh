@@ -5,6 +5,24 @@
 # A check fails by exiting non-zero; `fail` prints the reason first. The
 # controllers of run-guest's --nvme options are at 0000:00:04.0, 05.0, ...
 
+# host_cpu: the host's aggregate CPU times ("cpu user nice system idle iowait
+# irq softirq steal ...", from its /proc/stat), as run-guest publishes them
+# every half second; empty when it does not.
+host_cpu() { cat "$NVME_VM_XFER/host-cpu" 2>/dev/null || true; }
+
+# host_steal BEFORE AFTER: percentage of the host's CPU time between two
+# host_cpu lines that its hypervisor gave to others (steal time), or "-" when
+# either line is missing. On a shared host this is what makes one run slower
+# than the next.
+host_steal() {
+    [ -n "$1" ] && [ -n "$2" ] || {
+        echo -
+        return 0
+    }
+    echo "$1 $2" | awk '{ n = NF / 2; for (i = 2; i <= 9; i++) t += $(n + i) - $i
+        if (t > 0) printf "%.0f\n", 100 * ($(n + 9) - $9) / t; else print "-" }'
+}
+
 # BDF of controller N (0-based) as given to run-guest.
 bdf_of() { printf '0000:00:%02x.0\n' $((4 + ${1:-0})); }
 
