@@ -65,6 +65,12 @@ pub fn prepare() -> Result<PathBuf, Error> {
 /// Builds the binaries of workspace package `package` into the directory
 /// `bin_dir` (`<target>/debug` or `<target>/release`) with the cargo that runs
 /// the tests, so that guest checks run up-to-date tools.
+///
+/// A release build is `cargo build --release --bins -p PACKAGE`. A debug build
+/// is what `cargo test --workspace` builds (every package's binaries and tests):
+/// only the same feature resolution, dev-dependencies included, makes it a
+/// no-op under the workspace's test run instead of a second build of the
+/// shared dependencies with other features.
 pub fn build_bins(package: &str, bin_dir: &Path) -> Result<(), Error> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target = bin_dir.parent().ok_or_else(|| Error::Harness {
@@ -74,10 +80,12 @@ pub fn build_bins(package: &str, bin_dir: &Path) -> Result<(), Error> {
     })?;
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(repo_root())
-        .args(["build", "--quiet", "--bins", "-p", package, "--target-dir"])
+        .args(["build", "--quiet", "--bins", "--target-dir"])
         .arg(target);
     if bin_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
+        cmd.args(["--release", "-p", package]);
+    } else {
+        cmd.args(["--workspace", "--tests"]);
     }
     let out = cmd
         .stdin(Stdio::null())
