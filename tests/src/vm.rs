@@ -62,36 +62,48 @@ pub fn prepare() -> Result<PathBuf, Error> {
     }
 }
 
-/// Builds the binaries of workspace package `package` into the directory
+/// Builds the binaries of the workspace packages `packages` into the directory
 /// `bin_dir` (`<target>/debug` or `<target>/release`) with the cargo that runs
 /// the tests, so that guest checks run up-to-date tools.
 ///
-/// A release build is `cargo build --release --bins -p PACKAGE`. A debug build
-/// is what `cargo test --workspace` builds (every package's binaries and tests):
-/// only the same feature resolution, dev-dependencies included, makes it a
-/// no-op under the workspace's test run instead of a second build of the
-/// shared dependencies with other features.
-pub fn build_bins(package: &str, bin_dir: &Path) -> Result<(), Error> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+/// A release build is `cargo build --release --bins -p PACKAGE`, one per
+/// package. A debug build is one build of what `cargo test --workspace` builds
+/// (every package's binaries and tests, so `packages` among them): only the
+/// same feature resolution, dev-dependencies included, makes it a no-op under
+/// the workspace's test run instead of a second build of the shared
+/// dependencies with other features.
+pub fn build_bins(packages: &[&str], bin_dir: &Path) -> Result<(), Error> {
     let target = bin_dir.parent().ok_or_else(|| Error::Harness {
         script: bin_dir.to_path_buf(),
         status: -1,
         stderr: "not a <target>/<profile> directory".into(),
     })?;
-    let mut cmd = Command::new(&cargo);
-    cmd.current_dir(repo_root())
-        .args(["build", "--quiet", "--bins", "--target-dir"])
-        .arg(target);
     if bin_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.args(["--release", "-p", package]);
+        packages
+            .iter()
+            .try_for_each(|p| cargo_build(target, &["--release", "-p", p]))
     } else {
-        cmd.args(["--workspace", "--tests"]);
+        cargo_build(target, &["--workspace", "--tests"])
     }
-    let out = cmd
+}
+
+/// Runs `cargo build --quiet --bins --target-dir TARGET ARGS...` in the
+/// workspace.
+fn cargo_build(target: &Path, args: &[&str]) -> Result<(), Error> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(&cargo)
+        .current_dir(repo_root())
+        .args(["build", "--quiet", "--bins", "--target-dir"])
+        .arg(target)
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(|source| Error::Io {
-            what: format!("run {} build -p {package}", Path::new(&cargo).display()),
+            what: format!(
+                "run {} build {}",
+                Path::new(&cargo).display(),
+                args.join(" ")
+            ),
             source,
         })?;
     if out.status.success() {

@@ -93,11 +93,9 @@ fn report() -> Option<&'static CheckReport> {
         let mut packages: Vec<&str> = CHECKS.iter().flat_map(|(_, p)| p.iter().copied()).collect();
         packages.sort_unstable();
         packages.dedup();
-        for p in packages {
-            vm::build_bins(p, &bin_dir()).map_err(|e| e.to_string())?;
-        }
+        vm::build_bins(&packages, &bin_dir()).map_err(|e| e.to_string())?;
         if release_bin_dir() != bin_dir() {
-            vm::build_bins(TOOLS, &release_bin_dir()).map_err(|e| e.to_string())?;
+            vm::build_bins(&[TOOLS], &release_bin_dir()).map_err(|e| e.to_string())?;
         }
         let names: Vec<&str> = CHECKS.iter().map(|(name, _)| *name).collect();
         let r = guest().run_checks(&names).map_err(|e| e.to_string());
