@@ -119,6 +119,8 @@ runs = {(int(r), int(qd), side): (float(iops), float(lat), steal(st))
         for r, qd, side, iops, lat, st in rows}
 rounds = sorted({k[0] for k in runs if k[0] > 0})
 pct = lambda v: "?" if v is None else f"{v:.0f}%"
+# Median over the rounds of one side's IOPS (i = 0) or mean latency (i = 1) at qd.
+med = lambda qd, side, i: statistics.median(runs[(r, qd, side)][i] for r in rounds)
 print("4 KiB random reads, 1 s warm-up + 5 s measured per run; kernel = fio io_uring --hipri "
       f"(polled queue), ours = nvme-perf (polled{', ' + sys.argv[2] if sys.argv[2] else ''});"
       " latency = mean, submission to completion; host steal = share of the host's CPU time"
@@ -134,17 +136,15 @@ for qd in (1, 32):
         print(f"round {r} QD{qd}: kernel {ki:.0f} IOPS {kl:.1f} us | ours {oi:.0f} IOPS {ol:.1f} us"
               f" | ours/kernel {oi / ki:.2f}x IOPS, {ol / kl:.2f}x latency"
               f" | host steal {pct(ks)} / {pct(os_)}")
-    med = lambda side, i: statistics.median(runs[(r, qd, side)][i] for r in rounds)
-    print(f"median QD{qd} over {len(rounds)} rounds: kernel {med('kernel', 0):.0f} IOPS {med('kernel', 1):.1f} us"
-          f" | ours {med('ours', 0):.0f} IOPS {med('ours', 1):.1f} us"
+    print(f"median QD{qd} over {len(rounds)} rounds: kernel {med(qd, 'kernel', 0):.0f} IOPS"
+          f" {med(qd, 'kernel', 1):.1f} us | ours {med(qd, 'ours', 0):.0f} IOPS {med(qd, 'ours', 1):.1f} us"
           f" | ours/kernel IOPS ratio {statistics.median(ratios):.2f}x (median of rounds;"
           f" {min(ratios):.2f}x to {max(ratios):.2f}x)")
     if len(clean) < len(rounds):
         print(f"  rounds with host steal under {CLEAN}% on both sides: {len(clean)} of {len(rounds)}"
               + (f", median ratio {statistics.median(clean):.2f}x" if clean else ""))
 ci, cl, cs = runs[(0, 128, "ours")]
-k32 = statistics.median(runs[(r, 32, "kernel")][0] for r in rounds)
-o32 = statistics.median(runs[(r, 32, "ours")][0] for r in rounds)
+k32, o32 = med(32, "kernel", 0), med(32, "ours", 0)
 print(f"deeper queue: ours at QD128 {ci:.0f} IOPS {cl:.1f} us, {ci / o32:.2f}x our median QD32,"
       f" {ci / k32:.2f}x the kernel's median QD32 | host steal {pct(cs)}")
 worst = max((v[2] for v in runs.values() if v[2] is not None), default=None)
