@@ -1,0 +1,138 @@
+//! Reaping completions: the hot loop and the CQ head doorbell.
+
+use std::sync::atomic::Ordering;
+
+use crate::queue::tracker::Released;
+use crate::spec::Status;
+use crate::transport::Transport;
+use crate::Error;
+
+use super::clock::CLOCK_POLLS;
+use super::IoQueuePair;
+
+impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
+    /// Reaps up to `max` completions, calls `f(context, result)` for each, and returns
+    /// how many it reported. Rings the SQ doorbell first if submissions are waiting, and
+    /// the CQ head doorbell once at the end. Also enforces command deadlines.
+    #[inline]
+    pub fn process_completions(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(C, Result<(), Error>),
+    ) -> usize {
+        if self.epoch != self.shared.epoch.load(Ordering::Acquire) {
+            if let Err(e) = self.recover() {
+                tracing::warn!(qid = self.qid, error = %e, "queue recovery failed");
+            }
+        }
+        let mut n = 0;
+        if self.failed_pending > 0 {
+            n += self.deliver_failed(&mut f);
+        }
+        self.ring();
+        n += self.reap(max.saturating_sub(n), &mut f);
+        self.clock.countdown -= 1;
+        if self.clock.countdown == 0 {
+            self.clock.countdown = CLOCK_POLLS;
+            n += self.tick(&mut f);
+        }
+        n
+    }
+    #[inline]
+    pub(super) fn reap(&mut self, max: usize, f: &mut impl FnMut(C, Result<(), Error>)) -> usize {
+        let mut n = 0;
+        let mut consumed: u16 = 0;
+        while n < max {
+            let Some(cqe) = self.cq.pop() else { break };
+            consumed = consumed.saturating_add(1);
+            if cqe.sq_id != self.qid {
+                self.stats.wrong_sq_id += 1;
+                warn_wrong_sq_id(self.qid, cqe.sq_id, cqe.cid);
+                continue;
+            }
+            if !self.sq.set_head(cqe.sq_head) {
+                self.stats.bad_sq_head += 1;
+                warn_bad_sq_head(self.qid, cqe.sq_head);
+            }
+            let Some(slot) = self.slots.release_context(cqe.cid) else {
+                self.stats.unknown_cid += 1;
+                warn_unknown_cid(self.qid, cqe.cid);
+                continue;
+            };
+            self.stats.completed += 1;
+            let status = cqe.status.without_phase();
+            let result = if !slot.failed && status.is_success() {
+                Ok(())
+            } else {
+                Err(self.completion_error(cqe.cid, slot, status))
+            };
+            f(slot.ctx, result);
+            n += 1;
+        }
+        self.cq_unrung = self.cq_unrung.saturating_add(consumed);
+        if self.cq_unrung > self.cq_slack {
+            self.cq_unrung = 0;
+            let head = self.cq.head();
+            if self.shadow_update(false, head) {
+                self.db.ring_cq(&self.shared.t, head);
+                self.stats.doorbell_writes += 1;
+            } else {
+                self.stats.doorbell_writes_skipped += 1;
+            }
+        }
+        n
+    }
+
+    /// The error of a completion that did not succeed, or of a command a reset cut
+    /// short (still reported as cut short); out of line, as completions nearly
+    /// always succeed.
+    #[cold]
+    #[inline(never)]
+    fn completion_error(&mut self, cid: u16, slot: Released<C>, status: Status) -> Error {
+        let command = self.slots.desc(cid);
+        if slot.failed {
+            self.failed_pending = self.failed_pending.saturating_sub(1);
+            Error::ControllerReset { command }
+        } else if slot.aborted {
+            Error::CommandTimedOut {
+                command,
+                timeout: self.timeout,
+            }
+        } else {
+            Error::CommandFailed { command, status }
+        }
+    }
+}
+
+// The device's mistakes are reported out of line: the reap loop stays small.
+
+#[cold]
+#[inline(never)]
+fn warn_wrong_sq_id(qid: u16, sq_id: u16, cid: u16) {
+    tracing::warn!(
+        qid,
+        sq_id,
+        cid,
+        "completion names another submission queue; ignored"
+    );
+}
+
+#[cold]
+#[inline(never)]
+fn warn_bad_sq_head(qid: u16, sq_head: u16) {
+    tracing::warn!(
+        qid,
+        sq_head,
+        "completion reports an SQ head outside the queue; ignored"
+    );
+}
+
+#[cold]
+#[inline(never)]
+fn warn_unknown_cid(qid: u16, cid: u16) {
+    tracing::warn!(
+        qid,
+        cid,
+        "completion for a command that is not outstanding; ignored"
+    );
+}

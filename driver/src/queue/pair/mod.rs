@@ -1,0 +1,137 @@
+//! An I/O queue pair: one per thread, no lock and no allocation per command.
+//!
+//! Submissions are queued with `submit_*` and reach the controller at the next
+//! [`IoQueuePair::ring`] (or [`IoQueuePair::process_completions`], which rings first): one
+//! doorbell write per batch. Completions are handed to a closure with the context the
+//! caller gave at submission. A polled pair's CQ is [`POLLED_CQ_SLACK`] entries larger than
+//! its SQ, so its head doorbell is written once per that many completions, not per poll.
+//!
+//! One module per job: [`lifecycle`] creates and deletes the controller's queues,
+//! [`submit`] builds and queues commands, [`complete`] reaps completions (the hot loop),
+//! [`recovery`] enforces deadlines and catches up with resets, [`wait`] blocks until
+//! commands finish; [`clock`] is the coarse clock deadlines are measured with.
+
+mod clock;
+mod complete;
+mod lifecycle;
+mod recovery;
+mod submit;
+mod wait;
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vmm_sys_util::epoll::Epoll;
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::admin::QueueStats;
+use crate::controller::Shared;
+use crate::dma::DmaMem;
+use crate::namespace::NsTable;
+use crate::options::CompletionMode;
+use crate::queue::ring::{CqRing, Doorbells, ShadowSlots, SqRing};
+use crate::queue::tracker::TrackerPool;
+use crate::transport::Transport;
+use crate::Error;
+
+use self::clock::Clock;
+pub use self::submit::IoChunk;
+
+/// Completion queue entries a polled queue pair adds beyond its submission queue's; its
+/// CQ head doorbell is written only once more than this many consumed entries await it.
+const POLLED_CQ_SLACK: u16 = 64;
+
+/// An I/O submission/completion queue pair owned by one thread.
+///
+/// `C` is the per-command context handed back on completion (`u64` by default; any
+/// `Copy + Default` type). The pair is `Send` but not `Sync`.
+pub struct IoQueuePair<T: Transport, C: Copy + Default = u64> {
+    qid: u16,
+    sq: SqRing,
+    cq: CqRing,
+    /// Completions consumed since the CQ head doorbell was last written.
+    cq_unrung: u16,
+    /// Most completions the CQ head doorbell may lag by (CQ entries minus SQ entries).
+    cq_slack: u16,
+    db: Doorbells,
+    shadow: Option<ShadowSlots>,
+    slots: TrackerPool<C>,
+    lists: DmaMem,
+    list_pages: usize,
+    page_size: u64,
+    max_transfer: u64,
+    ns: Arc<NsTable>,
+    mode: CompletionMode,
+    vector: u16,
+    irq: Option<(Arc<EventFd>, Epoll)>,
+    epoch: u64,
+    failed_pending: usize,
+    stats: QueueStats,
+    clock: Clock,
+    timeout: Duration,
+    _not_sync: PhantomData<Cell<()>>,
+    // Last: the rings and lists above are unmapped while the transport (possibly owned
+    // only through this Arc) still exists.
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: Transport, C: Copy + Default> std::fmt::Debug for IoQueuePair<T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IoQueuePair")
+            .field("qid", &self.qid)
+            .field("depth", &self.sq.entries())
+            .field("outstanding", &self.slots.outstanding())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
+    /// The queue ID.
+    pub fn qid(&self) -> u16 {
+        self.qid
+    }
+
+    /// Queue entries; at most `depth() - 1` commands are outstanding at once.
+    pub fn depth(&self) -> u16 {
+        self.sq.entries()
+    }
+
+    /// Commands submitted and not yet reported.
+    pub fn outstanding(&self) -> usize {
+        self.slots.outstanding()
+    }
+
+    /// The completion mode.
+    pub fn mode(&self) -> CompletionMode {
+        self.mode
+    }
+
+    /// Counters, including device misbehaviour seen on this queue.
+    pub fn stats(&self) -> QueueStats {
+        self.stats
+    }
+
+    /// The eventfd signalled by this queue's interrupt vector (interrupt mode only), for
+    /// callers that wait in their own event loop.
+    pub fn interrupt_fd(&self) -> Option<&EventFd> {
+        self.irq.as_ref().map(|(fd, _)| fd.as_ref())
+    }
+
+    /// The largest transfer of one command in bytes.
+    pub fn max_transfer_bytes(&self) -> u64 {
+        self.max_transfer
+    }
+
+    fn ns_shift(&self, nsid: u32) -> Result<u32, Error> {
+        self.ns
+            .get(nsid)
+            .map(|g| g.lba_shift)
+            .ok_or_else(|| Error::NoSuchNamespace {
+                device: self.shared.name.clone(),
+                nsid,
+            })
+    }
+}

@@ -1,0 +1,380 @@
+//! Building commands and queueing them; the SQ tail doorbell.
+
+use std::sync::atomic::{fence, Ordering};
+
+use crate::dma::DmaMem;
+use crate::error::{CommandDesc, IoKind, PrpRule};
+use crate::queue::prp::{self, ListPages, Segment};
+use crate::spec::registers::shadow_doorbell_needs_mmio;
+use crate::spec::{nvm, SubmissionEntry};
+use crate::transport::Transport;
+use crate::Error;
+
+use super::IoQueuePair;
+
+/// Most blocks one read/write command can carry (NLB is 16 bits, 0's based).
+const MAX_BLOCKS: u32 = 1 << 16;
+/// Most ranges in one Dataset Management command.
+const MAX_DSM_RANGES: usize = 256;
+/// A piece of a large request that fits one command (see [`IoQueuePair::split_by_mdts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoChunk {
+    /// First LBA of the piece.
+    pub slba: u64,
+    /// Number of blocks.
+    pub blocks: u32,
+    /// The data segments of the piece.
+    pub segments: Vec<Segment>,
+}
+
+/// PRP list pages of one command slot.
+struct SlotLists<'a> {
+    mem: &'a mut DmaMem,
+    base: usize,
+    pages: usize,
+    page_size: usize,
+}
+
+impl ListPages for SlotLists<'_> {
+    fn page_count(&self) -> usize {
+        self.pages
+    }
+
+    fn page_iova(&self, page: usize) -> u64 {
+        self.mem.iova() + (self.base + page * self.page_size) as u64
+    }
+
+    fn write_entry(&mut self, page: usize, slot: usize, value: u64) {
+        self.mem
+            .write_u64(self.base + page * self.page_size + slot * 8, value);
+    }
+}
+
+impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
+    #[inline]
+    fn check_epoch(&mut self) -> Result<(), Error> {
+        if self.epoch != self.shared.epoch.load(Ordering::Acquire) {
+            self.recover()?;
+        }
+        Ok(())
+    }
+
+    /// Queues one command; `data` is described with PRPs in the slot's list pages.
+    #[inline(always)]
+    fn submit(
+        &mut self,
+        mut sqe: SubmissionEntry,
+        desc: CommandDesc,
+        data: Option<(&[Segment], u64)>,
+        ctx: C,
+    ) -> Result<(), Error> {
+        self.check_epoch()?;
+        if self.sq.is_full() {
+            return Err(self.queue_full());
+        }
+        let Some(cid) = self.slots.take(ctx, desc) else {
+            return Err(self.queue_full());
+        };
+        if let Some((segments, bytes)) = data {
+            let total: usize = segments.iter().map(|s| s.len).sum();
+            if total as u64 != bytes {
+                self.slots.undo_take(cid);
+                return Err(Error::BadSegment {
+                    index: 0,
+                    iova: segments.first().map_or(0, |s| s.iova),
+                    len: total,
+                    rule: PrpRule::LengthMismatch,
+                });
+            }
+            let ps = self.page_size as usize;
+            let mut lists = SlotLists {
+                base: usize::from(cid) * self.list_pages * ps,
+                pages: self.list_pages,
+                page_size: ps,
+                mem: &mut self.lists,
+            };
+            match prp::build(segments, self.page_size, &mut lists) {
+                Ok((prp1, prp2)) => sqe.set_prp(prp1, prp2),
+                Err(e) => {
+                    self.slots.undo_take(cid);
+                    return Err(e);
+                }
+            }
+        }
+        sqe.set_cid(cid);
+        self.sq.push(&sqe);
+        self.stats.submitted += 1;
+        Ok(())
+    }
+
+    fn queue_full(&self) -> Error {
+        Error::QueueFull {
+            qid: self.qid,
+            depth: self.sq.entries(),
+        }
+    }
+
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn rw(
+        &mut self,
+        kind: IoKind,
+        nsid: u32,
+        slba: u64,
+        blocks: u32,
+        data: &[Segment],
+        fua: bool,
+        ctx: C,
+    ) -> Result<(), Error> {
+        let shift = self.ns_shift(nsid)?;
+        let desc = CommandDesc::Io {
+            kind,
+            nsid,
+            slba,
+            blocks,
+        };
+        let bytes = u64::from(blocks) << shift;
+        if blocks == 0 || blocks > MAX_BLOCKS || bytes > self.max_transfer {
+            if blocks == 0 {
+                return Err(Error::InvalidRequest(format!("{desc}: zero blocks")));
+            }
+            return Err(Error::ExceedsMdts {
+                command: desc,
+                bytes,
+                max: self.max_transfer.min(u64::from(MAX_BLOCKS) << shift),
+            });
+        }
+        let sqe = if kind == IoKind::Read {
+            nvm::read(nsid, slba, blocks)
+        } else {
+            nvm::write(nsid, slba, blocks).map(|e| e.with_fua(fua))
+        };
+        let sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
+        self.submit(sqe, desc, Some((data, bytes)), ctx)
+    }
+
+    /// Queues a Read of `blocks` blocks at `slba` into `data`.
+    ///
+    /// The memory behind `data` must stay allocated until the completion is reported
+    /// (dropping the pair waits for outstanding commands).
+    pub fn submit_read(
+        &mut self,
+        nsid: u32,
+        slba: u64,
+        blocks: u32,
+        data: &[Segment],
+        ctx: C,
+    ) -> Result<(), Error> {
+        self.rw(IoKind::Read, nsid, slba, blocks, data, false, ctx)
+    }
+
+    /// Queues a Write of `blocks` blocks at `slba` from `data`; `fua` makes it durable
+    /// before it completes. `data` must stay allocated until the completion is reported.
+    pub fn submit_write(
+        &mut self,
+        nsid: u32,
+        slba: u64,
+        blocks: u32,
+        data: &[Segment],
+        fua: bool,
+        ctx: C,
+    ) -> Result<(), Error> {
+        self.rw(IoKind::Write, nsid, slba, blocks, data, fua, ctx)
+    }
+
+    /// Queues a Flush of the namespace's volatile write cache.
+    pub fn submit_flush(&mut self, nsid: u32, ctx: C) -> Result<(), Error> {
+        let desc = CommandDesc::Io {
+            kind: IoKind::Flush,
+            nsid,
+            slba: 0,
+            blocks: 0,
+        };
+        self.submit(nvm::flush(nsid), desc, None, ctx)
+    }
+
+    /// Queues a Write Zeroes of `blocks` blocks at `slba`; `deallocate` sets DEAC.
+    pub fn submit_write_zeroes(
+        &mut self,
+        nsid: u32,
+        slba: u64,
+        blocks: u32,
+        deallocate: bool,
+        ctx: C,
+    ) -> Result<(), Error> {
+        self.no_data(IoKind::WriteZeroes, nsid, slba, blocks, ctx, |n, s, b| {
+            nvm::write_zeroes(n, s, b).map(|e| e.with_deac(deallocate))
+        })
+    }
+
+    /// Queues a Verify of `blocks` blocks at `slba`.
+    pub fn submit_verify(
+        &mut self,
+        nsid: u32,
+        slba: u64,
+        blocks: u32,
+        ctx: C,
+    ) -> Result<(), Error> {
+        self.no_data(IoKind::Verify, nsid, slba, blocks, ctx, nvm::verify)
+    }
+
+    fn no_data(
+        &mut self,
+        kind: IoKind,
+        nsid: u32,
+        slba: u64,
+        blocks: u32,
+        ctx: C,
+        build: impl FnOnce(u32, u64, u32) -> Result<SubmissionEntry, crate::spec::Error>,
+    ) -> Result<(), Error> {
+        self.ns_shift(nsid)?;
+        let desc = CommandDesc::Io {
+            kind,
+            nsid,
+            slba,
+            blocks,
+        };
+        if blocks == 0 || blocks > MAX_BLOCKS {
+            return Err(Error::InvalidRequest(format!(
+                "{desc}: block count must be 1..=65536"
+            )));
+        }
+        let sqe =
+            build(nsid, slba, blocks).map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
+        self.submit(sqe, desc, None, ctx)
+    }
+
+    /// Queues a Dataset Management deallocate (trim) of `ranges` (start LBA, blocks);
+    /// at most 256 ranges, written into the command's own list page.
+    pub fn submit_deallocate(
+        &mut self,
+        nsid: u32,
+        ranges: &[(u64, u32)],
+        ctx: C,
+    ) -> Result<(), Error> {
+        self.ns_shift(nsid)?;
+        let desc = CommandDesc::Io {
+            kind: IoKind::DatasetManagement,
+            nsid,
+            slba: ranges.first().map_or(0, |r| r.0),
+            blocks: ranges.first().map_or(0, |r| r.1),
+        };
+        if ranges.is_empty() || ranges.len() > MAX_DSM_RANGES {
+            return Err(Error::InvalidRequest(format!(
+                "{desc}: {} ranges given, 1..=256 allowed",
+                ranges.len()
+            )));
+        }
+        self.check_epoch()?;
+        if self.sq.is_full() {
+            return Err(self.queue_full());
+        }
+        let Some(cid) = self.slots.take(ctx, desc) else {
+            return Err(self.queue_full());
+        };
+        let ps = self.page_size as usize;
+        let base = usize::from(cid) * self.list_pages * ps;
+        for (i, &(slba, blocks)) in ranges.iter().enumerate() {
+            let off = base + i * 16;
+            self.lists.write_u32(off, 0);
+            self.lists.write_u32(off + 4, blocks);
+            self.lists.write_u64(off + 8, slba);
+        }
+        let Ok(mut sqe) = nvm::deallocate(nsid, ranges.len()) else {
+            self.slots.undo_take(cid);
+            return Err(Error::InvalidRequest(format!("{desc}: bad range count")));
+        };
+        sqe.set_prp(self.lists.iova() + base as u64, 0);
+        sqe.set_cid(cid);
+        self.sq.push(&sqe);
+        self.stats.submitted += 1;
+        Ok(())
+    }
+
+    /// Splits a request of `blocks` blocks at `slba` over `data` into pieces that each
+    /// fit one command (MDTS and the 65536-block limit).
+    pub fn split_by_mdts(
+        &self,
+        nsid: u32,
+        slba: u64,
+        blocks: u64,
+        data: &[Segment],
+    ) -> Result<Vec<IoChunk>, Error> {
+        let shift = self.ns_shift(nsid)?;
+        let lba = 1u64 << shift;
+        let per_cmd = (self.max_transfer / lba).min(u64::from(MAX_BLOCKS)).max(1);
+        let total: u64 = data.iter().map(|s| s.len as u64).sum();
+        if total != blocks << shift {
+            return Err(Error::BadSegment {
+                index: 0,
+                iova: data.first().map_or(0, |s| s.iova),
+                len: total as usize,
+                rule: PrpRule::LengthMismatch,
+            });
+        }
+        let mut chunks = Vec::new();
+        let mut seg_i = 0usize;
+        let mut seg_off = 0usize;
+        let mut done = 0u64;
+        while done < blocks {
+            let n = per_cmd.min(blocks - done);
+            let mut want = (n << shift) as usize;
+            let mut segments = Vec::new();
+            while want > 0 {
+                let s = data[seg_i];
+                let take = (s.len - seg_off).min(want);
+                segments.push(Segment {
+                    iova: s.iova + seg_off as u64,
+                    len: take,
+                    ptr: s.ptr.wrapping_add(seg_off),
+                });
+                want -= take;
+                seg_off += take;
+                if seg_off == s.len {
+                    seg_i += 1;
+                    seg_off = 0;
+                }
+            }
+            chunks.push(IoChunk {
+                slba: slba + done,
+                blocks: n as u32,
+                segments,
+            });
+            done += n;
+        }
+        Ok(chunks)
+    }
+
+    /// Shadow-doorbell update (Linux `nvme_dbbuf_update_and_check_event`): returns whether
+    /// the MMIO doorbell must still be written.
+    #[inline]
+    pub(super) fn shadow_update(&self, sq: bool, value: u16) -> bool {
+        let (Some(d), Some(s)) = (self.shared.dbbuf.as_ref(), self.shadow) else {
+            return true;
+        };
+        let off = if sq { s.sq } else { s.cq };
+        let old = d.shadow.read_u32(off) as u16;
+        d.shadow.write_u32(off, u32::from(value));
+        // The shadow value must be visible before EventIdx is read.
+        fence(Ordering::SeqCst);
+        let event_idx = d.eventidx.read_u32(off) as u16;
+        shadow_doorbell_needs_mmio(event_idx, value, old)
+    }
+
+    /// Rings the SQ tail doorbell for everything queued since the last ring.
+    #[inline]
+    pub fn ring(&mut self) {
+        if !self.sq.has_unrung() {
+            return;
+        }
+        let tail = self.sq.mark_rung();
+        // Entries must be in memory before the controller can see the new tail.
+        fence(Ordering::Release);
+        if self.shadow_update(true, tail) {
+            self.db.ring_sq(&self.shared.t, tail);
+            self.stats.doorbell_writes += 1;
+        } else {
+            self.stats.doorbell_writes_skipped += 1;
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Waiting for completions, and the blocking single-command calls built on it.
+
+use std::time::{Duration, Instant};
+
+use hugepages::DmaBuffer;
+use vmm_sys_util::epoll::EpollEvent;
+
+use crate::admin::Backoff;
+use crate::transport::Transport;
+use crate::Error;
+
+use super::IoQueuePair;
+
+impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
+    /// Processes completions, waiting up to `timeout` for at least one when none is
+    /// ready: on the queue's eventfd in interrupt mode, by polling otherwise.
+    pub fn wait_completions(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        mut f: impl FnMut(C, Result<(), Error>),
+    ) -> Result<usize, Error> {
+        let end = Instant::now() + timeout;
+        let mut backoff = Backoff::new();
+        loop {
+            let n = self.process_completions(max, &mut f);
+            if n > 0 || self.slots.outstanding() == 0 {
+                return Ok(n);
+            }
+            // The clock is read anyway on this path: stamp and enforce deadlines with it.
+            let now = Instant::now();
+            let since_start = now.saturating_duration_since(self.clock.start).as_nanos() as u64;
+            let n = self.tick_at(since_start, &mut f);
+            if n > 0 {
+                return Ok(n);
+            }
+            if now >= end {
+                return Ok(0);
+            }
+            match &self.irq {
+                Some((fd, epoll)) => {
+                    // Wake at least every 10 ms so deadlines are still enforced.
+                    let ms = (end - now)
+                        .min(Duration::from_millis(10))
+                        .as_millis()
+                        .max(1);
+                    let mut events = [EpollEvent::default(); 1];
+                    match epoll.wait(ms as i32, &mut events) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(source) => {
+                            return Err(Error::Interrupt {
+                                vector: self.vector,
+                                source,
+                            })
+                        }
+                    }
+                    // Clear the counter; EAGAIN just means it was already clear.
+                    let _ = fd.read();
+                }
+                None => backoff.wait(),
+            }
+        }
+    }
+
+    /// Waits for every outstanding command (bounded by the I/O timeout plus abort time).
+    pub(super) fn wait_idle(
+        &mut self,
+        mut f: impl FnMut(C, Result<(), Error>),
+    ) -> Result<(), Error> {
+        let limit = self.timeout + self.shared.options.abort_timeout * 2 + Duration::from_secs(1);
+        let end = Instant::now() + limit;
+        while self.slots.outstanding() > 0 {
+            if Instant::now() >= end {
+                return Err(Error::Timeout {
+                    device: self.shared.name.clone(),
+                    what: "complete the outstanding commands",
+                    waited: limit,
+                });
+            }
+            self.wait_completions(usize::MAX, Duration::from_millis(10), &mut f)?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self, submit: impl FnOnce(&mut Self) -> Result<(), Error>) -> Result<(), Error> {
+        if self.slots.outstanding() > 0 {
+            return Err(Error::InvalidRequest(format!(
+                "a blocking call on queue {} needs an idle queue pair ({} commands outstanding)",
+                self.qid,
+                self.slots.outstanding()
+            )));
+        }
+        submit(self)?;
+        self.ring();
+        let mut result = Ok(());
+        self.wait_idle(|_, r| {
+            if r.is_err() {
+                result = r;
+            }
+        })?;
+        result
+    }
+
+    /// Reads `blocks` blocks at `slba` into the start of `buf` and waits.
+    pub fn read_sync(
+        &mut self,
+        nsid: u32,
+        slba: u64,
+        blocks: u32,
+        buf: &mut DmaBuffer,
+    ) -> Result<(), Error> {
+        let bytes = (u64::from(blocks) << self.ns_shift(nsid)?) as usize;
+        let seg = buf
+            .segment(0, bytes)
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        self.sync(|q| q.submit_read(nsid, slba, blocks, &[seg], C::default()))
+    }
+
+    /// Writes `blocks` blocks at `slba` from the start of `buf` and waits.
+    pub fn write_sync(
+        &mut self,
+        nsid: u32,
+        slba: u64,
+        blocks: u32,
+        buf: &DmaBuffer,
+        fua: bool,
+    ) -> Result<(), Error> {
+        let bytes = (u64::from(blocks) << self.ns_shift(nsid)?) as usize;
+        let seg = buf
+            .segment(0, bytes)
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        self.sync(|q| q.submit_write(nsid, slba, blocks, &[seg], fua, C::default()))
+    }
+
+    /// Flushes the namespace and waits.
+    pub fn flush_sync(&mut self, nsid: u32) -> Result<(), Error> {
+        self.sync(|q| q.submit_flush(nsid, C::default()))
+    }
+}
