@@ -1,16 +1,18 @@
 //! The admin queue: one shared submission/completion pair behind a mutex, synchronous
-//! command execution with a deadline, and Asynchronous Event Requests kept armed.
+//! command execution with a deadline ([`exec_admin`]), and Asynchronous Event Requests
+//! kept armed.
 
 use std::time::{Duration, Instant};
 
+use crate::backoff::{deadline, Backoff};
 use crate::dma::DmaMem;
 use crate::error::CommandDesc;
+use crate::health::check_csts;
 use crate::queue::ring::{CqRing, Doorbells, SqRing};
 use crate::queue::tracker::TrackerPool;
-use crate::spec::features::FeatureId;
-use crate::spec::log::LogPageId;
 use crate::spec::{AdminOpcode, CompletionEntry, SubmissionEntry};
 use crate::transport::Transport;
+use crate::Error;
 
 /// What an admin command slot is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,181 +225,58 @@ impl AdminQueue {
     }
 }
 
-/// Sleeps a little longer each time, up to 1 ms: first spins, then yields, then sleeps.
-pub(crate) struct Backoff {
-    round: u32,
-}
-
-impl Backoff {
-    pub fn new() -> Self {
-        Backoff { round: 0 }
-    }
-
-    pub fn wait(&mut self) {
-        self.round += 1;
-        if self.round < 64 {
-            std::hint::spin_loop();
-        } else if self.round < 128 {
-            std::thread::yield_now();
-        } else {
-            let us = (self.round - 127).min(1000);
-            std::thread::sleep(Duration::from_micros(u64::from(us)));
-        }
-    }
-}
-
-/// A deadline `timeout` from now.
-pub(crate) fn deadline(timeout: Duration) -> Instant {
-    Instant::now() + timeout
-}
-
-/// Admin commands offered to users of the controller.
-impl<T: Transport> crate::Controller<T> {
-    /// Sets the callback that receives asynchronous events (called from whichever thread
-    /// polls the admin queue: [`crate::Controller::poll_admin`] or any admin command).
-    pub fn set_async_event_callback(&self, f: impl FnMut(AsyncEvent) + Send + 'static) {
-        *self.shared.aen.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
-    }
-
-    /// Polls the admin completion queue once; asynchronous events found there go to the
-    /// callback. Call it now and then when events matter: nothing else polls for them.
-    pub fn poll_admin(&self) -> usize {
-        self.shared.poll_admin()
-    }
-
-    /// Runs an admin command without data and returns completion dword 0.
-    pub fn admin_command(&self, sqe: SubmissionEntry) -> Result<u32, crate::Error> {
-        let timeout = self.shared.options.admin_timeout;
-        self.shared.admin_exec(sqe, timeout).map(|c| c.dw0)
-    }
-
-    /// Runs an admin command that transfers `len` bytes from the controller, returning them.
-    pub fn admin_read(
-        &self,
-        mut sqe: SubmissionEntry,
-        len: usize,
-    ) -> Result<Vec<u8>, crate::Error> {
-        let ps = self.shared.page_size as usize;
-        let buf = DmaMem::alloc(&self.shared.alloc, len.max(4), ps, "admin data")?;
-        let mut list = DmaMem::alloc(&self.shared.alloc, ps, ps, "an admin PRP list")?;
-        let seg = buf.buffer().as_segment();
-        let (prp1, prp2) = crate::queue::prp::build(&[seg], ps as u64, &mut OnePage(&mut list))?;
-        sqe.set_prp(prp1, prp2);
-        let timeout = self.shared.options.admin_timeout;
-        if let Err(e) = self.shared.admin_exec(sqe, timeout) {
-            if matches!(e, crate::Error::CommandTimedOut { .. }) {
-                // The controller may still write these pages: never hand them out again.
-                std::mem::forget(buf);
-                std::mem::forget(list);
+/// Runs one admin command to completion within `timeout`.
+pub(crate) fn exec_admin<T: Transport>(
+    t: &T,
+    name: &str,
+    q: &mut AdminQueue,
+    sqe: SubmissionEntry,
+    timeout: Duration,
+) -> Result<CompletionEntry, Error> {
+    let opcode = sqe.opcode();
+    let desc = CommandDesc::Admin {
+        name: AdminOpcode(opcode).name().unwrap_or("vendor command"),
+        opcode,
+    };
+    let Some(cid) = q.submit(t, sqe, AdminCtx::Sync) else {
+        return Err(Error::QueueFull {
+            qid: 0,
+            depth: q.depth(),
+        });
+    };
+    let end = deadline(timeout);
+    let mut backoff = Backoff::new();
+    let mut polls = 0u32;
+    loop {
+        q.drain(t);
+        if let Some(cqe) = q.take_done(cid) {
+            if cqe.status.is_success() {
+                return Ok(cqe);
             }
-            return Err(e);
+            return Err(Error::CommandFailed {
+                command: desc,
+                status: cqe.status.without_phase(),
+            });
         }
-        let mut out = vec![0u8; len];
-        buf.buffer()
-            .read(0, &mut out)
-            .map_err(|e| crate::Error::Dma {
-                what: "admin data",
-                detail: e.to_string(),
-            })?;
-        Ok(out)
-    }
-
-    /// Identify with CNS `cns` for `nsid`: the raw 4096-byte page.
-    pub fn identify(&self, cns: u8, nsid: u32) -> Result<Vec<u8>, crate::Error> {
-        let sqe = crate::spec::admin::Identify {
-            cns: crate::spec::identify::Cns(cns),
-            nsid,
-            cntid: 0,
-            csi: 0,
+        polls += 1;
+        if polls % 64 == 0 {
+            if let Err(e) = check_csts(t, name, desc_during(opcode)) {
+                q.abandon(cid);
+                return Err(e);
+            }
+            if Instant::now() > end {
+                q.abandon(cid);
+                return Err(Error::CommandTimedOut {
+                    command: desc,
+                    timeout,
+                });
+            }
         }
-        .to_sqe();
-        self.admin_read(sqe, 4096)
-    }
-
-    /// Get Features `fid` (current value) with `cdw11`; returns completion dword 0.
-    pub fn get_features(&self, fid: u8, cdw11: u32) -> Result<u32, crate::Error> {
-        let mut sqe = crate::spec::admin::GetFeatures::current(FeatureId(fid)).to_sqe();
-        sqe.cdw11 = cdw11;
-        self.admin_command(sqe)
-    }
-
-    /// Set Features `fid` to `value` (CDW11); returns completion dword 0.
-    pub fn set_features(&self, fid: u8, value: u32, save: bool) -> Result<u32, crate::Error> {
-        let set = crate::spec::admin::SetFeatures {
-            save,
-            ..crate::spec::admin::SetFeatures::new(FeatureId(fid), value)
-        };
-        self.admin_command(set.to_sqe())
-    }
-
-    /// Get Log Page `lid` for `nsid`, `len` bytes (a multiple of 4) from byte 0.
-    pub fn get_log_page(&self, lid: u8, nsid: u32, len: usize) -> Result<Vec<u8>, crate::Error> {
-        let sqe = crate::spec::admin::GetLogPage {
-            nsid,
-            ..crate::spec::admin::GetLogPage::new(LogPageId(lid), len as u64)
-        }
-        .to_sqe()
-        .map_err(|e| crate::Error::InvalidRequest(e.to_string()))?;
-        self.admin_read(sqe, len)
-    }
-
-    /// The SMART / Health Information log (log page 02h, controller wide).
-    pub fn smart_log(&self) -> Result<crate::spec::SmartLog, crate::Error> {
-        let page = self.get_log_page(0x02, crate::spec::command::NSID_ALL, 512)?;
-        crate::spec::SmartLog::parse(&page).map_err(|e| crate::Error::BadDeviceData {
-            device: self.name().to_string(),
-            detail: e.to_string(),
-        })
-    }
-
-    /// The Error Information log (log page 01h), `entries` entries of 64 bytes.
-    pub fn error_log(
-        &self,
-        entries: usize,
-    ) -> Result<Vec<crate::spec::ErrorLogEntry>, crate::Error> {
-        let n = entries.clamp(
-            1,
-            usize::from(self.identify_controller().error_log_entries()),
-        );
-        let page = self.get_log_page(0x01, 0, n * 64)?;
-        page.chunks_exact(64)
-            .map(|c| {
-                crate::spec::ErrorLogEntry::parse(c).map_err(|e| crate::Error::BadDeviceData {
-                    device: self.name().to_string(),
-                    detail: e.to_string(),
-                })
-            })
-            .collect()
-    }
-
-    /// Abort command `cid` on submission queue `sqid`; returns whether the controller
-    /// says it aborted it.
-    pub fn abort(&self, sqid: u16, cid: u16) -> Result<bool, crate::Error> {
-        self.shared.abort(sqid, cid)
+        backoff.wait();
     }
 }
 
-/// One PRP list page for an admin transfer.
-struct OnePage<'a>(&'a mut DmaMem);
-
-impl crate::queue::prp::ListPages for OnePage<'_> {
-    fn page_count(&self) -> usize {
-        1
-    }
-    fn page_iova(&self, _page: usize) -> u64 {
-        self.0.iova()
-    }
-    fn write_entry(&mut self, _page: usize, slot: usize, value: u64) {
-        self.0.write_u64(slot * 8, value);
-    }
-}
-
-impl<T: Transport> crate::controller::Shared<T> {
-    /// Sends Abort for (`sqid`, `cid`); true when completion dword 0 bit 0 is clear.
-    pub fn abort(&self, sqid: u16, cid: u16) -> Result<bool, crate::Error> {
-        let sqe = crate::spec::admin::Abort { sqid, cid }.to_sqe();
-        let timeout = self.options.abort_timeout;
-        self.admin_exec(sqe, timeout)
-            .map(|c| crate::spec::admin::Abort::aborted(c.dw0))
-    }
+/// The admin command's name, for errors that name the step in progress.
+pub(crate) fn desc_during(opcode: u8) -> &'static str {
+    AdminOpcode(opcode).name().unwrap_or("an admin command")
 }

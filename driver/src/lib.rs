@@ -44,10 +44,12 @@
 pub use nvme_spec as spec;
 
 mod admin;
+mod backoff;
 mod controller;
 pub mod device;
 mod dma;
 mod error;
+mod health;
 mod namespace;
 mod options;
 pub mod queue;

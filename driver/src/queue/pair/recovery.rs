@@ -3,8 +3,9 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::admin::Backoff;
-use crate::controller::{check_csts, STATE_LIVE, STATE_SHUT_DOWN};
+use crate::backoff::Backoff;
+use crate::controller::{STATE_LIVE, STATE_SHUT_DOWN};
+use crate::health::check_csts;
 use crate::transport::Transport;
 use crate::Error;
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use hugepages::DmaBuffer;
 use vmm_sys_util::epoll::EpollEvent;
 
-use crate::admin::Backoff;
+use crate::backoff::Backoff;
 use crate::transport::Transport;
 use crate::Error;
 

@@ -1,0 +1,162 @@
+//! Admin commands offered to users of the controller: identify, features, log pages,
+//! abort, asynchronous events.
+
+use crate::admin::AsyncEvent;
+use crate::dma::DmaMem;
+use crate::spec::features::FeatureId;
+use crate::spec::log::LogPageId;
+use crate::spec::SubmissionEntry;
+use crate::transport::Transport;
+
+use super::Shared;
+
+/// Admin commands offered to users of the controller.
+impl<T: Transport> crate::Controller<T> {
+    /// Sets the callback that receives asynchronous events (called from whichever thread
+    /// polls the admin queue: [`crate::Controller::poll_admin`] or any admin command).
+    pub fn set_async_event_callback(&self, f: impl FnMut(AsyncEvent) + Send + 'static) {
+        *self.shared.aen.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
+    }
+
+    /// Polls the admin completion queue once; asynchronous events found there go to the
+    /// callback. Call it now and then when events matter: nothing else polls for them.
+    pub fn poll_admin(&self) -> usize {
+        self.shared.poll_admin()
+    }
+
+    /// Runs an admin command without data and returns completion dword 0.
+    pub fn admin_command(&self, sqe: SubmissionEntry) -> Result<u32, crate::Error> {
+        let timeout = self.shared.options.admin_timeout;
+        self.shared.admin_exec(sqe, timeout).map(|c| c.dw0)
+    }
+
+    /// Runs an admin command that transfers `len` bytes from the controller, returning them.
+    pub fn admin_read(
+        &self,
+        mut sqe: SubmissionEntry,
+        len: usize,
+    ) -> Result<Vec<u8>, crate::Error> {
+        let ps = self.shared.page_size as usize;
+        let buf = DmaMem::alloc(&self.shared.alloc, len.max(4), ps, "admin data")?;
+        let mut list = DmaMem::alloc(&self.shared.alloc, ps, ps, "an admin PRP list")?;
+        let seg = buf.buffer().as_segment();
+        let (prp1, prp2) = crate::queue::prp::build(&[seg], ps as u64, &mut OnePage(&mut list))?;
+        sqe.set_prp(prp1, prp2);
+        let timeout = self.shared.options.admin_timeout;
+        if let Err(e) = self.shared.admin_exec(sqe, timeout) {
+            if matches!(e, crate::Error::CommandTimedOut { .. }) {
+                // The controller may still write these pages: never hand them out again.
+                std::mem::forget(buf);
+                std::mem::forget(list);
+            }
+            return Err(e);
+        }
+        let mut out = vec![0u8; len];
+        buf.buffer()
+            .read(0, &mut out)
+            .map_err(|e| crate::Error::Dma {
+                what: "admin data",
+                detail: e.to_string(),
+            })?;
+        Ok(out)
+    }
+
+    /// Identify with CNS `cns` for `nsid`: the raw 4096-byte page.
+    pub fn identify(&self, cns: u8, nsid: u32) -> Result<Vec<u8>, crate::Error> {
+        let sqe = crate::spec::admin::Identify {
+            cns: crate::spec::identify::Cns(cns),
+            nsid,
+            cntid: 0,
+            csi: 0,
+        }
+        .to_sqe();
+        self.admin_read(sqe, 4096)
+    }
+
+    /// Get Features `fid` (current value) with `cdw11`; returns completion dword 0.
+    pub fn get_features(&self, fid: u8, cdw11: u32) -> Result<u32, crate::Error> {
+        let mut sqe = crate::spec::admin::GetFeatures::current(FeatureId(fid)).to_sqe();
+        sqe.cdw11 = cdw11;
+        self.admin_command(sqe)
+    }
+
+    /// Set Features `fid` to `value` (CDW11); returns completion dword 0.
+    pub fn set_features(&self, fid: u8, value: u32, save: bool) -> Result<u32, crate::Error> {
+        let set = crate::spec::admin::SetFeatures {
+            save,
+            ..crate::spec::admin::SetFeatures::new(FeatureId(fid), value)
+        };
+        self.admin_command(set.to_sqe())
+    }
+
+    /// Get Log Page `lid` for `nsid`, `len` bytes (a multiple of 4) from byte 0.
+    pub fn get_log_page(&self, lid: u8, nsid: u32, len: usize) -> Result<Vec<u8>, crate::Error> {
+        let sqe = crate::spec::admin::GetLogPage {
+            nsid,
+            ..crate::spec::admin::GetLogPage::new(LogPageId(lid), len as u64)
+        }
+        .to_sqe()
+        .map_err(|e| crate::Error::InvalidRequest(e.to_string()))?;
+        self.admin_read(sqe, len)
+    }
+
+    /// The SMART / Health Information log (log page 02h, controller wide).
+    pub fn smart_log(&self) -> Result<crate::spec::SmartLog, crate::Error> {
+        let page = self.get_log_page(0x02, crate::spec::command::NSID_ALL, 512)?;
+        crate::spec::SmartLog::parse(&page).map_err(|e| crate::Error::BadDeviceData {
+            device: self.name().to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// The Error Information log (log page 01h), `entries` entries of 64 bytes.
+    pub fn error_log(
+        &self,
+        entries: usize,
+    ) -> Result<Vec<crate::spec::ErrorLogEntry>, crate::Error> {
+        let n = entries.clamp(
+            1,
+            usize::from(self.identify_controller().error_log_entries()),
+        );
+        let page = self.get_log_page(0x01, 0, n * 64)?;
+        page.chunks_exact(64)
+            .map(|c| {
+                crate::spec::ErrorLogEntry::parse(c).map_err(|e| crate::Error::BadDeviceData {
+                    device: self.name().to_string(),
+                    detail: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Abort command `cid` on submission queue `sqid`; returns whether the controller
+    /// says it aborted it.
+    pub fn abort(&self, sqid: u16, cid: u16) -> Result<bool, crate::Error> {
+        self.shared.abort(sqid, cid)
+    }
+}
+
+/// One PRP list page for an admin transfer.
+struct OnePage<'a>(&'a mut DmaMem);
+
+impl crate::queue::prp::ListPages for OnePage<'_> {
+    fn page_count(&self) -> usize {
+        1
+    }
+    fn page_iova(&self, _page: usize) -> u64 {
+        self.0.iova()
+    }
+    fn write_entry(&mut self, _page: usize, slot: usize, value: u64) {
+        self.0.write_u64(slot * 8, value);
+    }
+}
+
+impl<T: Transport> Shared<T> {
+    /// Sends Abort for (`sqid`, `cid`); true when completion dword 0 bit 0 is clear.
+    pub fn abort(&self, sqid: u16, cid: u16) -> Result<bool, crate::Error> {
+        let sqe = crate::spec::admin::Abort { sqid, cid }.to_sqe();
+        let timeout = self.options.abort_timeout;
+        self.admin_exec(sqe, timeout)
+            .map(|c| crate::spec::admin::Abort::aborted(c.dw0))
+    }
+}
