@@ -3,7 +3,7 @@
 use std::cell::{Ref, RefCell};
 use std::time::Duration;
 
-use nvme::{Controller, DmaBuffer, DmaSegment, IoQueuePair, Transport};
+use nvme::{Controller, DmaBuffer, DmaSegment, IoFlags, IoQueuePair, Transport};
 
 use crate::buf::DmaBuf;
 use crate::error::DioError;
@@ -105,7 +105,8 @@ impl<T: Transport> NvmeQueue<T> {
             } => {
                 let mut segs = [EMPTY; MAX_SEGMENTS];
                 let data = convert(&mut segs, segments)?;
-                self.qp.submit_write(self.nsid, lba, blocks, data, fua, tag)
+                let flags = if fua { IoFlags::FUA } else { IoFlags::empty() };
+                self.qp.submit_write(self.nsid, lba, blocks, data, flags, tag)
             }
             IoCommand::WriteZeroes { fua: true, .. } => {
                 return Err(QueueError::Invalid(
@@ -210,9 +211,11 @@ impl<T: Transport> DioQueue for NvmeQueue<T> {
                 blocks,
                 segments: &[s],
                 fua,
-            } => self
-                .qp
-                .submit_write(self.nsid, lba, blocks, &[segment(s)], fua, tag),
+            } => {
+                let flags = if fua { IoFlags::FUA } else { IoFlags::empty() };
+                self.qp
+                    .submit_write(self.nsid, lba, blocks, &[segment(s)], flags, tag)
+            }
             _ => return self.submit_other(cmd, tag),
         };
         match r {

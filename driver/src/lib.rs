@@ -56,13 +56,13 @@ pub mod queue;
 pub mod transport;
 
 pub use admin::{AsyncEvent, QueueStats};
-pub use controller::Controller;
+pub use controller::{Controller, ControllerState};
 pub use device::{DeviceName, DeviceNameError, PciAddress};
 pub use error::{CommandDesc, Error, IoKind, PrpRule};
 pub use hugepages::{DmaBuffer, DmaSegment};
 pub use namespace::Namespace;
 pub use options::{CompletionMode, Options, QueuePairOptions};
-pub use queue::{IoChunk, IoQueuePair};
+pub use queue::{IoChunk, IoFlags, IoQueuePair};
 pub use transport::{AnyTransport, Transport};
 
 /// Opens a controller by name (`emu`, `emu:OPTIONS`, or a PCI address) and brings it up.

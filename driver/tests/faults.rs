@@ -7,10 +7,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use nvme::spec::features::FeatureId;
 use nvme::spec::status::{GenericStatus, MediaStatus};
 use nvme::spec::Status;
 use nvme::transport::emu::EmuTransport;
-use nvme::{Error, IoQueuePair, QueuePairOptions};
+use nvme::{Error, IoFlags, IoQueuePair, QueuePairOptions};
 use nvme_emu::{CommandMatch, FaultAction};
 
 type Qp = IoQueuePair<EmuTransport>;
@@ -161,7 +162,7 @@ fn dropped_command_leads_to_abort_then_reset_and_the_queue_works_after() {
     assert_eq!(r.ctrl.admin_stats().resets, 1);
     assert!(q.stats().resets >= 1);
     let src = patterned(&r.ctrl, 4096, 5);
-    q.write_sync(1, 0, 8, &src, false).unwrap();
+    q.write_sync(1, 0, 8, &src, IoFlags::empty()).unwrap();
     let mut rd = r.ctrl.allocator().alloc(4096, 4096).unwrap();
     q.read_sync(1, 0, 8, &mut rd).unwrap();
     assert_eq!(contents(&rd), contents(&src));
@@ -282,10 +283,16 @@ fn admin_command_the_device_never_answers_times_out() {
         .faults()
         .inject(CommandMatch::admin_opcode(0x0a), FaultAction::Drop, Some(1));
     let start = Instant::now();
-    let err = r.ctrl.get_features(0x07, 0).unwrap_err();
+    let err = r
+        .ctrl
+        .get_features(FeatureId::NUMBER_OF_QUEUES, 0)
+        .unwrap_err();
     assert!(matches!(err, Error::CommandTimedOut { .. }), "{err}");
     assert!(start.elapsed() < Duration::from_secs(10));
-    assert_eq!(r.ctrl.get_features(0x07, 0).unwrap() & 0xffff, 3);
+    assert_eq!(
+        r.ctrl.get_features(FeatureId::NUMBER_OF_QUEUES, 0).unwrap() & 0xffff,
+        3
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use nvme::{DmaSegment, Error, PrpRule, QueuePairOptions};
+use nvme::{DmaSegment, Error, IoFlags, PrpRule, QueuePairOptions};
 use rand::{Rng, SeedableRng};
 
 fn qp_opts(depth: u16) -> QueuePairOptions {
@@ -19,7 +19,7 @@ fn written_blocks_read_back_identical() {
     let r = rig("size=16M,lba=512");
     let mut qp = r.ctrl.create_io_queue_pair(qp_opts(16)).unwrap();
     let src = patterned(&r.ctrl, 4096, 7);
-    qp.write_sync(1, 100, 8, &src, false).unwrap();
+    qp.write_sync(1, 100, 8, &src, IoFlags::empty()).unwrap();
     let mut dst = r.ctrl.allocator().alloc(4096, 4096).unwrap();
     qp.read_sync(1, 100, 8, &mut dst).unwrap();
     assert_eq!(contents(&dst), contents(&src));
@@ -53,7 +53,7 @@ fn random_writes_verify_across_many_queue_wraps() {
             let bytes: Vec<u8> = (0..4096).map(|k| pattern_byte(seed, k)).collect();
             bufs[i].write(0, &bytes).unwrap();
             let seg = bufs[i].as_segment();
-            qp.submit_write(1, slot as u64 * 8, 8, &[seg], false, i as u64)
+            qp.submit_write(1, slot as u64 * 8, 8, &[seg], IoFlags::empty(), i as u64)
                 .unwrap();
             expect[slot] = Some(seed);
             busy[i] = true;
@@ -97,7 +97,7 @@ fn several_queue_pairs_on_several_threads_keep_their_data_apart() {
                 for k in 0..200u64 {
                     let src = patterned(ctrl, 4096, t * 1000 + k);
                     let lba = base + (k % 512) * 8;
-                    qp.write_sync(1, lba, 8, &src, false).unwrap();
+                    qp.write_sync(1, lba, 8, &src, IoFlags::empty()).unwrap();
                     qp.read_sync(1, lba, 8, &mut rd).unwrap();
                     assert_eq!(contents(&rd), contents(&src));
                 }
@@ -114,7 +114,8 @@ fn prp_offset_into_first_page_transfers_the_right_bytes() {
     // 4 KiB starting 512 bytes into the first page: spans two pages (PRP1 + PRP2).
     let seg = src.segment(512, 4096).unwrap();
     let mut got = None;
-    qp.submit_write(1, 0, 8, &[seg], false, 0).unwrap();
+    qp.submit_write(1, 0, 8, &[seg], IoFlags::empty(), 0)
+        .unwrap();
     while got.is_none() {
         qp.process_completions(8, |_, r| got = Some(r));
     }
@@ -145,7 +146,7 @@ fn exactly_two_pages_and_a_chained_list_round_trip() {
         let src = patterned(&r.ctrl, len, len as u64);
         let blocks = (len / 512) as u32;
         run_one(&mut qp, |q| {
-            q.submit_write(1, 64, blocks, &[src.as_segment()], false, 0)
+            q.submit_write(1, 64, blocks, &[src.as_segment()], IoFlags::empty(), 0)
         })
         .unwrap();
         let rd = r.ctrl.allocator().alloc(len, 4096).unwrap();
@@ -173,7 +174,10 @@ fn list_chaining_across_list_pages_with_an_unaligned_start() {
     let src = patterned(&r.ctrl, len + 4096, 9);
     let seg = src.segment(1024, len).unwrap();
     let blocks = (len / 512) as u32;
-    run_one(&mut qp, |q| q.submit_write(1, 0, blocks, &[seg], false, 0)).unwrap();
+    run_one(&mut qp, |q| {
+        q.submit_write(1, 0, blocks, &[seg], IoFlags::empty(), 0)
+    })
+    .unwrap();
     let rd = r.ctrl.allocator().alloc(len, 4096).unwrap();
     run_one(&mut qp, |q| {
         q.submit_read(1, 0, blocks, &[rd.as_segment()], 0)
@@ -195,7 +199,10 @@ fn iovec_of_several_segments_lands_in_order() {
         c.segment(0, 1024).unwrap(),
     ];
     let blocks = ((2048 + 8192 + 1024) / 512) as u32;
-    run_one(&mut qp, |q| q.submit_write(1, 0, blocks, &segs, false, 0)).unwrap();
+    run_one(&mut qp, |q| {
+        q.submit_write(1, 0, blocks, &segs, IoFlags::empty(), 0)
+    })
+    .unwrap();
     let rd = r.ctrl.allocator().alloc(11264, 4096).unwrap();
     run_one(&mut qp, |q| {
         q.submit_read(1, 0, blocks, &[rd.as_segment()], 0)
@@ -213,7 +220,9 @@ fn segments_breaking_prp_rules_are_refused_before_submission() {
     let mut qp = r.ctrl.create_io_queue_pair(qp_opts(4)).unwrap();
     let a = patterned(&r.ctrl, 8192, 1);
     let segs = [a.segment(0, 1024).unwrap(), a.segment(4096, 1024).unwrap()];
-    let err = qp.submit_write(1, 0, 4, &segs, false, 0).unwrap_err();
+    let err = qp
+        .submit_write(1, 0, 4, &segs, IoFlags::empty(), 0)
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -266,7 +275,7 @@ fn commands_above_mdts_are_refused_and_split_into_fitting_pieces() {
     assert_eq!(qp.max_transfer_bytes(), 16384);
     let src = patterned(&r.ctrl, 65536, 5);
     let err = qp
-        .submit_write(1, 0, 128, &[src.as_segment()], false, 0)
+        .submit_write(1, 0, 128, &[src.as_segment()], IoFlags::empty(), 0)
         .unwrap_err();
     assert!(
         matches!(
@@ -283,7 +292,7 @@ fn commands_above_mdts_are_refused_and_split_into_fitting_pieces() {
     assert_eq!(chunks.len(), 4);
     for c in &chunks {
         run_one(&mut qp, |q| {
-            q.submit_write(1, c.slba, c.blocks, &c.segments, false, 0)
+            q.submit_write(1, c.slba, c.blocks, &c.segments, IoFlags::empty(), 0)
         })
         .unwrap();
     }
@@ -302,7 +311,7 @@ fn write_zeroes_deallocate_verify_and_flush_complete() {
     let r = rig("size=8M,lba=512");
     let mut qp = r.ctrl.create_io_queue_pair(qp_opts(8)).unwrap();
     let src = patterned(&r.ctrl, 4096, 11);
-    qp.write_sync(1, 0, 8, &src, true).unwrap();
+    qp.write_sync(1, 0, 8, &src, IoFlags::FUA).unwrap();
     run_one(&mut qp, |q| q.submit_verify(1, 0, 8, 0)).unwrap();
     run_one(&mut qp, |q| q.submit_write_zeroes(1, 0, 4, false, 0)).unwrap();
     let mut rd = r.ctrl.allocator().alloc(4096, 4096).unwrap();
@@ -321,18 +330,18 @@ fn queue_full_is_a_typed_error() {
     let mut qp = r.ctrl.create_io_queue_pair(qp_opts(4)).unwrap();
     let buf = patterned(&r.ctrl, 512, 1);
     for i in 0..3 {
-        qp.submit_write(1, i, 1, &[buf.as_segment()], false, i)
+        qp.submit_write(1, i, 1, &[buf.as_segment()], IoFlags::empty(), i)
             .unwrap();
     }
     let err = qp
-        .submit_write(1, 3, 1, &[buf.as_segment()], false, 3)
+        .submit_write(1, 3, 1, &[buf.as_segment()], IoFlags::empty(), 3)
         .unwrap_err();
     assert!(matches!(err, Error::QueueFull { depth: 4, .. }), "{err}");
     let mut n = 0;
     while n < 3 {
         n += qp.process_completions(8, |_, r| r.unwrap());
     }
-    qp.submit_write(1, 3, 1, &[buf.as_segment()], false, 3)
+    qp.submit_write(1, 3, 1, &[buf.as_segment()], IoFlags::empty(), 3)
         .unwrap();
 }
 
@@ -355,11 +364,11 @@ fn fua_write_survives_a_power_cut_and_a_cached_write_does_not() {
     let old = patterned(&r.ctrl, 4096, 1);
     let new = patterned(&r.ctrl, 4096, 2);
     // Durable baseline in both places.
-    qp.write_sync(1, 0, 8, &old, false).unwrap();
-    qp.write_sync(1, 8, 8, &old, false).unwrap();
+    qp.write_sync(1, 0, 8, &old, IoFlags::empty()).unwrap();
+    qp.write_sync(1, 8, 8, &old, IoFlags::empty()).unwrap();
     qp.flush_sync(1).unwrap();
-    qp.write_sync(1, 0, 8, &new, true).unwrap(); // FUA
-    qp.write_sync(1, 8, 8, &new, false).unwrap(); // cached only
+    qp.write_sync(1, 0, 8, &new, IoFlags::FUA).unwrap(); // FUA
+    qp.write_sync(1, 8, 8, &new, IoFlags::empty()).unwrap(); // cached only
     r.emu.power_cut();
     let mut rd = r.ctrl.allocator().alloc(4096, 4096).unwrap();
     qp.read_sync(1, 0, 8, &mut rd).unwrap();
@@ -373,7 +382,7 @@ fn flushed_write_survives_a_power_cut() {
     let r = rig("size=1M,lba=512,vwc=on");
     let mut qp = r.ctrl.create_io_queue_pair(qp_opts(8)).unwrap();
     let data = patterned(&r.ctrl, 4096, 3);
-    qp.write_sync(1, 16, 8, &data, false).unwrap();
+    qp.write_sync(1, 16, 8, &data, IoFlags::empty()).unwrap();
     qp.flush_sync(1).unwrap();
     r.emu.power_cut();
     let mut rd = r.ctrl.allocator().alloc(4096, 4096).unwrap();
@@ -389,7 +398,7 @@ fn queue_pairs_can_move_between_threads() {
     assert_send(&qp);
     let data = patterned(&r.ctrl, 4096, 3);
     std::thread::scope(|s| {
-        s.spawn(|| qp.write_sync(1, 0, 8, &data, false).unwrap());
+        s.spawn(|| qp.write_sync(1, 0, 8, &data, IoFlags::empty()).unwrap());
     });
     qp.flush_sync(1).unwrap();
 }
@@ -403,7 +412,7 @@ fn each_command_reaches_the_controller_with_its_fields() {
     let log = r.emu.command_log();
     log.enable();
     run_one(&mut qp, |q| {
-        q.submit_write(1, 10, 8, &[buf.as_segment()], true, 0)
+        q.submit_write(1, 10, 8, &[buf.as_segment()], IoFlags::FUA, 0)
     })
     .unwrap();
     run_one(&mut qp, |q| q.submit_read(1, 10, 8, &[buf.as_segment()], 0)).unwrap();
@@ -458,7 +467,7 @@ fn split_iovec_pieces_keep_prp_rules_and_data_order() {
     );
     for ch in &chunks {
         run_one(&mut qp, |q| {
-            q.submit_write(1, ch.slba, ch.blocks, &ch.segments, false, 0)
+            q.submit_write(1, ch.slba, ch.blocks, &ch.segments, IoFlags::empty(), 0)
         })
         .unwrap();
     }

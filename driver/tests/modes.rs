@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use nvme::{CompletionMode, Options, QueuePairOptions, Transport};
+use nvme::spec::features::FeatureId;
+use nvme::spec::identify::Cns;
+use nvme::{CompletionMode, IoFlags, Options, QueuePairOptions, Transport};
 
 fn write_read_many(r: &Rig, mode: CompletionMode, count: u64) -> nvme::QueueStats {
     let mut q = r
@@ -17,7 +19,7 @@ fn write_read_many(r: &Rig, mode: CompletionMode, count: u64) -> nvme::QueueStat
     let rd = r.ctrl.allocator().alloc(4096, 4096).unwrap();
     for i in 0..count {
         let lba = (i % 64) * 8;
-        q.submit_write(1, lba, 8, &[src.as_segment()], false, i)
+        q.submit_write(1, lba, 8, &[src.as_segment()], IoFlags::empty(), i)
             .unwrap();
         q.submit_read(1, lba, 8, &[rd.as_segment()], i).unwrap();
         q.ring();
@@ -162,21 +164,35 @@ fn asynchronous_events_reach_the_callback() {
 #[test]
 fn features_and_log_pages_round_trip() {
     let r = rig("size=1M,vwc=on");
-    assert_eq!(r.ctrl.get_features(0x06, 0).unwrap() & 1, 1);
-    r.ctrl.set_features(0x06, 0, false).unwrap();
-    assert_eq!(r.ctrl.get_features(0x06, 0).unwrap() & 1, 0);
+    assert_eq!(
+        r.ctrl
+            .get_features(FeatureId::VOLATILE_WRITE_CACHE, 0)
+            .unwrap()
+            & 1,
+        1
+    );
+    r.ctrl
+        .set_features(FeatureId::VOLATILE_WRITE_CACHE, 0, false)
+        .unwrap();
+    assert_eq!(
+        r.ctrl
+            .get_features(FeatureId::VOLATILE_WRITE_CACHE, 0)
+            .unwrap()
+            & 1,
+        0
+    );
     assert!(!r.emu.write_cache_enabled());
     let mut q = r
         .ctrl
         .create_io_queue_pair(QueuePairOptions::default())
         .unwrap();
     let src = patterned(&r.ctrl, 4096, 3);
-    q.write_sync(1, 0, 8, &src, false).unwrap();
+    q.write_sync(1, 0, 8, &src, IoFlags::empty()).unwrap();
     let smart = r.ctrl.smart_log().unwrap();
     assert!(smart.host_write_commands.get() >= 1);
     let log = r.ctrl.error_log(4).unwrap();
     assert!(!log.is_empty());
-    let page = r.ctrl.identify(0x01, 0).unwrap();
+    let page = r.ctrl.identify(Cns::CONTROLLER, 0).unwrap();
     assert_eq!(&page[4..12], b"EMU00001");
 }
 
@@ -192,7 +208,7 @@ fn controller_reset_recreates_queues_for_every_pair() {
         .create_io_queue_pair(QueuePairOptions::default())
         .unwrap();
     let src = patterned(&r.ctrl, 4096, 1);
-    a.write_sync(1, 0, 8, &src, false).unwrap();
+    a.write_sync(1, 0, 8, &src, IoFlags::empty()).unwrap();
     r.ctrl.reset().unwrap();
     let mut rd = r.ctrl.allocator().alloc(4096, 4096).unwrap();
     a.read_sync(1, 0, 8, &mut rd).unwrap();

@@ -5,7 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nvme::transport::emu::EmuTransport;
-use nvme::{Controller, Options, QueuePairOptions};
+use nvme::{Controller, IoFlags, Options, QueuePairOptions};
 
 struct Counting;
 
@@ -57,8 +57,19 @@ fn steady_state_io_allocates_nothing() {
                     qp.submit_read(1, lba, 8, std::slice::from_ref(seg), i as u64)
                         .unwrap();
                 } else {
-                    qp.submit_write(1, lba, 8, std::slice::from_ref(seg), i % 4 == 1, i as u64)
-                        .unwrap();
+                    qp.submit_write(
+                        1,
+                        lba,
+                        8,
+                        std::slice::from_ref(seg),
+                        if i % 4 == 1 {
+                            IoFlags::FUA
+                        } else {
+                            IoFlags::empty()
+                        },
+                        i as u64,
+                    )
+                    .unwrap();
                 }
             }
             qp.ring();

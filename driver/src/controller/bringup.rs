@@ -3,7 +3,7 @@
 //! identify, shadow doorbells, Number of Queues, asynchronous events; and the same
 //! steps again after a reset.
 
-use std::sync::atomic::{AtomicU64, AtomicU8};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use crate::spec::{Aqa, Cap, Cc, Csts, SubmissionEntry};
 use crate::transport::Transport;
 use crate::Error;
 
-use super::{CtrlInfo, DbBuf, Shared, STATE_LIVE};
+use super::{AtomicState, ControllerState, CtrlInfo, DbBuf, Shared};
 
 /// Waits until CSTS.RDY equals `ready`, within `timeout`.
 fn wait_ready<T: Transport>(
@@ -388,7 +388,7 @@ pub(super) fn bring_up<T: Transport>(transport: T, options: Options) -> Result<S
         cap,
         page_size,
         admin: Mutex::new(admin),
-        state: AtomicU8::new(STATE_LIVE),
+        state: AtomicState::new(ControllerState::Live),
         epoch: AtomicU64::new(0),
         info: RwLock::new(Arc::new(info)),
         vectors,

@@ -4,6 +4,7 @@
 use crate::admin::AsyncEvent;
 use crate::dma::DmaMem;
 use crate::spec::features::FeatureId;
+use crate::spec::identify::Cns;
 use crate::spec::log::LogPageId;
 use crate::spec::SubmissionEntry;
 use crate::transport::Transport;
@@ -61,10 +62,11 @@ impl<T: Transport> crate::Controller<T> {
         Ok(out)
     }
 
-    /// Identify with CNS `cns` for `nsid`: the raw 4096-byte page.
-    pub fn identify(&self, cns: u8, nsid: u32) -> Result<Vec<u8>, crate::Error> {
+    /// Identify with CNS `cns` for `nsid`: the raw 4096-byte page. A CNS value the spec
+    /// crate does not name is `Cns(value)`.
+    pub fn identify(&self, cns: Cns, nsid: u32) -> Result<Vec<u8>, crate::Error> {
         let sqe = crate::spec::admin::Identify {
-            cns: crate::spec::identify::Cns(cns),
+            cns,
             nsid,
             cntid: 0,
             csi: 0,
@@ -73,27 +75,39 @@ impl<T: Transport> crate::Controller<T> {
         self.admin_read(sqe, 4096)
     }
 
-    /// Get Features `fid` (current value) with `cdw11`; returns completion dword 0.
-    pub fn get_features(&self, fid: u8, cdw11: u32) -> Result<u32, crate::Error> {
-        let mut sqe = crate::spec::admin::GetFeatures::current(FeatureId(fid)).to_sqe();
+    /// Get Features `fid` (current value) with `cdw11`; returns completion dword 0. A
+    /// vendor-specific feature is `FeatureId(value)`.
+    pub fn get_features(&self, fid: FeatureId, cdw11: u32) -> Result<u32, crate::Error> {
+        let mut sqe = crate::spec::admin::GetFeatures::current(fid).to_sqe();
         sqe.cdw11 = cdw11;
         self.admin_command(sqe)
     }
 
     /// Set Features `fid` to `value` (CDW11); returns completion dword 0.
-    pub fn set_features(&self, fid: u8, value: u32, save: bool) -> Result<u32, crate::Error> {
+    pub fn set_features(
+        &self,
+        fid: FeatureId,
+        value: u32,
+        save: bool,
+    ) -> Result<u32, crate::Error> {
         let set = crate::spec::admin::SetFeatures {
             save,
-            ..crate::spec::admin::SetFeatures::new(FeatureId(fid), value)
+            ..crate::spec::admin::SetFeatures::new(fid, value)
         };
         self.admin_command(set.to_sqe())
     }
 
-    /// Get Log Page `lid` for `nsid`, `len` bytes (a multiple of 4) from byte 0.
-    pub fn get_log_page(&self, lid: u8, nsid: u32, len: usize) -> Result<Vec<u8>, crate::Error> {
+    /// Get Log Page `lid` for `nsid`, `len` bytes (a multiple of 4) from byte 0. A
+    /// vendor-specific log page is `LogPageId(value)`.
+    pub fn get_log_page(
+        &self,
+        lid: LogPageId,
+        nsid: u32,
+        len: usize,
+    ) -> Result<Vec<u8>, crate::Error> {
         let sqe = crate::spec::admin::GetLogPage {
             nsid,
-            ..crate::spec::admin::GetLogPage::new(LogPageId(lid), len as u64)
+            ..crate::spec::admin::GetLogPage::new(lid, len as u64)
         }
         .to_sqe()
         .map_err(|e| crate::Error::InvalidRequest(e.to_string()))?;
@@ -102,7 +116,8 @@ impl<T: Transport> crate::Controller<T> {
 
     /// The SMART / Health Information log (log page 02h, controller wide).
     pub fn smart_log(&self) -> Result<crate::spec::SmartLog, crate::Error> {
-        let page = self.get_log_page(0x02, crate::spec::command::NSID_ALL, 512)?;
+        let page =
+            self.get_log_page(LogPageId::SMART_HEALTH, crate::spec::command::NSID_ALL, 512)?;
         crate::spec::SmartLog::parse(&page).map_err(|e| crate::Error::BadDeviceData {
             device: self.name().to_string(),
             detail: e.to_string(),
@@ -118,7 +133,7 @@ impl<T: Transport> crate::Controller<T> {
             1,
             usize::from(self.identify_controller().error_log_entries()),
         );
-        let page = self.get_log_page(0x01, 0, n * 64)?;
+        let page = self.get_log_page(LogPageId::ERROR_INFORMATION, 0, n * 64)?;
         page.chunks_exact(64)
             .map(|c| {
                 crate::spec::ErrorLogEntry::parse(c).map_err(|e| crate::Error::BadDeviceData {

@@ -4,8 +4,12 @@
 
 mod bringup;
 mod commands;
+mod state;
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+pub(crate) use self::state::AtomicState;
+pub use self::state::ControllerState;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -24,15 +28,6 @@ use crate::spec::registers::{offset, ShutdownNotification, ShutdownStatus};
 use crate::spec::{Cap, Cc, CompletionEntry, Csts, SubmissionEntry};
 use crate::transport::Transport;
 use crate::Error;
-
-/// Controller is usable.
-pub(crate) const STATE_LIVE: u8 = 0;
-/// A reset is in progress.
-pub(crate) const STATE_RESETTING: u8 = 1;
-/// Bring-up or reset failed; only a new reset can help.
-pub(crate) const STATE_FAILED: u8 = 2;
-/// Shut down (the `Controller` was dropped).
-pub(crate) const STATE_SHUT_DOWN: u8 = 3;
 
 /// What identify told us, replaced as a whole on reset.
 #[derive(Debug)]
@@ -62,7 +57,7 @@ pub(crate) struct Shared<T: Transport> {
     pub page_size: u64,
     pub options: Options,
     pub admin: Mutex<AdminQueue>,
-    pub state: AtomicU8,
+    pub state: AtomicState,
     /// Bumped by every reset and by shutdown; queue pairs compare it to their own.
     pub epoch: AtomicU64,
     pub info: RwLock<Arc<CtrlInfo>>,
@@ -164,6 +159,11 @@ impl<T: Transport> Controller<T> {
         self.shared.dbbuf.is_some()
     }
 
+    /// Where the controller is in its life cycle.
+    pub fn state(&self) -> ControllerState {
+        self.shared.state.load(Ordering::Acquire)
+    }
+
     /// Admin queue counters.
     pub fn admin_stats(&self) -> QueueStats {
         lock(&self.shared.admin).stats
@@ -207,8 +207,8 @@ impl<T: Transport> Shared<T> {
 
     pub fn check_live(&self, during: &'static str) -> Result<(), Error> {
         match self.state.load(Ordering::Acquire) {
-            STATE_LIVE => Ok(()),
-            STATE_SHUT_DOWN => Err(Error::ShutDown {
+            ControllerState::Live => Ok(()),
+            ControllerState::ShutDown => Err(Error::ShutDown {
                 device: self.name.clone(),
                 during,
             }),
@@ -265,22 +265,27 @@ impl<T: Transport> Shared<T> {
     /// caller observed epoch `seen` (two queue pairs timing out together reset once).
     pub fn reset_unless_past(&self, seen: Option<u64>) -> Result<(), Error> {
         let _g = lock(&self.reset_lock);
-        if self.state.load(Ordering::Acquire) == STATE_SHUT_DOWN {
+        if self.state.load(Ordering::Acquire) == ControllerState::ShutDown {
             return self.check_live("reset");
         }
         if let Some(seen) = seen {
             if self.epoch.load(Ordering::Acquire) != seen
-                && self.state.load(Ordering::Acquire) == STATE_LIVE
+                && self.state.load(Ordering::Acquire) == ControllerState::Live
             {
                 return Ok(());
             }
         }
         let mut q = lock(&self.admin);
-        self.state.store(STATE_RESETTING, Ordering::Release);
+        self.state
+            .store(ControllerState::Resetting, Ordering::Release);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         let r = self.reset_locked(&mut q);
         self.state.store(
-            if r.is_ok() { STATE_LIVE } else { STATE_FAILED },
+            if r.is_ok() {
+                ControllerState::Live
+            } else {
+                ControllerState::Failed
+            },
             Ordering::Release,
         );
         // Pairs compare epochs; bump again so a pair that looked mid-reset re-checks.
@@ -293,14 +298,14 @@ impl<T: Transport> Shared<T> {
 
     pub fn shutdown(&self) -> Result<(), Error> {
         let _g = lock(&self.reset_lock);
-        let prev = self.state.swap(STATE_SHUT_DOWN, Ordering::AcqRel);
+        let prev = self.state.swap(ControllerState::ShutDown, Ordering::AcqRel);
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        if prev == STATE_SHUT_DOWN {
+        if prev == ControllerState::ShutDown {
             return Ok(());
         }
         let mut q = lock(&self.admin);
         let t = &self.t;
-        if prev == STATE_LIVE {
+        if prev == ControllerState::Live {
             // Delete the I/O queues first (NVMe Base 2.0 §3.6.1), SQ before its CQ.
             let live: Vec<u16> = lock(&self.qids)
                 .iter()

@@ -1,8 +1,10 @@
 //! I/O queue pairs: rings, command trackers, PRP lists and the submit/complete path.
 
+mod flags;
 pub(crate) mod pair;
 pub mod prp;
 pub(crate) mod ring;
 pub(crate) mod tracker;
 
+pub use flags::IoFlags;
 pub use pair::{IoChunk, IoQueuePair};

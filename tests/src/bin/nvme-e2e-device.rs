@@ -69,7 +69,7 @@ fn reset_roundtrip(dev: &str, file: &str, lba: &str, ns: &str) -> Result<(), Str
         .alloc(data.len(), 4096)
         .map_err(|e| e.to_string())?;
     buf.write(0, &data).map_err(|e| e.to_string())?;
-    qp.write_sync(nsid, lba, blocks, &buf, true)
+    qp.write_sync(nsid, lba, blocks, &buf, nvme::IoFlags::FUA)
         .map_err(|e| format!("write before the reset: {e}"))?;
     println!("written_blocks={blocks}");
 

@@ -85,7 +85,7 @@ impl<T: Transport> PerfQueue for NvmeQueue<T> {
                 .submit_read(self.nsid, lba, blocks, seg, slot as u64)
         } else {
             self.qp
-                .submit_write(self.nsid, lba, blocks, seg, false, slot as u64)
+                .submit_write(self.nsid, lba, blocks, seg, nvme::IoFlags::empty(), slot as u64)
         };
         r.map_err(classify)
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
 use crate::admin::QueueStats;
-use crate::controller::{Controller, Shared, STATE_LIVE};
+use crate::controller::{Controller, ControllerState, Shared};
 use crate::dma::DmaMem;
 use crate::options::{CompletionMode, QueuePairOptions};
 use crate::queue::prp;
@@ -204,14 +204,16 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
 
 impl<T: Transport, C: Copy + Default> Drop for IoQueuePair<T, C> {
     fn drop(&mut self) {
-        if self.slots.outstanding() > 0 && self.shared.state.load(Ordering::Acquire) == STATE_LIVE {
+        if self.slots.outstanding() > 0
+            && self.shared.state.load(Ordering::Acquire) == ControllerState::Live
+        {
             // The device may still be moving data for these: let them finish (bounded).
             if let Err(e) = self.wait_idle(|_, _| {}) {
                 tracing::warn!(qid = self.qid, error = %e, "queue pair dropped with commands outstanding");
             }
         }
         let shared = &self.shared;
-        if shared.state.load(Ordering::Acquire) == STATE_LIVE
+        if shared.state.load(Ordering::Acquire) == ControllerState::Live
             && self.epoch == shared.epoch.load(Ordering::Acquire)
         {
             let timeout = shared.options.admin_timeout;

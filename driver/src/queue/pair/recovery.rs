@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
-use crate::controller::{STATE_LIVE, STATE_SHUT_DOWN};
+use crate::controller::ControllerState;
 use crate::health::check_csts;
 use crate::transport::Transport;
 use crate::Error;
@@ -42,8 +42,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     /// Reports every command a reset cut short.
     pub(super) fn deliver_failed(&mut self, f: &mut impl FnMut(C, Result<(), Error>)) -> usize {
         let down = match self.shared.state.load(Ordering::Acquire) {
-            STATE_LIVE => None,
-            STATE_SHUT_DOWN => Some("was shut down"),
+            ControllerState::Live => None,
+            ControllerState::ShutDown => Some("was shut down"),
             _ => Some("failed and could not be reset"),
         };
         let cids: Vec<u16> = self
@@ -142,7 +142,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             }
         }
         let state = self.shared.state.load(Ordering::Acquire);
-        if state != STATE_LIVE {
+        if state != ControllerState::Live {
             // Shut down or failed: keep our epoch stale so every call reports it.
             return self.shared.check_live("I/O");
         }

@@ -5,6 +5,7 @@ use std::sync::atomic::{fence, Ordering};
 use crate::dma::DmaMem;
 use crate::error::{CommandDesc, IoKind, PrpRule};
 use crate::queue::prp::{self, ListPages, Segment};
+use crate::queue::IoFlags;
 use crate::spec::registers::shadow_doorbell_needs_mmio;
 use crate::spec::{nvm, SubmissionEntry};
 use crate::transport::Transport;
@@ -123,7 +124,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         slba: u64,
         blocks: u32,
         data: &[Segment],
-        fua: bool,
+        flags: IoFlags,
         ctx: C,
     ) -> Result<(), Error> {
         let shift = self.ns_shift(nsid)?;
@@ -147,7 +148,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         let sqe = if kind == IoKind::Read {
             nvm::read(nsid, slba, blocks)
         } else {
-            nvm::write(nsid, slba, blocks).map(|e| e.with_fua(fua))
+            nvm::write(nsid, slba, blocks).map(|e| e.with_fua(flags.contains(IoFlags::FUA)))
         };
         let sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
         self.submit(sqe, desc, Some((data, bytes)), ctx)
@@ -165,21 +166,30 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         data: &[Segment],
         ctx: C,
     ) -> Result<(), Error> {
-        self.rw(IoKind::Read, nsid, slba, blocks, data, false, ctx)
+        self.rw(
+            IoKind::Read,
+            nsid,
+            slba,
+            blocks,
+            data,
+            IoFlags::empty(),
+            ctx,
+        )
     }
 
-    /// Queues a Write of `blocks` blocks at `slba` from `data`; `fua` makes it durable
-    /// before it completes. `data` must stay allocated until the completion is reported.
+    /// Queues a Write of `blocks` blocks at `slba` from `data` with `flags`
+    /// ([`IoFlags::FUA`] makes it durable before it completes). `data` must stay
+    /// allocated until the completion is reported.
     pub fn submit_write(
         &mut self,
         nsid: u32,
         slba: u64,
         blocks: u32,
         data: &[Segment],
-        fua: bool,
+        flags: IoFlags,
         ctx: C,
     ) -> Result<(), Error> {
-        self.rw(IoKind::Write, nsid, slba, blocks, data, fua, ctx)
+        self.rw(IoKind::Write, nsid, slba, blocks, data, flags, ctx)
     }
 
     /// Queues a Flush of the namespace's volatile write cache.

@@ -6,6 +6,7 @@ use hugepages::DmaBuffer;
 use vmm_sys_util::epoll::EpollEvent;
 
 use crate::backoff::Backoff;
+use crate::queue::IoFlags;
 use crate::transport::Transport;
 use crate::Error;
 
@@ -117,20 +118,20 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         self.sync(|q| q.submit_read(nsid, slba, blocks, &[seg], C::default()))
     }
 
-    /// Writes `blocks` blocks at `slba` from the start of `buf` and waits.
+    /// Writes `blocks` blocks at `slba` from the start of `buf` with `flags` and waits.
     pub fn write_sync(
         &mut self,
         nsid: u32,
         slba: u64,
         blocks: u32,
         buf: &DmaBuffer,
-        fua: bool,
+        flags: IoFlags,
     ) -> Result<(), Error> {
         let bytes = (u64::from(blocks) << self.ns_shift(nsid)?) as usize;
         let seg = buf
             .segment(0, bytes)
             .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-        self.sync(|q| q.submit_write(nsid, slba, blocks, &[seg], fua, C::default()))
+        self.sync(|q| q.submit_write(nsid, slba, blocks, &[seg], flags, C::default()))
     }
 
     /// Flushes the namespace and waits.
