@@ -106,7 +106,8 @@ impl<T: Transport> NvmeQueue<T> {
                 let mut segs = [EMPTY; MAX_SEGMENTS];
                 let data = convert(&mut segs, segments)?;
                 let flags = if fua { IoFlags::FUA } else { IoFlags::empty() };
-                self.qp.submit_write(self.nsid, lba, blocks, data, flags, tag)
+                self.qp
+                    .submit_write(self.nsid, lba, blocks, data, flags, tag)
             }
             IoCommand::WriteZeroes { fua: true, .. } => {
                 return Err(QueueError::Invalid(

@@ -84,8 +84,14 @@ impl<T: Transport> PerfQueue for NvmeQueue<T> {
             self.qp
                 .submit_read(self.nsid, lba, blocks, seg, slot as u64)
         } else {
-            self.qp
-                .submit_write(self.nsid, lba, blocks, seg, nvme::IoFlags::empty(), slot as u64)
+            self.qp.submit_write(
+                self.nsid,
+                lba,
+                blocks,
+                seg,
+                nvme::IoFlags::empty(),
+                slot as u64,
+            )
         };
         r.map_err(classify)
     }
