@@ -31,10 +31,7 @@ pub fn dma_error(what: &'static str, e: hugepages::Error, mapped: u64) -> Error 
             }
         }
     }
-    Error::Dma {
-        what,
-        detail: e.to_string(),
-    }
+    Error::Dma { what, source: e }
 }
 
 /// A DMA buffer with volatile, bounds-checked accessors.

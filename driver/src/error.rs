@@ -119,6 +119,29 @@ impl fmt::Display for PrpRule {
     }
 }
 
+/// Why a VFIO step failed: the cause of [`Error::Vfio`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VfioCause {
+    /// vfio-ioctls reported an error.
+    #[error(transparent)]
+    Ioctl(#[from] vfio_ioctls::VfioError),
+    /// A system call failed.
+    #[error(transparent)]
+    Os(#[from] std::io::Error),
+    /// A device node is missing.
+    #[error("{} does not exist", .0.display())]
+    MissingNode(PathBuf),
+    /// More interrupt vectors were asked for than the device offers.
+    #[error("{requested} vectors requested, the device offers {offered}")]
+    TooManyVectors {
+        /// Vectors asked for.
+        requested: u16,
+        /// Vectors the device offers.
+        offered: u16,
+    },
+}
+
 /// Errors reported by the driver.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -127,9 +150,16 @@ pub enum Error {
     /// The device name could not be parsed.
     #[error(transparent)]
     DeviceName(#[from] crate::device::DeviceNameError),
-    /// The emulated controller refused its configuration.
+    /// The emulated controller refused its configuration or a request.
+    #[cfg(feature = "emu")]
     #[error("emulated controller: {0}")]
-    Emu(String),
+    Emu(#[source] nvme_emu::EmuError),
+    /// The device name asks for the emulated controller, which this build leaves out.
+    #[error("{name}: this build has no emulated controller (the nvme crate was built without its `emu` feature); use a PCI address or rebuild with the feature")]
+    NoEmulatedController {
+        /// The device name given.
+        name: String,
+    },
     /// `/dev/vfio/vfio` is missing.
     #[error("/dev/vfio/vfio does not exist: load the vfio-pci module (modprobe vfio-pci) on a kernel with VFIO and an IOMMU enabled")]
     NoVfio,
@@ -187,15 +217,28 @@ pub enum Error {
         /// Region size.
         size: u64,
     },
-    /// A PCI config-space access failed or did not stick.
-    #[error("config space access at {offset:#x} on {device} failed: {detail}")]
+    /// A PCI config-space access failed.
+    #[error("config space access at {offset:#x} on {device} failed: {source}")]
     ConfigSpace {
         /// PCI address.
         device: String,
         /// Config-space offset.
         offset: u64,
-        /// What went wrong.
-        detail: String,
+        /// The kernel's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PCI config-space write did not stick.
+    #[error("config space write at {offset:#x} on {device} did not stick: wrote {wrote:#06x} but read back {read:#06x}")]
+    ConfigSpaceReadBack {
+        /// PCI address.
+        device: String,
+        /// Config-space offset.
+        offset: u64,
+        /// The value written.
+        wrote: u16,
+        /// The value read back.
+        read: u16,
     },
     /// The function reset failed.
     #[error("function reset of {device} failed: {source}")]
@@ -207,22 +250,24 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Another VFIO step failed.
-    #[error("VFIO: {op} for {device} failed: {detail}")]
+    #[error("VFIO: {op} for {device} failed: {source}")]
     Vfio {
         /// PCI address.
         device: String,
         /// The step.
         op: &'static str,
-        /// What went wrong.
-        detail: String,
+        /// Why.
+        #[source]
+        source: VfioCause,
     },
     /// DMA memory could not be allocated or mapped.
-    #[error("DMA memory for {what}: {detail}")]
+    #[error("DMA memory for {what}: {source}")]
     Dma {
         /// What the memory was for.
         what: &'static str,
         /// The allocator's error.
-        detail: String,
+        #[source]
+        source: hugepages::Error,
     },
 
     // ---- controller state ----
@@ -401,6 +446,36 @@ mod tests {
             err.to_string(),
             "read of 8 blocks at LBA 0x100 on namespace 1 failed: LBA Out of Range (SCT 0x0, SC 0x80, DNR)"
         );
+    }
+
+    #[test]
+    fn dma_error_keeps_the_allocator_error_as_its_source() {
+        let err = Error::Dma {
+            what: "an I/O SQ",
+            source: hugepages::Error::InvalidLength { len: 0 },
+        };
+        assert_eq!(
+            err.to_string(),
+            "DMA memory for an I/O SQ: invalid DMA length 0"
+        );
+        let source = std::error::Error::source(&err).expect("a source");
+        assert!(source.downcast_ref::<hugepages::Error>().is_some());
+    }
+
+    #[test]
+    fn vfio_error_keeps_the_os_error_as_its_source() {
+        let err = Error::Vfio {
+            device: "0000:01:00.0".into(),
+            op: "create eventfd",
+            source: std::io::Error::from_raw_os_error(libc::EMFILE).into(),
+        };
+        assert!(
+            err.to_string()
+                .starts_with("VFIO: create eventfd for 0000:01:00.0 failed: "),
+            "{err}"
+        );
+        let source = std::error::Error::source(&err).expect("a source");
+        assert!(source.downcast_ref::<VfioCause>().is_some());
     }
 
     #[test]

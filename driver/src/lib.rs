@@ -17,6 +17,9 @@
 //! * Every failure is an [`Error`]; command failures carry the NVMe
 //!   [`spec::Status`] and print as a sentence.
 //!
+//! The emulated controller (`emu` names, [`transport::emu`]) is the default-on `emu`
+//! feature; a build that drives only real devices can leave it out.
+//!
 //! Data buffers are DMA memory from [`Controller::allocator`], passed as
 //! [`DmaSegment`]s; they must stay allocated until their command completes.
 //!
@@ -58,7 +61,7 @@ pub mod transport;
 pub use admin::{AsyncEvent, QueueStats};
 pub use controller::{Controller, ControllerState};
 pub use device::{DeviceName, DeviceNameError, PciAddress};
-pub use error::{CommandDesc, Error, IoKind, PrpRule};
+pub use error::{CommandDesc, Error, IoKind, PrpRule, VfioCause};
 pub use hugepages::{DmaBuffer, DmaSegment};
 pub use namespace::Namespace;
 pub use options::{CompletionMode, Options, QueuePairOptions};
@@ -66,12 +69,29 @@ pub use queue::{IoChunk, IoFlags, IoQueuePair};
 pub use transport::{AnyTransport, Transport};
 
 /// Opens a controller by name (`emu`, `emu:OPTIONS`, or a PCI address) and brings it up.
+///
+/// Without the `emu` feature an `emu` name is [`Error::NoEmulatedController`].
 pub fn open(name: &str, options: Options) -> Result<Controller<AnyTransport>, Error> {
     let transport = match name.parse::<DeviceName>()? {
+        #[cfg(feature = "emu")]
         DeviceName::Emu(spec) => AnyTransport::Emu(transport::emu::EmuTransport::from_name(&spec)?),
+        #[cfg(not(feature = "emu"))]
+        DeviceName::Emu(spec) => return Err(Error::NoEmulatedController { name: spec }),
         DeviceName::Pci(addr) => {
             AnyTransport::Vfio(transport::vfio::VfioTransport::open(addr, &options.vfio)?)
         }
     };
     Controller::new(transport, options)
+}
+
+#[cfg(all(test, not(feature = "emu")))]
+mod tests {
+    #[test]
+    fn emu_names_are_refused_without_the_emu_feature() {
+        let err = crate::open("emu:size=64M", crate::Options::default()).unwrap_err();
+        assert!(
+            matches!(&err, crate::Error::NoEmulatedController { name } if name == "emu:size=64M"),
+            "{err}"
+        );
+    }
 }

@@ -155,10 +155,12 @@ fn identify_page<T: Transport>(
         timeout,
     )?;
     let mut out = vec![0u8; 4096];
-    buf.buffer().read(0, &mut out).map_err(|e| Error::Dma {
-        what: "an Identify buffer",
-        detail: e.to_string(),
-    })?;
+    buf.buffer()
+        .read(0, &mut out)
+        .map_err(|source| Error::Dma {
+            what: "an Identify buffer",
+            source,
+        })?;
     Ok(out)
 }
 
@@ -271,9 +273,9 @@ pub(super) fn bring_up<T: Transport>(transport: T, options: Options) -> Result<S
     let t = transport;
     let name = t.name();
     let alloc =
-        DmaAllocator::new(t.dma_mapper(), t.allocator_options()).map_err(|e| Error::Dma {
+        DmaAllocator::new(t.dma_mapper(), t.allocator_options()).map_err(|source| Error::Dma {
             what: "the allocator",
-            detail: e.to_string(),
+            source,
         })?;
     let cap_raw = t.read64(offset::CAP);
     if cap_raw == u64::MAX || t.read32(offset::CSTS) == u32::MAX {

@@ -55,9 +55,9 @@ impl<T: Transport> crate::Controller<T> {
         let mut out = vec![0u8; len];
         buf.buffer()
             .read(0, &mut out)
-            .map_err(|e| crate::Error::Dma {
+            .map_err(|source| crate::Error::Dma {
                 what: "admin data",
-                detail: e.to_string(),
+                source,
             })?;
         Ok(out)
     }

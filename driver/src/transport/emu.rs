@@ -23,10 +23,8 @@ impl EmuTransport {
 
     /// Builds a controller from a device string such as `emu:size=64M,lba=4096`.
     pub fn from_name(name: &str) -> Result<Self, Error> {
-        let config: EmuConfig = name
-            .parse()
-            .map_err(|e: nvme_emu::EmuError| Error::Emu(e.to_string()))?;
-        let emu = EmuController::new(config).map_err(|e| Error::Emu(e.to_string()))?;
+        let config: EmuConfig = name.parse().map_err(Error::Emu)?;
+        let emu = EmuController::new(config).map_err(Error::Emu)?;
         Ok(Self::new(emu))
     }
 
@@ -67,9 +65,7 @@ impl Transport for EmuTransport {
     }
 
     fn enable_interrupts(&self, count: u16) -> Result<Vec<Arc<EventFd>>, Error> {
-        self.emu
-            .enable_interrupts(count)
-            .map_err(|e| Error::Emu(e.to_string()))
+        self.emu.enable_interrupts(count).map_err(Error::Emu)
     }
 
     fn disable_interrupts(&self) -> Result<(), Error> {

@@ -3,6 +3,7 @@
 //! [`Transport`] is the one seam between the driver and a device. The hot path
 //! (doorbell writes) is generic over it, so there is no dynamic dispatch per I/O.
 
+#[cfg(feature = "emu")]
 pub mod emu;
 pub mod vfio;
 
@@ -66,6 +67,7 @@ pub trait Transport: Send + Sync + 'static {
 #[derive(Debug)]
 pub enum AnyTransport {
     /// The emulated controller.
+    #[cfg(feature = "emu")]
     Emu(emu::EmuTransport),
     /// A PCI function behind VFIO.
     Vfio(vfio::VfioTransport),
@@ -75,6 +77,7 @@ impl Transport for AnyTransport {
     #[inline]
     fn read32(&self, offset: usize) -> u32 {
         match self {
+            #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.read32(offset),
             AnyTransport::Vfio(t) => t.read32(offset),
         }
@@ -83,6 +86,7 @@ impl Transport for AnyTransport {
     #[inline]
     fn write32(&self, offset: usize, value: u32) {
         match self {
+            #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.write32(offset, value),
             AnyTransport::Vfio(t) => t.write32(offset, value),
         }
@@ -90,6 +94,7 @@ impl Transport for AnyTransport {
 
     fn dma_mapper(&self) -> Arc<dyn DmaMapper> {
         match self {
+            #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.dma_mapper(),
             AnyTransport::Vfio(t) => t.dma_mapper(),
         }
@@ -97,6 +102,7 @@ impl Transport for AnyTransport {
 
     fn allocator_options(&self) -> hugepages::AllocatorOptions {
         match self {
+            #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.allocator_options(),
             AnyTransport::Vfio(t) => t.allocator_options(),
         }
@@ -104,6 +110,7 @@ impl Transport for AnyTransport {
 
     fn max_interrupts(&self) -> u16 {
         match self {
+            #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.max_interrupts(),
             AnyTransport::Vfio(t) => t.max_interrupts(),
         }
@@ -111,6 +118,7 @@ impl Transport for AnyTransport {
 
     fn enable_interrupts(&self, count: u16) -> Result<Vec<Arc<EventFd>>, crate::Error> {
         match self {
+            #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.enable_interrupts(count),
             AnyTransport::Vfio(t) => t.enable_interrupts(count),
         }
@@ -118,6 +126,7 @@ impl Transport for AnyTransport {
 
     fn disable_interrupts(&self) -> Result<(), crate::Error> {
         match self {
+            #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.disable_interrupts(),
             AnyTransport::Vfio(t) => t.disable_interrupts(),
         }
@@ -125,6 +134,7 @@ impl Transport for AnyTransport {
 
     fn function_reset(&self) -> Result<bool, crate::Error> {
         match self {
+            #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.function_reset(),
             AnyTransport::Vfio(t) => t.function_reset(),
         }
@@ -132,6 +142,7 @@ impl Transport for AnyTransport {
 
     fn name(&self) -> String {
         match self {
+            #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.name(),
             AnyTransport::Vfio(t) => t.name(),
         }

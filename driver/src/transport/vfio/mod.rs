@@ -31,7 +31,7 @@ pub use raw::memlock_limit;
 
 use crate::device::PciAddress;
 use crate::transport::Transport;
-use crate::Error;
+use crate::{Error, VfioCause};
 
 /// The VFIO container node.
 const VFIO_CONTAINER: &str = "/dev/vfio/vfio";
@@ -91,7 +91,7 @@ fn map_open_error(e: VfioError, addr: PciAddress, group: u32, sysfs_root: &Path)
         other => Error::Vfio {
             device,
             op: "open",
-            detail: other.to_string(),
+            source: other.into(),
         },
     }
 }
@@ -209,7 +209,7 @@ impl VfioTransport {
             return Err(Error::Vfio {
                 device,
                 op: "find the group node",
-                detail: format!("{} does not exist", group_node.display()),
+                source: VfioCause::MissingNode(group_node),
             });
         }
         let limit = raw::memlock_limit().unwrap_or(u64::MAX);
@@ -224,7 +224,7 @@ impl VfioTransport {
         let device_file = raw::dup_fd(vfio_device.as_raw_fd()).map_err(|e| Error::Vfio {
             device: device.clone(),
             op: "duplicate the device fd",
-            detail: e.to_string(),
+            source: e.into(),
         })?;
 
         // The IOMMU type is set by the first device open; only now can it be queried.
@@ -245,7 +245,7 @@ impl VfioTransport {
         let flags = raw::device_flags(&device_file).map_err(|e| Error::Vfio {
             device: device.clone(),
             op: "VFIO_DEVICE_GET_INFO",
-            detail: e.to_string(),
+            source: e.into(),
         })?;
         let can_reset = flags & VFIO_DEVICE_FLAGS_RESET != 0;
         if options.reset && can_reset {
@@ -259,7 +259,7 @@ impl VfioTransport {
             raw::region_info(&device_file, index).map_err(|e| Error::Vfio {
                 device: device.clone(),
                 op: what,
-                detail: e.to_string(),
+                source: e.into(),
             })
         };
         let (_, _, config_offset) = region(
@@ -279,7 +279,7 @@ impl VfioTransport {
             |e| Error::Vfio {
                 device: device.clone(),
                 op: "mmap BAR0",
-                detail: e.to_string(),
+                source: e.into(),
             },
         )?;
 
@@ -312,10 +312,10 @@ impl VfioTransport {
         let mut b = [0u8; 2];
         self.device_file
             .read_exact_at(&mut b, self.config_offset + offset)
-            .map_err(|e| Error::ConfigSpace {
+            .map_err(|source| Error::ConfigSpace {
                 device: self.addr.to_string(),
                 offset,
-                detail: e.to_string(),
+                source,
             })?;
         Ok(u16::from_le_bytes(b))
     }
@@ -323,10 +323,10 @@ impl VfioTransport {
     fn config_write16(&self, offset: u64, value: u16) -> Result<(), Error> {
         self.device_file
             .write_all_at(&value.to_le_bytes(), self.config_offset + offset)
-            .map_err(|e| Error::ConfigSpace {
+            .map_err(|source| Error::ConfigSpace {
                 device: self.addr.to_string(),
                 offset,
-                detail: e.to_string(),
+                source,
             })
     }
 
@@ -339,10 +339,11 @@ impl VfioTransport {
         if got & (PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER)
             != (PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER)
         {
-            return Err(Error::ConfigSpace {
+            return Err(Error::ConfigSpaceReadBack {
                 device: self.addr.to_string(),
                 offset: PCI_COMMAND,
-                detail: format!("wrote COMMAND {want:#06x} but read back {got:#06x}"),
+                wrote: want,
+                read: got,
             });
         }
         Ok(())
@@ -378,7 +379,10 @@ impl Transport for VfioTransport {
             return Err(Error::Vfio {
                 device,
                 op: "enable MSI-X",
-                detail: format!("{count} vectors requested, the device offers {max}"),
+                source: VfioCause::TooManyVectors {
+                    requested: count,
+                    offered: max,
+                },
             });
         }
         let fds = (0..count)
@@ -387,7 +391,7 @@ impl Transport for VfioTransport {
             .map_err(|e| Error::Vfio {
                 device: device.clone(),
                 op: "create eventfd",
-                detail: e.to_string(),
+                source: e.into(),
             })?;
         let mut vectors = self.vectors.lock().unwrap_or_else(|p| p.into_inner());
         if !vectors.is_empty() {
@@ -399,7 +403,7 @@ impl Transport for VfioTransport {
             .map_err(|e| Error::Vfio {
                 device,
                 op: "enable MSI-X",
-                detail: e.to_string(),
+                source: e.into(),
             })?;
         *vectors = fds.clone();
         Ok(fds)
@@ -414,7 +418,7 @@ impl Transport for VfioTransport {
         self.device.disable_msix().map_err(|e| Error::Vfio {
             device: self.addr.to_string(),
             op: "disable MSI-X",
-            detail: e.to_string(),
+            source: e.into(),
         })
     }
 
