@@ -325,37 +325,37 @@ pub(super) fn bring_up<T: Transport>(transport: T, options: Options) -> Result<S
     let vectors = if options.interrupts && t.max_interrupts() > 0 {
         let n = t.max_interrupts().min(options.io_queues.saturating_add(1));
         t.enable_interrupts(n).unwrap_or_else(|e| {
-                tracing::warn!(device = %name, error = %e, "interrupts unavailable; queue pairs can only poll");
-                Vec::new()
-            })
+            tracing::warn!(device = %name, error = %e, "interrupts unavailable; queue pairs can only poll");
+            Vec::new()
+        })
     } else {
         Vec::new()
     };
 
     let timeout = options.admin_timeout;
     let up = enable(&t, &name, cap, mps, &admin).and_then(|()| {
-            let (identify, namespaces) = identify_all(&t, &name, &mut admin, &alloc, timeout)?;
-            let dbbuf = if options.shadow_doorbells && identify.supports_doorbell_buffer_config()
-            {
-                let shadow = DmaMem::alloc(&alloc, ps, ps, "shadow doorbells")?;
-                let eventidx = DmaMem::alloc(&alloc, ps, ps, "EventIdx buffer")?;
-                let d = DbBuf {
-                    shadow: SharedDmaMem::new(shadow),
-                    eventidx: SharedDmaMem::new(eventidx),
-                };
-                match config_dbbuf(&t, &name, &mut admin, &d, timeout) {
-                    Ok(()) => Some(d),
-                    Err(e) => {
-                        tracing::warn!(device = %name, error = %e, "Doorbell Buffer Config failed; using MMIO doorbells only");
-                        None
-                    }
-                }
-            } else {
-                None
+        let (identify, namespaces) = identify_all(&t, &name, &mut admin, &alloc, timeout)?;
+        let dbbuf = if options.shadow_doorbells && identify.supports_doorbell_buffer_config()
+        {
+            let shadow = DmaMem::alloc(&alloc, ps, ps, "shadow doorbells")?;
+            let eventidx = DmaMem::alloc(&alloc, ps, ps, "EventIdx buffer")?;
+            let d = DbBuf {
+                shadow: SharedDmaMem::new(shadow),
+                eventidx: SharedDmaMem::new(eventidx),
             };
-            let io_queues = set_queue_count(&t, &name, &mut admin, options.io_queues, timeout)?;
-            Ok((identify, namespaces, dbbuf, io_queues))
-        });
+            match config_dbbuf(&t, &name, &mut admin, &d, timeout) {
+                Ok(()) => Some(d),
+                Err(e) => {
+                    tracing::warn!(device = %name, error = %e, "Doorbell Buffer Config failed; using MMIO doorbells only");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let io_queues = set_queue_count(&t, &name, &mut admin, options.io_queues, timeout)?;
+        Ok((identify, namespaces, dbbuf, io_queues))
+    });
     let (identify, namespaces, dbbuf, io_queues) = match up {
         Ok(up) => up,
         Err(e) => {
