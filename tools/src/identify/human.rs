@@ -178,3 +178,42 @@ fn format_line(ns: &NamespaceJson) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nvme::spec::identify::{Dps, Flbas, IdentifyNamespace, LbaFormat};
+
+    fn line(ms: u16, extended: bool, dps: Dps) -> String {
+        let mut ns = IdentifyNamespace {
+            nsze: 8,
+            flbas: Flbas::new().with_extended_metadata(extended),
+            dps,
+            ..IdentifyNamespace::default()
+        };
+        ns.lbaf[0] = LbaFormat::with_sizes(9, ms);
+        format_line(&NamespaceJson::new(1, &ns, None))
+    }
+
+    #[test]
+    fn the_format_line_names_sizes_placement_and_protection() {
+        assert_eq!(
+            line(8, true, Dps::new().with_pit(1).with_first(true)),
+            "512 B data + 8 B metadata, extended LBA (520 B per block), \
+             protection information type 1 in the first bytes"
+        );
+        assert_eq!(
+            line(64, false, Dps::new().with_pit(3)),
+            "512 B data + 64 B metadata, separate buffer, \
+             protection information type 3 in the last bytes"
+        );
+        assert_eq!(
+            line(0, false, Dps::new()),
+            "512 B data, no protection information"
+        );
+        assert_eq!(
+            line(8, false, Dps::new().with_pit(6)),
+            "512 B data + 8 B metadata, separate buffer, protection information reserved (DPS)"
+        );
+    }
+}

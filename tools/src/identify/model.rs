@@ -1,9 +1,7 @@
 //! The identify report: controller and namespaces with nvme-cli's JSON field names
 //! (`nvme id-ctrl -o json`, `nvme id-ns -o json`), numbers as numbers, strings trimmed.
 
-use nvme::spec::identify::{
-    IdentifyController, IdentifyNamespace, MetadataPlacement, NamespaceIds, PiLocation,
-};
+use nvme::spec::identify::{IdentifyController, IdentifyNamespace, NamespaceIds, PiLocation};
 use nvme::spec::{Cap, Version};
 use serde::Serialize;
 
@@ -341,7 +339,10 @@ impl NamespaceJson {
     /// Builds one namespace entry from Identify Namespace and, if the controller
     /// answered it, the namespace identification descriptor list.
     pub fn new(nsid: u32, ns: &IdentifyNamespace, ids: Option<&NamespaceIds>) -> Self {
-        let format = ns.format().ok();
+        // Sizes come from FLBAS and the LBA format alone, so a reserved DPS value
+        // (reported as a null pi_type) does not hide them.
+        let lba = ns.lba_size().ok();
+        let metadata = ns.metadata_size().ok().filter(|&m| m > 0);
         let pi_type = ns.dps.protection_type().ok().map(|t| t.pit());
         Self {
             nsid,
@@ -372,14 +373,13 @@ impl NamespaceJson {
                     rp: f.rp(),
                 })
                 .collect(),
-            lba_bytes: ns.lba_size().ok(),
+            lba_bytes: lba,
             metadata_bytes: ns.metadata_size().ok(),
-            extended_lba: format.and_then(|f| match f.placement {
-                MetadataPlacement::None => None,
-                MetadataPlacement::Extended => Some(true),
-                MetadataPlacement::Separate => Some(false),
+            extended_lba: metadata.map(|_| ns.flbas.extended_metadata()),
+            transfer_block_bytes: lba.map(|l| match metadata {
+                Some(m) if ns.flbas.extended_metadata() => l + u32::from(m),
+                _ => l,
             }),
-            transfer_block_bytes: format.map(|f| f.transfer_block_size()),
             pi_type,
             pi_location: match pi_type {
                 Some(1..) => Some(match ns.dps.pi_location() {
