@@ -34,6 +34,36 @@ fn json_namespaces_follow_the_emu_configuration() {
 }
 
 #[test]
+fn json_namespaces_carry_formats_protection_and_identifiers() {
+    let j = identify_json("emu:ns=2,serial=IDS1");
+    for n in j["namespaces"].as_array().expect("namespaces array") {
+        let lbafs = n["lbafs"].as_array().expect("lbafs array");
+        assert_eq!(lbafs.len() as u64, n["nlbaf"].as_u64().unwrap() + 1);
+        assert_eq!(lbafs[0], serde_json::json!({"ms": 0, "ds": 9, "rp": 0}));
+        for key in ["flbas", "mc", "dpc", "dps"] {
+            assert!(n[key].is_u64(), "{key} should be a number: {n}");
+        }
+        assert!(n["extended_lba"].is_null(), "no metadata: {n}");
+        assert_eq!(n["transfer_block_bytes"], 512);
+        assert_eq!(n["pi_type"], 0);
+        assert!(n["pi_location"].is_null());
+        assert_eq!(n["command_set"], "nvm");
+        // nvme-cli's format: lowercase hex of the raw bytes.
+        let nsid = n["nsid"].as_u64().unwrap();
+        let eui64 = format!("52555354{nsid:08x}");
+        assert_eq!(n["eui64"], eui64.as_str());
+        let nguid = n["nguid"].as_str().unwrap();
+        assert_eq!(nguid.len(), 32);
+        assert!(nguid.ends_with(&format!("52555354{nsid:08x}")), "{nguid}");
+        let d = &n["descriptors"];
+        assert_eq!(d["eui64"], n["eui64"], "descriptor and Identify agree");
+        assert_eq!(d["nguid"], n["nguid"], "descriptor and Identify agree");
+        assert!(d["uuid"].is_null());
+        assert_eq!(d["csi"], 0);
+    }
+}
+
+#[test]
 fn json_controller_uses_nvme_cli_names_numbers_and_trimmed_strings() {
     let j = identify_json("emu:serial=SN42,mdts=3,mqes=255,vwc=off");
     let c = &j["controller"];
@@ -79,6 +109,14 @@ fn human_summary_lists_the_controller_and_every_namespace() {
     for n in 1..=3 {
         assert!(stdout.contains(&format!("Namespace {n}")), "{stdout}");
     }
+    assert!(
+        stdout.contains("512 B data, no protection information"),
+        "the format is one readable line: {stdout}"
+    );
+    assert!(
+        stdout.contains("Command Set") && stdout.contains("nvm"),
+        "{stdout}"
+    );
 }
 
 #[test]

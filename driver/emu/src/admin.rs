@@ -106,7 +106,7 @@ impl Ctrl {
                     return done(generic(G::InvalidNamespaceOrFormat));
                 }
                 let ns = &self.namespaces[(sqe.nsid - 1) as usize];
-                identify::namespace(ns.nsid, ns.blocks, ns.lba_shift)
+                identify::namespace(&self.cfg.serial, ns.nsid, ns.blocks, ns.lba_shift)
             }
             0x01 => identify::controller(&self.cfg, self.vwc_present()),
             0x02 => {
@@ -119,13 +119,7 @@ impl Ctrl {
                 if sqe.nsid == 0 || sqe.nsid > nn {
                     return done(generic(G::InvalidNamespaceOrFormat));
                 }
-                // Namespace Identification Descriptor list: one EUI-64 descriptor.
-                let mut b = [0u8; 4096];
-                b[0] = 1;
-                b[1] = 8;
-                b[4..8].copy_from_slice(&[0x52, 0x55, 0x53, 0x54]);
-                b[8..12].copy_from_slice(&sqe.nsid.to_be_bytes());
-                b
+                identify::namespace_descriptors(&self.cfg.serial, sqe.nsid)
             }
             _ => return done(generic(G::InvalidFieldInCommand)),
         };

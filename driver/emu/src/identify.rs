@@ -1,7 +1,9 @@
 //! Identify data and log pages as this controller reports them, built with the
 //! `nvme-spec` structures.
 
-use nvme_spec::identify::{Dlfeat, Frmw, Lpa, Oacs, Oncs, QueueEntrySize, Vwc};
+use nvme_spec::identify::{
+    CommandSetId, Dlfeat, Frmw, Lpa, NamespaceIds, Oacs, Oncs, QueueEntrySize, Vwc,
+};
 use nvme_spec::log::ErrorLogEntry;
 use nvme_spec::{IdentifyController, IdentifyNamespace, LbaFormat, SmartLog, Status, Version};
 use zerocopy::little_endian::{U128, U16};
@@ -64,8 +66,43 @@ pub(crate) fn controller(cfg: &EmuConfig, vwc_present: bool) -> [u8; 4096] {
     id.encode()
 }
 
-/// Identify Namespace (CNS 00h) for a namespace of `blocks` blocks of `1 << lba_shift`.
-pub(crate) fn namespace(nsid: u32, blocks: u64, lba_shift: u32) -> [u8; 4096] {
+/// IEEE Extended Unique Identifier of namespace `nsid`: `RUST` then the NSID.
+fn eui64(nsid: u32) -> [u8; 8] {
+    let mut id = [0u8; 8];
+    id[..4].copy_from_slice(b"RUST");
+    id[4..].copy_from_slice(&nsid.to_be_bytes());
+    id
+}
+
+/// Namespace Globally Unique Identifier of namespace `nsid` of the controller with
+/// serial number `serial`: the serial's 64-bit FNV-1a hash, `RUST`, then the NSID,
+/// so namespaces of controllers with different serials differ.
+fn nguid(serial: &str, nsid: u32) -> [u8; 16] {
+    let hash = serial.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&hash.to_be_bytes());
+    id[8..12].copy_from_slice(b"RUST");
+    id[12..].copy_from_slice(&nsid.to_be_bytes());
+    id
+}
+
+/// Namespace Identification Descriptor list (CNS 03h): the same EUI-64 and NGUID as
+/// Identify Namespace, and the NVM Command Set identifier.
+pub(crate) fn namespace_descriptors(serial: &str, nsid: u32) -> [u8; 4096] {
+    NamespaceIds {
+        eui64: Some(eui64(nsid)),
+        nguid: Some(nguid(serial, nsid)),
+        uuid: None,
+        csi: Some(CommandSetId::NVM),
+    }
+    .encode()
+}
+
+/// Identify Namespace (CNS 00h) for a namespace of `blocks` blocks of `1 << lba_shift`
+/// on the controller with serial number `serial`.
+pub(crate) fn namespace(serial: &str, nsid: u32, blocks: u64, lba_shift: u32) -> [u8; 4096] {
     let mut id = IdentifyNamespace {
         nsze: blocks,
         ncap: blocks,
@@ -76,8 +113,8 @@ pub(crate) fn namespace(nsid: u32, blocks: u64, lba_shift: u32) -> [u8; 4096] {
     id.dlfeat = Dlfeat::new()
         .with_read_behavior(1)
         .with_write_zeroes_deallocate(true);
-    id.eui64[..4].copy_from_slice(b"RUST");
-    id.eui64[4..].copy_from_slice(&nsid.to_be_bytes());
+    id.eui64 = eui64(nsid);
+    id.nguid = nguid(serial, nsid);
     id.lbaf[0] = LbaFormat::with_sizes(lba_shift as u8, 0);
     id.encode()
 }

@@ -96,4 +96,48 @@ pub enum Error {
         /// The number of NSIDs given.
         count: usize,
     },
+    /// DPS selects a protection information type the specification reserves.
+    #[error("the namespace reports protection information type {pit} (DPS), which is reserved; types 0 to 3 exist")]
+    InvalidProtectionType {
+        /// The DPS protection information type field.
+        pit: u8,
+    },
+    /// Protection information is enabled on a format with too little metadata to hold it.
+    #[error("the namespace enables protection information type {pit} but its format has {ms} metadata bytes per block, fewer than the 8 a protection information tuple needs")]
+    ProtectionWithoutMetadata {
+        /// The DPS protection information type field.
+        pit: u8,
+        /// Metadata bytes per block of the active format.
+        ms: u16,
+    },
+    /// A namespace identification descriptor runs past the end of its list.
+    #[error("the namespace identification descriptor at byte {offset} claims {nidl} bytes of identifier, past the end of the {len}-byte list")]
+    DescriptorOverrun {
+        /// Byte offset of the descriptor's header in the list.
+        offset: usize,
+        /// Its Namespace Identifier Length.
+        nidl: u8,
+        /// Length of the list.
+        len: usize,
+    },
+    /// A namespace identification descriptor whose length does not fit its type.
+    #[error("the namespace identification descriptor at byte {offset} has type {nidt} and length {nidl}, but that type is {expected} bytes long")]
+    DescriptorLength {
+        /// Byte offset of the descriptor's header in the list.
+        offset: usize,
+        /// Its Namespace Identifier Type.
+        nidt: u8,
+        /// Its Namespace Identifier Length.
+        nidl: u8,
+        /// The length the specification gives that type.
+        expected: u8,
+    },
+    /// A namespace identification descriptor type reported twice in one list.
+    #[error("the namespace identification descriptor at byte {offset} repeats type {nidt}, which a list holds at most once")]
+    DuplicateDescriptor {
+        /// Byte offset of the second descriptor's header.
+        offset: usize,
+        /// The repeated Namespace Identifier Type.
+        nidt: u8,
+    },
 }

@@ -1,5 +1,6 @@
 //! The NVMe specification as plain data: registers, queue entries, command
-//! builders and decoders, identify structures, log pages and status codes.
+//! builders and decoders, identify structures, log pages, protection information
+//! and status codes.
 //! No I/O and no `unsafe`.
 //!
 //! All multi-byte fields are little endian on the wire; the fixed-layout types
@@ -17,6 +18,7 @@ pub mod features;
 pub mod identify;
 pub mod log;
 pub mod nvm;
+pub mod pi;
 pub mod registers;
 pub mod status;
 

@@ -126,17 +126,17 @@ fn render_namespace(s: &mut String, ns: &NamespaceJson) {
     let _ = writeln!(s, "  {:<36} {}", "Utilization (LBAs)", with_bytes(ns.nuse));
     let idx = (ns.flbas & 0xf) | ((ns.flbas >> 1) & 0x30);
     let _ = writeln!(s, "  {:<36} #{idx:02}", "Current LBA Format");
-    match (ns.lba_bytes, ns.metadata_bytes) {
-        (Some(l), Some(m)) => {
-            let _ = writeln!(s, "  {:<36} {l} B data, {m} B metadata", "Block Size");
+    let _ = writeln!(s, "  {:<36} {}", "Block Format", format_line(ns));
+    if let Some(d) = &ns.descriptors {
+        let id = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".to_string());
+        let _ = writeln!(s, "  {:<36} {}", "EUI-64", id(&d.eui64));
+        let _ = writeln!(s, "  {:<36} {}", "NGUID", id(&d.nguid));
+        if let Some(uuid) = &d.uuid {
+            let _ = writeln!(s, "  {:<36} {uuid}", "UUID");
         }
-        _ => {
-            let _ = writeln!(
-                s,
-                "  {:<36} invalid (FLBAS selects no valid format)",
-                "Block Size"
-            );
-        }
+    }
+    if let Some(cs) = ns.command_set {
+        let _ = writeln!(s, "  {:<36} {cs}", "Command Set");
     }
     for (i, f) in ns.lbafs.iter().enumerate() {
         let ds = if (9..=31).contains(&f.ds) {
@@ -148,6 +148,72 @@ fn render_namespace(s: &mut String, ns: &NamespaceJson) {
             s,
             "  LBA Format #{i:02}: Data Size: {ds:>5}  Metadata Size: {:>3}  Relative Performance: {}",
             f.ms, f.rp
+        );
+    }
+}
+
+/// The in-use format in one line: data and metadata sizes, where the metadata
+/// travels, and the protection information.
+fn format_line(ns: &NamespaceJson) -> String {
+    let (Some(l), Some(m)) = (ns.lba_bytes, ns.metadata_bytes) else {
+        return "invalid (FLBAS selects no valid format)".to_string();
+    };
+    let mut line = format!("{l} B data");
+    if m > 0 {
+        let _ = write!(line, " + {m} B metadata");
+        match (ns.extended_lba, ns.transfer_block_bytes) {
+            (Some(true), Some(t)) => {
+                let _ = write!(line, ", extended LBA ({t} B per block)");
+            }
+            (Some(false), _) => line.push_str(", separate buffer"),
+            _ => {}
+        }
+    }
+    match (ns.pi_type, ns.pi_location) {
+        (Some(0), _) => line.push_str(", no protection information"),
+        (Some(t), Some(at)) => {
+            let _ = write!(line, ", protection information type {t} in the {at} bytes");
+        }
+        _ => line.push_str(", protection information reserved (DPS)"),
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nvme::spec::identify::{Dps, Flbas, IdentifyNamespace, LbaFormat};
+
+    fn line(ms: u16, extended: bool, dps: Dps) -> String {
+        let mut ns = IdentifyNamespace {
+            nsze: 8,
+            flbas: Flbas::new().with_extended_metadata(extended),
+            dps,
+            ..IdentifyNamespace::default()
+        };
+        ns.lbaf[0] = LbaFormat::with_sizes(9, ms);
+        format_line(&NamespaceJson::new(1, &ns, None))
+    }
+
+    #[test]
+    fn the_format_line_names_sizes_placement_and_protection() {
+        assert_eq!(
+            line(8, true, Dps::new().with_pit(1).with_first(true)),
+            "512 B data + 8 B metadata, extended LBA (520 B per block), \
+             protection information type 1 in the first bytes"
+        );
+        assert_eq!(
+            line(64, false, Dps::new().with_pit(3)),
+            "512 B data + 64 B metadata, separate buffer, \
+             protection information type 3 in the last bytes"
+        );
+        assert_eq!(
+            line(0, false, Dps::new()),
+            "512 B data, no protection information"
+        );
+        assert_eq!(
+            line(8, false, Dps::new().with_pit(6)),
+            "512 B data + 8 B metadata, separate buffer, protection information reserved (DPS)"
         );
     }
 }

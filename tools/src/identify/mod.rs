@@ -20,8 +20,11 @@ Examples:
 
 JSON: {\"controller\": {...}, \"namespaces\": [...]}, fields named as in
 `nvme id-ctrl -o json` and `nvme id-ns -o json`, plus the decoded CAP register
-(controller.cap), the VS register (controller.version) and each namespace's
-lba_bytes and metadata_bytes.";
+(controller.cap), the VS register (controller.version) and, per namespace,
+the in-use format decoded (lba_bytes, metadata_bytes, extended_lba,
+transfer_block_bytes, pi_type, pi_location), command_set, and the namespace
+identification descriptors (descriptors: eui64, nguid, uuid, csi; null if the
+controller does not answer Identify CNS 03h).";
 
 /// Show an NVMe controller's identity, capabilities and namespaces.
 #[derive(Debug, Clone, Parser)]

@@ -1,7 +1,7 @@
 //! The identify report: controller and namespaces with nvme-cli's JSON field names
 //! (`nvme id-ctrl -o json`, `nvme id-ns -o json`), numbers as numbers, strings trimmed.
 
-use nvme::spec::identify::{IdentifyController, IdentifyNamespace};
+use nvme::spec::identify::{IdentifyController, IdentifyNamespace, NamespaceIds, PiLocation};
 use nvme::spec::{Cap, Version};
 use serde::Serialize;
 
@@ -144,6 +144,20 @@ pub struct LbafJson {
     pub rp: u8,
 }
 
+/// The namespace identification descriptors (Identify CNS 03h), formatted as
+/// `nvme ns-descs -o json` formats them; an absent descriptor is `null`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DescriptorsJson {
+    /// IEEE Extended Unique Identifier (lowercase hex of the raw bytes).
+    pub eui64: Option<String>,
+    /// Namespace Globally Unique Identifier (lowercase hex of the raw bytes).
+    pub nguid: Option<String>,
+    /// Namespace UUID (`8-4-4-4-12` lowercase hex).
+    pub uuid: Option<String>,
+    /// Command Set Identifier.
+    pub csi: Option<u8>,
+}
+
 /// Identify Namespace plus the decoded block sizes.
 #[derive(Debug, Clone, Serialize)]
 pub struct NamespaceJson {
@@ -191,6 +205,22 @@ pub struct NamespaceJson {
     pub lba_bytes: Option<u32>,
     /// Metadata bytes per block of the active format.
     pub metadata_bytes: Option<u16>,
+    /// Whether metadata is transferred with each block's data (extended LBA; FLBAS
+    /// bit 4), `null` when the format has no metadata or is invalid.
+    pub extended_lba: Option<bool>,
+    /// Bytes per block in the data buffer: data plus metadata for extended LBAs.
+    pub transfer_block_bytes: Option<u32>,
+    /// Protection information type in use (0: none; `null` if DPS is reserved).
+    pub pi_type: Option<u8>,
+    /// Where protection information sits in the metadata: `first` or `last`
+    /// (`null` without protection information).
+    pub pi_location: Option<&'static str>,
+    /// The Command Set Identifier's name (`nvm`, `key-value`, `zoned`, `reserved`),
+    /// from the descriptor list; `null` if the controller reports none.
+    pub command_set: Option<&'static str>,
+    /// The namespace identification descriptors; `null` if the controller does not
+    /// answer Identify CNS 03h.
+    pub descriptors: Option<DescriptorsJson>,
 }
 
 /// Trims the spec's space padding (and any NULs) from an ASCII field; other bytes are
@@ -204,6 +234,30 @@ pub fn ascii_field(bytes: &[u8]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A UUID as `8-4-4-4-12` lowercase hex, the way nvme-cli prints one.
+fn uuid_string(u: &[u8; 16]) -> String {
+    format!(
+        "{}-{}-{}-{}-{}",
+        hex(&u[..4]),
+        hex(&u[4..6]),
+        hex(&u[6..8]),
+        hex(&u[8..10]),
+        hex(&u[10..])
+    )
+}
+
+impl DescriptorsJson {
+    /// Formats a parsed descriptor list.
+    pub fn new(ids: &NamespaceIds) -> Self {
+        Self {
+            eui64: ids.eui64.as_ref().map(|v| hex(v)),
+            nguid: ids.nguid.as_ref().map(|v| hex(v)),
+            uuid: ids.uuid.as_ref().map(uuid_string),
+            csi: ids.csi.map(|c| c.0),
+        }
+    }
 }
 
 fn version_string(v: Version) -> String {
@@ -282,8 +336,14 @@ impl ControllerJson {
 }
 
 impl NamespaceJson {
-    /// Builds one namespace entry.
-    pub fn new(nsid: u32, ns: &IdentifyNamespace) -> Self {
+    /// Builds one namespace entry from Identify Namespace and, if the controller
+    /// answered it, the namespace identification descriptor list.
+    pub fn new(nsid: u32, ns: &IdentifyNamespace, ids: Option<&NamespaceIds>) -> Self {
+        // Sizes come from FLBAS and the LBA format alone, so a reserved DPS value
+        // (reported as a null pi_type) does not hide them.
+        let lba = ns.lba_size().ok();
+        let metadata = ns.metadata_size().ok().filter(|&m| m > 0);
+        let pi_type = ns.dps.protection_type().ok().map(|t| t.pit());
         Self {
             nsid,
             nsze: ns.nsze,
@@ -313,8 +373,23 @@ impl NamespaceJson {
                     rp: f.rp(),
                 })
                 .collect(),
-            lba_bytes: ns.lba_size().ok(),
+            lba_bytes: lba,
             metadata_bytes: ns.metadata_size().ok(),
+            extended_lba: metadata.map(|_| ns.flbas.extended_metadata()),
+            transfer_block_bytes: lba.map(|l| match metadata {
+                Some(m) if ns.flbas.extended_metadata() => l + u32::from(m),
+                _ => l,
+            }),
+            pi_type,
+            pi_location: match pi_type {
+                Some(1..) => Some(match ns.dps.pi_location() {
+                    PiLocation::First => "first",
+                    PiLocation::Last => "last",
+                }),
+                _ => None,
+            },
+            command_set: ids.and_then(|i| i.csi).map(|c| c.name()),
+            descriptors: ids.map(DescriptorsJson::new),
         }
     }
 }
@@ -322,7 +397,7 @@ impl NamespaceJson {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nvme::spec::identify::{Flbas, LbaFormat};
+    use nvme::spec::identify::{CommandSetId, Dps, Flbas, LbaFormat};
 
     #[test]
     fn ascii_fields_lose_their_space_padding() {
@@ -342,7 +417,7 @@ mod tests {
         };
         ns.lbaf[0] = LbaFormat::with_sizes(9, 0);
         ns.lbaf[1] = LbaFormat::with_sizes(12, 8);
-        let j = NamespaceJson::new(2, &ns);
+        let j = NamespaceJson::new(2, &ns, None);
         assert_eq!(j.nsid, 2);
         assert_eq!(j.flbas, 1);
         assert_eq!(j.lba_bytes, Some(4096));
@@ -359,10 +434,69 @@ mod tests {
             flbas: Flbas::new().with_index(5),
             ..IdentifyNamespace::default()
         };
-        let j = NamespaceJson::new(1, &ns);
+        let j = NamespaceJson::new(1, &ns, None);
         assert_eq!(j.lba_bytes, None);
         let text = serde_json::to_value(&j).unwrap();
         assert!(text["lba_bytes"].is_null());
+    }
+
+    #[test]
+    fn namespace_reports_metadata_placement_protection_and_descriptors() {
+        let mut ns = IdentifyNamespace {
+            nsze: 1000,
+            nlbaf: 1,
+            flbas: Flbas::new().with_index(1).with_extended_metadata(true),
+            dps: Dps::new().with_pit(1).with_first(true),
+            eui64: [0xab, 0, 0, 0, 0, 0, 0, 1],
+            ..IdentifyNamespace::default()
+        };
+        ns.lbaf[0] = LbaFormat::with_sizes(9, 0);
+        ns.lbaf[1] = LbaFormat::with_sizes(9, 8).with_rp(2);
+        let ids = NamespaceIds {
+            eui64: Some(ns.eui64),
+            nguid: None,
+            uuid: Some(*b"\x01\x23\x45\x67\x89\xab\xcd\xef\x01\x23\x45\x67\x89\xab\xcd\xef"),
+            csi: Some(CommandSetId::NVM),
+        };
+        let j = serde_json::to_value(NamespaceJson::new(1, &ns, Some(&ids))).unwrap();
+        assert_eq!(j["flbas"], 0x11);
+        assert_eq!(j["dps"], 0x09);
+        assert_eq!(
+            j["lbafs"][1],
+            serde_json::json!({"ms": 8, "ds": 9, "rp": 2})
+        );
+        assert_eq!(j["eui64"], "ab00000000000001");
+        assert_eq!(j["nguid"], "00000000000000000000000000000000");
+        assert_eq!(j["metadata_bytes"], 8);
+        assert_eq!(j["extended_lba"], true);
+        assert_eq!(j["transfer_block_bytes"], 520);
+        assert_eq!(j["pi_type"], 1);
+        assert_eq!(j["pi_location"], "first");
+        assert_eq!(j["command_set"], "nvm");
+        assert_eq!(j["descriptors"]["eui64"], "ab00000000000001");
+        assert!(j["descriptors"]["nguid"].is_null());
+        assert_eq!(
+            j["descriptors"]["uuid"],
+            "01234567-89ab-cdef-0123-456789abcdef"
+        );
+        assert_eq!(j["descriptors"]["csi"], 0);
+    }
+
+    #[test]
+    fn no_metadata_no_protection_and_no_descriptors_are_null() {
+        let mut ns = IdentifyNamespace {
+            nsze: 8,
+            dps: Dps::new().with_first(true),
+            ..IdentifyNamespace::default()
+        };
+        ns.lbaf[0] = LbaFormat::with_sizes(12, 0);
+        let j = serde_json::to_value(NamespaceJson::new(1, &ns, None)).unwrap();
+        assert!(j["extended_lba"].is_null());
+        assert_eq!(j["transfer_block_bytes"], 4096);
+        assert_eq!(j["pi_type"], 0);
+        assert!(j["pi_location"].is_null());
+        assert!(j["command_set"].is_null());
+        assert!(j["descriptors"].is_null());
     }
 
     #[test]

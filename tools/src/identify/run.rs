@@ -1,5 +1,6 @@
 //! Opens a controller and gathers the identify report.
 
+use nvme::spec::identify::{Cns, NamespaceIds};
 use nvme::spec::registers::offset;
 use nvme::spec::Version;
 use nvme::Transport;
@@ -21,7 +22,10 @@ pub fn run(device: &str) -> Result<IdentifyReport, ToolError> {
     let mut namespaces: Vec<NamespaceJson> = ctrl
         .namespaces()
         .iter()
-        .map(|n| NamespaceJson::new(n.nsid, &n.identify))
+        .map(|n| {
+            let ids = descriptors(&ctrl, n.nsid);
+            NamespaceJson::new(n.nsid, &n.identify, ids.as_ref())
+        })
         .collect();
     namespaces.sort_by_key(|n| n.nsid);
     Ok(IdentifyReport {
@@ -29,4 +33,17 @@ pub fn run(device: &str) -> Result<IdentifyReport, ToolError> {
         controller,
         namespaces,
     })
+}
+
+/// The namespace identification descriptor list (Identify CNS 03h), or `None` when
+/// the controller refuses the command (it is optional before NVMe 1.3) or returns a
+/// malformed list; either way the rest of the report stands.
+fn descriptors<T: Transport>(ctrl: &nvme::Controller<T>, nsid: u32) -> Option<NamespaceIds> {
+    let page = ctrl
+        .identify(Cns::NAMESPACE_DESCRIPTOR_LIST.0, nsid)
+        .map_err(|e| tracing::warn!(nsid, "namespace identification descriptors: {e}"))
+        .ok()?;
+    NamespaceIds::parse(&page)
+        .map_err(|e| tracing::warn!(nsid, "namespace identification descriptors: {e}"))
+        .ok()
 }

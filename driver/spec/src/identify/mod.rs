@@ -4,13 +4,19 @@
 //! [`IdentifyController`] and [`IdentifyNamespace`] are the 4096-byte pages
 //! in wire layout: fields are public under their specification names, bit
 //! fields are typed, and [`IdentifyController::parse`] / [`IdentifyController::encode`]
-//! convert from and to the page with bounds checks. The Identify command is
-//! built in [`crate::admin`].
+//! convert from and to the page with bounds checks. [`NamespaceFormat`] is a
+//! namespace's in-use format decoded and checked; [`NamespaceIds`] is the
+//! Namespace Identification Descriptor list. The Identify command is built in
+//! [`crate::admin`].
 
 mod controller;
+mod descriptor;
+mod format;
 mod namespace;
 
 pub use controller::*;
+pub use descriptor::*;
+pub use format::*;
 pub use namespace::*;
 
 use zerocopy::FromBytes;
