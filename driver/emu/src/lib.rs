@@ -26,6 +26,7 @@ mod backend;
 mod cache;
 mod controller;
 mod events;
+mod health;
 mod held;
 mod io;
 mod iommu;
@@ -155,14 +156,13 @@ impl EmuController {
 
     /// Whether the volatile write cache is currently enabled.
     pub fn write_cache_enabled(&self) -> bool {
-        self.ctrl.vwc.load(Ordering::Acquire)
+        self.ctrl.storage.write_cache_enabled()
     }
 
     /// Number of blocks sitting in the volatile write cache of namespace `nsid` (not yet
     /// durable), or `None` for an unknown namespace.
     pub fn cached_blocks(&self, nsid: u32) -> Option<usize> {
-        let ns = self.ctrl.namespaces.get(nsid.checked_sub(1)? as usize)?;
-        Some(ns.cache.len())
+        Some(self.ctrl.storage.get(nsid)?.cache.len())
     }
 
     /// A snapshot of the controller's counters.
@@ -170,7 +170,7 @@ impl EmuController {
         let c = &*self.ctrl;
         let mut io = QueueCounters::default();
         let mut admin = QueueCounters::default();
-        for (i, slot) in c.sqs.iter().enumerate() {
+        for (i, slot) in c.queues.sqs.iter().enumerate() {
             let counters = lock(slot).counters;
             if i == 0 {
                 admin.add(&counters);
@@ -178,7 +178,7 @@ impl EmuController {
                 io.add(&counters);
             }
         }
-        let g = &c.global;
+        let g = &c.counters;
         EmuStats {
             commands: io.commands + admin.commands,
             admin_commands: admin.commands,
