@@ -162,11 +162,8 @@ impl Ctrl {
     }
 
     fn smart_values(&self) -> identify::Smart {
-        let mut c = crate::stats::QueueCounters::default();
-        for slot in self.queues.sqs.iter().skip(1) {
-            // The admin queue's own slot is locked by the caller; it holds no I/O counts.
-            c.add(&lock(slot).counters);
-        }
+        // The admin queue's own slot is locked by the caller; it holds no I/O counts.
+        let c = self.queues.io_counters();
         let health = lock(&self.health);
         identify::Smart {
             read_units: c.read_units,
@@ -334,7 +331,8 @@ impl Ctrl {
             return done(generic(G::PrpOffsetInvalid));
         }
         let mut cq = CqState::new(sqe.prp1, qsize + 1, ien, iv);
-        if let Some((db, ei)) = lock(&self.settings).dbbuf {
+        let dbbuf = lock(&self.settings).dbbuf;
+        if let Some((db, ei)) = dbbuf {
             let sh = shadow_for(db, ei, 2 * usize::from(qid) + 1, self.regs.stride_shift);
             let _ = slot.view.store_u32(sh.db, 0);
             let _ = slot.view.store_u32(sh.ei, 0);
@@ -391,7 +389,8 @@ impl Ctrl {
             shadow: None,
             aborts: Vec::new(),
         };
-        if let Some((db, ei)) = lock(&self.settings).dbbuf {
+        let dbbuf = lock(&self.settings).dbbuf;
+        if let Some((db, ei)) = dbbuf {
             let sh = shadow_for(db, ei, 2 * usize::from(qid), self.regs.stride_shift);
             let _ = slot.view.store_u32(sh.db, 0);
             let _ = slot.view.store_u32(sh.ei, 0);
@@ -425,15 +424,7 @@ impl Ctrl {
         drop(slot);
         // Held commands of this queue complete as aborted by the deletion.
         let aborted = Status::generic(G::CommandAbortedSqDeletion);
-        let mut held = lock(&self.faults.held.list);
-        let mine: Vec<_> = held
-            .iter()
-            .filter(|h| h.cqe.sq_id == qid)
-            .copied()
-            .collect();
-        held.retain(|h| h.cqe.sq_id != qid);
-        drop(held);
-        for h in mine {
+        for h in self.faults.held.take(|h| h.cqe.sq_id == qid) {
             let cqe = CompletionEntry {
                 status: aborted,
                 ..h.cqe
@@ -471,12 +462,10 @@ impl Ctrl {
     fn abort(&self, ctx: &mut Ctx<'_>, sqe: &SubmissionEntry) -> Outcome {
         let dw10 = AbortCdw10::from_bits(sqe.cdw10);
         let (sqid, cid) = (dw10.sqid(), dw10.cid());
-        let found = {
-            let mut held = lock(&self.faults.held.list);
-            held.iter()
-                .position(|h| h.cqe.sq_id == sqid && h.cqe.cid == cid)
-                .map(|i| held.remove(i))
-        };
+        let found = self
+            .faults
+            .held
+            .take_first(|h| h.cqe.sq_id == sqid && h.cqe.cid == cid);
         match found {
             Some(h) => {
                 let cqe = CompletionEntry {

@@ -1,6 +1,7 @@
-//! The controller core: the shared state behind every handle, and submission queue
-//! processing (fetch, execute, complete). Each part of the state lives with the module
-//! that implements it: registers in `registers.rs`, queues in `queue.rs`, namespaces and
+//! The controller core: the shared state behind every handle, the events that touch all
+//! of it (controller reset, power cut), and submission queue processing (fetch,
+//! execute, complete). Each part of the state lives with the module that implements
+//! it: registers in `registers.rs`, queues and doorbells in `queue.rs`, namespaces and
 //! the write cache switch in `namespace.rs`, admin settings in `admin.rs`, asynchronous
 //! events and interrupts in `events.rs`, error log and health in `health.rs`, faults in
 //! `fault.rs` and `held.rs`, counters in `stats.rs`, the device thread in `worker.rs`.
@@ -132,6 +133,33 @@ impl Ctrl {
             ctrl.start_worker()?;
         }
         Ok(ctrl)
+    }
+
+    /// Controller reset: every queue, pending request and volatile setting goes.
+    pub(crate) fn reset(&self) {
+        self.regs.ready.store(false, Ordering::Release);
+        self.queues.reset();
+        self.faults.held.clear();
+        *lock(&self.settings) = AdminSettings::new(&self.cfg);
+        self.events.reset();
+        self.storage.reset_write_cache();
+        self.regs.cfs.store(false, Ordering::Release);
+        self.irq.reset();
+        GlobalCounters::bump(&self.counters.resets);
+    }
+
+    /// Simulated power loss: every write not yet durable is lost.
+    pub(crate) fn power_cut(&self) {
+        let lost = self.storage.power_cut();
+        self.counters
+            .lost_blocks
+            .fetch_add(lost as u64, Ordering::Relaxed);
+        GlobalCounters::bump(&self.counters.power_cuts);
+        let mut health = lock(&self.health);
+        health.power_cycles += 1;
+        if !health.clean_shutdown {
+            health.unsafe_shutdowns += 1;
+        }
     }
 
     pub(crate) fn max_transfer(&self) -> u64 {

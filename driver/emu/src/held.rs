@@ -25,6 +25,28 @@ pub(crate) struct HeldCompletions {
     pub timer_running: AtomicBool,
 }
 
+impl HeldCompletions {
+    /// Forgets every held completion (controller reset: their queues are gone).
+    pub(crate) fn clear(&self) {
+        lock(&self.list).clear();
+    }
+
+    /// Removes and returns every held completion for which `which` is true, in order.
+    pub(crate) fn take(&self, which: impl Fn(&Held) -> bool) -> Vec<Held> {
+        let mut held = lock(&self.list);
+        let (go, stay) = held.drain(..).partition(|h| which(h));
+        *held = stay;
+        go
+    }
+
+    /// Removes and returns the first held completion for which `which` is true.
+    pub(crate) fn take_first(&self, which: impl Fn(&Held) -> bool) -> Option<Held> {
+        let mut held = lock(&self.list);
+        let i = held.iter().position(which)?;
+        Some(held.remove(i))
+    }
+}
+
 impl Ctrl {
     /// Keeps `cqe` back (until released, aborted, or `delay` passes).
     pub(crate) fn hold(&self, cqid: u16, cqe: CompletionEntry, delay: Option<Duration>) {
@@ -63,12 +85,7 @@ impl Ctrl {
 
     /// Posts every held completion for which `which` is true; returns how many.
     pub(crate) fn release_held(&self, which: impl Fn(&Held) -> bool) -> usize {
-        let released: Vec<Held> = {
-            let mut held = lock(&self.faults.held.list);
-            let (go, stay) = held.drain(..).partition(|h| which(h));
-            *held = stay;
-            go
-        };
+        let released = self.faults.held.take(which);
         for h in &released {
             self.post_async(h.cqid, h.cqe);
         }

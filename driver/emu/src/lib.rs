@@ -50,7 +50,6 @@ pub use log::{CommandLog, LogEntry};
 pub use stats::EmuStats;
 
 use controller::{lock, Ctrl};
-use stats::QueueCounters;
 
 /// An emulated NVMe controller. Cloning gives another handle to the same controller.
 #[derive(Clone)]
@@ -168,16 +167,8 @@ impl EmuController {
     /// A snapshot of the controller's counters.
     pub fn stats(&self) -> EmuStats {
         let c = &*self.ctrl;
-        let mut io = QueueCounters::default();
-        let mut admin = QueueCounters::default();
-        for (i, slot) in c.queues.sqs.iter().enumerate() {
-            let counters = lock(slot).counters;
-            if i == 0 {
-                admin.add(&counters);
-            } else {
-                io.add(&counters);
-            }
-        }
+        let admin = lock(&c.queues.sqs[0]).counters;
+        let io = c.queues.io_counters();
         let g = &c.counters;
         EmuStats {
             commands: io.commands + admin.commands,

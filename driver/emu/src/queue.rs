@@ -71,6 +71,40 @@ impl Queues {
         }
     }
 
+    /// Creates the admin queue pair (CC.EN 0 to 1): SQ at `asq`, CQ at `acq`.
+    pub(crate) fn create_admin(&self, asq: u64, sq_entries: u32, acq: u64, cq_entries: u32) {
+        {
+            let mut cq = lock(&self.cqs[0]);
+            let mut state = CqState::new(acq, cq_entries, true, 0);
+            state.sqs.push(0);
+            cq.q = Some(state);
+        }
+        lock(&self.sqs[0]).q = Some(SqState {
+            base: asq,
+            size: sq_entries,
+            head: 0,
+            tail: 0,
+            cqid: 0,
+            shadow: None,
+            aborts: Vec::new(),
+        });
+        let db = &self.doorbells[0];
+        db.sq_tail.store(0, Ordering::Release);
+        db.cq_head.store(0, Ordering::Release);
+        db.sq_size.store(sq_entries, Ordering::Release);
+        db.cq_size.store(cq_entries, Ordering::Release);
+    }
+
+    /// The counters of every I/O queue summed (the admin slot, which the caller may
+    /// hold, is not locked).
+    pub(crate) fn io_counters(&self) -> QueueCounters {
+        let mut c = QueueCounters::default();
+        for slot in self.sqs.iter().skip(1) {
+            c.add(&lock(slot).counters);
+        }
+        c
+    }
+
     /// Deletes every queue and clears the doorbells (counters and views stay).
     pub(crate) fn reset(&self) {
         for (slot, db) in self.sqs.iter().zip(self.doorbells.iter()) {

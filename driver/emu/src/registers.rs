@@ -7,11 +7,9 @@ use std::sync::Mutex;
 use nvme_spec::registers::{offset, ShutdownNotification, ShutdownStatus};
 use nvme_spec::{Aqa, Cap, Cc, Csts, Version};
 
-use crate::admin::AdminSettings;
 use crate::config::EmuConfig;
 use crate::controller::{lock, Ctrl};
 use crate::events::{AER_INVALID_DOORBELL, AER_INVALID_DOORBELL_VALUE};
-use crate::queue::{CqState, SqState};
 use crate::stats::GlobalCounters;
 
 /// The controller registers (doorbells live with the queues, in `Doorbells`).
@@ -181,7 +179,7 @@ impl Ctrl {
             (true, false) => {
                 regs.cc = new;
                 regs.shst = ShutdownStatus::Normal;
-                self.reset_queues();
+                self.reset();
             }
             (true, true) => {
                 // Only SHN may change while enabled.
@@ -235,66 +233,18 @@ impl Ctrl {
             .store(12 + u32::from(cc.mps()), Ordering::Relaxed);
         let sq_entries = u32::from(aqa.asqs()) + 1;
         let cq_entries = u32::from(aqa.acqs()) + 1;
-        {
-            let mut cq = lock(&self.queues.cqs[0]);
-            let mut state = CqState::new(regs.acq, cq_entries, true, 0);
-            state.sqs.push(0);
-            cq.q = Some(state);
-        }
-        lock(&self.queues.sqs[0]).q = Some(SqState {
-            base: regs.asq,
-            size: sq_entries,
-            head: 0,
-            tail: 0,
-            cqid: 0,
-            shadow: None,
-            aborts: Vec::new(),
-        });
-        self.queues.doorbells[0].sq_tail.store(0, Ordering::Release);
-        self.queues.doorbells[0].cq_head.store(0, Ordering::Release);
-        self.queues.doorbells[0]
-            .sq_size
-            .store(sq_entries, Ordering::Release);
-        self.queues.doorbells[0]
-            .cq_size
-            .store(cq_entries, Ordering::Release);
+        self.queues
+            .create_admin(regs.asq, sq_entries, regs.acq, cq_entries);
         lock(&self.health).clean_shutdown = false;
         self.regs.ready.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// Controller reset: every queue, pending request and volatile setting goes.
-    fn reset_queues(&self) {
-        self.regs.ready.store(false, Ordering::Release);
-        self.queues.reset();
-        lock(&self.faults.held.list).clear();
-        *lock(&self.settings) = AdminSettings::new(&self.cfg);
-        self.events.reset();
-        self.storage.reset_write_cache();
-        self.regs.cfs.store(false, Ordering::Release);
-        self.irq.reset();
-        GlobalCounters::bump(&self.counters.resets);
-    }
-
     /// Function level reset: a controller reset plus every register to its default.
     pub(crate) fn function_reset(&self) {
         let mut regs = lock(&self.regs.file);
-        self.reset_queues();
+        self.reset();
         *regs = RegisterFile::new();
-    }
-
-    /// Simulated power loss: every write not yet durable is lost.
-    pub(crate) fn power_cut(&self) {
-        let lost = self.storage.power_cut();
-        self.counters
-            .lost_blocks
-            .fetch_add(lost as u64, Ordering::Relaxed);
-        GlobalCounters::bump(&self.counters.power_cuts);
-        let mut health = lock(&self.health);
-        health.power_cycles += 1;
-        if !health.clean_shutdown {
-            health.unsafe_shutdowns += 1;
-        }
     }
 
     fn doorbell(&self, rel: usize, value: u32) {
