@@ -12,6 +12,7 @@ use nvme_spec::log::LogPageId as Lid;
 use nvme_spec::status::{CommandSpecificStatus as Cs, GenericStatus as G};
 use nvme_spec::{AdminOpcode as Op, CompletionEntry, Status, SubmissionEntry};
 
+use crate::config::EmuConfig;
 use crate::controller::{generic, lock, shadow_for, Ctrl, Ctx, Outcome};
 use crate::identify;
 use crate::prp::{self, PrpError};
@@ -19,6 +20,34 @@ use crate::queue::{CqState, SqState};
 
 /// Largest admin data transfer accepted (Get Log Page may ask for up to 16 GiB).
 const ADMIN_MAX_TRANSFER: u64 = 1 << 20;
+
+/// What admin commands set: features and the Doorbell Buffer Config addresses. A
+/// controller reset returns them to their power-on values.
+pub(crate) struct AdminSettings {
+    /// Number of I/O SQs and CQs granted by Set Features Number of Queues.
+    pub nq: (u16, u16),
+    /// Set once an I/O queue was created: Number of Queues may no longer change.
+    pub nq_locked: bool,
+    pub arbitration: u32,
+    pub coalescing: u32,
+    pub async_config: u32,
+    /// Shadow doorbell and EventIdx buffer addresses (Doorbell Buffer Config).
+    pub dbbuf: Option<(u64, u64)>,
+}
+
+impl AdminSettings {
+    /// Power-on values (also what Get Features reports as default and saved).
+    pub(crate) fn new(cfg: &EmuConfig) -> Self {
+        Self {
+            nq: (cfg.qpairs, cfg.qpairs),
+            nq_locked: false,
+            arbitration: 0,
+            coalescing: 0,
+            async_config: 0,
+            dbbuf: None,
+        }
+    }
+}
 
 fn cs(code: Cs) -> Status {
     Status::command_specific(code)
@@ -105,7 +134,7 @@ impl Ctrl {
                 if sqe.nsid == 0 || sqe.nsid > nn {
                     return done(generic(G::InvalidNamespaceOrFormat));
                 }
-                let ns = &self.namespaces[(sqe.nsid - 1) as usize];
+                let ns = &self.storage.namespaces[(sqe.nsid - 1) as usize];
                 identify::namespace(&self.cfg.serial, ns.nsid, ns.blocks, ns.lba_shift)
             }
             0x01 => identify::controller(&self.cfg, self.vwc_present()),
@@ -127,21 +156,18 @@ impl Ctrl {
     }
 
     fn smart_values(&self) -> identify::Smart {
-        let mut c = crate::stats::QueueCounters::default();
-        for slot in self.sqs.iter().skip(1) {
-            // The admin queue's own slot is locked by the caller; it holds no I/O counts.
-            c.add(&lock(slot).counters);
-        }
-        let admin = lock(&self.admin);
+        // The admin queue's own slot is locked by the caller; it holds no I/O counts.
+        let c = self.queues.io_counters();
+        let health = lock(&self.health);
         identify::Smart {
             read_units: c.read_units,
             write_units: c.write_units,
             host_reads: c.reads,
             host_writes: c.writes,
-            power_cycles: admin.power_cycles,
-            unsafe_shutdowns: admin.unsafe_shutdowns,
-            media_errors: admin.media_errors,
-            error_entries: admin.error_count,
+            power_cycles: health.power_cycles,
+            unsafe_shutdowns: health.unsafe_shutdowns,
+            media_errors: health.media_errors,
+            error_entries: health.error_count,
         }
     }
 
@@ -158,7 +184,7 @@ impl Ctrl {
         }
         let page: Vec<u8> = match lid {
             Lid::ERROR_INFORMATION => {
-                let entries: Vec<_> = lock(&self.admin).errors.iter().copied().collect();
+                let entries: Vec<_> = lock(&self.health).errors.iter().copied().collect();
                 identify::error_log(&entries)
             }
             Lid::SMART_HEALTH => identify::smart(&self.smart_values()).to_vec(),
@@ -193,10 +219,10 @@ impl Ctrl {
         if !known {
             return done(generic(G::InvalidFieldInCommand));
         }
-        let defaults = crate::controller::AdminState::defaults(&self.cfg);
-        let admin = lock(&self.admin);
+        let defaults = AdminSettings::new(&self.cfg);
+        let settings = lock(&self.settings);
         let (state, vwc) = match dw10.sel() {
-            Select::Current => (&*admin, self.vwc.load(Ordering::Acquire)),
+            Select::Current => (&*settings, self.storage.write_cache_enabled()),
             // Nothing is saveable, so saved values are the defaults.
             Select::Default | Select::Saved => (&defaults, self.cfg.vwc),
             // Changeable, not saveable, not namespace specific.
@@ -225,7 +251,7 @@ impl Ctrl {
         let dw11 = sqe.cdw11;
         match f {
             Fid::ARBITRATION => {
-                lock(&self.admin).arbitration = dw11;
+                lock(&self.settings).arbitration = dw11;
                 ok(0)
             }
             Fid::POWER_MANAGEMENT => {
@@ -239,16 +265,10 @@ impl Ctrl {
                 if !self.vwc_present() {
                     return done(generic(G::InvalidFieldInCommand));
                 }
-                let enable = dw11 & 1 != 0;
-                if !enable {
-                    for ns in self.namespaces.iter() {
-                        if ns.flush().is_err() {
-                            return done(generic(G::InternalError));
-                        }
-                    }
+                match self.storage.set_write_cache(dw11 & 1 != 0) {
+                    Ok(()) => ok(0),
+                    Err(_) => done(generic(G::InternalError)),
                 }
-                self.vwc.store(enable, Ordering::Release);
-                ok(0)
             }
             Fid::NUMBER_OF_QUEUES => {
                 let nsqr = dw11 & 0xffff;
@@ -256,22 +276,22 @@ impl Ctrl {
                 if nsqr == 0xffff || ncqr == 0xffff {
                     return done(generic(G::InvalidFieldInCommand));
                 }
-                let mut admin = lock(&self.admin);
-                if admin.nq_locked {
+                let mut settings = lock(&self.settings);
+                if settings.nq_locked {
                     return done(generic(G::CommandSequenceError));
                 }
                 let max = u32::from(self.cfg.qpairs);
                 let nsq = (nsqr + 1).min(max) as u16;
                 let ncq = (ncqr + 1).min(max) as u16;
-                admin.nq = (nsq, ncq);
+                settings.nq = (nsq, ncq);
                 ok(u32::from(nsq - 1) | (u32::from(ncq - 1) << 16))
             }
             Fid::INTERRUPT_COALESCING => {
-                lock(&self.admin).coalescing = dw11 & 0xffff;
+                lock(&self.settings).coalescing = dw11 & 0xffff;
                 ok(0)
             }
             Fid::ASYNC_EVENT_CONFIG => {
-                lock(&self.admin).async_config = dw11;
+                lock(&self.settings).async_config = dw11;
                 ok(0)
             }
             _ => done(generic(G::InvalidFieldInCommand)),
@@ -283,11 +303,11 @@ impl Ctrl {
         let dw11 = CreateCqCdw11::from_bits(sqe.cdw11);
         let (qid, qsize) = (dw10.qid(), u32::from(dw10.qsize()));
         let (pc, ien, iv) = (dw11.pc(), dw11.ien(), dw11.iv());
-        let allowed = lock(&self.admin).nq.1;
-        if qid == 0 || qid > allowed || usize::from(qid) >= self.cqs.len() {
+        let allowed = lock(&self.settings).nq.1;
+        if qid == 0 || qid > allowed || usize::from(qid) >= self.queues.cqs.len() {
             return done(cs(Cs::InvalidQueueIdentifier));
         }
-        let mut slot = lock(&self.cqs[usize::from(qid)]);
+        let mut slot = lock(&self.queues.cqs[usize::from(qid)]);
         if slot.q.is_some() {
             return done(cs(Cs::InvalidQueueIdentifier));
         }
@@ -305,20 +325,21 @@ impl Ctrl {
             return done(generic(G::PrpOffsetInvalid));
         }
         let mut cq = CqState::new(sqe.prp1, qsize + 1, ien, iv);
-        if let Some((db, ei)) = lock(&self.admin).dbbuf {
-            let sh = shadow_for(db, ei, 2 * usize::from(qid) + 1, self.stride_shift());
+        let dbbuf = lock(&self.settings).dbbuf;
+        if let Some((db, ei)) = dbbuf {
+            let sh = shadow_for(db, ei, 2 * usize::from(qid) + 1, self.regs.stride_shift);
             let _ = slot.view.store_u32(sh.db, 0);
             let _ = slot.view.store_u32(sh.ei, 0);
             cq.shadow = Some(sh);
         }
         slot.q = Some(cq);
-        self.qregs[usize::from(qid)]
+        self.queues.doorbells[usize::from(qid)]
             .cq_head
             .store(0, Ordering::Release);
-        self.qregs[usize::from(qid)]
+        self.queues.doorbells[usize::from(qid)]
             .cq_size
             .store(qsize + 1, Ordering::Release);
-        lock(&self.admin).nq_locked = true;
+        lock(&self.settings).nq_locked = true;
         ok(0)
     }
 
@@ -327,18 +348,18 @@ impl Ctrl {
         let dw11 = CreateSqCdw11::from_bits(sqe.cdw11);
         let (qid, qsize) = (dw10.qid(), u32::from(dw10.qsize()));
         let (pc, cqid) = (dw11.pc(), dw11.cqid());
-        let allowed = lock(&self.admin).nq.0;
-        if qid == 0 || qid > allowed || usize::from(qid) >= self.sqs.len() {
+        let allowed = lock(&self.settings).nq.0;
+        if qid == 0 || qid > allowed || usize::from(qid) >= self.queues.sqs.len() {
             return done(cs(Cs::InvalidQueueIdentifier));
         }
-        let mut slot = lock(&self.sqs[usize::from(qid)]);
+        let mut slot = lock(&self.queues.sqs[usize::from(qid)]);
         if slot.q.is_some() {
             return done(cs(Cs::InvalidQueueIdentifier));
         }
-        if cqid == 0 || usize::from(cqid) >= self.cqs.len() {
+        if cqid == 0 || usize::from(cqid) >= self.queues.cqs.len() {
             return done(cs(Cs::CompletionQueueInvalid));
         }
-        let mut cq_slot = lock(&self.cqs[usize::from(cqid)]);
+        let mut cq_slot = lock(&self.queues.cqs[usize::from(cqid)]);
         let Some(cq) = cq_slot.q.as_mut() else {
             return done(cs(Cs::CompletionQueueInvalid));
         };
@@ -362,8 +383,9 @@ impl Ctrl {
             shadow: None,
             aborts: Vec::new(),
         };
-        if let Some((db, ei)) = lock(&self.admin).dbbuf {
-            let sh = shadow_for(db, ei, 2 * usize::from(qid), self.stride_shift());
+        let dbbuf = lock(&self.settings).dbbuf;
+        if let Some((db, ei)) = dbbuf {
+            let sh = shadow_for(db, ei, 2 * usize::from(qid), self.regs.stride_shift);
             let _ = slot.view.store_u32(sh.db, 0);
             let _ = slot.view.store_u32(sh.ei, 0);
             sq.shadow = Some(sh);
@@ -371,40 +393,32 @@ impl Ctrl {
         slot.q = Some(sq);
         // Fresh queue: no stale counters from an earlier incarnation matter, keep them
         // (they feed SMART and stats).
-        self.qregs[usize::from(qid)]
+        self.queues.doorbells[usize::from(qid)]
             .sq_tail
             .store(0, Ordering::Release);
-        self.qregs[usize::from(qid)]
+        self.queues.doorbells[usize::from(qid)]
             .sq_size
             .store(qsize + 1, Ordering::Release);
-        lock(&self.admin).nq_locked = true;
+        lock(&self.settings).nq_locked = true;
         ok(0)
     }
 
     fn delete_sq(&self, ctx: &mut Ctx<'_>, sqe: &SubmissionEntry) -> Outcome {
         let qid = QueueCdw10::from_bits(sqe.cdw10).qid();
-        if qid == 0 || usize::from(qid) >= self.sqs.len() {
+        if qid == 0 || usize::from(qid) >= self.queues.sqs.len() {
             return done(cs(Cs::InvalidQueueIdentifier));
         }
-        let mut slot = lock(&self.sqs[usize::from(qid)]);
+        let mut slot = lock(&self.queues.sqs[usize::from(qid)]);
         let Some(sq) = slot.q.take() else {
             return done(cs(Cs::InvalidQueueIdentifier));
         };
-        self.qregs[usize::from(qid)]
+        self.queues.doorbells[usize::from(qid)]
             .sq_size
             .store(0, Ordering::Release);
         drop(slot);
         // Held commands of this queue complete as aborted by the deletion.
         let aborted = Status::generic(G::CommandAbortedSqDeletion);
-        let mut held = lock(&self.faults.held);
-        let mine: Vec<_> = held
-            .iter()
-            .filter(|h| h.cqe.sq_id == qid)
-            .copied()
-            .collect();
-        held.retain(|h| h.cqe.sq_id != qid);
-        drop(held);
-        for h in mine {
+        for h in self.faults.held.take(|h| h.cqe.sq_id == qid) {
             let cqe = CompletionEntry {
                 status: aborted,
                 ..h.cqe
@@ -415,7 +429,7 @@ impl Ctrl {
                 self.post_async(h.cqid, cqe);
             }
         }
-        if let Some(cq) = lock(&self.cqs[usize::from(sq.cqid)]).q.as_mut() {
+        if let Some(cq) = lock(&self.queues.cqs[usize::from(sq.cqid)]).q.as_mut() {
             cq.sqs.retain(|&s| s != qid);
         }
         ok(0)
@@ -423,17 +437,17 @@ impl Ctrl {
 
     fn delete_cq(&self, sqe: &SubmissionEntry) -> Outcome {
         let qid = QueueCdw10::from_bits(sqe.cdw10).qid();
-        if qid == 0 || usize::from(qid) >= self.cqs.len() {
+        if qid == 0 || usize::from(qid) >= self.queues.cqs.len() {
             return done(cs(Cs::InvalidQueueIdentifier));
         }
-        let mut slot = lock(&self.cqs[usize::from(qid)]);
+        let mut slot = lock(&self.queues.cqs[usize::from(qid)]);
         match slot.q.as_ref() {
             None => return done(cs(Cs::InvalidQueueIdentifier)),
             Some(cq) if !cq.sqs.is_empty() => return done(cs(Cs::InvalidQueueDeletion)),
             Some(_) => {}
         }
         slot.q = None;
-        self.qregs[usize::from(qid)]
+        self.queues.doorbells[usize::from(qid)]
             .cq_size
             .store(0, Ordering::Release);
         ok(0)
@@ -442,12 +456,10 @@ impl Ctrl {
     fn abort(&self, ctx: &mut Ctx<'_>, sqe: &SubmissionEntry) -> Outcome {
         let dw10 = AbortCdw10::from_bits(sqe.cdw10);
         let (sqid, cid) = (dw10.sqid(), dw10.cid());
-        let found = {
-            let mut held = lock(&self.faults.held);
-            held.iter()
-                .position(|h| h.cqe.sq_id == sqid && h.cqe.cid == cid)
-                .map(|i| held.remove(i))
-        };
+        let found = self
+            .faults
+            .held
+            .take_first(|h| h.cqe.sq_id == sqid && h.cqe.cid == cid);
         match found {
             Some(h) => {
                 let cqe = CompletionEntry {
@@ -472,15 +484,15 @@ impl Ctrl {
     /// tail the host published (e.g. held back by a full completion queue).
     fn abort_queued(&self, sqid: u16, cid: u16) -> bool {
         // The admin queue is locked by the caller; its own commands are never queued.
-        if sqid == 0 || usize::from(sqid) >= self.sqs.len() {
+        if sqid == 0 || usize::from(sqid) >= self.queues.sqs.len() {
             return false;
         }
-        let mut slot = lock(&self.sqs[usize::from(sqid)]);
+        let mut slot = lock(&self.queues.sqs[usize::from(sqid)]);
         let crate::queue::SqSlot { view, q, .. } = &mut *slot;
         let Some(sq) = q.as_mut() else { return false };
         let tail = match sq.shadow {
             Some(sh) => view.load_u32(sh.db).unwrap_or(sq.tail),
-            None => self.qregs[usize::from(sqid)]
+            None => self.queues.doorbells[usize::from(sqid)]
                 .sq_tail
                 .load(Ordering::Acquire),
         };
@@ -502,14 +514,14 @@ impl Ctrl {
     }
 
     fn async_event_request(&self, sqe: &SubmissionEntry) -> Outcome {
-        let mut admin = lock(&self.admin);
-        if let Some(event) = admin.events.pop_front() {
+        let mut events = lock(&self.events.queue);
+        if let Some(event) = events.raised.pop_front() {
             return ok(event);
         }
-        if admin.aer_cids.len() > usize::from(self.cfg.aerl) {
+        if events.requests.len() > usize::from(self.cfg.aerl) {
             return done(cs(Cs::AsyncEventRequestLimitExceeded));
         }
-        admin.aer_cids.push(sqe.cid());
+        events.requests.push(sqe.cid());
         Outcome::Deferred
     }
 
@@ -518,11 +530,11 @@ impl Ctrl {
         if db == 0 || ei == 0 || db & (ps - 1) != 0 || ei & (ps - 1) != 0 {
             return done(generic(G::InvalidFieldInCommand));
         }
-        lock(&self.admin).dbbuf = Some((db, ei));
-        let shift = self.stride_shift();
+        lock(&self.settings).dbbuf = Some((db, ei));
+        let shift = self.regs.stride_shift;
         // The admin queue keeps using its MMIO doorbells (as Linux and QEMU do).
-        for qid in 1..self.sqs.len() {
-            let mut slot = lock(&self.sqs[qid]);
+        for qid in 1..self.queues.sqs.len() {
+            let mut slot = lock(&self.queues.sqs[qid]);
             let crate::queue::SqSlot { view, q, .. } = &mut *slot;
             if let Some(sq) = q.as_mut() {
                 let sh = shadow_for(db, ei, 2 * qid, shift);
@@ -531,8 +543,8 @@ impl Ctrl {
                 sq.shadow = Some(sh);
             }
         }
-        for qid in 1..self.cqs.len() {
-            let mut slot = lock(&self.cqs[qid]);
+        for qid in 1..self.queues.cqs.len() {
+            let mut slot = lock(&self.queues.cqs[qid]);
             let crate::queue::CqSlot { view, q } = &mut *slot;
             if let Some(cq) = q.as_mut() {
                 let sh = shadow_for(db, ei, 2 * qid + 1, shift);

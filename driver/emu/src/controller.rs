@@ -1,49 +1,62 @@
-//! The controller core: shared state and submission queue processing (fetch, execute,
-//! complete). Registers are in `registers.rs`, command semantics in `admin.rs` and
-//! `io.rs`, host notification in `events.rs`, the device thread in `worker.rs`.
+//! The controller core: the shared state behind every handle, the events that touch all
+//! of it (controller reset, power cut), and submission queue processing (fetch,
+//! execute, complete). Each part of the state lives with the module that implements
+//! it: registers in `registers.rs`, queues and doorbells in `queue.rs`, namespaces and
+//! the write cache switch in `namespace.rs`, admin settings in `admin.rs`, asynchronous
+//! events and interrupts in `events.rs`, error log and health in `health.rs`, faults in
+//! `fault.rs` and `held.rs`, counters in `stats.rs`, the device thread in `worker.rs`.
 //!
-//! Concurrency. Each submission queue id and each completion queue id has its own slot
-//! (`Mutex`, one cache line apart); doorbell values are per-queue atomics. Processing a
-//! submission queue locks its SQ slot, then its CQ slot, for the whole batch, so queue
-//! pairs driven from different threads share no lock and no written cache line. Lock
-//! order: register file, admin SQ, admin CQ, one I/O SQ, one I/O CQ (admin commands
-//! that manage I/O queues run with the admin pair locked); `admin`, `faults.*`,
-//! `vectors` and the log are leaf locks, never held while taking another. Completions posted from outside a batch
-//! (held, aborted, asynchronous events) take only the CQ slot. IOMMU updates replace
-//! each slot's snapshot under that slot's lock, so an unmap returns only once no batch
-//! can still reach the removed memory.
+//! # Locks
+//!
+//! Every lock of the controller, in the order they may be taken (a thread holding one
+//! takes only locks further down the list):
+//!
+//! 1. `iommu` mapping table (`Iommu::regions`): `map`/`unmap` hold it while they
+//!    refresh every queue slot's view, one slot at a time.
+//! 2. `regs.file`, the register file: CC writes hold it while they enable or reset the
+//!    queues and flush the namespaces.
+//! 3. `queues.sqs[0]`, the admin submission queue slot.
+//! 4. `queues.cqs[0]`, the admin completion queue slot.
+//! 5. One I/O submission queue slot `queues.sqs[i]`.
+//! 6. One I/O completion queue slot `queues.cqs[i]`.
+//! 7. Leaf locks, never held while taking another lock (not even another leaf):
+//!    `settings`, `events.queue`, `health`, `irq.vectors`, each `faults` list (rules,
+//!    media ranges, corrupt ranges, held completions), the command log's entries, and
+//!    a namespace's write cache shards (held while writing that shard back to the
+//!    backend, which takes no lock).
+//!
+//! Queue slots of one level are taken one after another, never two at once. Processing
+//! a submission queue holds its SQ slot, then its CQ slot, for the whole batch, so queue
+//! pairs driven from different threads share no lock and no written cache line; admin
+//! commands that manage I/O queues run with the admin pair held and take one I/O slot
+//! (or an I/O SQ and then its CQ). Completions posted from outside a batch (held,
+//! aborted, asynchronous events) take only the CQ slot. Because each IOMMU update
+//! replaces a slot's snapshot under that slot's lock, an unmap returns only once no
+//! batch can still reach the removed memory. Doorbell values are per-queue atomics.
 
-use std::collections::VecDeque;
-use std::fs::OpenOptions;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
-use crossbeam_utils::CachePadded;
 use nvme_spec::status::GenericStatus;
-use nvme_spec::{Cap, CompletionEntry, Status, SubmissionEntry};
-use vmm_sys_util::eventfd::EventFd;
+use nvme_spec::{CompletionEntry, Status, SubmissionEntry};
 
-use crate::backend::{Backend, RamStore};
-use crate::config::{BackendKind, EmuConfig, ExecMode};
+use crate::admin::AdminSettings;
+use crate::config::{EmuConfig, ExecMode};
 use crate::error::EmuError;
+use crate::events::{AsyncEvents, Interrupts, AER_INVALID_DOORBELL_VALUE};
 use crate::fault::{FaultAction, FaultState};
-use crate::identify::{ErrorEntry, ELPE};
+use crate::health::Health;
 use crate::iommu::{Iommu, MemView};
 use crate::log::{LogEntry, LogState};
-use crate::namespace::Namespace;
-use crate::queue::{CqSlot, CqState, Scratch, Shadow, SqSlot};
-use crate::registers::Regs;
+use crate::namespace::Storage;
+use crate::queue::{CqSlot, CqState, Queues, Scratch, Shadow, SqSlot};
+use crate::registers::Registers;
 use crate::stats::{GlobalCounters, QueueCounters};
 use crate::worker::Worker;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
-
-/// Asynchronous event: Error status, Write to Invalid Doorbell Register, Error log.
-pub(crate) const AER_INVALID_DOORBELL: u32 = 0x01 << 16;
-/// Asynchronous event: Error status, Invalid Doorbell Write Value, Error log.
-pub(crate) const AER_INVALID_DOORBELL_VALUE: u32 = (0x01 << 16) | (0x01 << 8);
 
 /// What a command's execution produced.
 pub(crate) enum Outcome {
@@ -62,198 +75,50 @@ pub(crate) struct Ctx<'a> {
     pub extra: &'a mut Vec<CompletionEntry>,
 }
 
-/// Admin-side controller state (a leaf lock: never held while taking another lock).
-pub(crate) struct AdminState {
-    /// Number of I/O SQs and CQs granted by Set Features Number of Queues.
-    pub nq: (u16, u16),
-    pub nq_locked: bool,
-    pub arbitration: u32,
-    pub coalescing: u32,
-    pub async_config: u32,
-    pub aer_cids: Vec<u16>,
-    pub events: VecDeque<u32>,
-    pub errors: VecDeque<ErrorEntry>,
-    pub error_count: u64,
-    pub dbbuf: Option<(u64, u64)>,
-    pub media_errors: u64,
-    pub power_cycles: u64,
-    pub unsafe_shutdowns: u64,
-    pub clean_shutdown: bool,
-}
-
-/// Per-queue-id doorbell registers and the sizes they are checked against (0: no queue).
-#[derive(Default)]
-pub(crate) struct QueueRegs {
-    pub sq_tail: AtomicU32,
-    pub cq_head: AtomicU32,
-    pub sq_size: AtomicU32,
-    pub cq_size: AtomicU32,
-    pub cq_stalled: AtomicBool,
-}
-
-/// The shared controller state behind every handle.
+/// The shared controller state behind every handle, grouped by concern; the module docs
+/// give the order in which its locks may be taken.
 pub(crate) struct Ctrl {
     pub cfg: EmuConfig,
-    pub(crate) cap: u64,
-    pub(crate) stride_shift: u32,
-    pub(crate) max_xfer: u64,
-    pub(crate) regs: Mutex<Regs>,
-    pub(crate) ready: AtomicBool,
-    pub(crate) cfs: AtomicBool,
-    pub(crate) page_shift: AtomicU32,
-    pub sqs: Box<[CachePadded<Mutex<SqSlot>>]>,
-    pub cqs: Box<[CachePadded<Mutex<CqSlot>>]>,
-    /// Doorbell values and sizes per queue id, one cache line each so queue pairs
-    /// driven from different threads do not share lines.
-    pub qregs: Box<[CachePadded<QueueRegs>]>,
+    /// Largest data transfer in bytes (MDTS), `u64::MAX` when unlimited.
+    pub max_xfer: u64,
+    pub regs: Registers,
+    pub queues: Queues,
     pub iommu: Arc<Iommu>,
-    pub namespaces: Box<[Namespace]>,
-    pub vwc: AtomicBool,
-    pub admin: Mutex<AdminState>,
-    pub(crate) events_pending: AtomicBool,
+    pub storage: Storage,
+    /// Values set by admin commands (Set Features, Doorbell Buffer Config); a leaf lock.
+    pub settings: Mutex<AdminSettings>,
+    pub events: AsyncEvents,
+    pub irq: Interrupts,
+    /// Error log and SMART / Health values; a leaf lock.
+    pub health: Mutex<Health>,
     pub faults: FaultState,
     pub log: Arc<LogState>,
-    pub global: GlobalCounters,
-    pub(crate) vectors: Mutex<Vec<Arc<EventFd>>>,
-    pub(crate) intms: AtomicU32,
-    pub(crate) irq_pending: AtomicU32,
-    pub(crate) worker: OnceLock<Worker>,
-    pub(crate) timer_running: AtomicBool,
-    pub(crate) weak: OnceLock<Weak<Ctrl>>,
-}
-
-impl AdminState {
-    /// Power-on values (also what Get Features reports as default and saved).
-    pub(crate) fn defaults(cfg: &EmuConfig) -> Self {
-        Self::new(cfg)
-    }
-
-    pub(crate) fn new(cfg: &EmuConfig) -> Self {
-        Self {
-            nq: (cfg.qpairs, cfg.qpairs),
-            nq_locked: false,
-            arbitration: 0,
-            coalescing: 0,
-            async_config: 0,
-            aer_cids: Vec::new(),
-            events: VecDeque::new(),
-            errors: VecDeque::new(),
-            error_count: 0,
-            dbbuf: None,
-            media_errors: 0,
-            power_cycles: 1,
-            unsafe_shutdowns: 0,
-            clean_shutdown: false,
-        }
-    }
+    pub counters: GlobalCounters,
+    /// The device thread of `mode=threaded`.
+    pub worker: OnceLock<Worker>,
+    /// This controller, for the threads it starts.
+    pub weak: OnceLock<Weak<Ctrl>>,
 }
 
 impl Ctrl {
     pub(crate) fn new(cfg: EmuConfig) -> Result<Arc<Self>, EmuError> {
         cfg.validate()?;
-        let blocks = cfg.blocks_per_namespace();
-        let file = match &cfg.backend {
-            BackendKind::File(path) => {
-                let f = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)
-                    .map_err(|source| EmuError::File {
-                        path: path.clone(),
-                        source,
-                    })?;
-                let want = cfg.ns_size * u64::from(cfg.namespaces);
-                let have = f
-                    .metadata()
-                    .map_err(|source| EmuError::File {
-                        path: path.clone(),
-                        source,
-                    })?
-                    .len();
-                if have < want {
-                    f.set_len(want).map_err(|source| EmuError::File {
-                        path: path.clone(),
-                        source,
-                    })?;
-                }
-                Some(Arc::new(f))
-            }
-            _ => None,
-        };
-        let namespaces = (1..=cfg.namespaces)
-            .map(|nsid| {
-                let backend = match (&cfg.backend, &file) {
-                    (BackendKind::Null, _) => Backend::Null,
-                    (BackendKind::File(_), Some(f)) => Backend::File {
-                        file: f.clone(),
-                        base: u64::from(nsid - 1) * cfg.ns_size,
-                    },
-                    _ => Backend::Ram(RamStore::new(cfg.ns_size).map_err(|source| {
-                        EmuError::Memory {
-                            bytes: cfg.ns_size,
-                            source,
-                        }
-                    })?),
-                };
-                Ok(Namespace::new(nsid, cfg.lba_size, blocks, backend))
-            })
-            .collect::<Result<_, EmuError>>()?;
-        let cap = Cap::new()
-            .with_mqes(cfg.mqes)
-            .with_cqr(true)
-            .with_to(cfg.timeout)
-            .with_dstrd(cfg.dstrd)
-            .with_css(nvme_spec::registers::CAP_CSS_NVM)
-            .with_mpsmin(cfg.mpsmin)
-            .with_mpsmax(cfg.mpsmax);
+        let storage = Storage::new(&cfg)?;
         let iommu = Arc::new(Iommu::new());
-        let n = usize::from(cfg.qpairs) + 1;
-        let sqs = (0..n)
-            .map(|_| {
-                CachePadded::new(Mutex::new(SqSlot {
-                    view: iommu.view(),
-                    q: None,
-                    counters: QueueCounters::default(),
-                    scratch: Scratch::default(),
-                }))
-            })
-            .collect();
-        let cqs = (0..n)
-            .map(|_| {
-                CachePadded::new(Mutex::new(CqSlot {
-                    view: iommu.view(),
-                    q: None,
-                }))
-            })
-            .collect();
         let ctrl = Arc::new(Self {
-            cap: cap.into_bits(),
-            stride_shift: 2 + u32::from(cfg.dstrd),
             max_xfer: cfg.max_transfer_bytes().unwrap_or(u64::MAX),
-            regs: Mutex::new(Regs::new()),
-            ready: AtomicBool::new(false),
-            cfs: AtomicBool::new(false),
-            page_shift: AtomicU32::new(12),
-            sqs,
-            cqs,
-            qregs: (0..n)
-                .map(|_| CachePadded::new(QueueRegs::default()))
-                .collect(),
+            regs: Registers::new(&cfg),
+            queues: Queues::new(usize::from(cfg.qpairs) + 1, &iommu),
             iommu: iommu.clone(),
-            namespaces,
-            vwc: AtomicBool::new(cfg.vwc),
-            admin: Mutex::new(AdminState::new(&cfg)),
-            events_pending: AtomicBool::new(false),
+            storage,
+            settings: Mutex::new(AdminSettings::new(&cfg)),
+            events: AsyncEvents::default(),
+            irq: Interrupts::default(),
+            health: Mutex::new(Health::new()),
             faults: FaultState::default(),
             log: Arc::new(LogState::new(cfg.log)),
-            global: GlobalCounters::default(),
-            vectors: Mutex::new(Vec::new()),
-            intms: AtomicU32::new(0),
-            irq_pending: AtomicU32::new(0),
+            counters: GlobalCounters::default(),
             worker: OnceLock::new(),
-            timer_running: AtomicBool::new(false),
             weak: OnceLock::new(),
             cfg,
         });
@@ -261,12 +126,7 @@ impl Ctrl {
         let weak = Arc::downgrade(&ctrl);
         iommu.set_refresh(Box::new(move |regions| {
             if let Some(ctrl) = weak.upgrade() {
-                for slot in ctrl.sqs.iter() {
-                    lock(slot).view.refresh(regions);
-                }
-                for slot in ctrl.cqs.iter() {
-                    lock(slot).view.refresh(regions);
-                }
+                ctrl.queues.refresh_views(regions);
             }
         }));
         if ctrl.cfg.mode == ExecMode::Threaded {
@@ -275,35 +135,49 @@ impl Ctrl {
         Ok(ctrl)
     }
 
+    /// Controller reset: every queue, pending request and volatile setting goes.
+    pub(crate) fn reset(&self) {
+        self.regs.ready.store(false, Ordering::Release);
+        self.queues.reset();
+        self.faults.held.clear();
+        *lock(&self.settings) = AdminSettings::new(&self.cfg);
+        self.events.reset();
+        self.storage.reset_write_cache();
+        self.regs.cfs.store(false, Ordering::Release);
+        self.irq.reset();
+        GlobalCounters::bump(&self.counters.resets);
+    }
+
+    /// Simulated power loss: every write not yet durable is lost.
+    pub(crate) fn power_cut(&self) {
+        let lost = self.storage.power_cut();
+        self.counters
+            .lost_blocks
+            .fetch_add(lost as u64, Ordering::Relaxed);
+        GlobalCounters::bump(&self.counters.power_cuts);
+        let mut health = lock(&self.health);
+        health.power_cycles += 1;
+        if !health.clean_shutdown {
+            health.unsafe_shutdowns += 1;
+        }
+    }
+
     pub(crate) fn max_transfer(&self) -> u64 {
         self.max_xfer
     }
 
-    pub(crate) fn page_size(&self) -> u64 {
-        1 << self.page_shift.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn stride_shift(&self) -> u32 {
-        self.stride_shift
-    }
-
     pub(crate) fn vwc_present(&self) -> bool {
-        self.cfg.vwc
-    }
-
-    /// Sets CSTS.CFS.
-    pub(crate) fn fatal(&self) {
-        self.cfs.store(true, Ordering::Release);
+        self.storage.write_cache_present
     }
 
     /// Posts overflowed completions and restarts submission queues that stalled on a full
     /// completion queue.
     pub(crate) fn resume_cq(&self, cqid: u16) {
         let sqs = {
-            let mut slot = lock(&self.cqs[usize::from(cqid)]);
+            let mut slot = lock(&self.queues.cqs[usize::from(cqid)]);
             let CqSlot { view, q } = &mut *slot;
             let Some(cq) = q.as_mut() else { return };
-            self.qregs[usize::from(cqid)]
+            self.queues.doorbells[usize::from(cqid)]
                 .cq_stalled
                 .store(false, Ordering::Release);
             self.drain_held(cqid, cq, view);
@@ -316,7 +190,7 @@ impl Ctrl {
 
     /// Fetches and executes every command between the SQ's head and its tail doorbell.
     pub(crate) fn process_sq(&self, qid: u16) {
-        let mut sq_guard = lock(&self.sqs[usize::from(qid)]);
+        let mut sq_guard = lock(&self.queues.sqs[usize::from(qid)]);
         let SqSlot {
             view,
             q,
@@ -329,13 +203,17 @@ impl Ctrl {
                 Ok(t) => t,
                 Err(_) => {
                     counters.dma_errors += 1;
-                    self.qregs[usize::from(qid)].sq_tail.load(Ordering::Acquire)
+                    self.queues.doorbells[usize::from(qid)]
+                        .sq_tail
+                        .load(Ordering::Acquire)
                 }
             },
-            None => self.qregs[usize::from(qid)].sq_tail.load(Ordering::Acquire),
+            None => self.queues.doorbells[usize::from(qid)]
+                .sq_tail
+                .load(Ordering::Acquire),
         };
         if tail >= sq.size {
-            GlobalCounters::bump(&self.global.invalid_doorbells);
+            GlobalCounters::bump(&self.counters.invalid_doorbells);
             drop(sq_guard);
             self.raise_event(AER_INVALID_DOORBELL_VALUE);
             return;
@@ -353,14 +231,14 @@ impl Ctrl {
             }
         }
         let cqid = sq.cqid;
-        let mut cq_guard = lock(&self.cqs[usize::from(cqid)]);
+        let mut cq_guard = lock(&self.queues.cqs[usize::from(cqid)]);
         let CqSlot {
             view: cq_view,
             q: cq_q,
         } = &mut *cq_guard;
         let Some(cq) = cq_q.as_mut() else { return };
-        let cq_db = &self.qregs[usize::from(cqid)].cq_head;
-        let page_size = self.page_size();
+        let cq_db = &self.queues.doorbells[usize::from(cqid)].cq_head;
+        let page_size = self.regs.page_size();
         let mut extra = Vec::new();
         let mut posted = false;
         let mut failed_fatally = false;
@@ -368,7 +246,7 @@ impl Ctrl {
         'fetch: loop {
             while sq.head != sq.tail {
                 if !cq.has_room(cq_view, cq_db) {
-                    self.qregs[usize::from(cqid)]
+                    self.queues.doorbells[usize::from(cqid)]
                         .cq_stalled
                         .store(true, Ordering::Release);
                     // The host may have freed room between the check and the flag.
@@ -376,7 +254,7 @@ impl Ctrl {
                         stalled = true;
                         break;
                     }
-                    self.qregs[usize::from(cqid)]
+                    self.queues.doorbells[usize::from(cqid)]
                         .cq_stalled
                         .store(false, Ordering::Release);
                 }
@@ -457,7 +335,7 @@ impl Ctrl {
                     _ => {}
                 }
                 if cq.post(cq_view, cqe).is_err() {
-                    GlobalCounters::bump(&self.global.dma_errors);
+                    GlobalCounters::bump(&self.counters.dma_errors);
                     failed_fatally = true;
                     break;
                 }
@@ -480,7 +358,7 @@ impl Ctrl {
                 Err(_) => failed_fatally = true,
             }
             if !cq.overflow.is_empty() {
-                self.qregs[usize::from(cqid)]
+                self.queues.doorbells[usize::from(cqid)]
                     .cq_stalled
                     .store(true, Ordering::Release);
             }
@@ -492,13 +370,13 @@ impl Ctrl {
             self.signal(cq.iv);
         }
         if failed_fatally {
-            self.fatal();
+            self.regs.fatal();
         }
     }
 
     /// Posts a completion from outside queue processing (held, aborted, async events).
     pub(crate) fn post_async(&self, cqid: u16, cqe: CompletionEntry) {
-        let mut slot = lock(&self.cqs[usize::from(cqid)]);
+        let mut slot = lock(&self.queues.cqs[usize::from(cqid)]);
         let CqSlot { view, q } = &mut *slot;
         let Some(cq) = q.as_mut() else { return };
         cq.overflow.push_back(cqe);
@@ -508,38 +386,18 @@ impl Ctrl {
     /// Posts the completions CQ `cqid` holds back as far as its free entries allow,
     /// signals them, and marks the queue stalled while some are still held.
     fn drain_held(&self, cqid: u16, cq: &mut CqState, view: &mut MemView) {
-        match cq.drain_overflow(view, &self.qregs[usize::from(cqid)].cq_head) {
+        match cq.drain_overflow(view, &self.queues.doorbells[usize::from(cqid)].cq_head) {
             Ok(n) if n > 0 && cq.ien => self.signal(cq.iv),
             Ok(_) => {}
             Err(_) => {
-                GlobalCounters::bump(&self.global.dma_errors);
-                self.fatal();
+                GlobalCounters::bump(&self.counters.dma_errors);
+                self.regs.fatal();
             }
         }
         if !cq.overflow.is_empty() {
-            self.qregs[usize::from(cqid)]
+            self.queues.doorbells[usize::from(cqid)]
                 .cq_stalled
                 .store(true, Ordering::Release);
-        }
-    }
-
-    fn record_error(&self, qid: u16, sqe: &SubmissionEntry, status: Status) {
-        let mut admin = lock(&self.admin);
-        admin.error_count += 1;
-        let entry = ErrorEntry {
-            count: admin.error_count,
-            sqid: qid,
-            cid: sqe.cid(),
-            status: status.without_phase(),
-            lba: io_lbas(qid, sqe).map_or(0, |r| r.start),
-            nsid: sqe.nsid,
-        };
-        if status.sct() == nvme_spec::StatusCodeType::MediaAndDataIntegrity {
-            admin.media_errors += 1;
-        }
-        admin.errors.push_back(entry);
-        if admin.errors.len() > usize::from(ELPE) + 1 {
-            admin.errors.pop_front();
         }
     }
 }

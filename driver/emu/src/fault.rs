@@ -3,11 +3,12 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nvme_spec::{CompletionEntry, Status};
+use nvme_spec::Status;
 
 use crate::controller::Ctrl;
+use crate::held::HeldCompletions;
 
 /// Which commands a fault applies to. Every field left `None` matches anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,23 +94,18 @@ struct Rule {
     remaining: Option<u32>,
 }
 
-/// A completion the controller is holding back.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Held {
-    pub cqid: u16,
-    pub cqe: CompletionEntry,
-    pub deadline: Option<Instant>,
-}
-
+/// Faults injected from a [`FaultControl`]. Each list is a leaf lock.
 #[derive(Default)]
 pub(crate) struct FaultState {
     /// Set whenever any rule or range is installed: the hot path checks only this.
     pub armed: AtomicBool,
+    /// Device removed: register reads return all ones, writes are ignored.
     pub gone: AtomicBool,
     rules: Mutex<Vec<Rule>>,
     media: Mutex<Vec<(u32, Range<u64>)>>,
     corrupt: Mutex<Vec<(u32, Range<u64>)>>,
-    pub held: Mutex<Vec<Held>>,
+    /// Completions held back by `Hold` and `Delay` rules.
+    pub held: HeldCompletions,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -125,10 +121,12 @@ fn overlaps(ranges: &[(u32, Range<u64>)], nsid: u32, lbas: &Range<u64>) -> Optio
 
 impl FaultState {
     fn rearm(&self) {
-        let any = !lock(&self.rules).is_empty()
-            || !lock(&self.media).is_empty()
-            || !lock(&self.corrupt).is_empty();
-        self.armed.store(any, Ordering::Release);
+        // One list at a time: they are leaf locks.
+        let rules = !lock(&self.rules).is_empty();
+        let media = !lock(&self.media).is_empty();
+        let corrupt = !lock(&self.corrupt).is_empty();
+        self.armed
+            .store(rules || media || corrupt, Ordering::Release);
     }
 
     #[inline]
@@ -249,7 +247,7 @@ impl FaultControl {
 
     /// Sets CSTS.CFS as a controller that hit a fatal error; a reset clears it.
     pub fn raise_cfs(&self) {
-        self.ctrl.fatal();
+        self.ctrl.regs.fatal();
     }
 
     /// Makes every register read return all ones and ignores writes (device removed),
@@ -260,7 +258,7 @@ impl FaultControl {
 
     /// Number of completions currently held back.
     pub fn held(&self) -> usize {
-        lock(&self.state().held).len()
+        lock(&self.state().held.list).len()
     }
 
     /// Posts every held completion now; returns how many.

@@ -1,25 +1,62 @@
 //! Completions held back by fault injection: holding, releasing, and the timer that
 //! releases delayed ones.
 
-use std::sync::atomic::Ordering;
-use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use nvme_spec::CompletionEntry;
 
 use crate::controller::{lock, Ctrl};
-use crate::fault::Held;
+
+/// A completion the controller is holding back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held {
+    pub cqid: u16,
+    pub cqe: CompletionEntry,
+    pub deadline: Option<Instant>,
+}
+
+/// Completions held back, and whether the timer thread that releases delayed ones runs.
+#[derive(Default)]
+pub(crate) struct HeldCompletions {
+    /// A leaf lock.
+    pub list: Mutex<Vec<Held>>,
+    pub timer_running: AtomicBool,
+}
+
+impl HeldCompletions {
+    /// Forgets every held completion (controller reset: their queues are gone).
+    pub(crate) fn clear(&self) {
+        lock(&self.list).clear();
+    }
+
+    /// Removes and returns every held completion for which `which` is true, in order.
+    pub(crate) fn take(&self, which: impl Fn(&Held) -> bool) -> Vec<Held> {
+        let mut held = lock(&self.list);
+        let (go, stay) = held.drain(..).partition(|h| which(h));
+        *held = stay;
+        go
+    }
+
+    /// Removes and returns the first held completion for which `which` is true.
+    pub(crate) fn take_first(&self, which: impl Fn(&Held) -> bool) -> Option<Held> {
+        let mut held = lock(&self.list);
+        let i = held.iter().position(which)?;
+        Some(held.remove(i))
+    }
+}
 
 impl Ctrl {
     /// Keeps `cqe` back (until released, aborted, or `delay` passes).
     pub(crate) fn hold(&self, cqid: u16, cqe: CompletionEntry, delay: Option<Duration>) {
         let deadline = delay.map(|d| Instant::now() + d);
-        lock(&self.faults.held).push(Held {
+        lock(&self.faults.held.list).push(Held {
             cqid,
             cqe,
             deadline,
         });
-        if delay.is_some() && !self.timer_running.swap(true, Ordering::AcqRel) {
+        if delay.is_some() && !self.faults.held.timer_running.swap(true, Ordering::AcqRel) {
             let Some(weak) = self.weak.get().cloned() else {
                 return;
             };
@@ -29,7 +66,10 @@ impl Ctrl {
             if let Err(e) = spawned {
                 // Called with queue locks held, so the completion cannot be posted here;
                 // it stays held for `FaultControl::release_held`.
-                self.timer_running.store(false, Ordering::Release);
+                self.faults
+                    .held
+                    .timer_running
+                    .store(false, Ordering::Release);
                 tracing::warn!("emu: cannot start the delay timer ({e}); completion stays held");
             }
         }
@@ -37,7 +77,7 @@ impl Ctrl {
 
     /// The earliest deadline among held completions, if any has one.
     fn next_deadline(&self) -> Option<Instant> {
-        lock(&self.faults.held)
+        lock(&self.faults.held.list)
             .iter()
             .filter_map(|h| h.deadline)
             .min()
@@ -45,12 +85,7 @@ impl Ctrl {
 
     /// Posts every held completion for which `which` is true; returns how many.
     pub(crate) fn release_held(&self, which: impl Fn(&Held) -> bool) -> usize {
-        let released: Vec<Held> = {
-            let mut held = lock(&self.faults.held);
-            let (go, stay) = held.drain(..).partition(|h| which(h));
-            *held = stay;
-            go
-        };
+        let released = self.faults.held.take(which);
         for h in &released {
             self.post_async(h.cqid, h.cqe);
         }
@@ -73,10 +108,14 @@ fn timer_loop(weak: Weak<Ctrl>) {
                 }
             }
             None => {
-                ctrl.timer_running.store(false, Ordering::Release);
+                ctrl.faults
+                    .held
+                    .timer_running
+                    .store(false, Ordering::Release);
                 // A delay may have been added after the check: keep going if so and no
                 // other timer took over.
-                if ctrl.next_deadline().is_none() || ctrl.timer_running.swap(true, Ordering::AcqRel)
+                if ctrl.next_deadline().is_none()
+                    || ctrl.faults.held.timer_running.swap(true, Ordering::AcqRel)
                 {
                     return;
                 }

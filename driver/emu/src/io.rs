@@ -28,11 +28,7 @@ impl Ctrl {
             ctx.counters.flushes += 1;
             return self.flush(sqe);
         }
-        let ns = match sqe
-            .nsid
-            .checked_sub(1)
-            .and_then(|i| self.namespaces.get(i as usize))
-        {
+        let ns = match self.storage.get(sqe.nsid) {
             Some(ns) => ns,
             None => {
                 ctx.counters.other_io += 1;
@@ -147,7 +143,7 @@ impl Ctrl {
             Ok(v) => v,
             Err(s) => return done(s),
         };
-        let cached = !sqe.fua() && self.vwc.load(Ordering::Relaxed);
+        let cached = !sqe.fua() && self.storage.write_cache.load(Ordering::Relaxed);
         if ns.write(slba, &ctx.scratch.segs, cached).is_err() {
             return done(Status::media(M::WriteFault));
         }
@@ -159,13 +155,9 @@ impl Ctrl {
 
     fn flush(&self, sqe: &SubmissionEntry) -> Outcome {
         let targets: &[Namespace] = if sqe.nsid == nvme_spec::command::NSID_ALL {
-            &self.namespaces
+            &self.storage.namespaces
         } else {
-            match sqe
-                .nsid
-                .checked_sub(1)
-                .and_then(|i| self.namespaces.get(i as usize))
-            {
+            match self.storage.get(sqe.nsid) {
                 Some(ns) => std::slice::from_ref(ns),
                 None => return done(generic(G::InvalidNamespaceOrFormat)),
             }

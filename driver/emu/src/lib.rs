@@ -26,6 +26,7 @@ mod backend;
 mod cache;
 mod controller;
 mod events;
+mod health;
 mod held;
 mod io;
 mod iommu;
@@ -49,7 +50,6 @@ pub use log::{CommandLog, LogEntry};
 pub use stats::EmuStats;
 
 use controller::{lock, Ctrl};
-use stats::QueueCounters;
 
 /// An emulated NVMe controller. Cloning gives another handle to the same controller.
 #[derive(Clone)]
@@ -155,30 +155,21 @@ impl EmuController {
 
     /// Whether the volatile write cache is currently enabled.
     pub fn write_cache_enabled(&self) -> bool {
-        self.ctrl.vwc.load(Ordering::Acquire)
+        self.ctrl.storage.write_cache_enabled()
     }
 
     /// Number of blocks sitting in the volatile write cache of namespace `nsid` (not yet
     /// durable), or `None` for an unknown namespace.
     pub fn cached_blocks(&self, nsid: u32) -> Option<usize> {
-        let ns = self.ctrl.namespaces.get(nsid.checked_sub(1)? as usize)?;
-        Some(ns.cache.len())
+        Some(self.ctrl.storage.get(nsid)?.cache.len())
     }
 
     /// A snapshot of the controller's counters.
     pub fn stats(&self) -> EmuStats {
         let c = &*self.ctrl;
-        let mut io = QueueCounters::default();
-        let mut admin = QueueCounters::default();
-        for (i, slot) in c.sqs.iter().enumerate() {
-            let counters = lock(slot).counters;
-            if i == 0 {
-                admin.add(&counters);
-            } else {
-                io.add(&counters);
-            }
-        }
-        let g = &c.global;
+        let admin = lock(&c.queues.sqs[0]).counters;
+        let io = c.queues.io_counters();
+        let g = &c.counters;
         EmuStats {
             commands: io.commands + admin.commands,
             admin_commands: admin.commands,

@@ -1,10 +1,124 @@
-//! A namespace: a range of logical blocks over a backend, seen through the write cache.
+//! Namespaces: ranges of logical blocks over a backend, seen through the volatile write
+//! cache, and the switch that enables that cache.
 
+use std::fs::OpenOptions;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, RamStore};
 use crate::cache::WriteCache;
+use crate::config::{BackendKind, EmuConfig};
+use crate::error::EmuError;
 use crate::iommu::HostSlice;
+
+/// The controller's namespaces and its volatile write cache switch.
+pub(crate) struct Storage {
+    /// Namespace `nsid` at index `nsid - 1`.
+    pub namespaces: Box<[Namespace]>,
+    /// Whether the controller has a volatile write cache (Identify Controller VWC).
+    pub write_cache_present: bool,
+    /// Whether the cache is enabled (Set Features Volatile Write Cache): writes without
+    /// FUA then complete before they are durable.
+    pub write_cache: AtomicBool,
+}
+
+impl Storage {
+    /// The namespaces `cfg` describes, on RAM, a file (opened, and grown to hold them
+    /// all) or nothing.
+    pub(crate) fn new(cfg: &EmuConfig) -> Result<Self, EmuError> {
+        let blocks = cfg.blocks_per_namespace();
+        let file = match &cfg.backend {
+            BackendKind::File(path) => {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+                    .map_err(|source| EmuError::File {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let want = cfg.ns_size * u64::from(cfg.namespaces);
+                let have = f
+                    .metadata()
+                    .map_err(|source| EmuError::File {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .len();
+                if have < want {
+                    f.set_len(want).map_err(|source| EmuError::File {
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
+                Some(Arc::new(f))
+            }
+            _ => None,
+        };
+        let namespaces = (1..=cfg.namespaces)
+            .map(|nsid| {
+                let backend = match (&cfg.backend, &file) {
+                    (BackendKind::Null, _) => Backend::Null,
+                    (BackendKind::File(_), Some(f)) => Backend::File {
+                        file: f.clone(),
+                        base: u64::from(nsid - 1) * cfg.ns_size,
+                    },
+                    _ => Backend::Ram(RamStore::new(cfg.ns_size).map_err(|source| {
+                        EmuError::Memory {
+                            bytes: cfg.ns_size,
+                            source,
+                        }
+                    })?),
+                };
+                Ok(Namespace::new(nsid, cfg.lba_size, blocks, backend))
+            })
+            .collect::<Result<_, EmuError>>()?;
+        Ok(Self {
+            namespaces,
+            write_cache_present: cfg.vwc,
+            write_cache: AtomicBool::new(cfg.vwc),
+        })
+    }
+
+    /// Namespace `nsid`, if it exists.
+    #[inline]
+    pub(crate) fn get(&self, nsid: u32) -> Option<&Namespace> {
+        self.namespaces.get(nsid.checked_sub(1)? as usize)
+    }
+
+    /// Whether writes without FUA may complete from the cache.
+    #[inline]
+    pub(crate) fn write_cache_enabled(&self) -> bool {
+        self.write_cache.load(Ordering::Acquire)
+    }
+
+    /// Enables or disables the write cache; disabling first makes every cached write
+    /// durable (and fails, leaving the cache on, if that fails).
+    pub(crate) fn set_write_cache(&self, enable: bool) -> io::Result<()> {
+        if !enable {
+            for ns in self.namespaces.iter() {
+                ns.flush()?;
+            }
+        }
+        self.write_cache.store(enable, Ordering::Release);
+        Ok(())
+    }
+
+    /// Controller reset: the cache is enabled again if the controller has one.
+    pub(crate) fn reset_write_cache(&self) {
+        if !self.write_cache_enabled() && self.write_cache_present {
+            self.write_cache.store(true, Ordering::Release);
+        }
+    }
+
+    /// Power loss: every write not yet durable is lost; returns how many blocks.
+    pub(crate) fn power_cut(&self) -> usize {
+        self.namespaces.iter().map(|ns| ns.power_cut()).sum()
+    }
+}
 
 /// Copies `src` into the scatter list `segs` starting at byte `at` of the transfer.
 pub(crate) fn sg_copy_from(segs: &[HostSlice], mut at: usize, mut src: &[u8]) {

@@ -1,12 +1,125 @@
-//! Submission and completion queue state, owned by per-queue slots.
+//! Submission and completion queue state, owned by per-queue slots, and the doorbells.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
+use crossbeam_utils::CachePadded;
 use nvme_spec::CompletionEntry;
 
-use crate::iommu::{DmaFault, HostSlice, MemView};
+use crate::controller::lock;
+use crate::iommu::{DmaFault, HostSlice, Iommu, MemView, Region};
 use crate::stats::QueueCounters;
+
+/// Every queue id's slots and doorbells (index 0: the admin queue pair). Each entry
+/// has its own cache line, so queue pairs driven from different threads share none.
+pub(crate) struct Queues {
+    /// Submission queue slots, locked for a whole batch of commands.
+    pub sqs: Box<[CachePadded<Mutex<SqSlot>>]>,
+    /// Completion queue slots.
+    pub cqs: Box<[CachePadded<Mutex<CqSlot>>]>,
+    /// Doorbell values and the sizes they are checked against.
+    pub doorbells: Box<[CachePadded<Doorbells>]>,
+}
+
+/// One queue id's doorbell registers and the sizes they are checked against (0: no queue).
+#[derive(Default)]
+pub(crate) struct Doorbells {
+    pub sq_tail: AtomicU32,
+    pub cq_head: AtomicU32,
+    pub sq_size: AtomicU32,
+    pub cq_size: AtomicU32,
+    /// Set while the CQ has completions waiting for room: its head doorbell resumes it.
+    pub cq_stalled: AtomicBool,
+}
+
+impl Queues {
+    /// `n` queue ids with no queue, their views on `iommu`'s current mappings.
+    pub(crate) fn new(n: usize, iommu: &Iommu) -> Self {
+        Self {
+            sqs: (0..n)
+                .map(|_| {
+                    CachePadded::new(Mutex::new(SqSlot {
+                        view: iommu.view(),
+                        q: None,
+                        counters: QueueCounters::default(),
+                        scratch: Scratch::default(),
+                    }))
+                })
+                .collect(),
+            cqs: (0..n)
+                .map(|_| {
+                    CachePadded::new(Mutex::new(CqSlot {
+                        view: iommu.view(),
+                        q: None,
+                    }))
+                })
+                .collect(),
+            doorbells: (0..n)
+                .map(|_| CachePadded::new(Doorbells::default()))
+                .collect(),
+        }
+    }
+
+    /// Gives every slot's view the new mappings, one slot lock at a time.
+    pub(crate) fn refresh_views(&self, regions: &Arc<[Region]>) {
+        for slot in self.sqs.iter() {
+            lock(slot).view.refresh(regions);
+        }
+        for slot in self.cqs.iter() {
+            lock(slot).view.refresh(regions);
+        }
+    }
+
+    /// Creates the admin queue pair (CC.EN 0 to 1): SQ at `asq`, CQ at `acq`.
+    pub(crate) fn create_admin(&self, asq: u64, sq_entries: u32, acq: u64, cq_entries: u32) {
+        {
+            let mut cq = lock(&self.cqs[0]);
+            let mut state = CqState::new(acq, cq_entries, true, 0);
+            state.sqs.push(0);
+            cq.q = Some(state);
+        }
+        lock(&self.sqs[0]).q = Some(SqState {
+            base: asq,
+            size: sq_entries,
+            head: 0,
+            tail: 0,
+            cqid: 0,
+            shadow: None,
+            aborts: Vec::new(),
+        });
+        let db = &self.doorbells[0];
+        db.sq_tail.store(0, Ordering::Release);
+        db.cq_head.store(0, Ordering::Release);
+        db.sq_size.store(sq_entries, Ordering::Release);
+        db.cq_size.store(cq_entries, Ordering::Release);
+    }
+
+    /// The counters of every I/O queue summed (the admin slot, which the caller may
+    /// hold, is not locked).
+    pub(crate) fn io_counters(&self) -> QueueCounters {
+        let mut c = QueueCounters::default();
+        for slot in self.sqs.iter().skip(1) {
+            c.add(&lock(slot).counters);
+        }
+        c
+    }
+
+    /// Deletes every queue and clears the doorbells (counters and views stay).
+    pub(crate) fn reset(&self) {
+        for (slot, db) in self.sqs.iter().zip(self.doorbells.iter()) {
+            lock(slot).q = None;
+            db.sq_size.store(0, Ordering::Release);
+            db.sq_tail.store(0, Ordering::Release);
+        }
+        for (slot, db) in self.cqs.iter().zip(self.doorbells.iter()) {
+            lock(slot).q = None;
+            db.cq_size.store(0, Ordering::Release);
+            db.cq_head.store(0, Ordering::Release);
+            db.cq_stalled.store(false, Ordering::Release);
+        }
+    }
+}
 
 /// Shadow doorbell and EventIdx addresses of one queue (Doorbell Buffer Config).
 #[derive(Debug, Clone, Copy)]

@@ -19,7 +19,7 @@ pub(crate) struct Worker {
 
 impl Ctrl {
     pub(crate) fn start_worker(self: &Arc<Self>) -> Result<(), EmuError> {
-        let words = self.sqs.len().div_ceil(64);
+        let words = self.queues.sqs.len().div_ceil(64);
         let weak = Arc::downgrade(self);
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
@@ -69,7 +69,7 @@ impl Ctrl {
                 self.process_sq((word * 64 + bit) as u16);
             }
         }
-        if any && self.events_pending.load(Ordering::Relaxed) {
+        if any && self.events.pending.load(Ordering::Relaxed) {
             self.deliver_events();
         }
         any

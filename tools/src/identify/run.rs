@@ -40,7 +40,7 @@ pub fn run(device: &str) -> Result<IdentifyReport, ToolError> {
 /// malformed list; either way the rest of the report stands.
 fn descriptors<T: Transport>(ctrl: &nvme::Controller<T>, nsid: u32) -> Option<NamespaceIds> {
     let page = ctrl
-        .identify(Cns::NAMESPACE_DESCRIPTOR_LIST.0, nsid)
+        .identify(Cns::NAMESPACE_DESCRIPTOR_LIST, nsid)
         .map_err(|e| tracing::warn!(nsid, "namespace identification descriptors: {e}"))
         .ok()?;
     NamespaceIds::parse(&page)
