@@ -86,6 +86,8 @@
 //! machine. Criterion's separate runs (`cargo bench -p dio --bench read`) move by
 //! tens of percent when anything else runs; compare both sides of one run only.
 
+#![forbid(unsafe_code)]
+
 mod buf;
 mod completion;
 mod engine;
@@ -106,7 +108,7 @@ mod fake;
 mod tests;
 
 pub use buf::DmaBuf;
-pub use engine::{AsyncDone, Dio, DioStats, Direction, Submitted};
+pub use engine::{AsyncDone, Dio, DioStats, Direction, Request, Submitted};
 pub use error::DioError;
 pub use iomap::{
     CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps, Mapping, MappingFlags, MappingKind,

@@ -258,13 +258,11 @@ fn overwrite_only_rejects_new_or_shared_mappings_from_any_provider() {
     }
     let mut it = iter(&dev, 4096, 2);
     let e = dio.rw(
-        Direction::Write,
+        Request::write().flags(DioFlags::OVERWRITE_ONLY),
         &mut Kiocb::default(),
         &mut it,
         &NewMap,
         &NoHooks,
-        DioFlags::OVERWRITE_ONLY,
-        0,
     );
     assert_eq!(e.unwrap_err().errno(), libc::EAGAIN);
     assert!(dev.log().is_empty());
@@ -766,13 +764,11 @@ fn asynchronous_request_is_queued_and_completes_through_the_callback() {
     let d2 = done.clone();
     let it = iter(&dev, 4096, 6);
     let r = dio.rw_async(
-        Direction::Write,
+        Request::write().done_before(100),
         Kiocb::new(16384, KiocbFlags::DSYNC),
         it,
         &f,
         Arc::new(f.clone()),
-        DioFlags::empty(),
-        100,
         Box::new(move |d| *d2.lock().unwrap() = Some((d.iocb.pos, d.result))),
     );
     assert!(matches!(r, Submitted::Queued));
@@ -795,13 +791,11 @@ fn force_wait_completes_an_asynchronous_request_before_returning() {
     let raw = Arc::new(RawNamespace::new(dio.caps()));
     let it = iter(&dev, 4096, 6);
     let r = dio.rw_async(
-        Direction::Write,
+        Request::write().flags(DioFlags::FORCE_WAIT),
         Kiocb::default(),
         it,
         &*raw,
         raw.clone(),
-        DioFlags::FORCE_WAIT,
-        0,
         Box::new(|_| panic!("callback must not run")),
     );
     let Submitted::Done(d) = r else {
@@ -834,13 +828,11 @@ fn done_before_is_added_and_the_position_advances() {
     let mut it = iter(&dev, 4096, 1);
     let mut io = Kiocb::new(8192, KiocbFlags::empty());
     let r = dio.rw(
-        Direction::Write,
+        Request::write().done_before(512),
         &mut io,
         &mut it,
         &raw,
         &NoHooks,
-        DioFlags::empty(),
-        512,
     );
     assert_eq!(r, Ok(4608));
     assert_eq!(io.pos, 12288);
@@ -1019,7 +1011,7 @@ fn random_verified_io_with_many_requests_in_flight() {
             model[pos as usize..pos as usize + len].fill(byte);
             let errs = errors.clone();
             let r = dio.rw_async(
-                Direction::Write,
+                Request::write(),
                 Kiocb::new(
                     pos,
                     if round % 2 == 0 {
@@ -1031,8 +1023,6 @@ fn random_verified_io_with_many_requests_in_flight() {
                 iter(&dev, len, byte),
                 &*raw,
                 raw.clone(),
-                DioFlags::empty(),
-                0,
                 Box::new(move |d| {
                     if d.result != Ok(d.iter.buffers()[0].len()) {
                         *errs.lock().unwrap() += 1;
@@ -1218,13 +1208,11 @@ fn async_raw_write_crossing_the_end_is_cut_and_hands_back_the_whole_iterator() {
     let done = Arc::new(Mutex::new(None));
     let d = done.clone();
     let sub = dio.rw_async(
-        Direction::Write,
+        Request::write(),
         Kiocb::new(end - 4096, KiocbFlags::empty()),
         iter(&dev, 8192, 3),
         &*raw,
         raw.clone(),
-        DioFlags::empty(),
-        0,
         Box::new(move |a: AsyncDone<FakeBuf>| {
             *d.lock().unwrap() = Some((a.result, a.iocb.pos, a.iter.count()));
         }),
@@ -1242,13 +1230,11 @@ fn async_raw_write_crossing_the_end_is_cut_and_hands_back_the_whole_iterator() {
     assert_eq!(dev.log(), write_of_the_last_4k(end));
     // At the end: ENOSPC at once.
     let sub = dio.rw_async(
-        Direction::Write,
+        Request::write(),
         Kiocb::new(end, KiocbFlags::empty()),
         iter(&dev, 4096, 3),
         &*raw,
         raw.clone(),
-        DioFlags::empty(),
-        0,
         Box::new(|_| panic!("a request refused at submission has no callback")),
     );
     let Submitted::Done(a) = sub else {
@@ -1304,26 +1290,22 @@ fn synchronous_read_runs_while_every_slot_holds_an_asynchronous_request() {
     let done = Arc::new(Mutex::new(None));
     let d2 = done.clone();
     let r = dio.rw_async(
-        Direction::Write,
+        Request::write(),
         Kiocb::default(),
         iter(&dev, 4096, 6),
         &*raw,
         raw.clone(),
-        DioFlags::empty(),
-        0,
         Box::new(move |d| *d2.lock().unwrap() = Some(d.result)),
     );
     assert!(matches!(r, Submitted::Queued));
     assert_eq!(dio.in_flight(), 1);
     // The only pool slot is taken: a second asynchronous request is refused.
     let busy = dio.rw_async(
-        Direction::Write,
+        Request::write(),
         Kiocb::new(4096, KiocbFlags::empty()),
         iter(&dev, 4096, 7),
         &*raw,
         raw.clone(),
-        DioFlags::empty(),
-        0,
         Box::new(|_| {}),
     );
     assert!(matches!(
