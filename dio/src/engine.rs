@@ -842,9 +842,7 @@ pub(crate) fn queue_error(e: QueueError) -> DioError {
             reason: "the submission queue is full",
         },
         QueueError::Invalid(reason) => DioError::InvalidRequest { reason },
-        QueueError::Failed(_) => DioError::Io {
-            reason: "the queue pair failed",
-        },
+        QueueError::Failed(source) => DioError::QueueFailed { source },
     }
 }
 

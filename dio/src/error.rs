@@ -1,5 +1,9 @@
 //! The errors of the direct-I/O layer, each with the errno a POSIX caller expects.
 
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
 /// Why a direct-I/O request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DioError {
@@ -24,6 +28,13 @@ pub enum DioError {
     Io {
         /// What failed, in words.
         reason: &'static str,
+    },
+    /// The queue pair failed (the controller failed or the queue is unusable).
+    #[error("I/O error: the queue pair failed")]
+    QueueFailed {
+        /// What the queue pair reported.
+        #[source]
+        source: Cause,
     },
     /// A device command completed with an error status.
     #[error("device failed a {op} command: NVMe status {status:#06x} (retry {})", if *dnr { "not allowed" } else { "allowed" })]
@@ -82,7 +93,9 @@ impl DioError {
     pub fn errno(&self) -> i32 {
         match self {
             DioError::Inval { .. } | DioError::InvalidRequest { .. } => libc::EINVAL,
-            DioError::Io { .. } | DioError::Device { .. } => libc::EIO,
+            DioError::Io { .. } | DioError::QueueFailed { .. } | DioError::Device { .. } => {
+                libc::EIO
+            }
             DioError::Again { .. } | DioError::Busy { .. } => libc::EAGAIN,
             DioError::Fault { .. } => libc::EFAULT,
             DioError::NoSpace { .. } => libc::ENOSPC,
@@ -91,3 +104,42 @@ impl DioError {
         }
     }
 }
+
+/// A lower layer's error kept as the cause of a [`DioError`] or
+/// [`QueueError`](crate::QueueError): it prints as that error and hands on its
+/// source. Two causes are equal when they print the same.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// Keeps `e` as a cause.
+    pub fn new(e: impl Error + Send + Sync + 'static) -> Self {
+        Cause(Arc::new(e))
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl Error for Cause {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Cause {}

@@ -109,7 +109,7 @@ mod tests;
 
 pub use buf::DmaBuf;
 pub use engine::{AsyncDone, Dio, DioStats, Direction, Request, Submitted};
-pub use error::DioError;
+pub use error::{Cause, DioError};
 pub use iomap::{
     CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps, Mapping, MappingFlags, MappingKind,
     NoHooks,
