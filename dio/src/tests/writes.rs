@@ -165,7 +165,7 @@ fn buffers_breaking_the_page_rule_start_a_new_command() {
     let mut it = IovIter::new(vec![dev.buf(512), dev.buf(4096), dev.buf(4096)]);
     dio.write(&mut Kiocb::default(), &mut it, &raw, &NoHooks)
         .unwrap();
-    assert_eq!(dev.log(), vec![write_cmd(0, 1), write_cmd(1, 16),]);
+    assert_eq!(dev.log(), vec![write_cmd(0, 1), write_cmd(1, 16)]);
 }
 
 #[test]

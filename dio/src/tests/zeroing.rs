@@ -11,7 +11,7 @@ fn write_into_new_block_zeroes_head_and_tail_with_write_zeroes() {
     let b = 2048;
     assert_eq!(
         dev.log(),
-        vec![zeroes_cmd(b, 2), write_cmd(b + 2, 1), zeroes_cmd(b + 3, 5),]
+        vec![zeroes_cmd(b, 2), write_cmd(b + 2, 1), zeroes_cmd(b + 3, 5)]
     );
     assert_eq!(dio.stats().zeroed_bytes, 3584);
     assert_eq!(f.size(), 1536);
@@ -25,7 +25,7 @@ fn zeroing_without_write_zeroes_writes_the_zero_buffer() {
     let mut it = iter(&dev, 512, 7);
     f.write(&mut dio, &mut at(0), &mut it, DioFlags::empty())
         .unwrap();
-    assert_eq!(dev.log(), vec![write_cmd(2048, 1), write_cmd(2049, 7),]);
+    assert_eq!(dev.log(), vec![write_cmd(2048, 1), write_cmd(2049, 7)]);
     let mut expect = vec![7u8; 512];
     expect.resize(4096, 0);
     assert_eq!(dev.media(1 << 20, 4096), expect);
@@ -41,7 +41,7 @@ fn unwritten_extent_write_zeroes_head_and_tail_then_converts() {
     let b = 2048 + 8;
     assert_eq!(
         writes(&dev.log()),
-        vec![zeroes_cmd(b, 1), write_cmd(b + 1, 2), zeroes_cmd(b + 3, 5),]
+        vec![zeroes_cmd(b, 1), write_cmd(b + 1, 2), zeroes_cmd(b + 3, 5)]
     );
     let ext = f.extents();
     assert_eq!(ext.len(), 2);
@@ -56,7 +56,7 @@ fn write_ending_past_eof_zeroes_the_tail_but_not_the_head() {
     f.write(&mut dio, &mut at(8192 + 1024), &mut it, DioFlags::empty())
         .unwrap();
     let b = 2048 + 16;
-    assert_eq!(dev.log(), vec![write_cmd(b + 2, 1), zeroes_cmd(b + 3, 5),]);
+    assert_eq!(dev.log(), vec![write_cmd(b + 2, 1), zeroes_cmd(b + 3, 5)]);
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn tail_zeroing_runs_when_submission_stops_part_way() {
     let r = f.write(&mut dio, &mut io, &mut it, DioFlags::PARTIAL);
     assert_eq!(r, Ok(1024));
     assert_eq!(io.pos, 1024);
-    assert_eq!(dev.log(), vec![write_cmd(2048, 2), zeroes_cmd(2050, 6),]);
+    assert_eq!(dev.log(), vec![write_cmd(2048, 2), zeroes_cmd(2050, 6)]);
     assert_eq!(f.size(), 1024);
 }
 
