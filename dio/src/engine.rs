@@ -842,7 +842,9 @@ pub(crate) fn queue_error(e: QueueError) -> DioError {
             reason: "the submission queue is full",
         },
         QueueError::Invalid(reason) => DioError::InvalidRequest { reason },
-        QueueError::Failed(source) => DioError::QueueFailed { source },
+        QueueError::Failed(_) => DioError::Io {
+            reason: "the queue pair failed",
+        },
     }
 }
 
