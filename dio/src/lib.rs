@@ -10,7 +10,8 @@
 //! - [`DioQueue`]: what the layer needs from a queue pair; [`nvme_qp::NvmeQueue`]
 //!   implements it for the driver, so the core never names a driver type.
 //! - [`Dio`]: the engine, one per thread and queue pair; [`Dio::rw`] (synchronous)
-//!   and [`Dio::rw_async`] (callback), completions routed by a `u64` tag.
+//!   and [`Dio::rw_async`] (callback) take a [`Request`] (direction, options,
+//!   bytes done before), completions routed by a `u64` tag.
 //! - [`providers`]: the raw namespace and an in-memory extent-mapped file layer.
 //!
 //! # Rules (after `fs/iomap/direct-io.c`)
