@@ -1,6 +1,7 @@
 //! Completion routing: reaping the queue pair, issuing the flush a synchronous
-//! write needs, and finishing asynchronous requests (the seed's
-//! reference-counted `iomap_dio` completion).
+//! write needs, and finishing asynchronous requests (Linux's reference-counted
+//! `struct iomap_dio`: `iomap_dio_bio_end_io` and `iomap_dio_complete` in
+//! `fs/iomap/direct-io.c`).
 
 use std::time::Duration;
 

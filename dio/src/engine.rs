@@ -1,5 +1,5 @@
-//! [`Dio`]: turns requests into NVMe commands on one queue pair (the seed's
-//! `__iomap_dio_rw` and `iomap_dio_bio_iter`).
+//! [`Dio`]: turns requests into NVMe commands on one queue pair (Linux's
+//! `__iomap_dio_rw` and `iomap_dio_bio_iter` in `fs/iomap/direct-io.c`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +30,62 @@ pub enum Direction {
     Read,
     /// Memory to device.
     Write,
+}
+
+/// How a request is issued, beyond its [`Kiocb`]: the arguments `iomap_dio_rw`
+/// takes besides the iocb, iterator and operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// Read or write.
+    pub dir: Direction,
+    /// Caller options (`dio_flags`).
+    pub flags: DioFlags,
+    /// Bytes an earlier part of the request already transferred; added to the result.
+    pub done_before: usize,
+}
+
+impl Request {
+    /// A request in direction `dir` with no options and nothing done before.
+    #[inline]
+    pub const fn new(dir: Direction) -> Self {
+        Request {
+            dir,
+            flags: DioFlags::empty(),
+            done_before: 0,
+        }
+    }
+
+    /// A read with no options and nothing done before.
+    #[inline]
+    pub const fn read() -> Self {
+        Self::new(Direction::Read)
+    }
+
+    /// A write with no options and nothing done before.
+    #[inline]
+    pub const fn write() -> Self {
+        Self::new(Direction::Write)
+    }
+
+    /// This request with the options `flags`.
+    #[inline]
+    pub const fn flags(mut self, flags: DioFlags) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// This request with `done_before` bytes already transferred.
+    #[inline]
+    pub const fn done_before(mut self, done_before: usize) -> Self {
+        self.done_before = done_before;
+        self
+    }
+
+    /// Whether the request writes.
+    #[inline(always)]
+    pub(crate) fn is_write(&self) -> bool {
+        self.dir == Direction::Write
+    }
 }
 
 /// Counters of what the layer did on its queue pair.
@@ -70,11 +126,50 @@ pub struct AsyncDone<B> {
 /// Per-request submission state that does not outlive submission.
 pub(crate) struct Submit {
     pub(crate) slot: usize,
+    pub(crate) write: bool,
     /// NOWAIT: a full queue fails the request instead of waiting for room.
     pub(crate) nowait: bool,
+    /// What the provider is told about the request.
+    pub(crate) map_flags: IomapFlags,
+    /// The caller's options.
+    pub(crate) dio_flags: DioFlags,
     pub(crate) i_size: u64,
     pub(crate) fs_block: u64,
     pub(crate) commands: u32,
+}
+
+impl Submit {
+    /// The submission state of `req` at `iocb` in `slot`.
+    #[inline]
+    pub(crate) fn new(slot: usize, req: Request, iocb: &Kiocb, i_size: u64, fs_block: u64) -> Self {
+        Submit {
+            slot,
+            write: req.is_write(),
+            nowait: iocb.flags.contains(KiocbFlags::NOWAIT),
+            map_flags: map_flags(req, iocb.flags),
+            dio_flags: req.flags,
+            i_size,
+            fs_block,
+            commands: 0,
+        }
+    }
+}
+
+/// What the provider is told about a request (`IOMAP_DIRECT`, `IOMAP_WRITE`,
+/// `IOMAP_NOWAIT`, `IOMAP_OVERWRITE_ONLY`).
+#[inline]
+pub(crate) fn map_flags(req: Request, flags: KiocbFlags) -> IomapFlags {
+    let mut map_flags = IomapFlags::DIRECT;
+    if req.is_write() {
+        map_flags |= IomapFlags::WRITE;
+        if req.flags.contains(DioFlags::OVERWRITE_ONLY) {
+            map_flags |= IomapFlags::OVERWRITE_ONLY;
+        }
+    }
+    if flags.contains(KiocbFlags::NOWAIT) {
+        map_flags |= IomapFlags::NOWAIT;
+    }
+    map_flags
 }
 
 /// The direct-I/O engine for one queue pair; one per thread.
@@ -249,7 +344,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         ops: &M,
         dops: &D,
     ) -> Result<usize, DioError> {
-        self.rw(Direction::Read, iocb, iter, ops, dops, DioFlags::empty(), 0)
+        self.rw(Request::read(), iocb, iter, ops, dops)
     }
 
     /// Writes `iter` at `iocb.pos`, waiting for completion.
@@ -261,86 +356,63 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         ops: &M,
         dops: &D,
     ) -> Result<usize, DioError> {
-        self.rw(
-            Direction::Write,
-            iocb,
-            iter,
-            ops,
-            dops,
-            DioFlags::empty(),
-            0,
-        )
+        self.rw(Request::write(), iocb, iter, ops, dops)
     }
 
     /// A synchronous request: issues the commands and waits for them.
     ///
-    /// Returns the bytes transferred plus `done_before`, and advances `iocb.pos`;
-    /// on error `iocb.pos` is unchanged. With HIPRI the wait polls the queue pair
-    /// if the request became a single command, otherwise it sleeps on the interrupt.
-    #[allow(clippy::too_many_arguments)]
+    /// Returns the bytes transferred plus `req.done_before`, and advances
+    /// `iocb.pos`; on error `iocb.pos` is unchanged. With HIPRI the wait polls the
+    /// queue pair if the request became a single command, otherwise it sleeps on
+    /// the interrupt.
     #[inline]
     pub fn rw<M: IomapOps + ?Sized, D: DioOps + ?Sized>(
         &mut self,
-        dir: Direction,
+        req: Request,
         iocb: &mut Kiocb,
         iter: &mut IovIter<B>,
         ops: &M,
         dops: &D,
-        dio_flags: DioFlags,
-        done_before: usize,
     ) -> Result<usize, DioError> {
-        if dir == Direction::Write && ops.write_limit().is_some() {
-            return self.rw_limited(iocb, iter, ops, dops, dio_flags, done_before);
+        if req.is_write() && ops.write_limit().is_some() {
+            return self.rw_limited(req, iocb, iter, ops, dops);
         }
-        self.rw_single(dir, iocb, iter, ops, dops, dio_flags, done_before)
+        self.rw_single(req, iocb, iter, ops, dops)
     }
 
     /// A synchronous write to a provider with a write limit: cut at the limit
     /// (`blkdev_write_iter`), then issued as usual; the iterator is re-expanded
     /// by the bytes cut off.
-    #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn rw_limited<M: IomapOps + ?Sized, D: DioOps + ?Sized>(
         &mut self,
+        req: Request,
         iocb: &mut Kiocb,
         iter: &mut IovIter<B>,
         ops: &M,
         dops: &D,
-        dio_flags: DioFlags,
-        done_before: usize,
     ) -> Result<usize, DioError> {
         let cut = cut_at_limit(iocb.pos, iter, ops)?;
-        let r = self.rw_single(
-            Direction::Write,
-            iocb,
-            iter,
-            ops,
-            dops,
-            dio_flags,
-            done_before,
-        );
+        let r = self.rw_single(req, iocb, iter, ops, dops);
         iter.reexpand(iter.count() + cut);
         r
     }
 
     /// A synchronous request of any shape (out of line: the common shape takes
     /// the single-command path).
-    #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     pub(crate) fn rw_general<M: IomapOps + ?Sized, D: DioOps + ?Sized>(
         &mut self,
-        dir: Direction,
+        req: Request,
         iocb: &mut Kiocb,
         iter: &mut IovIter<B>,
         ops: &M,
         dops: &D,
-        dio_flags: DioFlags,
-        done_before: usize,
     ) -> Result<usize, DioError> {
-        let Some((slot, i_size)) = self.start(dir, iocb, iter, ops, dio_flags)? else {
+        let Some((slot, i_size)) = self.start(req, iocb, iter, ops)? else {
             return Ok(0);
         };
-        self.finish_sync(slot, iocb, i_size, dops, done_before)
+        self.finish_sync(slot, iocb, i_size, dops, req.done_before)
     }
 
     /// Waits for a synchronous request's commands and reports it.
@@ -372,20 +444,18 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     /// [`wait_completions`](Self::wait_completions) on this engine. With
     /// FORCE_WAIT, or when nothing is left in flight, the result comes back as
     /// [`Submitted::Done`] and `callback` is dropped uncalled.
-    #[allow(clippy::too_many_arguments)]
     pub fn rw_async<M: IomapOps + ?Sized>(
         &mut self,
-        dir: Direction,
+        req: Request,
         mut iocb: Kiocb,
         mut iter: IovIter<B>,
         ops: &M,
         dops: Arc<dyn DioOps + Send + Sync>,
-        dio_flags: DioFlags,
-        done_before: usize,
         callback: Box<dyn FnOnce(AsyncDone<B>) + Send>,
     ) -> Submitted<B> {
+        let done_before = req.done_before;
         let mut cut = 0;
-        if dir == Direction::Write {
+        if req.is_write() {
             match cut_at_limit(iocb.pos, &mut iter, ops) {
                 Ok(n) => cut = n,
                 Err(e) => {
@@ -397,7 +467,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                 }
             }
         }
-        let started = self.start(dir, &mut iocb, &mut iter, ops, dio_flags);
+        let started = self.start(req, &mut iocb, &mut iter, ops);
         // The commands hold what they need: the caller gets its whole iterator back.
         iter.reexpand(iter.count() + cut);
         let (slot, i_size) = match started {
@@ -417,7 +487,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                 })
             }
         };
-        let force = dio_flags.contains(DioFlags::FORCE_WAIT);
+        let force = req.flags.contains(DioFlags::FORCE_WAIT);
         if self.slots[slot].finished || force {
             let result = match self.wait_slot(slot, iocb.flags.contains(KiocbFlags::HIPRI)) {
                 Ok(()) => {
@@ -447,11 +517,10 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     #[inline]
     fn start<M: IomapOps + ?Sized>(
         &mut self,
-        dir: Direction,
+        req: Request,
         iocb: &mut Kiocb,
         iter: &mut IovIter<B>,
         ops: &M,
-        dio_flags: DioFlags,
     ) -> Result<Option<(usize, u64)>, DioError> {
         let len = iter.count() as u64;
         if len == 0 {
@@ -463,25 +532,17 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             });
         }
         let i_size = ops.size();
-        let write = dir == Direction::Write;
-        let mut map_flags = IomapFlags::DIRECT;
-        if iocb.flags.contains(KiocbFlags::NOWAIT) {
-            map_flags |= IomapFlags::NOWAIT;
-        }
+        let write = req.is_write();
         if !write {
             if iocb.pos >= i_size {
                 return Ok(None);
             }
-        } else {
-            map_flags |= IomapFlags::WRITE;
-            if dio_flags.contains(DioFlags::OVERWRITE_ONLY) {
-                if iocb.pos >= i_size || iocb.pos + len > i_size {
-                    return Err(DioError::Again {
-                        reason: "an overwrite-only write reaches past the end of the file",
-                    });
-                }
-                map_flags |= IomapFlags::OVERWRITE_ONLY;
-            }
+        } else if req.flags.contains(DioFlags::OVERWRITE_ONLY)
+            && (iocb.pos >= i_size || iocb.pos + len > i_size)
+        {
+            return Err(DioError::Again {
+                reason: "an overwrite-only write reaches past the end of the file",
+            });
         }
         let lba = u64::from(self.caps.lba_size);
         if (iocb.pos | len) & (lba - 1) != 0 {
@@ -505,37 +566,27 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             lba
         };
         let slot = self.alloc_slot(write, iocb.flags)?;
-        let sub = Submit {
-            slot,
-            nowait: iocb.flags.contains(KiocbFlags::NOWAIT),
-            i_size,
-            fs_block,
-            commands: 0,
-        };
-        self.run_mappings(sub, iocb, len, iter, ops, write, map_flags, dio_flags, None);
+        let sub = Submit::new(slot, req, iocb, i_size, fs_block);
+        self.run_mappings(sub, iocb, iter, ops, None);
         Ok(Some((slot, i_size)))
     }
 
-    /// Maps and issues the whole request for an allocated slot, then hands the slot
-    /// to completion. `first` is the answer of an [`IomapOps::begin`] already made
-    /// for the request's start.
-    #[allow(clippy::too_many_arguments)]
+    /// Maps and issues the whole request (what `iter` holds) for an allocated
+    /// slot, then hands the slot to completion. `first` is the answer of an
+    /// [`IomapOps::begin`] already made for the request's start.
     pub(crate) fn run_mappings<M: IomapOps + ?Sized>(
         &mut self,
         mut sub: Submit,
         iocb: &mut Kiocb,
-        len: u64,
         iter: &mut IovIter<B>,
         ops: &M,
-        write: bool,
-        map_flags: IomapFlags,
-        dio_flags: DioFlags,
         mut first: Option<Result<Mapping, DioError>>,
     ) {
         let slot = sub.slot;
         let i_size = sub.i_size;
+        let (write, map_flags, dio_flags) = (sub.write, sub.map_flags, sub.dio_flags);
         let mut pos = iocb.pos;
-        let mut left = len;
+        let mut left = iter.count() as u64;
         let mut ret = Ok(());
         while left > 0 {
             let mapped = match first.take() {
@@ -556,8 +607,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                 break;
             }
             let length = (map.offset.saturating_add(map.length) - pos).min(left);
-            let (done, err) =
-                self.iter_mapping(&mut sub, &map, pos, length, iter, ops, write, dio_flags);
+            let (done, err) = self.iter_mapping(&mut sub, &map, pos, length, iter, ops);
             let ended = ops.end(pos, length, done, map_flags, &map);
             pos += done;
             left -= done;

@@ -1,6 +1,6 @@
 //! One mapping at a time: hole and inline copies, and the read/write commands for
-//! device-backed extents with their FUA decision and sub-block zeroing (the seed's
-//! `iomap_dio_iter` and `iomap_dio_bio_iter`).
+//! device-backed extents with their FUA decision and sub-block zeroing (Linux's
+//! `iomap_dio_iter` and `iomap_dio_bio_iter` in `fs/iomap/direct-io.c`).
 
 use crate::buf::DmaBuf;
 use crate::engine::{queue_error, Dio, Idle, Submit, MAX_SEGMENTS};
@@ -22,7 +22,6 @@ enum Segments {
 
 impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     /// Works on one mapping; returns the bytes processed and the error that stopped it.
-    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub(crate) fn iter_mapping<M: IomapOps + ?Sized>(
         &mut self,
@@ -32,9 +31,8 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         length: u64,
         iter: &mut IovIter<B>,
         ops: &M,
-        write: bool,
-        dio_flags: DioFlags,
     ) -> (u64, Option<DioError>) {
+        let write = sub.write;
         match (map.kind, write) {
             (MappingKind::Hole | MappingKind::Unwritten, false) => {
                 let n = length.min(iter.count() as u64);
@@ -59,10 +57,10 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                     reason: "direct I/O met a delayed-allocation extent; the provider must allocate it first",
                 }),
             ),
-            (MappingKind::Inline, _) => self.iter_inline(sub, map, pos, length, iter, ops, write),
+            (MappingKind::Inline, _) => self.iter_inline(sub, pos, length, iter, ops),
             (MappingKind::Mapped | MappingKind::Unwritten, _) => {
                 if write
-                    && dio_flags.contains(DioFlags::OVERWRITE_ONLY)
+                    && sub.dio_flags.contains(DioFlags::OVERWRITE_ONLY)
                     && (map.kind != MappingKind::Mapped
                         || map.flags.intersects(MappingFlags::NEW | MappingFlags::SHARED))
                 {
@@ -73,23 +71,21 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                         }),
                     );
                 }
-                self.iter_bio(sub, map, pos, length, iter, write)
+                self.iter_bio(sub, map, pos, length, iter)
             }
         }
     }
 
     /// Copies between the buffers and inline data.
-    #[allow(clippy::too_many_arguments)]
     fn iter_inline<M: IomapOps + ?Sized>(
         &mut self,
         sub: &mut Submit,
-        _map: &Mapping,
         pos: u64,
         length: u64,
         iter: &mut IovIter<B>,
         ops: &M,
-        write: bool,
     ) -> (u64, Option<DioError>) {
+        let write = sub.write;
         let n = length.min(iter.count() as u64);
         let mut tmp = [0u8; 512];
         let mut done = 0u64;
@@ -122,8 +118,8 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         start: u64,
         length: u64,
         iter: &mut IovIter<B>,
-        write: bool,
     ) -> (u64, Option<DioError>) {
+        let write = sub.write;
         let lba = u64::from(self.caps.lba_size);
         if (start | length) & (lba - 1) != 0 {
             return (
@@ -193,7 +189,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                 iova,
                 len: n as u32,
             }];
-            if let Err(e) = self.issue_rw(sub, map, pos, n, &seg, write, fua) {
+            if let Err(e) = self.issue_rw(sub, map, pos, n, &seg, fua) {
                 iter.reexpand(orig);
                 return (0, Some(e));
             }
@@ -203,7 +199,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             pos += n as u64;
         }
         if iter.count() > 0 {
-            match self.issue_segments(sub, map, &mut pos, &mut copied, iter, write, fua) {
+            match self.issue_segments(sub, map, &mut pos, &mut copied, iter, fua) {
                 Segments::Issued(e) => err = e,
                 Segments::GaveBack => {
                     iter.reexpand(orig);
@@ -255,7 +251,6 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
 
     /// Issues one read or write of `n` bytes at file position `pos` of `map` from `segs`.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn issue_rw(
         &mut self,
         sub: &mut Submit,
@@ -263,12 +258,11 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         pos: u64,
         n: usize,
         segs: &[Segment],
-        write: bool,
         fua: bool,
     ) -> Result<(), DioError> {
         let lba = map.device_addr(pos) >> self.lba_shift;
         let blocks = (n >> self.lba_shift) as u32;
-        let (cmd, op) = if write {
+        let (cmd, op) = if sub.write {
             if !fua {
                 self.slots[sub.slot]
                     .flags
@@ -304,7 +298,6 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     /// general case: several buffers, or more than one command's worth). Advances
     /// `pos`, `copied` and the iterator past what was issued.
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
     fn issue_segments(
         &mut self,
         sub: &mut Submit,
@@ -312,7 +305,6 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         pos: &mut u64,
         copied: &mut usize,
         iter: &mut IovIter<B>,
-        write: bool,
         fua: bool,
     ) -> Segments {
         let mut segs = [Segment::default(); MAX_SEGMENTS];
@@ -326,7 +318,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                 Ok(v) => v,
                 Err(e) => return Segments::Issued(Some(e)),
             };
-            if let Err(e) = self.issue_rw(sub, map, *pos, n, &segs[..nsegs], write, fua) {
+            if let Err(e) = self.issue_rw(sub, map, *pos, n, &segs[..nsegs], fua) {
                 return Segments::Failed(e);
             }
             self.slots[sub.slot].size += n as u64;

@@ -1,6 +1,6 @@
 //! The extent model and the two traits a file system implements: the mapping
-//! provider ([`IomapOps`], the seed's `iomap_ops`) and the completion hooks
-//! ([`DioOps`], the seed's `iomap_dio_ops`).
+//! provider ([`IomapOps`], Linux's `struct iomap_ops`) and the completion hooks
+//! ([`DioOps`], Linux's `struct iomap_dio_ops`).
 
 use crate::error::DioError;
 use crate::kiocb::Kiocb;
@@ -49,7 +49,7 @@ bitflags::bitflags! {
 }
 
 bitflags::bitflags! {
-    /// Caller options for one request (the seed's `dio_flags`).
+    /// Caller options for one request (the `dio_flags` of Linux's `iomap_dio_rw`).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
     pub struct DioFlags: u32 {
         /// Fail with `Again` unless the write only overwrites allocated, written blocks.

@@ -1,4 +1,4 @@
-//! [`IovIter`]: a cursor over a request's DMA buffers (the `iov_iter` of the seed).
+//! [`IovIter`]: a cursor over a request's DMA buffers (Linux's `struct iov_iter`).
 
 use crate::buf::DmaBuf;
 use crate::error::DioError;

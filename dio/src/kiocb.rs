@@ -1,4 +1,4 @@
-//! [`Kiocb`]: one direct-I/O request's position and flags (the seed's `kiocb`).
+//! [`Kiocb`]: one direct-I/O request's position and flags (Linux's `struct kiocb`).
 
 bitflags::bitflags! {
     /// Per-request flags.

@@ -10,7 +10,8 @@
 //! - [`DioQueue`]: what the layer needs from a queue pair; [`nvme_qp::NvmeQueue`]
 //!   implements it for the driver, so the core never names a driver type.
 //! - [`Dio`]: the engine, one per thread and queue pair; [`Dio::rw`] (synchronous)
-//!   and [`Dio::rw_async`] (callback), completions routed by a `u64` tag.
+//!   and [`Dio::rw_async`] (callback) take a [`Request`] (direction, options,
+//!   bytes done before), completions routed by a `u64` tag.
 //! - [`providers`]: the raw namespace and an in-memory extent-mapped file layer.
 //!
 //! # Rules (after `fs/iomap/direct-io.c`)
@@ -45,46 +46,10 @@
 //! a timeout hand the request to the slot machinery. Everything else takes the
 //! general path with the same rules.
 //!
-//! Measured on 4 KiB reads at queue depth 1 on the emulated inline null
-//! namespace, polled; both sides on the same queue pair and [`nvme_qp::IoBuffer`],
-//! both checking every result (`dio/benches/read.rs`). Instructions, the
-//! repeatable figure:
-//!
-//! ```text
-//! cargo bench -p dio --bench read --no-run
-//! valgrind --tool=callgrind --compress-strings=no --callgrind-out-file=OUT <bench binary> --bench <queue_pair|dio_raw> --profile-time 2
-//! ```
-//!
-//! per read = inclusive count of `criterion::bencher::Bencher<M>::iter`
-//! (`callgrind_annotate --inclusive=yes OUT`) divided by the calls of
-//! `nvme_emu::namespace::Namespace::read` (the `calls=` lines under it in OUT).
-//! The bare queue pair takes 1,147 instructions per read (emulator included) and
-//! [`Dio::read`] on [`providers::RawNamespace`] with HIPRI 1,241: the layer adds
-//! 94 (+8.2 %; 204, +18 %, before the changes below). What took the rest:
-//! - the first completion reaped inline through [`DioQueue::poll_one`], with no
-//!   closure over the engine's routing state and no idle timer unless the queue
-//!   was empty (about 30);
-//! - the tag kept ready for the reserved slot instead of bumping the slot's
-//!   generation, and the command rebuilt on the rare refused path instead of kept
-//!   live across the driver call (about 30);
-//! - the provider's block size checked only for writes, the only requests it
-//!   shapes (sub-block zeroing), and one-buffer iterators answering from their
-//!   count (about 15);
-//! - [`nvme_qp::IoBuffer`], whose device address needs no borrow of the buffer
-//!   (about 10), and a smaller driver reap loop (device mistakes and errors
-//!   reported out of line, only the context taken from the tracker), which the
-//!   compiler inlines into the wait without spills.
-//!
-//! Single changes still move the count by 10 or more either way through inlining
-//! and register allocation: the driver's generic queue-pair code is compiled into
-//! each user, so a change on one side can move both.
-//!
-//! Time: `cargo bench -p dio --bench read_ab` interleaves both sides in one
-//! process (30 rounds of 200,000 reads each) and prints the fastest and the median
-//! round: 80.9 ns per read bare and 86.4 ns through the layer in the fastest
-//! rounds (+6.9 %), 83.6 and 90.8 ns in the median ones (+8.5 %), on a 2-core
-//! machine. Criterion's separate runs (`cargo bench -p dio --bench read`) move by
-//! tens of percent when anything else runs; compare both sides of one run only.
+//! What the layer costs above the bare queue pair, and the commands that
+//! measure it, are in `PERF.md` at the repository root.
+
+#![forbid(unsafe_code)]
 
 mod buf;
 mod completion;
@@ -106,8 +71,8 @@ mod fake;
 mod tests;
 
 pub use buf::DmaBuf;
-pub use engine::{AsyncDone, Dio, DioStats, Direction, Submitted};
-pub use error::DioError;
+pub use engine::{AsyncDone, Dio, DioStats, Direction, Request, Submitted};
+pub use error::{Cause, DioError};
 pub use iomap::{
     CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps, Mapping, MappingFlags, MappingKind,
     NoHooks,

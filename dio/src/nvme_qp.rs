@@ -6,7 +6,7 @@ use std::time::Duration;
 use nvme::{Controller, DmaBuffer, DmaSegment, IoFlags, IoQueuePair, Transport};
 
 use crate::buf::DmaBuf;
-use crate::error::DioError;
+use crate::error::{Cause, DioError};
 use crate::queue::{CommandStatus, DeviceCaps, DioQueue, IoCommand, QueueError, Segment};
 
 /// Most data segments one command takes from the layer.
@@ -160,7 +160,7 @@ fn queue_error(e: nvme::Error) -> QueueError {
             QueueError::Invalid("the buffer breaks the PRP rules of the controller page size")
         }
         nvme::Error::InvalidRequest(_) => QueueError::Invalid("the driver rejected the command"),
-        other => QueueError::Failed(other.to_string()),
+        other => QueueError::Failed(Cause::new(other)),
     }
 }
 
@@ -260,7 +260,7 @@ impl<T: Transport> DioQueue for NvmeQueue<T> {
         self.qp
             .wait_completions(room, timeout, |tag, r| stash.push((tag, status_of(r))))
             .map(|_| ())
-            .map_err(|e| QueueError::Failed(e.to_string()))
+            .map_err(|e| QueueError::Failed(Cause::new(e)))
     }
 }
 

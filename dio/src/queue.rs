@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::error::Cause;
+
 /// Device properties that decide how requests become commands (from Identify).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceCaps {
@@ -80,9 +82,9 @@ pub enum QueueError {
     /// The command breaks a rule of the transfer (alignment, segment layout, size).
     #[error("command rejected: {0}")]
     Invalid(&'static str),
-    /// The controller failed or the queue is unusable.
-    #[error("queue pair failed: {0}")]
-    Failed(String),
+    /// The controller failed or the queue is unusable; the driver's error is the source.
+    #[error("the queue pair failed")]
+    Failed(#[source] Cause),
 }
 
 /// The status a completed command reported.

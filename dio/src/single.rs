@@ -3,7 +3,7 @@
 //! general path (`engine` and `extent_io`); only its loops are gone.
 
 use crate::buf::DmaBuf;
-use crate::engine::{completion_flags, Dio, Direction, Submit, DMA_ALIGN, NO_SYNC_TAG};
+use crate::engine::{completion_flags, Dio, Request, Submit, DMA_ALIGN, NO_SYNC_TAG};
 use crate::error::DioError;
 use crate::iomap::{
     CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps, Mapping, MappingFlags, MappingKind,
@@ -22,25 +22,22 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     /// plain mapped extent over the whole range, the request goes on through the
     /// general path with that answer.
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn rw_single<M: IomapOps + ?Sized, D: DioOps + ?Sized>(
         &mut self,
-        dir: Direction,
+        req: Request,
         iocb: &mut Kiocb,
         iter: &mut IovIter<B>,
         ops: &M,
         dops: &D,
-        dio_flags: DioFlags,
-        done_before: usize,
     ) -> Result<usize, DioError> {
         // Anything but the lean shape goes to the general path, which applies
         // the same rules and reports any error.
         macro_rules! general {
             () => {
-                return self.rw_general(dir, iocb, iter, ops, dops, dio_flags, done_before)
+                return self.rw_general(req, iocb, iter, ops, dops)
             };
         }
-        let write = dir == Direction::Write;
+        let write = req.is_write();
         let Some((buf, off)) = iter.single() else {
             general!()
         };
@@ -80,7 +77,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                 general!()
             }
             map_flags |= IomapFlags::WRITE;
-            if dio_flags.contains(DioFlags::OVERWRITE_ONLY) {
+            if req.flags.contains(DioFlags::OVERWRITE_ONLY) {
                 if end > i_size {
                     general!()
                 }
@@ -100,19 +97,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         let tag = with_op(self.sync_tag, op);
         let map = match ops.begin(pos, bytes, map_flags) {
             Ok(m) if self.plain_extent(&m, pos, end, write) => m,
-            other => {
-                return self.single_mapped_otherwise(
-                    other,
-                    iocb,
-                    iter,
-                    ops,
-                    dops,
-                    write,
-                    map_flags,
-                    dio_flags,
-                    done_before,
-                )
-            }
+            other => return self.single_mapped_otherwise(other, req, iocb, iter, ops, dops),
         };
         let mut flags = completion_flags(write, iocb.flags);
         let fua = write
@@ -142,18 +127,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         {
             // A flush to follow or a queue that did not take the command: the
             // slot records the request and the general completion finishes it.
-            return self.single_slotted(
-                iocb,
-                iter,
-                ops,
-                dops,
-                &map,
-                op,
-                fua,
-                map_flags,
-                dio_flags,
-                done_before,
-            );
+            return self.single_slotted(req, iocb, iter, ops, dops, Lone { map: &map, fua });
         }
         self.stats.commands += 1;
         if fua {
@@ -166,7 +140,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             Err(e) => return Err(self.abandon_single(write, bytes, flags, e)),
         };
         let mut error = match ended {
-            Err(DioError::Fault { .. }) if dio_flags.contains(DioFlags::PARTIAL) => None,
+            Err(DioError::Fault { .. }) if req.flags.contains(DioFlags::PARTIAL) => None,
             Err(e) => Some(e),
             Ok(()) => None,
         };
@@ -180,7 +154,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         hook?;
         iocb.pos += bytes;
         self.stats.bytes += bytes;
-        Ok(len + done_before)
+        Ok(len + req.done_before)
     }
 
     /// The command of a single-command request: the bytes of `seg` at file
@@ -216,42 +190,21 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     /// than one plain mapped extent over the whole range (or an error): the
     /// general mapping loop takes that answer, in the reserved slot.
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
     fn single_mapped_otherwise<M: IomapOps + ?Sized, D: DioOps + ?Sized>(
         &mut self,
         first: Result<Mapping, DioError>,
+        req: Request,
         iocb: &mut Kiocb,
         iter: &mut IovIter<B>,
         ops: &M,
         dops: &D,
-        write: bool,
-        map_flags: IomapFlags,
-        dio_flags: DioFlags,
-        done_before: usize,
     ) -> Result<usize, DioError> {
         let slot = self.sync_slot;
         let i_size = ops.size();
-        let sub = Submit {
-            slot,
-            nowait: iocb.flags.contains(KiocbFlags::NOWAIT),
-            i_size,
-            fs_block: u64::from(ops.block_size()),
-            commands: 0,
-        };
-        self.init_slot(slot, write, iocb.flags);
-        let bytes = iter.count() as u64;
-        self.run_mappings(
-            sub,
-            iocb,
-            bytes,
-            iter,
-            ops,
-            write,
-            map_flags,
-            dio_flags,
-            Some(first),
-        );
-        self.finish_sync(slot, iocb, i_size, dops, done_before)
+        let sub = Submit::new(slot, req, iocb, i_size, u64::from(ops.block_size()));
+        self.init_slot(slot, req.is_write(), iocb.flags);
+        self.run_mappings(sub, iocb, iter, ops, Some(first));
+        self.finish_sync(slot, iocb, i_size, dops, req.done_before)
     }
 
     /// Gives up the wait of a single-command request: the slot records the
@@ -280,34 +233,25 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     /// The rest of a single-command request that the slot records: issues its
     /// command (reaping while the queue is full), ends the mapping and waits.
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
     fn single_slotted<M: IomapOps + ?Sized, D: DioOps + ?Sized>(
         &mut self,
+        req: Request,
         iocb: &mut Kiocb,
         iter: &mut IovIter<B>,
         ops: &M,
         dops: &D,
-        map: &Mapping,
-        op: Op,
-        fua: bool,
-        map_flags: IomapFlags,
-        dio_flags: DioFlags,
-        done_before: usize,
+        lone: Lone<'_>,
     ) -> Result<usize, DioError> {
+        let Lone { map, fua } = lone;
         let slot = self.sync_slot;
-        let write = op == Op::Write;
+        let write = req.is_write();
+        let op = if write { Op::Write } else { Op::Read };
         self.init_slot(slot, write, iocb.flags);
         let pos = iocb.pos;
         let len = iter.count();
         let bytes = len as u64;
         let i_size = ops.size();
-        let mut sub = Submit {
-            slot,
-            nowait: iocb.flags.contains(KiocbFlags::NOWAIT),
-            i_size,
-            fs_block: u64::from(ops.block_size()),
-            commands: 0,
-        };
+        let mut sub = Submit::new(slot, req, iocb, i_size, u64::from(ops.block_size()));
         if !fua {
             self.slots[slot]
                 .flags
@@ -334,10 +278,10 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         } else {
             0
         };
-        let ended = ops.end(pos, bytes, done, map_flags, map);
+        let ended = ops.end(pos, bytes, done, sub.map_flags, map);
         let s = &mut self.slots[slot];
         match issued.err().or(ended.err()) {
-            Some(DioError::Fault { .. }) if s.size > 0 && dio_flags.contains(DioFlags::PARTIAL) => {
+            Some(DioError::Fault { .. }) if s.size > 0 && req.flags.contains(DioFlags::PARTIAL) => {
             }
             Some(e) => s.set_error(e),
             None => {}
@@ -350,7 +294,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             self.ready.push(slot);
             self.process_ready();
         }
-        self.finish_sync(slot, iocb, i_size, dops, done_before)
+        self.finish_sync(slot, iocb, i_size, dops, req.done_before)
     }
 
     /// Whether `m` is one mapped extent over `pos..end`, inside the namespace, that
@@ -363,6 +307,14 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             && (!write || !m.flags.intersects(MappingFlags::NEW | MappingFlags::SHARED))
             && self.in_namespace(m, pos, end - pos)
     }
+}
+
+/// The command a single-command request chose: its extent and whether the
+/// write carries FUA.
+#[derive(Clone, Copy)]
+struct Lone<'m> {
+    map: &'m Mapping,
+    fua: bool,
 }
 
 /// The error of a failed command (out of line: commands nearly always succeed).

@@ -77,7 +77,7 @@ pub(crate) enum SlotState {
     Abandoned,
 }
 
-/// One request's in-flight state (the seed's `struct iomap_dio`).
+/// One request's in-flight state (Linux's `struct iomap_dio` in `fs/iomap/direct-io.c`).
 pub(crate) struct Slot<B> {
     pub gen: u64,
     pub state: SlotState,

@@ -390,13 +390,11 @@ fn asynchronous_writes_complete_through_callbacks_with_many_in_flight() {
             let it = r.iter(len, byte);
             let res = res.clone();
             match dio.rw_async(
-                Direction::Write,
+                Request::write(),
                 Kiocb::new(pos, flags),
                 it,
                 &*raw,
                 raw.clone(),
-                DioFlags::empty(),
-                0,
                 Box::new(move |d| res.lock().unwrap().push(d.result)),
             ) {
                 Submitted::Queued => break,
@@ -713,13 +711,11 @@ fn partial_fault_is_a_short_success_and_the_tail_block_is_still_zeroed() {
     let mut it = IovIter::new(bufs);
     let mut io = Kiocb::default();
     let res = dio.rw(
-        Direction::Write,
+        Request::write().flags(DioFlags::PARTIAL),
         &mut io,
         &mut it,
         &f,
         &f,
-        DioFlags::PARTIAL,
-        0,
     );
     assert_eq!(res, Ok(1024));
     assert_eq!((io.pos, f.size()), (1024, 1024));
@@ -735,15 +731,7 @@ fn partial_fault_is_a_short_success_and_the_tail_block_is_still_zeroed() {
     let bufs = vec![Either::Good(r.buf(1024, 4)), Either::Bad(Unreachable(1024))];
     let mut it = IovIter::new(bufs);
     let mut io = Kiocb::default();
-    let res = dio.rw(
-        Direction::Write,
-        &mut io,
-        &mut it,
-        &g,
-        &g,
-        DioFlags::empty(),
-        0,
-    );
+    let res = dio.rw(Request::write(), &mut io, &mut it, &g, &g);
     assert_eq!(res.unwrap_err().errno(), libc::EFAULT);
     assert_eq!((io.pos, g.size()), (0, 0));
 }
@@ -788,13 +776,11 @@ fn asynchronous_sync_write_flushes_from_completion_before_the_callback() {
     let done = Arc::new(Mutex::new(None));
     let d2 = done.clone();
     let sub = dio.rw_async(
-        Direction::Write,
+        Request::write(),
         Kiocb::new(4096, KiocbFlags::SYNC),
         r.iter(4096, 5),
         &*raw,
         raw.clone(),
-        DioFlags::empty(),
-        0,
         Box::new(move |d| *d2.lock().unwrap() = Some((d.result, d.iocb.pos))),
     );
     assert!(matches!(sub, Submitted::Queued));
@@ -877,13 +863,11 @@ fn acknowledged_dsync_writes_survive_a_power_cut_while_others_are_in_flight() {
             let durable = flags.intersects(KiocbFlags::DSYNC | KiocbFlags::SYNC) || !vwc;
             let a = acked.clone();
             let sub = dio.rw_async(
-                Direction::Write,
+                Request::write(),
                 Kiocb::new(i * 8192, flags),
                 r.iter(8192, (i as u8) | 0x80),
                 &*raw,
                 raw.clone(),
-                DioFlags::empty(),
-                0,
                 Box::new(move |d| {
                     assert_eq!(d.result, Ok(8192));
                     a.lock().unwrap().push((i, durable));

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use crate::buf::DmaBuf;
-use crate::engine::{Dio, Direction};
+use crate::engine::{Dio, Request};
 use crate::error::DioError;
 use crate::iomap::{
     CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps, Mapping, MappingFlags, MappingKind,
@@ -332,15 +332,7 @@ impl FileHandle {
         iocb: &mut Kiocb,
         iter: &mut IovIter<B>,
     ) -> Result<usize, DioError> {
-        dio.rw(
-            Direction::Read,
-            iocb,
-            iter,
-            self,
-            self,
-            DioFlags::empty(),
-            0,
-        )
+        dio.rw(Request::read(), iocb, iter, self, self)
     }
 
     /// Writes at `iocb.pos` through `dio` with `flags`, waiting for completion.
@@ -351,7 +343,7 @@ impl FileHandle {
         iter: &mut IovIter<B>,
         flags: DioFlags,
     ) -> Result<usize, DioError> {
-        dio.rw(Direction::Write, iocb, iter, self, self, flags, 0)
+        dio.rw(Request::write().flags(flags), iocb, iter, self, self)
     }
 
     /// Maps a hole: for reads the run of absent blocks, for writes newly
