@@ -55,7 +55,7 @@ pub mod transport;
 
 pub use admin::{AsyncEvent, QueueStats};
 pub use controller::Controller;
-pub use device::{DeviceName, DeviceNameError, PciAddress};
+pub use device::{DeviceName, DeviceNameError, PciAddress, PciAddressError};
 pub use error::{CommandDesc, Error, IoKind, PrpRule};
 pub use hugepages::{DmaBuffer, DmaSegment};
 pub use namespace::Namespace;
