@@ -1,13 +1,14 @@
 //! nvme-setup: prepare a Linux host for user-space NVMe (bind to vfio-pci, reserve
 //! hugepages) and diagnose what keeps a controller from opening.
 
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use nvme_tools::cli;
-use nvme_tools::setup::{self, hugepages, BindOptions, Host, PciAddr, SetupError, User};
+use nvme_tools::setup::{self, hugepages, BindOptions, Host, PciAddress, SetupError, User};
 use serde::Serialize;
 
 const EXAMPLES: &str = "\
@@ -98,8 +99,8 @@ struct HugepageArgs {
     mount: Option<PathBuf>,
 }
 
-fn addrs(list: &[String]) -> Result<Vec<PciAddr>, SetupError> {
-    list.iter().map(|s| s.parse()).collect()
+fn addrs(list: &[String]) -> Result<Vec<PciAddress>, SetupError> {
+    list.iter().map(|s| Ok(s.parse()?)).collect()
 }
 
 /// Prints the report; a closed pipe (`nvme-setup status | head`) ends output quietly.
@@ -210,7 +211,7 @@ fn main() -> ExitCode {
             }
             eprintln!("nvme-setup: error: {e}");
             match e {
-                SetupError::BadPciAddress { .. } | SetupError::BadHugepageSize { .. } => {
+                SetupError::BadPciAddress(_) | SetupError::BadHugepageSize { .. } => {
                     ExitCode::from(cli::EXIT_USAGE)
                 }
                 _ => ExitCode::from(cli::EXIT_FAILURE),

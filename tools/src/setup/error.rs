@@ -3,24 +3,19 @@
 use std::io;
 use std::path::PathBuf;
 
-use super::PciAddr;
+use super::PciAddress;
 
 /// Why an `nvme-setup` operation could not be carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// A command-line PCI address is malformed.
-    #[error(
-        "bad PCI address '{input}': expected DOMAIN:BUS:DEVICE.FUNCTION in hex, e.g. 0000:01:00.0"
-    )]
-    BadPciAddress {
-        /// The text given.
-        input: String,
-    },
+    #[error(transparent)]
+    BadPciAddress(#[from] nvme::PciAddressError),
     /// No such PCI device in sysfs.
     #[error("no PCI device {addr} in {root}; `nvme-setup status` lists the NVMe controllers")]
     UnknownDevice {
         /// The address asked for.
-        addr: PciAddr,
+        addr: PciAddress,
         /// The sysfs directory searched.
         root: PathBuf,
     },
@@ -28,7 +23,7 @@ pub enum SetupError {
     #[error("{addr} is not an NVMe controller (PCI class {class:#08x}, NVMe is 0x010802)")]
     NotNvme {
         /// The device.
-        addr: PciAddr,
+        addr: PciAddress,
         /// Its PCI class code.
         class: u32,
     },
@@ -70,7 +65,7 @@ pub enum SetupError {
     #[error("{addr} is in use ({uses}); stop using it first or pass --force to take it anyway")]
     InUse {
         /// The controller.
-        addr: PciAddr,
+        addr: PciAddress,
         /// What uses it, comma-separated.
         uses: String,
     },
@@ -82,7 +77,7 @@ pub enum SetupError {
     )]
     GroupNotViable {
         /// The controller.
-        addr: PciAddr,
+        addr: PciAddress,
         /// Its IOMMU group.
         group: u32,
         /// The devices in the way with their drivers, comma-separated.
@@ -95,7 +90,7 @@ pub enum SetupError {
     )]
     NoIommuGroup {
         /// The controller.
-        addr: PciAddr,
+        addr: PciAddress,
     },
     /// An external command (modprobe, mount) failed.
     #[error("`{command}` failed: {detail}")]
@@ -119,7 +114,7 @@ pub enum SetupError {
     #[error("the kernel left {addr} on {actual} instead of {wanted}; `dmesg | tail` says why")]
     BindFailed {
         /// The device.
-        addr: PciAddr,
+        addr: PciAddress,
         /// The driver asked for.
         wanted: String,
         /// The driver it has (or "no driver").
@@ -147,7 +142,7 @@ pub enum SetupError {
         /// The expected device node.
         path: PathBuf,
         /// The device that was bound.
-        addr: PciAddr,
+        addr: PciAddress,
     },
     /// A hugepage size was not understood.
     #[error("bad hugepage size '{input}': use 2M or 1G (this kernel offers {available})")]
