@@ -1,6 +1,7 @@
 //! nvme-setup: prepare a Linux host for user-space NVMe (bind to vfio-pci, reserve
 //! hugepages) and diagnose what keeps a controller from opening.
 
+#![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::path::PathBuf;
