@@ -183,7 +183,12 @@ mod tests {
 
     #[test]
     fn domains_linux_never_prints_are_rejected() {
-        for bad in ["0:01:00.0", "000:01:00.0", "00000:01:00.0", "100000000:01:00.0"] {
+        for bad in [
+            "0:01:00.0",
+            "000:01:00.0",
+            "00000:01:00.0",
+            "100000000:01:00.0",
+        ] {
             let err = bad.parse::<PciAddress>().unwrap_err();
             assert_eq!(err.input, bad);
         }

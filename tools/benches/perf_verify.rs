@@ -6,7 +6,6 @@
 //! under load: fill ≈ 570 ns, check ≈ 650 ns, histogram record ≈ 4.4 ns.
 
 #![forbid(unsafe_code)]
-
 // criterion_group! generates undocumented public items.
 #![allow(missing_docs)]
 

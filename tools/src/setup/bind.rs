@@ -222,7 +222,11 @@ fn wait_for_node(host: &Host, group: u32) -> Option<Node> {
 /// Refuses (before writing anything) a named controller that is in use unless
 /// `opts.force`, one without an IOMMU group, and one whose IOMMU group holds a device
 /// on a driver that keeps the group from becoming viable.
-pub fn bind(host: &Host, addrs: &[PciAddress], opts: &BindOptions) -> Result<BindReport, SetupError> {
+pub fn bind(
+    host: &Host,
+    addrs: &[PciAddress],
+    opts: &BindOptions,
+) -> Result<BindReport, SetupError> {
     let explicit = !addrs.is_empty();
     let candidates = if explicit {
         named(host, addrs)?

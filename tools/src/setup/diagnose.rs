@@ -73,7 +73,13 @@ impl Checks {
         });
     }
 
-    fn fail(&mut self, name: &'static str, device: Option<PciAddress>, detail: String, fix: String) {
+    fn fail(
+        &mut self,
+        name: &'static str,
+        device: Option<PciAddress>,
+        detail: String,
+        fix: String,
+    ) {
         self.0.push(Check {
             name,
             device,
@@ -355,7 +361,11 @@ fn device(
 
 /// Checks the platform, memory and the controller at `addr` (or every controller on
 /// vfio-pci) for `user`, the user who will open the device.
-pub fn diagnose(host: &Host, addr: Option<PciAddress>, user: &User) -> Result<Diagnosis, SetupError> {
+pub fn diagnose(
+    host: &Host,
+    addr: Option<PciAddress>,
+    user: &User,
+) -> Result<Diagnosis, SetupError> {
     let mut checks = Checks(Vec::new());
     platform(host, user, &mut checks)?;
     match addr {
