@@ -53,6 +53,8 @@ mod page_size;
 mod pagemap;
 mod region;
 mod sysfs;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 mod tsc;
 
 pub use allocator::{AllocatorOptions, AllocatorStats, DmaAllocator, RegionInfo, MIN_ALIGN};
