@@ -107,9 +107,7 @@ fn addrs(list: &[String]) -> Result<Vec<PciAddress>, SetupError> {
 /// Prints the report; a closed pipe (`nvme-setup status | head`) ends output quietly.
 fn emit<T: Serialize + std::fmt::Display>(json: bool, value: &T) -> Result<(), SetupError> {
     let text = if json {
-        let mut s = serde_json::to_string_pretty(value).map_err(|e| {
-            SetupError::NothingToDo(format!("cannot encode the report as JSON: {e}"))
-        })?;
+        let mut s = serde_json::to_string_pretty(value).map_err(SetupError::Json)?;
         s.push('\n');
         s
     } else {

@@ -78,8 +78,8 @@ pub fn report_error(tool: &str, err: &dyn Display) -> ExitCode {
 }
 
 /// Parses a device name for `clap` (`emu`, `emu:OPTIONS` or a PCI address).
-pub fn parse_device(text: &str) -> Result<DeviceName, String> {
-    text.parse::<DeviceName>().map_err(|e| e.to_string())
+pub fn parse_device(text: &str) -> Result<DeviceName, nvme::DeviceNameError> {
+    text.parse()
 }
 
 /// Parses a byte count with an optional binary suffix (`4096`, `4k`, `1M`, `2GiB`) or a
@@ -160,7 +160,7 @@ mod tests {
     fn device_names_are_checked_with_the_expected_forms_in_the_message() {
         assert!(parse_device("emu:lba=4096").is_ok());
         assert!(parse_device("0000:01:00.0").is_ok());
-        let msg = parse_device("nvme0").unwrap_err();
+        let msg = parse_device("nvme0").unwrap_err().to_string();
         assert!(msg.contains("emu[:options]"), "{msg}");
     }
 }

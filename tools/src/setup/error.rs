@@ -39,6 +39,7 @@ pub enum SetupError {
         /// The file.
         path: PathBuf,
         /// The underlying error.
+        #[source]
         source: io::Error,
     },
     /// A sysfs attribute could not be written.
@@ -49,6 +50,7 @@ pub enum SetupError {
         /// What was being written.
         value: String,
         /// The underlying error.
+        #[source]
         source: io::Error,
     },
     /// A file held something other than the kernel's format.
@@ -92,6 +94,15 @@ pub enum SetupError {
         /// The controller.
         addr: PciAddress,
     },
+    /// An external command (modprobe, mount) could not be started.
+    #[error("`{command}` failed: {source}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// Why it could not be started.
+        #[source]
+        source: io::Error,
+    },
     /// An external command (modprobe, mount) failed.
     #[error("`{command}` failed: {detail}")]
     Command {
@@ -134,6 +145,7 @@ pub enum SetupError {
         /// The new owner.
         uid: u32,
         /// The underlying error.
+        #[source]
         source: io::Error,
     },
     /// `/dev/vfio/<group>` did not appear after binding.
@@ -160,6 +172,7 @@ pub enum SetupError {
     )]
     HugepagesShort {
         /// The shortfall as the hugepages crate reports it.
+        #[source]
         source: hugepages::Error,
         /// The pool size before the attempt.
         previous: u64,
@@ -169,6 +182,9 @@ pub enum SetupError {
     /// Reading or reserving hugepages failed.
     #[error(transparent)]
     Hugepages(#[from] hugepages::Error),
+    /// The report could not be encoded as JSON.
+    #[error("cannot encode the report as JSON: {0}")]
+    Json(#[source] serde_json::Error),
     /// Nothing matched what a command should act on.
     #[error("{0}")]
     NothingToDo(String),
@@ -191,7 +207,29 @@ impl SetupError {
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error as _;
+
     use super::*;
+
+    #[test]
+    fn wrapped_errors_keep_their_cause() {
+        let e = SetupError::Spawn {
+            command: "modprobe vfio-pci".into(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        };
+        assert_eq!(
+            e.source()
+                .and_then(|s| s.downcast_ref::<io::Error>())
+                .map(io::Error::kind),
+            Some(io::ErrorKind::NotFound)
+        );
+        let e: SetupError = "0:01:00.0".parse::<PciAddress>().unwrap_err().into();
+        assert!(e.source().is_none(), "transparent: {e}");
+        assert_eq!(
+            e.to_string(),
+            "bad PCI address '0:01:00.0': expected DOMAIN:BUS:DEVICE.FUNCTION in hex, e.g. 0000:01:00.0"
+        );
+    }
 
     #[test]
     fn permission_denied_on_write_advises_running_as_root() {

@@ -110,9 +110,9 @@ pub(crate) fn run_command(
 ) -> Result<(), SetupError> {
     let line = format!("{command:?}").replace('"', "");
     tracing::info!(command = %line, "running");
-    let out = command.output().map_err(|e| SetupError::Command {
+    let out = command.output().map_err(|source| SetupError::Spawn {
         command: line.clone(),
-        detail: e.to_string(),
+        source,
     })?;
     if !out.status.success() {
         return Err(SetupError::Command {
