@@ -1,42 +1,18 @@
 //! The synchronous path through the layer allocates nothing per request once warm:
-//! a counting global allocator sees zero allocations for reads and write-through writes.
+//! a counting global allocator sees zero allocations on the requesting thread (where the
+//! inline emulated controller also runs) for reads and write-through writes.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use dio::nvme_qp::NvmeQueue;
 use dio::providers::RawNamespace;
 use dio::{Dio, IovIter, Kiocb, KiocbFlags, NoHooks};
+use hugepages::test_utils::CountingAllocator;
 use nvme::transport::emu::EmuTransport;
 use nvme::{Controller, Options, QueuePairOptions};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator::new();
 
 #[test]
 fn steady_state_sync_requests_allocate_nothing() {
@@ -62,8 +38,8 @@ fn steady_state_sync_requests_allocate_nothing() {
         }
     };
     run(100);
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = CountingAllocator::thread_allocations();
     run(1000);
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = CountingAllocator::thread_allocations();
     assert_eq!(after - before, 0, "allocations during 2000 requests");
 }

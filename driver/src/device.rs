@@ -3,11 +3,15 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A PCI function address `DDDD:BB:DD.F`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A PCI function address `DDDD:BB:DD.F`, as Linux names it in sysfs.
+///
+/// The domain is printed with at least four hex digits (`%04x` in `pci_name()`,
+/// `include/linux/pci.h`); VMD domains start at `0x10000` and print wider
+/// (`10000:e1:00.0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PciAddress {
-    /// PCI domain (segment).
-    pub domain: u16,
+    /// PCI domain (segment); VMD domains exceed 16 bits.
+    pub domain: u32,
     /// Bus number.
     pub bus: u8,
     /// Device number (0..=31).
@@ -26,28 +30,43 @@ impl fmt::Display for PciAddress {
     }
 }
 
-impl FromStr for PciAddress {
-    type Err = DeviceNameError;
+/// Text that is not a PCI address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad PCI address '{input}': expected DOMAIN:BUS:DEVICE.FUNCTION in hex, e.g. 0000:01:00.0")]
+pub struct PciAddressError {
+    /// The text given.
+    pub input: String,
+}
 
-    /// Accepts `DDDD:BB:DD.F` and `BB:DD.F` (domain 0), hexadecimal.
+impl FromStr for PciAddress {
+    type Err = PciAddressError;
+
+    /// Accepts `DDDD:BB:DD.F` and `BB:DD.F` (domain 0), hexadecimal in either case.
+    ///
+    /// The domain is spelled as Linux prints it: four digits, or five to eight without
+    /// a leading zero for domains above `0xffff`; so a name that `pci_name()` could
+    /// never produce (`0:01:00.0`, `00000:01:00.0`) is rejected.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || DeviceNameError {
-            name: s.to_string(),
+        let bad = || PciAddressError {
+            input: s.to_string(),
         };
-        let (rest, function) = s.rsplit_once('.').ok_or_else(bad)?;
-        let parts: Vec<&str> = rest.split(':').collect();
-        let (domain, bus, device) = match parts.as_slice() {
-            [domain, bus, device] if domain.len() == 4 => (*domain, *bus, *device),
-            [bus, device] => ("0", *bus, *device),
-            _ => return Err(bad()),
-        };
-        let hex = |t: &str, max_len: usize| -> Result<u32, DeviceNameError> {
+        let hex = |t: &str, max_len: usize| -> Result<u32, PciAddressError> {
             if t.is_empty() || t.len() > max_len || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad());
             }
             u32::from_str_radix(t, 16).map_err(|_| bad())
         };
-        let domain = hex(domain, 4)?;
+        let (rest, function) = s.rsplit_once('.').ok_or_else(bad)?;
+        let parts: Vec<&str> = rest.split(':').collect();
+        let (domain, bus, device) = match parts.as_slice() {
+            [bus, device] => (0, *bus, *device),
+            [domain, bus, device]
+                if domain.len() == 4 || (domain.len() > 4 && !domain.starts_with('0')) =>
+            {
+                (hex(domain, 8)?, *bus, *device)
+            }
+            _ => return Err(bad()),
+        };
         let bus = hex(bus, 2)?;
         let device = hex(device, 2)?;
         let function = hex(function, 1)?;
@@ -55,7 +74,7 @@ impl FromStr for PciAddress {
             return Err(bad());
         }
         Ok(PciAddress {
-            domain: domain as u16,
+            domain,
             bus: bus as u8,
             device: device as u8,
             function: function as u8,
@@ -149,6 +168,48 @@ mod tests {
             err.to_string(),
             "bad device name 'xyz': expected emu[:options] or a PCI address like 0000:01:00.0"
         );
+    }
+
+    #[test]
+    fn vmd_domains_wider_than_16_bits_parse_and_print_back() {
+        let addr: PciAddress = "10000:e1:00.0".parse().unwrap();
+        assert_eq!(addr.domain, 0x10000);
+        assert_eq!(addr.to_string(), "10000:e1:00.0");
+        assert_eq!(
+            "10000:e1:00.0".parse::<DeviceName>(),
+            Ok(DeviceName::Pci(addr))
+        );
+    }
+
+    #[test]
+    fn domains_linux_never_prints_are_rejected() {
+        for bad in [
+            "0:01:00.0",
+            "000:01:00.0",
+            "00000:01:00.0",
+            "100000000:01:00.0",
+        ] {
+            let err = bad.parse::<PciAddress>().unwrap_err();
+            assert_eq!(err.input, bad);
+        }
+    }
+
+    #[test]
+    fn malformed_addresses_are_rejected() {
+        for bad in [
+            "",
+            "01:00",
+            "0000:01:00",
+            "0000:01:20.0",
+            "0000:01:00.8",
+            "zz:00.0",
+            "0000:001:00.0",
+            "0000:01:00.0 ",
+            "nvme0",
+            "0000:01:00.0.1",
+        ] {
+            assert!(bad.parse::<PciAddress>().is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]

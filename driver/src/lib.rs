@@ -60,7 +60,7 @@ pub mod transport;
 
 pub use admin::{AsyncEvent, QueueStats};
 pub use controller::{Controller, ControllerState};
-pub use device::{DeviceName, DeviceNameError, PciAddress};
+pub use device::{DeviceName, DeviceNameError, PciAddress, PciAddressError};
 pub use error::{CommandDesc, Error, IoKind, PrpRule, VfioCause};
 pub use hugepages::{DmaBuffer, DmaSegment};
 pub use namespace::Namespace;

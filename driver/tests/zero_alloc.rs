@@ -1,38 +1,13 @@
 //! The I/O hot path allocates nothing: a counting global allocator sees zero
-//! allocations per I/O once the queue pair is warm.
+//! allocations per I/O on the submitting thread (where the inline emulated controller
+//! also runs) once the queue pair is warm.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
-
+use hugepages::test_utils::CountingAllocator;
 use nvme::transport::emu::EmuTransport;
 use nvme::{Controller, IoFlags, Options, QueuePairOptions};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator::new();
 
 #[test]
 fn steady_state_io_allocates_nothing() {
@@ -87,9 +62,9 @@ fn steady_state_io_allocates_nothing() {
     };
     // Warm up: lazily initialised state (thread locals, clocks) settles here.
     run(100);
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = CountingAllocator::thread_allocations();
     let done = run(1000);
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = CountingAllocator::thread_allocations();
     assert_eq!(done, 32_000);
     assert_eq!(after - before, 0, "heap allocations during {done} I/Os");
 }

@@ -53,15 +53,22 @@ mod page_size;
 mod pagemap;
 mod region;
 mod sysfs;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
+mod tsc;
 
 pub use allocator::{AllocatorOptions, AllocatorStats, DmaAllocator, RegionInfo, MIN_ALIGN};
 pub use buffer::{DmaBuffer, DmaSegment};
 pub use error::Error;
 pub use iova::RESERVED_IOVA_RANGES;
 pub use mapper::{DmaMapper, IovaRange, MapError};
-pub use mounts::{hugetlbfs_mounts, hugetlbfs_mounts_in, parse_hugetlbfs_mounts, HugetlbfsMount};
+pub use mounts::{
+    hugetlbfs_mounts, hugetlbfs_mounts_in, parse_hugetlbfs_mounts, unescape_mount_field,
+    HugetlbfsMount,
+};
 pub use null_mapper::NullMapper;
-pub use page_size::PageSize;
+pub use page_size::{parse_size, PageSize};
 pub use pagemap::{virt_to_phys, Pagemap};
 pub use region::{Backing, DmaRegion, RegionOptions};
-pub use sysfs::{NodePoolStats, PoolStats, Sysfs};
+pub use sysfs::{list_dir, NodePoolStats, PoolStats, Sysfs};
+pub use tsc::tsc;

@@ -47,7 +47,7 @@ pub fn parse_hugetlbfs_mounts(text: &str) -> Vec<HugetlbfsMount> {
                 .find_map(|opt| opt.strip_prefix("pagesize="))
                 .and_then(PageSize::parse);
             Some(HugetlbfsMount {
-                mount_point: PathBuf::from(unescape(mount_point)),
+                mount_point: PathBuf::from(unescape_mount_field(mount_point)),
                 page_size,
                 options,
             })
@@ -55,8 +55,11 @@ pub fn parse_hugetlbfs_mounts(text: &str) -> Vec<HugetlbfsMount> {
         .collect()
 }
 
-/// Undoes the kernel's `\ooo` escaping of spaces, tabs, newlines and backslashes.
-fn unescape(field: &str) -> String {
+/// Undoes the kernel's `\ooo` escaping of spaces, tabs, newlines and backslashes in a
+/// field of `/proc/mounts`, `/proc/self/mountinfo` or `/proc/swaps` (`mangle()` in
+/// `fs/proc_namespace.c`). A backslash not followed by three octal digits of at most
+/// `\377` stays as it is.
+pub fn unescape_mount_field(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -108,6 +111,15 @@ tmpfs /run tmpfs rw 0 0
         assert_eq!(mounts.len(), 2);
         assert_eq!(mounts[0].mount_point, PathBuf::from("/a\\"));
         assert_eq!(mounts[1].mount_point, PathBuf::from("/b\\9"));
+    }
+
+    #[test]
+    fn mount_fields_lose_their_octal_escapes() {
+        assert_eq!(unescape_mount_field("/mnt/a\\040b\\011c"), "/mnt/a b\tc");
+        assert_eq!(unescape_mount_field("/x\\134y"), "/x\\y");
+        assert_eq!(unescape_mount_field("/x\\400"), "/x\\400");
+        assert_eq!(unescape_mount_field("/x\\04"), "/x\\04");
+        assert_eq!(unescape_mount_field("plain"), "plain");
     }
 
     #[test]

@@ -77,20 +77,37 @@ impl PageSize {
     }
 
     /// Parses a size such as `2M`, `1G`, `2048k`, `2048kB` or `1024M` (the forms used
-    /// by `/proc/mounts` and the kernel command line). A bare number counts bytes.
+    /// by `/proc/mounts` and the kernel command line), in either case. A bare number
+    /// counts bytes.
     pub fn parse(text: &str) -> Option<PageSize> {
-        let text = text.trim();
-        let lower = text.to_ascii_lowercase();
-        let trimmed = lower.strip_suffix('b').unwrap_or(&lower);
-        let (digits, shift) = match trimmed.chars().last()? {
-            'k' => (&trimmed[..trimmed.len() - 1], 10),
-            'm' => (&trimmed[..trimmed.len() - 1], 20),
-            'g' => (&trimmed[..trimmed.len() - 1], 30),
-            _ => (trimmed, 0),
-        };
-        let value: u64 = digits.parse().ok()?;
-        PageSize::from_bytes(value.checked_mul(1u64 << shift)?)
+        let lower = text.trim().to_ascii_lowercase();
+        // The kernel's forms only: a K, M or G unit with an optional B, no T and no iB.
+        let unit = lower.strip_suffix('b').unwrap_or(&lower);
+        if !unit.ends_with(|c: char| c.is_ascii_digit() || matches!(c, 'k' | 'm' | 'g')) {
+            return None;
+        }
+        PageSize::from_bytes(parse_size(unit)?)
     }
+}
+
+/// Parses a byte count with an optional binary unit: `4096`, `4K`, `64m`, `4G`, `2T`,
+/// `1GiB`, `4KB` (K, M, G, T in either case, optionally followed by `B` or `iB`).
+/// `None` if malformed or beyond `u64`.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.chars().last()? {
+        'k' | 'K' => (&t[..t.len() - 1], 10),
+        'm' | 'M' => (&t[..t.len() - 1], 20),
+        'g' | 'G' => (&t[..t.len() - 1], 30),
+        't' | 'T' => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1u64 << shift)
 }
 
 impl fmt::Display for PageSize {
@@ -121,6 +138,28 @@ mod tests {
         assert_eq!(PageSize::parse("3M"), None);
         assert_eq!(PageSize::parse("M"), None);
         assert_eq!(PageSize::parse(""), None);
+    }
+
+    #[test]
+    fn page_size_parse_keeps_to_the_kernel_forms() {
+        assert_eq!(PageSize::parse(" 2mb "), Some(PageSize::SIZE_2M));
+        assert_eq!(PageSize::parse("1T"), None);
+        assert_eq!(PageSize::parse("2MiB"), None);
+        assert_eq!(PageSize::parse("2bb"), None);
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("4K"), Some(4096));
+        assert_eq!(parse_size("64m"), Some(64 << 20));
+        assert_eq!(parse_size("4G"), Some(4 << 30));
+        assert_eq!(parse_size("2T"), Some(2 << 40));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("4KB"), Some(4096));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size(""), None);
+        assert_eq!(parse_size("16777216T"), None);
     }
 
     #[test]

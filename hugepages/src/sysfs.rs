@@ -98,7 +98,7 @@ impl Sysfs {
     /// support.
     pub fn page_sizes(&self) -> Result<Vec<PageSize>, Error> {
         let dir = self.root.join("kernel/mm/hugepages");
-        let mut sizes: Vec<PageSize> = list_dir(&dir)?
+        let mut sizes: Vec<PageSize> = read_dir_names(&dir)?
             .iter()
             .filter_map(|name| {
                 let kib = name.strip_prefix("hugepages-")?.strip_suffix("kB")?;
@@ -112,7 +112,7 @@ impl Sysfs {
     /// NUMA nodes that sysfs lists, ascending. Empty on kernels without NUMA support.
     pub fn nodes(&self) -> Result<Vec<u32>, Error> {
         let dir = self.root.join("devices/system/node");
-        let mut nodes: Vec<u32> = list_dir(&dir)?
+        let mut nodes: Vec<u32> = read_dir_names(&dir)?
             .iter()
             .filter_map(|name| name.strip_prefix("node")?.parse().ok())
             .collect();
@@ -259,28 +259,27 @@ fn write_sysfs(path: &Path, value: u64) -> io::Result<()> {
     file.write_all(format!("{value}\n").as_bytes())
 }
 
-fn list_dir(dir: &Path) -> Result<Vec<String>, Error> {
+/// The entry names of directory `dir`, sorted; empty if it does not exist. Names that
+/// are not UTF-8 are converted lossily (sysfs and procfs names are ASCII).
+pub fn list_dir(dir: &Path) -> io::Result<Vec<String>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(Error::Read {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
+        Err(e) => return Err(e),
     };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::Read {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        if let Ok(name) = entry.file_name().into_string() {
-            names.push(name);
-        }
-    }
+    let mut names = entries
+        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+        .collect::<io::Result<Vec<String>>>()?;
+    names.sort();
     Ok(names)
+}
+
+/// [`list_dir`] with a failure reported as [`Error::Read`] of `dir`.
+fn read_dir_names(dir: &Path) -> Result<Vec<String>, Error> {
+    list_dir(dir).map_err(|source| Error::Read {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 pub(crate) fn read_u64(path: &Path) -> Result<u64, Error> {
@@ -346,6 +345,22 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+
+    #[test]
+    fn list_dir_sorts_names_and_treats_a_missing_directory_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["node1", "node0", "possible"] {
+            fs::create_dir(dir.path().join(name)).unwrap();
+        }
+        assert_eq!(
+            list_dir(dir.path()).unwrap(),
+            vec!["node0", "node1", "possible"]
+        );
+        assert!(list_dir(&dir.path().join("missing")).unwrap().is_empty());
+        let file = dir.path().join("node0/file");
+        fs::write(&file, "").unwrap();
+        assert!(list_dir(&file).is_err());
+    }
 
     #[test]
     fn page_sizes_and_pools_come_from_the_tree() {

@@ -1,5 +1,7 @@
 //! Shared plumbing for the command-line tools.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod dio_cmd;
 pub mod identify;

@@ -194,24 +194,7 @@ fn invalid(option: &'static str, value: String, expected: &'static str) -> EmuEr
     }
 }
 
-/// Parses a size with an optional binary suffix (`K`, `M`, `G`, `T`, upper or lower case,
-/// optionally followed by `B` or `iB`).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (digits, shift) = match t.chars().last()? {
-        'k' | 'K' => (&t[..t.len() - 1], 10),
-        'm' | 'M' => (&t[..t.len() - 1], 20),
-        'g' | 'G' => (&t[..t.len() - 1], 30),
-        't' | 'T' => (&t[..t.len() - 1], 40),
-        _ => (t, 0),
-    };
-    let n: u64 = digits.parse().ok()?;
-    n.checked_mul(1u64 << shift)
-}
+pub use hugepages::parse_size;
 
 fn parse_num<T: FromStr + PartialOrd + Copy>(
     option: &'static str,

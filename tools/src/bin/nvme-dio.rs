@@ -1,6 +1,8 @@
 //! `nvme-dio`: direct I/O to an NVMe namespace or to files of an in-memory extent
 //! layer, step by step.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use nvme_tools::cli::{self, EXIT_USAGE};

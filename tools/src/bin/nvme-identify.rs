@@ -1,5 +1,7 @@
 //! `nvme-identify`: show an NVMe controller's identity and namespaces.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use nvme_tools::cli;

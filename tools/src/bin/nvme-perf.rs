@@ -1,5 +1,7 @@
 //! `nvme-perf`: measure IOPS, throughput and latency of an NVMe namespace.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use nvme_tools::cli::{self, EXIT_FAILURE};

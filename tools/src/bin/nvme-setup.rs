@@ -1,13 +1,15 @@
 //! nvme-setup: prepare a Linux host for user-space NVMe (bind to vfio-pci, reserve
 //! hugepages) and diagnose what keeps a controller from opening.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use nvme_tools::cli;
-use nvme_tools::setup::{self, hugepages, BindOptions, Host, PciAddr, SetupError, User};
+use nvme_tools::setup::{self, hugepages, BindOptions, Host, PciAddress, SetupError, User};
 use serde::Serialize;
 
 const EXAMPLES: &str = "\
@@ -98,16 +100,14 @@ struct HugepageArgs {
     mount: Option<PathBuf>,
 }
 
-fn addrs(list: &[String]) -> Result<Vec<PciAddr>, SetupError> {
-    list.iter().map(|s| s.parse()).collect()
+fn addrs(list: &[String]) -> Result<Vec<PciAddress>, SetupError> {
+    list.iter().map(|s| Ok(s.parse()?)).collect()
 }
 
 /// Prints the report; a closed pipe (`nvme-setup status | head`) ends output quietly.
 fn emit<T: Serialize + std::fmt::Display>(json: bool, value: &T) -> Result<(), SetupError> {
     let text = if json {
-        let mut s = serde_json::to_string_pretty(value).map_err(|e| {
-            SetupError::NothingToDo(format!("cannot encode the report as JSON: {e}"))
-        })?;
+        let mut s = serde_json::to_string_pretty(value).map_err(SetupError::Json)?;
         s.push('\n');
         s
     } else {
@@ -210,7 +210,7 @@ fn main() -> ExitCode {
             }
             eprintln!("nvme-setup: error: {e}");
             match e {
-                SetupError::BadPciAddress { .. } | SetupError::BadHugepageSize { .. } => {
+                SetupError::BadPciAddress(_) | SetupError::BadHugepageSize { .. } => {
                     ExitCode::from(cli::EXIT_USAGE)
                 }
                 _ => ExitCode::from(cli::EXIT_FAILURE),

@@ -22,12 +22,13 @@ pub enum ToolError {
     #[error("{0}")]
     Invalid(String),
     /// A DMA buffer could not be allocated.
-    #[error("cannot allocate {bytes} bytes of DMA memory: {reason}")]
+    #[error("cannot allocate {bytes} bytes of DMA memory: {source}")]
     Memory {
         /// Bytes asked for.
         bytes: usize,
-        /// The allocator's explanation.
-        reason: String,
+        /// The allocator's error.
+        #[source]
+        source: hugepages::Error,
     },
     /// A direct-I/O step failed.
     #[error(transparent)]
@@ -35,7 +36,10 @@ pub enum ToolError {
     /// The direct-I/O engine could not be set up.
     #[error("cannot set up direct I/O: {0}")]
     Dio(#[from] dio::DioError),
-    /// An I/O thread could not be started or died.
+    /// An I/O thread could not be started.
     #[error("I/O thread failed: {0}")]
-    Thread(String),
+    Spawn(#[source] std::io::Error),
+    /// An I/O thread panicked.
+    #[error("I/O thread failed: an I/O thread panicked")]
+    Panicked,
 }

@@ -78,8 +78,8 @@ pub fn report_error(tool: &str, err: &dyn Display) -> ExitCode {
 }
 
 /// Parses a device name for `clap` (`emu`, `emu:OPTIONS` or a PCI address).
-pub fn parse_device(text: &str) -> Result<DeviceName, String> {
-    text.parse::<DeviceName>().map_err(|e| e.to_string())
+pub fn parse_device(text: &str) -> Result<DeviceName, nvme::DeviceNameError> {
+    text.parse()
 }
 
 /// Parses a byte count with an optional binary suffix (`4096`, `4k`, `1M`, `2GiB`) or a
@@ -90,21 +90,12 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         return u64::from_str_radix(hex, 16)
             .map_err(|_| format!("'{text}' is not a hexadecimal byte count"));
     }
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix(['B', 'b']))
-        .unwrap_or(t);
-    let (digits, shift) = match t.chars().last() {
-        Some('k' | 'K') => (&t[..t.len() - 1], 10),
-        Some('m' | 'M') => (&t[..t.len() - 1], 20),
-        Some('g' | 'G') => (&t[..t.len() - 1], 30),
-        Some('t' | 'T') => (&t[..t.len() - 1], 40),
-        _ => (t, 0),
+    // A lower-case `b` counts as `B` here (`4kb`), but not after an `i` (`4kib`).
+    let unit = match t.strip_suffix('b') {
+        Some(rest) if !rest.ends_with('i') => format!("{rest}B"),
+        _ => t.to_string(),
     };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(1u64 << shift))
+    hugepages::parse_size(&unit)
         .ok_or_else(|| format!("'{text}' is not a byte count (examples: 4096, 4k, 1M, 0x1000)"))
 }
 
@@ -154,13 +145,18 @@ mod tests {
         assert!(parse_bytes("four").is_err());
         assert!(parse_bytes("").is_err());
         assert!(parse_bytes("99999999999T").is_err());
+        assert_eq!(parse_bytes("4kb"), Ok(4096));
+        assert_eq!(parse_bytes("4KB"), Ok(4096));
+        assert_eq!(parse_bytes("4b"), Ok(4));
+        assert!(parse_bytes("4kib").is_err());
+        assert!(parse_bytes("4Bb").is_err());
     }
 
     #[test]
     fn device_names_are_checked_with_the_expected_forms_in_the_message() {
         assert!(parse_device("emu:lba=4096").is_ok());
         assert!(parse_device("0000:01:00.0").is_ok());
-        let msg = parse_device("nvme0").unwrap_err();
+        let msg = parse_device("nvme0").unwrap_err().to_string();
         assert!(msg.contains("emu[:options]"), "{msg}");
     }
 }

@@ -45,15 +45,10 @@ pub fn run(device: &str, nsid: u32, steps: &[Step]) -> Result<DioReport, ToolErr
     }
     let queue = NvmeQueue::new(&ctrl, qp, nsid)?;
     let page = ctrl.page_size() as usize;
-    let alloc = |len: usize| {
-        ctrl.allocator()
-            .alloc(len.max(1), page)
-            .map(IoBuffer::new)
-            .map_err(|e| e.to_string())
-    };
-    let zero = alloc(page).map_err(|reason| ToolError::Memory {
+    let alloc = |len: usize| ctrl.allocator().alloc(len.max(1), page).map(IoBuffer::new);
+    let zero = alloc(page).map_err(|source| ToolError::Memory {
         bytes: page,
-        reason,
+        source,
     })?;
     let mut engine = Dio::new(queue, Some(zero), SLOTS)?;
     Ok(script::run(&mut engine, alloc, steps)?)

@@ -182,7 +182,7 @@ pub enum StepError {
         name: String,
     },
     /// No DMA buffer could be had.
-    #[error("step {step} ({op}): cannot allocate a {len}-byte DMA buffer: {reason}")]
+    #[error("step {step} ({op}): cannot allocate a {len}-byte DMA buffer: {source}")]
     Buffer {
         /// 1-based step number.
         step: usize,
@@ -190,8 +190,19 @@ pub enum StepError {
         op: &'static str,
         /// Bytes asked for.
         len: usize,
-        /// Why not.
-        reason: String,
+        /// The allocator's error.
+        #[source]
+        source: hugepages::Error,
+    },
+    /// A buffer handed out was shorter than asked for.
+    #[error("step {step} ({op}): cannot allocate a {len}-byte DMA buffer: buffer too small")]
+    BufferTooSmall {
+        /// 1-based step number.
+        step: usize,
+        /// Step name.
+        op: &'static str,
+        /// Bytes needed.
+        len: usize,
     },
 }
 
@@ -204,7 +215,7 @@ pub fn run<Q, B, A>(
 where
     Q: DioQueue,
     B: DmaBuf,
-    A: FnMut(usize) -> Result<B, String>,
+    A: FnMut(usize) -> Result<B, hugepages::Error>,
 {
     let caps = *dio.caps();
     let lba = caps.lba_size;
@@ -331,12 +342,7 @@ where
                         .map_err(host_err)?;
                     let b = take_buffer(&mut buf, &mut alloc, chunk, n, op)?;
                     if !b.write_at(0, &staging[..len]) {
-                        return Err(StepError::Buffer {
-                            step: n,
-                            op,
-                            len,
-                            reason: "buffer too small".into(),
-                        });
+                        return Err(StepError::BufferTooSmall { step: n, op, len });
                     }
                     let mut iter = IovIter::new(vec![b]);
                     iter.truncate(len);
@@ -402,11 +408,10 @@ where
                     })?;
                     if let Some(b) = &b {
                         if got > 0 && !b.read_at(0, &mut staging[..got]) {
-                            return Err(StepError::Buffer {
+                            return Err(StepError::BufferTooSmall {
                                 step: n,
                                 op,
                                 len: got,
-                                reason: "buffer too small".into(),
                             });
                         }
                     }
@@ -447,15 +452,15 @@ fn take_buffer<B, A>(
     op: &'static str,
 ) -> Result<B, StepError>
 where
-    A: FnMut(usize) -> Result<B, String>,
+    A: FnMut(usize) -> Result<B, hugepages::Error>,
 {
     match slot.take() {
         Some(b) => Ok(b),
-        None => alloc(len).map_err(|reason| StepError::Buffer {
+        None => alloc(len).map_err(|source| StepError::Buffer {
             step,
             op,
             len,
-            reason,
+            source,
         }),
     }
 }

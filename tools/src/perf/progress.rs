@@ -3,16 +3,18 @@
 //! Each I/O thread owns one cache-line-padded counter and only stores to it (relaxed),
 //! so publishing progress costs the hot path one uncontended store.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// One thread's completion count on its own cache line.
+use crossbeam_utils::CachePadded;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// One thread's completion count on its own cache line (two on x86-64, where the
+/// adjacent-line prefetcher pairs them).
 #[derive(Debug, Default)]
-#[repr(align(128))]
-pub struct Counter(AtomicU64);
+pub struct Counter(CachePadded<AtomicU64>);
 
 impl Counter {
     /// Publishes the thread's running total.
@@ -59,9 +61,13 @@ pub fn line(elapsed_s: u64, total_s: u64, iops: f64, mib_per_s: f64) -> String {
     format!("[{elapsed_s:>4}/{total_s} s] {iops:>12.0} IOPS {mib_per_s:>10.2} MiB/s")
 }
 
-/// Prints a progress line on stderr every second until [`stop`] is called.
+/// Prints a progress line on stderr every second until [`stop`] is called, redrawn in
+/// place; the last line stays when the printer stops. Prints nothing when stderr is not
+/// a terminal.
 pub fn spawn_printer(progress: Arc<Progress>, io_size: u64, total_s: u64) -> JoinHandle<()> {
     std::thread::spawn(move || {
+        // Made at the first line, so a run shorter than a second prints nothing.
+        let mut bar: Option<ProgressBar> = None;
         let start = Instant::now();
         let mut last = 0u64;
         let mut tick = 1u64;
@@ -75,14 +81,21 @@ pub fn spawn_printer(progress: Arc<Progress>, io_size: u64, total_s: u64) -> Joi
             let total = progress.total();
             let delta = total.saturating_sub(last) as f64;
             last = total;
-            let text = line(tick, total_s, delta, delta * io_size as f64 / 1_048_576.0);
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r{text}");
-            let _ = err.flush();
+            let bar = bar.get_or_insert_with(|| {
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
+                bar
+            });
+            bar.set_message(line(
+                tick,
+                total_s,
+                delta,
+                delta * io_size as f64 / 1_048_576.0,
+            ));
             tick += 1;
         }
-        if tick > 1 {
-            let _ = writeln!(std::io::stderr());
+        if let Some(bar) = bar {
+            bar.abandon();
         }
     })
 }
@@ -103,6 +116,12 @@ mod tests {
         p.counter(0).set(5);
         p.counter(2).set(7);
         assert_eq!(p.total(), 12);
+    }
+
+    #[test]
+    fn counters_sit_on_their_own_cache_lines() {
+        assert!(std::mem::align_of::<Counter>() >= 64);
+        assert!(std::mem::size_of::<Counter>() >= 64);
     }
 
     #[test]

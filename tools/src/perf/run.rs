@@ -43,9 +43,9 @@ impl<T: Transport> NvmeQueue<T> {
             let b = ctrl
                 .allocator()
                 .alloc(io_size, align)
-                .map_err(|e| ToolError::Memory {
+                .map_err(|source| ToolError::Memory {
                     bytes: io_size,
-                    reason: e.to_string(),
+                    source,
                 })?;
             segs.push(b.as_segment());
             bufs.push(b);
@@ -266,17 +266,12 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
                         tracing::debug!(qid = q.qp.qid(), counters = ?q.qp.stats(), "queue pair counters");
                         stats
                     })
-                    .map_err(|e| ToolError::Thread(e.to_string()))
+                    .map_err(ToolError::Spawn)
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.and_then(|h| {
-                    h.join()
-                        .map_err(|_| ToolError::Thread("an I/O thread panicked".into()))
-                })
-            })
+            .map(|h| h.and_then(|h| h.join().map_err(|_| ToolError::Panicked)))
             .collect()
     });
     if let Some(p) = printer {

@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use hugepages::tsc;
+
 /// Length of each of the two calibration windows.
 const CALIBRATION: Duration = Duration::from_millis(20);
 /// Largest relative difference between the two calibration windows' rates (1/100).
@@ -126,20 +128,6 @@ fn paired_reading() -> Option<(u64, Instant)> {
         }
     }
     best.map(|(t, i, _)| (t, i))
-}
-
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn tsc() -> Option<u64> {
-    // SAFETY: RDTSC has no memory effects and every x86_64 CPU implements it; a kernel
-    // that forbids it in user mode (CR4.TSD) would fault, which no Linux default does.
-    Some(unsafe { core::arch::x86_64::_rdtsc() })
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-#[inline]
-fn tsc() -> Option<u64> {
-    None
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::iommu::Node;
 use super::usage::uses;
 use super::users::User;
-use super::{run_command, Action, Host, PciAddr, PciDevice, SetupError};
+use super::{run_command, Action, Host, PciAddress, PciDevice, SetupError};
 
 /// The driver user-space I/O needs.
 pub const VFIO_DRIVER: &str = "vfio-pci";
@@ -51,7 +51,8 @@ pub enum BindResult {
 #[derive(Clone, Debug, Serialize)]
 pub struct Outcome {
     /// The controller.
-    pub addr: PciAddr,
+    #[serde(serialize_with = "super::serialize_display")]
+    pub addr: PciAddress,
     /// Its driver before.
     pub from: Option<String>,
     /// The driver it was moved to.
@@ -99,7 +100,7 @@ impl fmt::Display for BindReport {
 }
 
 /// Looks up the explicitly named controllers, refusing unknown and non-NVMe devices.
-fn named(host: &Host, addrs: &[PciAddr]) -> Result<Vec<PciDevice>, SetupError> {
+fn named(host: &Host, addrs: &[PciAddress]) -> Result<Vec<PciDevice>, SetupError> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for &addr in addrs {
@@ -122,7 +123,7 @@ fn named(host: &Host, addrs: &[PciAddr]) -> Result<Vec<PciDevice>, SetupError> {
 fn blockers(
     host: &Host,
     dev: &PciDevice,
-    targets: &BTreeSet<PciAddr>,
+    targets: &BTreeSet<PciAddress>,
 ) -> Result<Vec<PciDevice>, SetupError> {
     Ok(host
         .sys
@@ -221,7 +222,11 @@ fn wait_for_node(host: &Host, group: u32) -> Option<Node> {
 /// Refuses (before writing anything) a named controller that is in use unless
 /// `opts.force`, one without an IOMMU group, and one whose IOMMU group holds a device
 /// on a driver that keeps the group from becoming viable.
-pub fn bind(host: &Host, addrs: &[PciAddr], opts: &BindOptions) -> Result<BindReport, SetupError> {
+pub fn bind(
+    host: &Host,
+    addrs: &[PciAddress],
+    opts: &BindOptions,
+) -> Result<BindReport, SetupError> {
     let explicit = !addrs.is_empty();
     let candidates = if explicit {
         named(host, addrs)?
@@ -271,7 +276,7 @@ pub fn bind(host: &Host, addrs: &[PciAddr], opts: &BindOptions) -> Result<BindRe
             None => targets.push(dev),
         }
     }
-    let target_set: BTreeSet<PciAddr> = targets.iter().map(|d| d.addr).collect();
+    let target_set: BTreeSet<PciAddress> = targets.iter().map(|d| d.addr).collect();
     for dev in &targets {
         let Some(group) = dev.iommu_group else {
             return Err(SetupError::NoIommuGroup { addr: dev.addr });
@@ -317,7 +322,7 @@ pub fn bind(host: &Host, addrs: &[PciAddr], opts: &BindOptions) -> Result<BindRe
         });
     }
     if let Some(user) = &opts.user {
-        let groups: BTreeSet<(u32, PciAddr)> = targets
+        let groups: BTreeSet<(u32, PciAddress)> = targets
             .iter()
             .filter_map(|d| Some((d.iommu_group?, d.addr)))
             .collect();
@@ -355,7 +360,7 @@ fn chown(path: &std::path::Path, user: &User, actions: &mut Vec<Action>) -> Resu
 
 /// Returns NVMe controllers to the kernel's nvme driver: the named ones, or every
 /// controller on vfio-pci (or left without a driver).
-pub fn unbind(host: &Host, addrs: &[PciAddr]) -> Result<BindReport, SetupError> {
+pub fn unbind(host: &Host, addrs: &[PciAddress]) -> Result<BindReport, SetupError> {
     let targets: Vec<PciDevice> = if addrs.is_empty() {
         host.sys
             .nvme_controllers()?

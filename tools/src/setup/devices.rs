@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{PciAddr, SetupError, SysfsRoot};
+use super::{PciAddress, SetupError, SysfsRoot};
 
 /// PCI class code of an NVM Express controller (mass storage, NVM, NVMe interface).
 pub const NVME_CLASS: u32 = 0x01_08_02;
@@ -17,7 +17,8 @@ const GROUP_FRIENDLY_DRIVERS: &[&str] = &["vfio-pci", "pci-stub", "pcieport"];
 #[derive(Clone, Debug, Serialize)]
 pub struct PciDevice {
     /// Its address.
-    pub addr: PciAddr,
+    #[serde(serialize_with = "super::serialize_display")]
+    pub addr: PciAddress,
     /// PCI vendor id.
     pub vendor: u16,
     /// PCI device id.
@@ -77,14 +78,14 @@ impl PciDevice {
     }
 }
 
-fn dev_rel(addr: PciAddr) -> PathBuf {
+fn dev_rel(addr: PciAddress) -> PathBuf {
     PathBuf::from(format!("bus/pci/devices/{addr}"))
 }
 
 impl SysfsRoot {
     /// Every PCI function under `bus/pci/devices`, in address order.
-    pub fn pci_addresses(&self) -> Result<Vec<PciAddr>, SetupError> {
-        let mut addrs: Vec<PciAddr> = self
+    pub fn pci_addresses(&self) -> Result<Vec<PciAddress>, SetupError> {
+        let mut addrs: Vec<PciAddress> = self
             .list("bus/pci/devices")?
             .iter()
             .filter_map(|name| name.parse().ok())
@@ -94,7 +95,7 @@ impl SysfsRoot {
     }
 
     /// The device at `addr`, or [`SetupError::UnknownDevice`].
-    pub fn pci_device(&self, addr: PciAddr) -> Result<PciDevice, SetupError> {
+    pub fn pci_device(&self, addr: PciAddress) -> Result<PciDevice, SetupError> {
         let dir = dev_rel(addr);
         if !self.exists(&dir) {
             return Err(SetupError::UnknownDevice {
@@ -150,7 +151,7 @@ impl SysfsRoot {
         let mut out = Vec::new();
         for name in self.list(format!("kernel/iommu_groups/{group}/devices"))? {
             // Groups can hold non-PCI devices; only PCI functions matter here.
-            let Ok(addr) = name.parse::<PciAddr>() else {
+            let Ok(addr) = name.parse::<PciAddress>() else {
                 continue;
             };
             if self.exists(dev_rel(addr)) {

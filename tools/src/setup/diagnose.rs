@@ -10,7 +10,7 @@ use super::hugepages::pools;
 use super::iommu::{has_ipc_lock, memlock, IommuState, Node, VfioState};
 use super::usage::uses;
 use super::users::User;
-use super::{Host, PciAddr, PciDevice, SetupError};
+use super::{Host, PciAddress, PciDevice, SetupError};
 
 /// The fix for an inactive IOMMU.
 pub const IOMMU_FIX: &str =
@@ -22,7 +22,8 @@ pub struct Check {
     /// Short stable name (`iommu`, `vfio-driver`, `bound`, ...).
     pub name: &'static str,
     /// The device checked, for per-device checks.
-    pub device: Option<PciAddr>,
+    #[serde(serialize_with = "super::serialize_display_opt")]
+    pub device: Option<PciAddress>,
     /// Whether it holds.
     pub ok: bool,
     /// What was found.
@@ -62,7 +63,7 @@ impl fmt::Display for Diagnosis {
 struct Checks(Vec<Check>);
 
 impl Checks {
-    fn pass(&mut self, name: &'static str, device: Option<PciAddr>, detail: String) {
+    fn pass(&mut self, name: &'static str, device: Option<PciAddress>, detail: String) {
         self.0.push(Check {
             name,
             device,
@@ -72,7 +73,13 @@ impl Checks {
         });
     }
 
-    fn fail(&mut self, name: &'static str, device: Option<PciAddr>, detail: String, fix: String) {
+    fn fail(
+        &mut self,
+        name: &'static str,
+        device: Option<PciAddress>,
+        detail: String,
+        fix: String,
+    ) {
         self.0.push(Check {
             name,
             device,
@@ -354,7 +361,11 @@ fn device(
 
 /// Checks the platform, memory and the controller at `addr` (or every controller on
 /// vfio-pci) for `user`, the user who will open the device.
-pub fn diagnose(host: &Host, addr: Option<PciAddr>, user: &User) -> Result<Diagnosis, SetupError> {
+pub fn diagnose(
+    host: &Host,
+    addr: Option<PciAddress>,
+    user: &User,
+) -> Result<Diagnosis, SetupError> {
     let mut checks = Checks(Vec::new());
     platform(host, user, &mut checks)?;
     match addr {

@@ -3,24 +3,19 @@
 use std::io;
 use std::path::PathBuf;
 
-use super::PciAddr;
+use super::PciAddress;
 
 /// Why an `nvme-setup` operation could not be carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// A command-line PCI address is malformed.
-    #[error(
-        "bad PCI address '{input}': expected DOMAIN:BUS:DEVICE.FUNCTION in hex, e.g. 0000:01:00.0"
-    )]
-    BadPciAddress {
-        /// The text given.
-        input: String,
-    },
+    #[error(transparent)]
+    BadPciAddress(#[from] nvme::PciAddressError),
     /// No such PCI device in sysfs.
     #[error("no PCI device {addr} in {root}; `nvme-setup status` lists the NVMe controllers")]
     UnknownDevice {
         /// The address asked for.
-        addr: PciAddr,
+        addr: PciAddress,
         /// The sysfs directory searched.
         root: PathBuf,
     },
@@ -28,7 +23,7 @@ pub enum SetupError {
     #[error("{addr} is not an NVMe controller (PCI class {class:#08x}, NVMe is 0x010802)")]
     NotNvme {
         /// The device.
-        addr: PciAddr,
+        addr: PciAddress,
         /// Its PCI class code.
         class: u32,
     },
@@ -44,6 +39,7 @@ pub enum SetupError {
         /// The file.
         path: PathBuf,
         /// The underlying error.
+        #[source]
         source: io::Error,
     },
     /// A sysfs attribute could not be written.
@@ -54,6 +50,7 @@ pub enum SetupError {
         /// What was being written.
         value: String,
         /// The underlying error.
+        #[source]
         source: io::Error,
     },
     /// A file held something other than the kernel's format.
@@ -70,7 +67,7 @@ pub enum SetupError {
     #[error("{addr} is in use ({uses}); stop using it first or pass --force to take it anyway")]
     InUse {
         /// The controller.
-        addr: PciAddr,
+        addr: PciAddress,
         /// What uses it, comma-separated.
         uses: String,
     },
@@ -82,7 +79,7 @@ pub enum SetupError {
     )]
     GroupNotViable {
         /// The controller.
-        addr: PciAddr,
+        addr: PciAddress,
         /// Its IOMMU group.
         group: u32,
         /// The devices in the way with their drivers, comma-separated.
@@ -95,7 +92,16 @@ pub enum SetupError {
     )]
     NoIommuGroup {
         /// The controller.
-        addr: PciAddr,
+        addr: PciAddress,
+    },
+    /// An external command (modprobe, mount) could not be started.
+    #[error("`{command}` failed: {source}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// Why it could not be started.
+        #[source]
+        source: io::Error,
     },
     /// An external command (modprobe, mount) failed.
     #[error("`{command}` failed: {detail}")]
@@ -119,7 +125,7 @@ pub enum SetupError {
     #[error("the kernel left {addr} on {actual} instead of {wanted}; `dmesg | tail` says why")]
     BindFailed {
         /// The device.
-        addr: PciAddr,
+        addr: PciAddress,
         /// The driver asked for.
         wanted: String,
         /// The driver it has (or "no driver").
@@ -139,6 +145,7 @@ pub enum SetupError {
         /// The new owner.
         uid: u32,
         /// The underlying error.
+        #[source]
         source: io::Error,
     },
     /// `/dev/vfio/<group>` did not appear after binding.
@@ -147,7 +154,7 @@ pub enum SetupError {
         /// The expected device node.
         path: PathBuf,
         /// The device that was bound.
-        addr: PciAddr,
+        addr: PciAddress,
     },
     /// A hugepage size was not understood.
     #[error("bad hugepage size '{input}': use 2M or 1G (this kernel offers {available})")]
@@ -165,6 +172,7 @@ pub enum SetupError {
     )]
     HugepagesShort {
         /// The shortfall as the hugepages crate reports it.
+        #[source]
         source: hugepages::Error,
         /// The pool size before the attempt.
         previous: u64,
@@ -174,6 +182,9 @@ pub enum SetupError {
     /// Reading or reserving hugepages failed.
     #[error(transparent)]
     Hugepages(#[from] hugepages::Error),
+    /// The report could not be encoded as JSON.
+    #[error("cannot encode the report as JSON: {0}")]
+    Json(#[source] serde_json::Error),
     /// Nothing matched what a command should act on.
     #[error("{0}")]
     NothingToDo(String),
@@ -196,7 +207,29 @@ impl SetupError {
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error as _;
+
     use super::*;
+
+    #[test]
+    fn wrapped_errors_keep_their_cause() {
+        let e = SetupError::Spawn {
+            command: "modprobe vfio-pci".into(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        };
+        assert_eq!(
+            e.source()
+                .and_then(|s| s.downcast_ref::<io::Error>())
+                .map(io::Error::kind),
+            Some(io::ErrorKind::NotFound)
+        );
+        let e: SetupError = "0:01:00.0".parse::<PciAddress>().unwrap_err().into();
+        assert!(e.source().is_none(), "transparent: {e}");
+        assert_eq!(
+            e.to_string(),
+            "bad PCI address '0:01:00.0': expected DOMAIN:BUS:DEVICE.FUNCTION in hex, e.g. 0000:01:00.0"
+        );
+    }
 
     #[test]
     fn permission_denied_on_write_advises_running_as_root() {

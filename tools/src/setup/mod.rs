@@ -11,7 +11,6 @@ mod diagnose;
 mod error;
 pub mod hugepages;
 mod iommu;
-mod pci;
 mod status;
 mod sysfs;
 mod usage;
@@ -21,7 +20,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 pub use bind::{
     bind, unbind, BindOptions, BindReport, BindResult, Outcome, KERNEL_DRIVER, VFIO_DRIVER,
@@ -31,7 +30,7 @@ pub use diagnose::{diagnose, Check, Diagnosis, IOMMU_FIX};
 pub use error::SetupError;
 pub use hugepages::{HugepagePool, MountOutcome, NodePool, Reservation};
 pub use iommu::{memlock, IommuState, Limit, Node, VfioState};
-pub use pci::PciAddr;
+pub use nvme::PciAddress;
 pub use status::{Controller, Status};
 pub use sysfs::{Host, ProcRoot, SysfsRoot};
 pub use usage::{Mount, Use};
@@ -85,6 +84,25 @@ impl fmt::Display for Action {
     }
 }
 
+/// Serializes a value as its `Display` text (a PCI address as `0000:01:00.0`).
+pub(crate) fn serialize_display<T: fmt::Display, S: Serializer>(
+    value: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+/// [`serialize_display`] for an optional value (`None` as `null`).
+pub(crate) fn serialize_display_opt<T: fmt::Display, S: Serializer>(
+    value: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
 /// Runs `command` (modprobe, mount), failing with its stderr, and logs it.
 pub(crate) fn run_command(
     command: &mut Command,
@@ -92,9 +110,9 @@ pub(crate) fn run_command(
 ) -> Result<(), SetupError> {
     let line = format!("{command:?}").replace('"', "");
     tracing::info!(command = %line, "running");
-    let out = command.output().map_err(|e| SetupError::Command {
+    let out = command.output().map_err(|source| SetupError::Spawn {
         command: line.clone(),
-        detail: e.to_string(),
+        source,
     })?;
     if !out.status.success() {
         return Err(SetupError::Command {
@@ -108,4 +126,52 @@ pub(crate) fn run_command(
     }
     actions.push(Action::Run { command: line });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_accepts_exactly_the_addresses_the_driver_opens() {
+        for text in [
+            "0000:01:00.0",
+            "3D:1f.7",
+            "10000:e1:00.0",
+            "0:01:00.0",
+            "00000:01:00.0",
+            "0000:01:20.0",
+            "nvme0",
+        ] {
+            let setup = text.parse::<PciAddress>().ok();
+            let driver = match text.parse::<nvme::DeviceName>() {
+                Ok(nvme::DeviceName::Pci(addr)) => Some(addr),
+                _ => None,
+            };
+            assert_eq!(setup, driver, "{text}");
+        }
+        assert_eq!(
+            "10000:e1:00.0".parse::<PciAddress>().unwrap().to_string(),
+            "10000:e1:00.0"
+        );
+    }
+
+    #[test]
+    fn addresses_serialize_as_their_sysfs_names() {
+        #[derive(Serialize)]
+        struct Row {
+            #[serde(serialize_with = "serialize_display")]
+            addr: PciAddress,
+            #[serde(serialize_with = "serialize_display_opt")]
+            other: Option<PciAddress>,
+        }
+        let row = Row {
+            addr: "3d:1f.7".parse().unwrap(),
+            other: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&row).unwrap(),
+            r#"{"addr":"0000:3d:1f.7","other":null}"#
+        );
+    }
 }

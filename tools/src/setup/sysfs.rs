@@ -19,26 +19,10 @@ fn read_trimmed(path: &Path) -> Result<Option<String>, SetupError> {
 }
 
 fn list_dir(path: &Path) -> Result<Vec<String>, SetupError> {
-    let entries = match fs::read_dir(path) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(SetupError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| SetupError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        names.push(entry.file_name().to_string_lossy().into_owned());
-    }
-    names.sort();
-    Ok(names)
+    hugepages::list_dir(path).map_err(|source| SetupError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// A sysfs tree: `/sys` on the host, or a fake copy for tests.

@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
+use hugepages::unescape_mount_field as unescape;
+
 use serde::Serialize;
 
-use super::{Host, PciAddr, ProcRoot, SetupError, SysfsRoot};
+use super::{Host, PciAddress, ProcRoot, SetupError, SysfsRoot};
 
 /// One mounted filesystem from `/proc/self/mountinfo` or `/proc/mounts`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,27 +22,6 @@ pub struct Mount {
     pub dev: Option<String>,
     /// Mount options and superblock options, comma-separated.
     pub options: String,
-}
-
-/// Undoes the octal escapes (`\040` for a space) of the mount tables.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| u8::from_str_radix(d, 8).ok());
-        if let (b'\\', Some(v)) = (bytes[i], octal) {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn parse_mountinfo(text: &str) -> Vec<Mount> {
@@ -145,9 +126,9 @@ fn exclusively_open(node: &Path) -> bool {
     }
     let open = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_EXCL)
+        .custom_flags(rustix::fs::OFlags::EXCL.bits() as i32)
         .open(node);
-    matches!(open, Err(e) if e.raw_os_error() == Some(libc::EBUSY))
+    matches!(open, Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()))
 }
 
 impl std::fmt::Display for Use {
@@ -180,7 +161,7 @@ fn path_mentions(path: &Path, addr: &str) -> bool {
 
 /// The disks in `block/` that belong to the controller at `addr`: the disk's own path, its
 /// `device` link, or (native multipath) one of its `multipath/` paths lies under `addr`.
-fn disks_of(sys: &SysfsRoot, addr: PciAddr) -> Result<Vec<String>, SetupError> {
+fn disks_of(sys: &SysfsRoot, addr: PciAddress) -> Result<Vec<String>, SetupError> {
     let a = addr.to_string();
     let mut out = Vec::new();
     for disk in sys.list("block")? {
@@ -203,7 +184,7 @@ fn disks_of(sys: &SysfsRoot, addr: PciAddr) -> Result<Vec<String>, SetupError> {
     Ok(out)
 }
 
-fn block_devs(sys: &SysfsRoot, addr: PciAddr) -> Result<Vec<BlockDev>, SetupError> {
+fn block_devs(sys: &SysfsRoot, addr: PciAddress) -> Result<Vec<BlockDev>, SetupError> {
     let mut out = Vec::new();
     for disk in disks_of(sys, addr)? {
         let rel = format!("block/{disk}");
@@ -227,12 +208,12 @@ fn block_devs(sys: &SysfsRoot, addr: PciAddr) -> Result<Vec<BlockDev>, SetupErro
 }
 
 /// The block devices (namespaces and partitions) the kernel exposes for `addr`.
-pub fn block_device_names(sys: &SysfsRoot, addr: PciAddr) -> Result<Vec<String>, SetupError> {
+pub fn block_device_names(sys: &SysfsRoot, addr: PciAddress) -> Result<Vec<String>, SetupError> {
     Ok(block_devs(sys, addr)?.into_iter().map(|b| b.name).collect())
 }
 
 /// Everything that uses the controller at `addr`; empty when it is free to take.
-pub fn uses(host: &Host, addr: PciAddr) -> Result<Vec<Use>, SetupError> {
+pub fn uses(host: &Host, addr: PciAddress) -> Result<Vec<Use>, SetupError> {
     let devs = block_devs(&host.sys, addr)?;
     if devs.is_empty() {
         return Ok(Vec::new());
