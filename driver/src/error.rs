@@ -224,6 +224,9 @@ pub enum Error {
         /// The allocator's error.
         detail: String,
     },
+    /// An access outside the driver's own DMA memory: a bug in the driver.
+    #[error("driver bug: {0}")]
+    MemoryAccess(#[from] hugepages::AccessError),
 
     // ---- controller state ----
     /// CSTS.CFS is set.
