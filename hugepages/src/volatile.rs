@@ -199,8 +199,8 @@ impl<'a> VolatileSlice<'a> {
 
     /// Sets every byte to zero.
     pub fn zero(&self) {
-        // SAFETY: the whole slice, valid by `new`'s contract.
-        unsafe { std::ptr::write_bytes(self.as_ptr(), 0, self.len) };
+        // The whole slice: always in range.
+        let _ = self.fill(0, self.len, 0);
     }
 
     /// Reads a `T` at `offset`.
@@ -234,38 +234,45 @@ impl<'a> VolatileSlice<'a> {
         Ok(())
     }
 
+    /// One volatile load of the naturally aligned `T` at `offset`.
+    #[inline]
+    fn load<T: FromBytes>(&self, offset: usize) -> Result<T, AccessError> {
+        let p = self.aligned::<T>(offset)?;
+        // SAFETY: in bounds and aligned (checked); any bit pattern is a valid `T`.
+        Ok(unsafe { p.read_volatile() })
+    }
+
+    /// One volatile store of `value` to the naturally aligned `T` at `offset`.
+    #[inline]
+    fn store<T: IntoBytes>(&self, offset: usize, value: T) -> Result<(), AccessError> {
+        let p = self.aligned::<T>(offset)?;
+        // SAFETY: in bounds and aligned (checked).
+        unsafe { p.write_volatile(value) };
+        Ok(())
+    }
+
     /// Reads the little-endian `u32` at `offset` (4-aligned) with one volatile load.
     #[inline]
     pub fn read_u32(&self, offset: usize) -> Result<u32, AccessError> {
-        let p = self.aligned::<u32>(offset)?;
-        // SAFETY: in bounds and aligned (checked).
-        Ok(u32::from_le(unsafe { p.read_volatile() }))
+        self.load(offset).map(u32::from_le)
     }
 
     /// Writes `value` little-endian at `offset` (4-aligned) with one volatile store.
     #[inline]
     pub fn write_u32(&self, offset: usize, value: u32) -> Result<(), AccessError> {
-        let p = self.aligned::<u32>(offset)?;
-        // SAFETY: in bounds and aligned (checked).
-        unsafe { p.write_volatile(value.to_le()) };
-        Ok(())
+        self.store(offset, value.to_le())
     }
 
     /// Reads the little-endian `u64` at `offset` (8-aligned) with one volatile load.
     #[inline]
     pub fn read_u64(&self, offset: usize) -> Result<u64, AccessError> {
-        let p = self.aligned::<u64>(offset)?;
-        // SAFETY: in bounds and aligned (checked).
-        Ok(u64::from_le(unsafe { p.read_volatile() }))
+        self.load(offset).map(u64::from_le)
     }
 
     /// Writes `value` little-endian at `offset` (8-aligned) with one volatile store.
     #[inline]
     pub fn write_u64(&self, offset: usize, value: u64) -> Result<(), AccessError> {
-        let p = self.aligned::<u64>(offset)?;
-        // SAFETY: in bounds and aligned (checked).
-        unsafe { p.write_volatile(value.to_le()) };
-        Ok(())
+        self.store(offset, value.to_le())
     }
 
     /// The `u32` at `offset` (4-aligned) as an atomic, for memory the other side also
@@ -299,27 +306,25 @@ impl<'a> VolatileSlice<'a> {
 /// `src..src + len` must be readable and `dst..dst + len` writable, not overlapping.
 #[inline(always)]
 unsafe fn copy_from_volatile(src: *const u8, dst: *mut u8, len: usize) {
-    // For a fixed `len` the width is picked by one alignment test of `src`.
-    if src as usize % 8 == 0 && len % 8 == 0 {
-        for i in (0..len).step_by(8) {
-            // SAFETY: `i + 8 <= len`; `src + i` is 8-aligned, `dst` is written unaligned.
-            unsafe {
+    // SAFETY: every access below is at `i < len` (or `i + width <= len`) from `src` and
+    // `dst`, in range by the caller's contract; volatile loads are aligned by the tests
+    // on `src` (the local side is accessed unaligned).
+    unsafe {
+        // For a fixed `len` the width is picked by one alignment test of `src`.
+        if src as usize % 8 == 0 && len % 8 == 0 {
+            for i in (0..len).step_by(8) {
                 let v = src.add(i).cast::<u64>().read_volatile();
                 dst.add(i).cast::<u64>().write_unaligned(v);
             }
-        }
-    } else if src as usize % 4 == 0 && len % 4 == 0 {
-        for i in (0..len).step_by(4) {
-            // SAFETY: as above, 4 bytes at a time.
-            unsafe {
+        } else if src as usize % 4 == 0 && len % 4 == 0 {
+            for i in (0..len).step_by(4) {
                 let v = src.add(i).cast::<u32>().read_volatile();
                 dst.add(i).cast::<u32>().write_unaligned(v);
             }
-        }
-    } else {
-        for i in 0..len {
-            // SAFETY: as above, one byte at a time.
-            unsafe { dst.add(i).write(src.add(i).read_volatile()) };
+        } else {
+            for i in 0..len {
+                dst.add(i).write(src.add(i).read_volatile());
+            }
         }
     }
 }
@@ -331,26 +336,22 @@ unsafe fn copy_from_volatile(src: *const u8, dst: *mut u8, len: usize) {
 /// As for [`copy_from_volatile`].
 #[inline(always)]
 unsafe fn copy_to_volatile(src: *const u8, dst: *mut u8, len: usize) {
-    if dst as usize % 8 == 0 && len % 8 == 0 {
-        for i in (0..len).step_by(8) {
-            // SAFETY: `i + 8 <= len`; `dst + i` is 8-aligned, `src` is read unaligned.
-            unsafe {
+    // SAFETY: as in `copy_from_volatile`, with the volatile side at `dst`.
+    unsafe {
+        if dst as usize % 8 == 0 && len % 8 == 0 {
+            for i in (0..len).step_by(8) {
                 let v = src.add(i).cast::<u64>().read_unaligned();
                 dst.add(i).cast::<u64>().write_volatile(v);
             }
-        }
-    } else if dst as usize % 4 == 0 && len % 4 == 0 {
-        for i in (0..len).step_by(4) {
-            // SAFETY: as above, 4 bytes at a time.
-            unsafe {
+        } else if dst as usize % 4 == 0 && len % 4 == 0 {
+            for i in (0..len).step_by(4) {
                 let v = src.add(i).cast::<u32>().read_unaligned();
                 dst.add(i).cast::<u32>().write_volatile(v);
             }
-        }
-    } else {
-        for i in 0..len {
-            // SAFETY: as above, one byte at a time.
-            unsafe { dst.add(i).write_volatile(src.add(i).read()) };
+        } else {
+            for i in 0..len {
+                dst.add(i).write_volatile(src.add(i).read());
+            }
         }
     }
 }

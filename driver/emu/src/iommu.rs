@@ -194,10 +194,10 @@ impl MemView {
         let offset = (iova - region.iova) as usize;
         let avail = (region.len as usize - offset).min(len);
         // `offset < region.len` and `avail <= region.len - offset`: always in range.
-        Ok(region
+        region
             .host
             .subslice(offset, avail)
-            .expect("a translation lies inside its region"))
+            .map_err(|_| DmaFault { iova })
     }
 
     /// Copies `dst.len()` bytes from device-visible memory at `iova`.
@@ -207,7 +207,7 @@ impl MemView {
             let host = self.translate(iova + done as u64, dst.len() - done)?;
             let n = host.len();
             host.read(0, &mut dst[done..done + n])
-                .expect("a translation is as long as it says");
+                .map_err(|_| DmaFault { iova })?;
             done += n;
         }
         Ok(())
@@ -221,6 +221,7 @@ impl MemView {
     }
 
     /// Reads a 4-byte aligned little-endian u32, sequentially consistent (shadow doorbells).
+    #[inline]
     pub(crate) fn load_u32(&mut self, iova: u64) -> Result<u32, DmaFault> {
         let host = self.word(iova)?;
         // The driver updates the word with 32-bit stores; an atomic load matches them.
@@ -240,6 +241,7 @@ impl MemView {
     }
 
     /// Writes a 4-byte aligned little-endian u32, sequentially consistent (EventIdx).
+    #[inline]
     pub(crate) fn store_u32(&mut self, iova: u64, value: u32) -> Result<(), DmaFault> {
         let host = self.word(iova)?;
         host.store_u32(0, value, Ordering::SeqCst)
@@ -249,12 +251,13 @@ impl MemView {
     /// Reads a 64-byte submission queue entry.
     #[inline]
     pub(crate) fn read_sqe(&mut self, iova: u64) -> Result<[u8; 64], DmaFault> {
+        let mut b = [0u8; 64];
         let host = self.translate(iova, 64)?;
         if host.len() == 64 {
-            return Ok(host.read_obj(0).expect("64 bytes were translated"));
+            host.read(0, &mut b).map_err(|_| DmaFault { iova })?;
+        } else {
+            self.read(iova, &mut b)?;
         }
-        let mut b = [0u8; 64];
-        self.read(iova, &mut b)?;
         Ok(b)
     }
 
@@ -271,8 +274,7 @@ impl MemView {
         let dw3 = u32::from_le_bytes([cqe[12], cqe[13], cqe[14], cqe[15]]);
         host.write(0, &cqe[..12])
             .and_then(|()| host.store_u32(12, dw3, Ordering::Release))
-            .expect("16 aligned bytes were translated");
-        Ok(())
+            .map_err(|_| DmaFault { iova })
     }
 }
 
