@@ -355,3 +355,89 @@ unsafe fn copy_to_volatile(src: *const u8, dst: *mut u8, len: usize) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DmaRegion, PageSize, RegionOptions};
+
+    fn region() -> DmaRegion {
+        let options = RegionOptions {
+            page_size: PageSize::SIZE_4K,
+            allow_fallback: false,
+            shared: false,
+        };
+        DmaRegion::new(4096, &options).unwrap()
+    }
+
+    #[test]
+    fn typed_objects_round_trip_at_aligned_and_unaligned_offsets() {
+        let region = region();
+        let mem = region.mem();
+        let entry: [u64; 8] = std::array::from_fn(|i| 0x0101_0101_0101_0101 * i as u64);
+        mem.write_obj(64, &entry).unwrap();
+        assert_eq!(mem.read_obj::<[u64; 8]>(64).unwrap(), entry);
+        let odd: [u8; 7] = *b"volatil";
+        mem.write_obj(3, &odd).unwrap();
+        assert_eq!(mem.read_obj::<[u8; 7]>(3).unwrap(), odd);
+        let words = [1u32, 2, 3];
+        mem.write_obj(200, &words).unwrap();
+        assert_eq!(mem.read_obj::<[u32; 3]>(200).unwrap(), words);
+    }
+
+    #[test]
+    fn integers_are_little_endian_and_atomics_see_the_same_bytes() {
+        let region = region();
+        let mem = region.mem();
+        mem.write_u64(8, 0x0807_0605_0403_0201).unwrap();
+        let mut b = [0u8; 8];
+        mem.read(8, &mut b).unwrap();
+        assert_eq!(b, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(mem.read_u32(12).unwrap(), 0x0807_0605);
+        mem.store_u32(16, 7, Ordering::Release).unwrap();
+        assert_eq!(mem.load_u32(16, Ordering::Acquire).unwrap(), 7);
+        assert_eq!(mem.read_u32(16).unwrap(), 7);
+        mem.zero();
+        assert_eq!(mem.read_u64(8).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_access_outside_the_slice_panics_in_debug_and_is_an_error_in_release() {
+        let region = region();
+        let mem = region.mem().subslice(0, 100).unwrap();
+        let r = std::panic::catch_unwind(|| mem.write_u32(100, 1));
+        if cfg!(debug_assertions) {
+            assert!(r.is_err());
+        } else {
+            assert_eq!(
+                r.unwrap(),
+                Err(AccessError::OutOfBounds {
+                    offset: 100,
+                    len: 4,
+                    size: 100
+                })
+            );
+        }
+        let r = std::panic::catch_unwind(|| mem.read_u64(4));
+        if cfg!(debug_assertions) {
+            assert!(r.is_err());
+        } else {
+            assert_eq!(
+                r.unwrap(),
+                Err(AccessError::Misaligned {
+                    offset: 4,
+                    width: 8
+                })
+            );
+        }
+        assert_eq!(
+            AccessError::OutOfBounds {
+                offset: 0x60,
+                len: 8,
+                size: 0x64
+            }
+            .to_string(),
+            "an access of 0x8 bytes at offset 0x60 is outside memory of 0x64 bytes"
+        );
+    }
+}
