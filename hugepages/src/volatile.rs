@@ -197,6 +197,31 @@ impl<'a> VolatileSlice<'a> {
         Ok(())
     }
 
+    /// Copies `len` bytes at `offset` to `dst` at `dst_offset` (the two may overlap).
+    #[inline]
+    pub fn copy_to(
+        &self,
+        offset: usize,
+        dst: &VolatileSlice<'_>,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<(), AccessError> {
+        let src = self.range(offset, len)?;
+        let to = dst.range(dst_offset, len)?;
+        // SAFETY: both ranges are in bounds (checked); `copy` allows overlap.
+        unsafe { std::ptr::copy(src, to, len) };
+        Ok(())
+    }
+
+    /// An empty slice, over no memory.
+    pub const fn empty() -> VolatileSlice<'static> {
+        VolatileSlice {
+            ptr: NonNull::dangling(),
+            len: 0,
+            _memory: PhantomData,
+        }
+    }
+
     /// Sets every byte to zero.
     pub fn zero(&self) {
         // The whole slice: always in range.

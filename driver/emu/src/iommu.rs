@@ -337,6 +337,10 @@ impl HostSlice {
         self.0.as_ptr()
     }
 
+    pub(crate) fn mem(&self) -> VolatileSlice<'static> {
+        self.0
+    }
+
     /// Copies `src` into this slice at byte `at`.
     pub(crate) fn copy_from(&self, at: usize, src: &[u8]) {
         self.0.write(at, src).expect("a copy inside the host slice");
