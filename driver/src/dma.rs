@@ -2,12 +2,12 @@
 //! touches memory the device also writes.
 //!
 //! The device may change this memory at any time, so it is never reached through a Rust
-//! reference: every access is a volatile load or store through the buffer's raw pointer,
-//! bounds checked against the buffer.
+//! reference: every access goes through the buffer's [`VolatileSlice`] (volatile loads
+//! and stores, bounds checked against the buffer).
 
 use std::sync::atomic::{fence, Ordering};
 
-use hugepages::{DmaAllocator, DmaBuffer};
+use hugepages::{DmaAllocator, DmaBuffer, VolatileSlice};
 
 use crate::spec::{CompletionEntry, SubmissionEntry};
 use crate::Error;
@@ -34,27 +34,23 @@ pub fn dma_error(what: &'static str, e: hugepages::Error, mapped: u64) -> Error 
     Error::Dma { what, source: e }
 }
 
-/// A DMA buffer with volatile, bounds-checked accessors.
+/// A DMA buffer for the driver's own structures, with typed volatile accessors.
 ///
-/// Invariant: `ptr` is `buf.as_ptr()` and `len` is `buf.len()`; `buf` owns that range
-/// exclusively and keeps it mapped and allocated for as long as this value lives.
+/// Every access goes through the buffer's [`VolatileSlice`]: an offset outside the
+/// buffer is a driver bug, which panics in debug builds and is returned as
+/// [`Error::MemoryAccess`] in release builds; nothing is ever dropped silently.
 pub struct DmaMem {
     buf: DmaBuffer,
-    ptr: *mut u8,
-    len: usize,
 }
 
 impl std::fmt::Debug for DmaMem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DmaMem")
             .field("iova", &format_args!("{:#x}", self.iova()))
-            .field("len", &self.len)
+            .field("len", &self.len())
             .finish()
     }
 }
-
-// SAFETY: `DmaMem` owns its buffer (which is `Send`); the raw pointer is into that buffer.
-unsafe impl Send for DmaMem {}
 
 impl DmaMem {
     /// `len` zeroed bytes aligned to `align` (a power of two, at least 4 KiB), for `what`
@@ -68,11 +64,7 @@ impl DmaMem {
         let buf = alloc
             .alloc(len, align.max(4096))
             .map_err(|e| dma_error(what, e, alloc.stats().region_bytes as u64))?;
-        Ok(DmaMem {
-            ptr: buf.as_ptr(),
-            len: buf.len(),
-            buf,
-        })
+        Ok(DmaMem { buf })
     }
 
     /// The device address of byte 0.
@@ -82,8 +74,9 @@ impl DmaMem {
     }
 
     /// Length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.len
+        self.buf.len()
     }
 
     /// The underlying buffer, for copying data in and out.
@@ -92,85 +85,53 @@ impl DmaMem {
     }
 
     #[inline]
-    fn check(&self, offset: usize, size: usize, align: usize) -> bool {
-        offset % align == 0 && offset.checked_add(size).is_some_and(|end| end <= self.len)
+    fn mem(&self) -> VolatileSlice<'_> {
+        self.buf.mem()
     }
 
-    /// Reads the u32 at `offset` (4-aligned); out of range reads as zero.
+    /// Reads the u32 at `offset` (4-aligned).
     #[inline]
-    pub fn read_u32(&self, offset: usize) -> u32 {
-        if !self.check(offset, 4, 4) {
-            return 0;
-        }
-        // SAFETY: in bounds and aligned (checked above; the buffer is 4 KiB aligned),
-        // inside the live buffer (type invariant); volatile because the device writes it.
-        unsafe { self.ptr.add(offset).cast::<u32>().read_volatile() }
+    pub fn read_u32(&self, offset: usize) -> Result<u32, Error> {
+        Ok(self.mem().read_u32(offset)?)
     }
 
-    /// Writes the u32 at `offset` (4-aligned); out of range writes nothing.
+    /// Writes the u32 at `offset` (4-aligned).
     #[inline]
-    pub fn write_u32(&mut self, offset: usize, value: u32) {
-        if !self.check(offset, 4, 4) {
-            return;
-        }
-        // SAFETY: as in `read_u32`.
-        unsafe { self.ptr.add(offset).cast::<u32>().write_volatile(value) }
+    pub fn write_u32(&mut self, offset: usize, value: u32) -> Result<(), Error> {
+        Ok(self.mem().write_u32(offset, value)?)
     }
 
-    /// Writes the u64 at `offset` (8-aligned); out of range writes nothing.
+    /// Writes the u64 at `offset` (8-aligned).
     #[inline]
-    pub fn write_u64(&mut self, offset: usize, value: u64) {
-        if !self.check(offset, 8, 8) {
-            return;
-        }
-        // SAFETY: as in `read_u32`, for 8 bytes at an 8-aligned offset.
-        unsafe { self.ptr.add(offset).cast::<u64>().write_volatile(value) }
+    pub fn write_u64(&mut self, offset: usize, value: u64) -> Result<(), Error> {
+        Ok(self.mem().write_u64(offset, value)?)
     }
 
-    /// Stores a submission entry at `offset` (64-aligned).
+    /// Stores a submission entry at `offset` (64-aligned): eight 8-byte volatile stores.
     #[inline]
-    pub fn write_sqe(&mut self, offset: usize, sqe: &SubmissionEntry) {
-        if !self.check(offset, 64, 64) {
-            return;
-        }
-        let words: [u64; 8] = zerocopy::transmute!(*sqe);
-        // SAFETY: 64 bytes at a 64-aligned offset inside the live buffer (checked).
-        let dst = unsafe { self.ptr.add(offset).cast::<u64>() };
-        for (i, w) in words.iter().enumerate() {
-            // SAFETY: `dst + i` for i < 8 stays within the 64 checked bytes.
-            unsafe { dst.add(i).write_volatile(*w) };
-        }
+    pub fn write_sqe(&mut self, offset: usize, sqe: &SubmissionEntry) -> Result<(), Error> {
+        Ok(self.mem().write_obj(offset, sqe)?)
     }
 
     /// Reads the completion entry at `offset` (16-aligned) if its phase tag equals
     /// `phase`; otherwise `None` (the slot still holds an old entry).
     #[inline]
-    pub fn read_cqe(&self, offset: usize, phase: bool) -> Option<CompletionEntry> {
-        if !self.check(offset, 16, 16) {
-            return None;
-        }
-        // SAFETY: 16 bytes at a 16-aligned offset inside the live buffer (checked).
-        let src = unsafe { self.ptr.add(offset).cast::<u64>() };
-        // SAFETY: the second word of the entry (status in its top 16 bits), in bounds.
-        let hi = unsafe { src.add(1).read_volatile() };
+    pub fn read_cqe(&self, offset: usize, phase: bool) -> Result<Option<CompletionEntry>, Error> {
+        let mem = self.mem();
+        // The second word of the entry holds the status, phase tag in bit 48.
+        let hi = mem.read_u64(offset + 8)?;
         if ((hi >> 48) & 1 == 1) != phase {
-            return None;
+            return Ok(None);
         }
         // The rest of the entry must not be read before the phase tag says it is new.
         fence(Ordering::Acquire);
-        // SAFETY: the first word of the entry, in bounds.
-        let lo = unsafe { src.read_volatile() };
-        // Re-read the second word after the fence so both halves are from the new entry.
-        // SAFETY: as above.
-        let hi = unsafe { src.add(1).read_volatile() };
-        let words = [lo, hi];
-        Some(zerocopy::transmute!(words))
+        // Both words again, after the fence, so both halves are from the new entry.
+        Ok(Some(mem.read_obj(offset)?))
     }
 
     /// Zeroes the whole buffer (queue re-creation after a reset).
     pub fn zero(&mut self) {
-        let len = self.len;
-        let _ = self.buf.fill(0, len, 0);
+        self.mem().zero();
     }
 }
 
@@ -180,10 +141,6 @@ impl DmaMem {
 pub struct SharedDmaMem {
     mem: DmaMem,
 }
-
-// SAFETY: all access is 32-bit volatile loads and stores through the raw pointer (never a
-// reference); each slot has one writing thread (its queue pair) and the device.
-unsafe impl Sync for SharedDmaMem {}
 
 impl SharedDmaMem {
     /// Wraps `mem` for shared use.
@@ -196,27 +153,26 @@ impl SharedDmaMem {
         self.mem.iova()
     }
 
-    /// Reads the u32 at `offset`; out of range reads as zero.
+    /// Reads the u32 at `offset` (4-aligned).
     #[inline]
-    pub fn read_u32(&self, offset: usize) -> u32 {
+    pub fn read_u32(&self, offset: usize) -> Result<u32, Error> {
         self.mem.read_u32(offset)
     }
 
-    /// Writes the u32 at `offset`; out of range writes nothing.
+    /// Writes the u32 at `offset` (4-aligned). Each slot has one writing thread (its
+    /// queue pair) besides the device, and the stores are 32-bit volatile, so
+    /// concurrent use of other slots is sound.
     #[inline]
-    pub fn write_u32(&self, offset: usize, value: u32) {
-        if !self.mem.check(offset, 4, 4) {
-            return;
-        }
-        // SAFETY: in bounds and aligned (checked) within the live buffer (DmaMem's
-        // invariant); volatile and 32-bit, so concurrent use of other slots is sound.
-        unsafe { self.mem.ptr.add(offset).cast::<u32>().write_volatile(value) }
+    pub fn write_u32(&self, offset: usize, value: u32) -> Result<(), Error> {
+        Ok(self.mem.mem().write_u32(offset, value)?)
     }
 
     /// Zeroes every slot (controller reset, before re-registering the buffers).
     pub fn zero(&self) {
-        for off in (0..self.mem.len()).step_by(4) {
-            self.write_u32(off, 0);
+        let mem = self.mem.mem();
+        for off in (0..mem.len()).step_by(4) {
+            mem.write_u32(off, 0)
+                .expect("every slot lies inside the buffer");
         }
     }
 }

@@ -269,6 +269,9 @@ pub enum Error {
         #[source]
         source: hugepages::Error,
     },
+    /// An access outside the driver's own DMA memory: a bug in the driver.
+    #[error("driver bug: {0}")]
+    MemoryAccess(#[from] hugepages::AccessError),
 
     // ---- controller state ----
     /// CSTS.CFS is set.

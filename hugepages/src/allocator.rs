@@ -222,9 +222,13 @@ impl DmaAllocator {
         let mut state = self.lock();
         for region in &state.regions {
             if let Some(offset) = region.carve(reserved, align) {
-                // SAFETY: the range was free, so no buffer (hence no device command of
-                // ours) uses it; we hold it exclusively until the buffer is returned.
-                unsafe { region.region().zero(offset, reserved) };
+                // The range was free, so no buffer (hence no device command of ours)
+                // uses it.
+                region
+                    .region()
+                    .mem()
+                    .fill(offset, reserved, 0)
+                    .expect("a carved range lies inside its region");
                 return Ok(DmaBuffer::new(region.clone(), offset, len, reserved));
             }
         }

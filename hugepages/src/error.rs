@@ -219,3 +219,14 @@ pub enum Error {
         width: usize,
     },
 }
+
+impl From<crate::AccessError> for Error {
+    fn from(e: crate::AccessError) -> Self {
+        match e {
+            crate::AccessError::OutOfBounds { offset, len, size } => {
+                Error::OutOfBounds { offset, len, size }
+            }
+            crate::AccessError::Misaligned { offset, width } => Error::Misaligned { offset, width },
+        }
+    }
+}

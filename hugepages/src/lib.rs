@@ -29,7 +29,8 @@
 //! until unmapped, and must never be reached through a Rust reference (`&[u8]` or
 //! `&mut [u8]`), whose contract says it cannot change underneath. This crate keeps the
 //! rule: regions are unmapped before they are freed (and leaked if unmapping fails), and
-//! [`DmaBuffer`] offers only copying, volatile and bounds-checked accessors.
+//! all access goes through [`VolatileSlice`], the one volatile-memory type of the stack
+//! (copying, volatile and atomic accessors; an out-of-range access is a bug, see there).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -56,6 +57,7 @@ mod sysfs;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
 mod tsc;
+mod volatile;
 
 pub use allocator::{AllocatorOptions, AllocatorStats, DmaAllocator, RegionInfo, MIN_ALIGN};
 pub use buffer::{DmaBuffer, DmaSegment};
@@ -72,3 +74,4 @@ pub use pagemap::{virt_to_phys, Pagemap};
 pub use region::{Backing, DmaRegion, RegionOptions};
 pub use sysfs::{list_dir, NodePoolStats, PoolStats, Sysfs};
 pub use tsc::tsc;
+pub use volatile::{AccessError, VolatileSlice};

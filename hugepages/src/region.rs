@@ -17,7 +17,7 @@ use std::ptr::NonNull;
 
 use crate::pagemap::Pagemap;
 use crate::sysfs::Sysfs;
-use crate::{Error, PageSize};
+use crate::{Error, PageSize, VolatileSlice};
 
 /// What kind of pages back a region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ impl Default for RegionOptions {
 /// A mapping of pinned, zero-initialised memory that stays resident until dropped.
 ///
 /// The region never hands out references to its bytes: a device may write them at any
-/// time, so all access goes through raw pointers (see `DmaBuffer` for safe accessors).
+/// time, so all access goes through [`DmaRegion::mem`] (volatile accessors) or raw pointers.
 #[derive(Debug)]
 pub struct DmaRegion {
     ptr: NonNull<u8>,
@@ -167,15 +167,12 @@ impl DmaRegion {
         Pagemap::open()?.virt_to_phys(self.as_ptr().wrapping_add(offset))
     }
 
-    /// Sets `len` bytes at `offset` to zero.
-    ///
-    /// # Safety
-    /// No device or thread may access the range concurrently, and `offset + len` must be
-    /// within the region.
-    pub(crate) unsafe fn zero(&self, offset: usize, len: usize) {
-        debug_assert!(offset + len <= self.len);
-        // SAFETY: in bounds and unshared by the caller's contract; raw write, no reference.
-        unsafe { std::ptr::write_bytes(self.as_ptr().add(offset), 0, len) }
+    /// The region's bytes, for volatile access.
+    #[inline]
+    pub fn mem(&self) -> VolatileSlice<'_> {
+        // SAFETY: the mapping is readable and writable and stays mapped until `self`
+        // drops; the region never creates a reference to its bytes.
+        unsafe { VolatileSlice::new(self.ptr, self.len) }
     }
 }
 

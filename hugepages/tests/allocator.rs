@@ -338,6 +338,21 @@ fn bad_region_size_is_rejected() {
     }
 }
 
+/// Runs an access that is out of range: a bug, so it panics in debug builds (`None`)
+/// and returns an error in release builds (`Some`, for the caller to match).
+fn refused<T>(access: impl FnOnce() -> T) -> Option<T> {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(access));
+    if cfg!(debug_assertions) {
+        assert!(
+            r.is_err(),
+            "an out-of-range access must panic in debug builds"
+        );
+        None
+    } else {
+        Some(r.expect("an out-of-range access must not panic in release builds"))
+    }
+}
+
 #[test]
 fn buffer_accessors_are_bounds_checked_and_little_endian() {
     let mapper = Arc::new(NullMapper::new());
@@ -359,29 +374,31 @@ fn buffer_accessors_are_bounds_checked_and_little_endian() {
     assert!(buf.compare(90, &[0xee; 10]).unwrap());
     assert!(!buf.compare(89, &[0xee; 10]).unwrap());
 
-    let oob = |r: Result<(), Error>| matches!(r, Err(Error::OutOfBounds { size: 100, .. }));
-    assert!(oob(buf.write(99, b"ab")));
-    assert!(oob(buf.fill(0, 101, 0)));
-    assert!(oob(buf.fill(usize::MAX, 2, 0)));
-    assert!(oob(buf.read(100, &mut [0u8; 1])));
-    assert!(oob(buf.write_u32(97, 0)));
-    assert!(oob(buf.read_u64(96).map(drop)));
-    assert!(oob(buf.compare(50, &[0; 51]).map(drop)));
-    assert!(oob(buf.segment(0, 101).map(drop)));
-    assert!(matches!(
-        buf.read_u32(2),
+    let oob = |r: Option<Result<(), Error>>| {
+        r.is_none_or(|r| matches!(r, Err(Error::OutOfBounds { size: 100, .. })))
+    };
+    assert!(oob(refused(|| buf.write(99, b"ab"))));
+    assert!(oob(refused(|| buf.fill(0, 101, 0))));
+    assert!(oob(refused(|| buf.fill(usize::MAX, 2, 0))));
+    assert!(oob(refused(|| buf.read(100, &mut [0u8; 1]))));
+    assert!(oob(refused(|| buf.write_u32(97, 0))));
+    assert!(oob(refused(|| buf.read_u64(96).map(drop))));
+    assert!(oob(refused(|| buf.compare(50, &[0; 51]).map(drop))));
+    assert!(oob(refused(|| buf.segment(0, 101).map(drop))));
+    assert!(refused(|| buf.read_u32(2)).is_none_or(|r| matches!(
+        r,
         Err(Error::Misaligned {
             offset: 2,
             width: 4
         })
-    ));
-    assert!(matches!(
-        buf.write_u64(4, 0),
+    )));
+    assert!(refused(|| buf.write_u64(4, 0)).is_none_or(|r| matches!(
+        r,
         Err(Error::Misaligned {
             offset: 4,
             width: 8
         })
-    ));
+    )));
     assert!(
         buf.read(100, &mut []).is_ok(),
         "empty access at the end is in bounds"

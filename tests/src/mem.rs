@@ -1,9 +1,13 @@
 //! The probe's raw memory: BAR0 mapped from the VFIO device fd, one DMA page,
 //! and the `VFIO_IOMMU_GET_INFO` ioctl that `vfio-ioctls` does not wrap.
-//! Every access is volatile and bounds-checked.
+//! Every access goes through `hugepages::VolatileSlice` (volatile and bounds-checked;
+//! an out-of-range access panics in debug builds and is an error in release builds).
 
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
+
+use hugepages::VolatileSlice;
+use memmap2::{MmapOptions, MmapRaw};
 
 use vfio_bindings::bindings::vfio::{
     VFIO_BASE, VFIO_IOMMU_INFO_CAPS, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
@@ -15,71 +19,44 @@ use crate::Error;
 
 vmm_sys_util::ioctl_io_nr!(VFIO_IOMMU_GET_INFO, VFIO_TYPE as u32, VFIO_BASE + 12);
 
-/// A shared, writable mapping of `len` bytes; unmapped on drop.
+/// A writable mapping, reached only through its [`VolatileSlice`]; unmapped on drop.
 struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
+    // Field order is drop order: `mem` points into `map`.
+    mem: VolatileSlice<'static>,
+    /// Held for its `Drop`, which unmaps.
+    _map: MmapRaw,
 }
 
 impl Mapping {
-    /// Maps `len` bytes with `mmap(2)`; `fd` -1 for anonymous memory.
-    fn new(len: usize, flags: libc::c_int, fd: libc::c_int, offset: u64) -> std::io::Result<Self> {
-        let offset = libc::off_t::try_from(offset)
-            .map_err(|_| std::io::Error::from_raw_os_error(libc::EOVERFLOW))?;
-        // SAFETY: a fresh mapping chosen by the kernel (null hint) aliases no
-        // Rust object; the result is checked before use.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd,
-                offset,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>())
+    /// Takes ownership of `map`, which nothing has referenced.
+    fn new(map: MmapRaw) -> std::io::Result<Self> {
+        let ptr = NonNull::new(map.as_mut_ptr())
             .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EFAULT))?;
-        Ok(Self { ptr, len })
+        // SAFETY: `map` is a live, readable and writable mapping of `map.len()` bytes
+        // that lives as long as `mem` (both fields of this value); nothing creates a
+        // reference into it.
+        let mem = unsafe { VolatileSlice::new(ptr, map.len()) };
+        Ok(Self { mem, _map: map })
     }
 
-    /// Pointer to a `T` at `off`, if it lies inside the mapping and is aligned.
-    fn at<T>(&self, off: usize) -> Result<*mut T, Error> {
-        let size = std::mem::size_of::<T>();
-        if off % size != 0 || off.checked_add(size).is_none_or(|end| end > self.len) {
-            return Err(Error::Probe(format!(
-                "access of {size} bytes at {off:#x} is outside the {:#x}-byte mapping or unaligned",
-                self.len
-            )));
+    /// A shared mapping of `len` bytes of `fd` at `offset`.
+    fn file(fd: libc::c_int, offset: u64, len: usize) -> std::io::Result<Self> {
+        Self::new(MmapOptions::new().offset(offset).len(len).map_raw(fd)?)
+    }
+
+    /// `len` bytes of private anonymous memory, populated, a hugepage if `huge`.
+    fn anon(len: usize, huge: bool) -> std::io::Result<Self> {
+        let mut options = MmapOptions::new();
+        options.len(len).populate();
+        if huge {
+            options.huge(Some(0));
         }
-        // The offset was checked against the mapping's length above.
-        Ok(self.ptr.as_ptr().wrapping_add(off).cast())
-    }
-
-    fn read<T: Copy>(&self, off: usize) -> Result<T, Error> {
-        let p = self.at::<T>(off)?;
-        // SAFETY: `p` is aligned and inside the live mapping (checked by
-        // `at`); the memory is device- or DMA-shared, hence volatile.
-        Ok(unsafe { p.read_volatile() })
-    }
-
-    fn write<T: Copy>(&self, off: usize, v: T) -> Result<(), Error> {
-        let p = self.at::<T>(off)?;
-        // SAFETY: as in `read`; the mapping is writable.
-        unsafe { p.write_volatile(v) };
-        Ok(())
+        Self::new(MmapRaw::from(options.map_anon()?))
     }
 }
 
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly what mmap returned; no reference
-        // into the mapping outlives `self`.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
+fn access(e: hugepages::AccessError) -> Error {
+    Error::Probe(format!("mapped memory: {e}"))
 }
 
 /// BAR0 of a VFIO device, mapped through the device fd.
@@ -95,7 +72,7 @@ impl Bar {
                 "BAR0 is {len:#x} bytes, too small for an NVMe controller"
             )));
         }
-        Mapping::new(len, libc::MAP_SHARED, device.as_raw_fd(), offset)
+        Mapping::file(device.as_raw_fd(), offset, len)
             .map(Self)
             .map_err(|source| Error::Io {
                 what: format!("mmap BAR0 ({len:#x} bytes at device fd offset {offset:#x})"),
@@ -105,7 +82,7 @@ impl Bar {
 
     /// Reads a 32-bit register.
     pub fn read32(&self, off: usize) -> Result<u32, Error> {
-        self.0.read(off)
+        self.0.mem.read_u32(off).map_err(access)
     }
 
     /// Reads a 64-bit register as two 32-bit reads, low half first.
@@ -117,7 +94,7 @@ impl Bar {
 
     /// Writes a 32-bit register.
     pub fn write32(&self, off: usize, v: u32) -> Result<(), Error> {
-        self.0.write(off, v)
+        self.0.mem.write_u32(off, v).map_err(access)
     }
 
     /// Writes a 64-bit register as two 32-bit writes, low half first.
@@ -139,10 +116,9 @@ const DMA_LEN: usize = 2 << 20;
 impl DmaPage {
     /// Allocates and populates the page.
     pub fn new() -> Result<Self, Error> {
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE;
-        match Mapping::new(DMA_LEN, flags | libc::MAP_HUGETLB, -1, 0) {
+        match Mapping::anon(DMA_LEN, true) {
             Ok(map) => Ok(Self { map, huge: true }),
-            Err(_) => Mapping::new(DMA_LEN, flags, -1, 0)
+            Err(_) => Mapping::anon(DMA_LEN, false)
                 .map(|map| Self { map, huge: false })
                 .map_err(|source| Error::Io {
                     what: "allocate 2 MiB for DMA".into(),
@@ -158,7 +134,7 @@ impl DmaPage {
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.map.len
+        self.map.mem.len()
     }
 
     /// Maps the page for device DMA at `iova`.
@@ -166,7 +142,7 @@ impl DmaPage {
         // SAFETY: the page stays mapped until `self` drops, and the probe
         // unmaps the IOVA before that; the CPU touches it only with volatile
         // accesses, never through references.
-        unsafe { container.vfio_dma_map(iova, self.map.len, self.map.ptr.as_ptr()) }
+        unsafe { container.vfio_dma_map(iova, self.map.mem.len(), self.map.mem.as_ptr()) }
             .map_err(|e| Error::vfio("map the DMA page", e))
     }
 
@@ -179,20 +155,17 @@ impl DmaPage {
 
     /// Reads a little-endian 32-bit word.
     pub fn read32(&self, off: usize) -> Result<u32, Error> {
-        self.map.read::<u32>(off).map(u32::from_le)
+        self.map.mem.read_u32(off).map_err(access)
     }
 
     /// Writes a little-endian 32-bit word.
     pub fn write32(&self, off: usize, v: u32) -> Result<(), Error> {
-        self.map.write(off, v.to_le())
+        self.map.mem.write_u32(off, v).map_err(access)
     }
 
     /// Copies `out.len()` bytes from `off`.
     pub fn read(&self, off: usize, out: &mut [u8]) -> Result<(), Error> {
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = self.map.read(off + i)?;
-        }
-        Ok(())
+        self.map.mem.read(off, out).map_err(access)
     }
 }
 
@@ -301,6 +274,19 @@ mod tests {
         put32(&mut b, 80, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL | 1 << 16);
         put32(&mut b, 88, 65535);
         b
+    }
+
+    #[test]
+    fn dma_page_reads_back_little_endian_words_and_zeroes() {
+        let page = DmaPage::new().unwrap();
+        assert_eq!(page.len(), DMA_LEN);
+        page.write32(8, 0x0403_0201).unwrap();
+        let mut b = [0u8; 4];
+        page.read(8, &mut b).unwrap();
+        assert_eq!(b, [1, 2, 3, 4]);
+        assert_eq!(page.read32(8).unwrap(), 0x0403_0201);
+        page.zero(0, 16).unwrap();
+        assert_eq!(page.read32(8).unwrap(), 0);
     }
 
     #[test]

@@ -9,6 +9,9 @@ use std::os::unix::io::AsRawFd;
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hugepages::VolatileSlice;
+use memmap2::{MmapOptions, MmapRaw};
+
 use crate::iommu::HostSlice;
 
 /// Bytes one bit of the written-page map stands for (the kernel's page size).
@@ -20,19 +23,15 @@ const PAGE: usize = 4096;
 /// A bitmap of written pages lets reads of the rest fill zeros without touching the
 /// mapping at all.
 pub(crate) struct RamStore {
-    /// Start of the mapping (dangling when `len` is 0).
-    base: *mut u8,
+    // Field order is drop order: `mem` points into `map`.
+    /// The mapping's bytes (empty when the store is).
+    mem: VolatileSlice<'static>,
+    /// The mapping; `None` when the store is empty. Held for its `Drop`, which unmaps.
+    _map: Option<MmapRaw>,
     len: usize,
     /// Bit `p` set once a write reached page `p`; clear bits read as zeros.
     written: Box<[AtomicU64]>,
 }
-
-// SAFETY: the store owns its mapping, which lives until drop; all access goes through
-// raw copies into and out of it, as it would for a device's memory shared by its
-// queues (concurrent commands on the same blocks race as they would on hardware).
-unsafe impl Send for RamStore {}
-// SAFETY: as above; `&self` methods only copy bytes in and out of the mapping.
-unsafe impl Sync for RamStore {}
 
 impl RamStore {
     /// Reserves `size` bytes of address space.
@@ -45,28 +44,22 @@ impl RamStore {
             .collect();
         if len == 0 {
             return Ok(Self {
-                base: ptr::NonNull::dangling().as_ptr(),
+                mem: VolatileSlice::empty(),
+                _map: None,
                 len,
                 written,
             });
         }
-        // SAFETY: an anonymous mapping at an address the kernel picks; no existing memory
-        // is affected.
-        let p = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let map = MmapRaw::from(MmapOptions::new().len(len).no_reserve_swap().map_anon()?);
+        let ptr = ptr::NonNull::new(map.as_mut_ptr())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
+        // SAFETY: `map` is `len` readable and writable bytes that live as long as `mem`
+        // (both fields of this value, `mem` dropped first); nothing references them.
+        // Concurrent commands on the same blocks race as they would on hardware.
+        let mem = unsafe { VolatileSlice::new(ptr, len) };
         Ok(Self {
-            base: p.cast(),
+            mem,
+            _map: Some(map),
             len,
             written,
         })
@@ -98,36 +91,57 @@ impl RamStore {
         }
     }
 
-    /// Copies `len` bytes at `off` to `dst`; pages never written read as zeros.
-    ///
-    /// # Safety
-    /// `dst` must be valid for `len` bytes of writes and must not overlap the store.
-    unsafe fn copy_out(&self, off: u64, len: usize, dst: *mut u8) -> io::Result<()> {
-        let o = self.check(off, len)?;
-        self.pages(o, len, |at, n, written| {
-            // SAFETY: `at..at+n` lies in the checked range of the mapping and in `dst`
-            // (valid for `len` bytes per the caller); the two do not overlap.
-            unsafe {
-                if written {
-                    ptr::copy_nonoverlapping(self.base.add(o + at), dst.add(at), n);
+    /// Copies `dst.len()` bytes at `off` to host memory; pages never written read as
+    /// zeros.
+    fn copy_out(&self, off: u64, dst: &VolatileSlice<'_>) -> io::Result<()> {
+        let o = self.check(off, dst.len())?;
+        let mut r = Ok(());
+        self.pages(o, dst.len(), |at, n, written| {
+            if r.is_ok() {
+                r = if written {
+                    self.mem.copy_to(o + at, dst, at, n)
                 } else {
-                    ptr::write_bytes(dst.add(at), 0, n);
-                }
+                    dst.fill(at, n, 0)
+                };
             }
         });
+        r.map_err(io::Error::other)
+    }
+
+    /// Copies `dst.len()` bytes at `off` into `dst`; pages never written read as zeros.
+    fn read_into(&self, off: u64, dst: &mut [u8]) -> io::Result<()> {
+        let o = self.check(off, dst.len())?;
+        let mut r = Ok(());
+        self.pages(o, dst.len(), |at, n, written| {
+            if written && r.is_ok() {
+                r = self.mem.read(o + at, &mut dst[at..at + n]);
+            } else {
+                dst[at..at + n].fill(0);
+            }
+        });
+        r.map_err(io::Error::other)
+    }
+
+    /// Copies `src.len()` bytes from host memory to `off`.
+    fn copy_in(&self, off: u64, src: &VolatileSlice<'_>) -> io::Result<()> {
+        let o = self.check(off, src.len())?;
+        src.copy_to(0, &self.mem, o, src.len())
+            .map_err(io::Error::other)?;
+        self.mark_written(o, src.len());
         Ok(())
     }
 
-    /// Copies `len` bytes from `src` to `off`.
-    ///
-    /// # Safety
-    /// `src` must be valid for `len` bytes of reads and must not overlap the store.
-    unsafe fn copy_in(&self, off: u64, len: usize, src: *const u8) -> io::Result<()> {
-        let o = self.check(off, len)?;
-        // SAFETY: the destination is the checked range of the mapping; the source is
-        // valid for `len` bytes per the caller; the two do not overlap.
-        unsafe { ptr::copy_nonoverlapping(src, self.base.add(o), len) };
-        // Marked after the copy, so a reader that sees the bit sees the data.
+    /// Copies `src` to `off`.
+    fn write_from(&self, off: u64, src: &[u8]) -> io::Result<()> {
+        let o = self.check(off, src.len())?;
+        self.mem.write(o, src).map_err(io::Error::other)?;
+        self.mark_written(o, src.len());
+        Ok(())
+    }
+
+    /// Marks the pages of `o..o+len` written, after the copy, so a reader that sees the
+    /// bit sees the data.
+    fn mark_written(&self, o: usize, len: usize) {
         if len > 0 {
             for page in o / PAGE..=(o + len - 1) / PAGE {
                 let bit = 1 << (page % 64);
@@ -137,7 +151,6 @@ impl RamStore {
                 }
             }
         }
-        Ok(())
     }
 
     /// Zeroes `off..off+len`: whole pages go back to the kernel and read as zeros
@@ -148,8 +161,9 @@ impl RamStore {
         let last = ((o + len) / PAGE * PAGE).max(first);
         for (from, to) in [(o, first), (last, o + len)] {
             if from < to && self.is_written(from / PAGE) {
-                // SAFETY: `from..to` lies inside the checked range of the mapping.
-                unsafe { ptr::write_bytes(self.base.add(from), 0, to - from) };
+                self.mem
+                    .fill(from, to - from, 0)
+                    .map_err(io::Error::other)?;
             }
         }
         if last > first {
@@ -161,7 +175,7 @@ impl RamStore {
             // zeros if touched again.
             let r = unsafe {
                 libc::madvise(
-                    self.base.add(first).cast(),
+                    self.mem.as_ptr().add(first).cast(),
                     last - first,
                     libc::MADV_DONTNEED,
                 )
@@ -171,15 +185,6 @@ impl RamStore {
             }
         }
         Ok(())
-    }
-}
-
-impl Drop for RamStore {
-    fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: `base..base+len` is the mapping made in `new`, unmapped only here.
-            unsafe { libc::munmap(self.base.cast(), self.len) };
-        }
     }
 }
 
@@ -206,9 +211,7 @@ impl Backend {
     /// Copies `dst.len()` bytes at `off` into host memory.
     pub(crate) fn read_host(&self, off: u64, dst: HostSlice) -> io::Result<()> {
         match self {
-            // SAFETY: the host slice is valid for `dst.len()` bytes per its invariant;
-            // DMA memory and the store's mapping never overlap.
-            Backend::Ram(ram) => unsafe { ram.copy_out(off, dst.len(), dst.as_ptr()) },
+            Backend::Ram(ram) => ram.copy_out(off, &dst.mem()),
             Backend::File { file, base } => {
                 let mut done = 0;
                 while done < dst.len() {
@@ -246,9 +249,7 @@ impl Backend {
     /// Copies `src.len()` bytes from host memory to `off`.
     pub(crate) fn write_host(&self, off: u64, src: HostSlice) -> io::Result<()> {
         match self {
-            // SAFETY: the host slice is valid for `src.len()` bytes per its invariant;
-            // DMA memory and the store's mapping never overlap.
-            Backend::Ram(ram) => unsafe { ram.copy_in(off, src.len(), src.as_ptr()) },
+            Backend::Ram(ram) => ram.copy_in(off, &src.mem()),
             Backend::File { file, base } => {
                 let mut done = 0;
                 while done < src.len() {
@@ -280,8 +281,7 @@ impl Backend {
     /// Reads into a device-side buffer.
     pub(crate) fn read_buf(&self, off: u64, dst: &mut [u8]) -> io::Result<()> {
         match self {
-            // SAFETY: `dst` is a slice of device-side memory, outside the store.
-            Backend::Ram(ram) => unsafe { ram.copy_out(off, dst.len(), dst.as_mut_ptr()) },
+            Backend::Ram(ram) => ram.read_into(off, dst),
             Backend::File { file, base } => {
                 let mut done = 0;
                 while done < dst.len() {
@@ -307,8 +307,7 @@ impl Backend {
     /// Writes from a device-side buffer.
     pub(crate) fn write_buf(&self, off: u64, src: &[u8]) -> io::Result<()> {
         match self {
-            // SAFETY: `src` is a slice of device-side memory, outside the store.
-            Backend::Ram(ram) => unsafe { ram.copy_in(off, src.len(), src.as_ptr()) },
+            Backend::Ram(ram) => ram.write_from(off, src),
             Backend::File { file, base } => file.write_all_at(src, base + off),
             Backend::Null => Ok(()),
         }

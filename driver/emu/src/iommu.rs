@@ -7,29 +7,28 @@
 //! takes each queue's lock in turn: when `unmap` returns, no queue can still be using a
 //! snapshot that contains the removed region.
 
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use hugepages::{DmaMapper, IovaRange, MapError};
+use hugepages::{DmaMapper, IovaRange, MapError, VolatileSlice};
 
 /// Mapping granularity and alignment.
 pub const IOMMU_PAGE: u64 = 4096;
 /// The IOVA window the model accepts (a 48-bit IOMMU).
 pub const IOVA_LIMIT: u64 = (1 << 48) - 1;
 
-/// One mapping: `len` bytes at `iova` backed by host memory at `host`.
+/// One mapping: `len` bytes at `iova` backed by host memory `host`.
+///
+/// `host` is valid while the region is in a snapshot: the `DmaMapper::map` contract keeps
+/// the memory valid until `unmap` returns, and `unmap` returns only after every view has
+/// dropped the region (see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Region {
     iova: u64,
     len: u64,
-    host: *mut u8,
+    host: VolatileSlice<'static>,
 }
-
-// SAFETY: `host` is only dereferenced through the raw-pointer accessors below. The
-// `DmaMapper::map` contract keeps the memory valid until `unmap` returns, and `unmap`
-// returns only after every view has dropped the region (see the module docs).
-unsafe impl Send for Region {}
-// SAFETY: as for `Send`; a `Region` is plain data, never dereferenced through `&self`.
-unsafe impl Sync for Region {}
 
 impl Region {
     fn end(&self) -> u64 {
@@ -118,13 +117,24 @@ impl DmaMapper for IommuMapper {
         if overlaps_prev || overlaps_next {
             return Err(MapError::Overlap { iova, len });
         }
+        let Some(vaddr) = NonNull::new(vaddr) else {
+            return Err(MapError::Misaligned {
+                iova,
+                len,
+                align: IOMMU_PAGE as usize,
+            });
+        };
+        // SAFETY: the caller keeps `vaddr..vaddr + len` valid and unreferenced until
+        // `unmap` returns (this method's contract), and no view holds the region after
+        // that (see the module docs).
+        let host = unsafe { VolatileSlice::new(vaddr, len) };
         let mut next = table.to_vec();
         next.insert(
             pos,
             Region {
                 iova,
                 len: len as u64,
-                host: vaddr,
+                host,
             },
         );
         iommu.publish(&mut table, next);
@@ -160,13 +170,13 @@ impl MemView {
         self.last = 0;
     }
 
-    /// Host address of `iova` and how many bytes (at most `len`) are contiguous there.
+    /// The host memory at `iova`: at most `len` bytes, fewer where the region ends.
     #[inline]
     pub(crate) fn translate(
         &mut self,
         iova: u64,
         len: usize,
-    ) -> Result<(*mut u8, usize), DmaFault> {
+    ) -> Result<VolatileSlice<'static>, DmaFault> {
         let regions = &*self.regions;
         let region = match regions.get(self.last) {
             Some(r) if iova >= r.iova && iova < r.end() => r,
@@ -181,41 +191,26 @@ impl MemView {
                 }
             }
         };
-        let offset = iova - region.iova;
-        let avail = (region.len - offset).min(len as u64) as usize;
-        // Pointer arithmetic only; `offset < region.len`, so the result stays inside the
-        // mapped host range (no dereference here).
-        Ok((region.host.wrapping_add(offset as usize), avail))
-    }
-
-    /// Calls `f(host, len)` for each contiguous host piece of `iova..iova+len`.
-    #[inline]
-    pub(crate) fn for_each_piece(
-        &mut self,
-        mut iova: u64,
-        mut len: usize,
-        mut f: impl FnMut(*mut u8, usize),
-    ) -> Result<(), DmaFault> {
-        while len > 0 {
-            let (host, n) = self.translate(iova, len)?;
-            f(host, n);
-            iova += n as u64;
-            len -= n;
-        }
-        Ok(())
+        let offset = (iova - region.iova) as usize;
+        let avail = (region.len as usize - offset).min(len);
+        // `offset < region.len` and `avail <= region.len - offset`: always in range.
+        region
+            .host
+            .subslice(offset, avail)
+            .map_err(|_| DmaFault { iova })
     }
 
     /// Copies `dst.len()` bytes from device-visible memory at `iova`.
     pub(crate) fn read(&mut self, iova: u64, dst: &mut [u8]) -> Result<(), DmaFault> {
         let mut done = 0;
-        let base = dst.as_mut_ptr();
-        self.for_each_piece(iova, dst.len(), |host, n| {
-            // SAFETY: `host..host+n` lies in a mapped region (valid per the map contract);
-            // `base+done..+n` is inside `dst`; they cannot overlap because `dst` is our own
-            // buffer, not DMA memory.
-            unsafe { std::ptr::copy_nonoverlapping(host, base.add(done), n) };
+        while done < dst.len() {
+            let host = self.translate(iova + done as u64, dst.len() - done)?;
+            let n = host.len();
+            host.read(0, &mut dst[done..done + n])
+                .map_err(|_| DmaFault { iova })?;
             done += n;
-        })
+        }
+        Ok(())
     }
 
     /// Reads a little-endian u64 (a PRP entry).
@@ -226,38 +221,40 @@ impl MemView {
     }
 
     /// Reads a 4-byte aligned little-endian u32, sequentially consistent (shadow doorbells).
+    #[inline]
     pub(crate) fn load_u32(&mut self, iova: u64) -> Result<u32, DmaFault> {
-        let (host, n) = self.translate(iova, 4)?;
-        if n < 4 || host as usize % 4 != 0 {
+        let host = self.word(iova)?;
+        // The driver updates the word with 32-bit stores; an atomic load matches them.
+        host.load_u32(0, Ordering::SeqCst)
+            .map_err(|_| DmaFault { iova })
+    }
+
+    /// The 4 mapped, 4-aligned bytes at `iova`; a fault if the driver gave fewer or an
+    /// unaligned address.
+    #[inline]
+    fn word(&mut self, iova: u64) -> Result<VolatileSlice<'static>, DmaFault> {
+        let host = self.translate(iova, 4)?;
+        if host.len() < 4 || host.as_ptr() as usize % 4 != 0 {
             return Err(DmaFault { iova });
         }
-        // SAFETY: 4 mapped, aligned bytes; the driver updates them with atomic stores,
-        // so reading them atomically is the matching access.
-        let v = unsafe { std::sync::atomic::AtomicU32::from_ptr(host.cast()) }
-            .load(std::sync::atomic::Ordering::SeqCst);
-        Ok(u32::from_le(v))
+        Ok(host)
     }
 
     /// Writes a 4-byte aligned little-endian u32, sequentially consistent (EventIdx).
+    #[inline]
     pub(crate) fn store_u32(&mut self, iova: u64, value: u32) -> Result<(), DmaFault> {
-        let (host, n) = self.translate(iova, 4)?;
-        if n < 4 || host as usize % 4 != 0 {
-            return Err(DmaFault { iova });
-        }
-        // SAFETY: 4 mapped, aligned bytes, written atomically as the driver reads them.
-        unsafe { std::sync::atomic::AtomicU32::from_ptr(host.cast()) }
-            .store(value.to_le(), std::sync::atomic::Ordering::SeqCst);
-        Ok(())
+        let host = self.word(iova)?;
+        host.store_u32(0, value, Ordering::SeqCst)
+            .map_err(|_| DmaFault { iova })
     }
 
     /// Reads a 64-byte submission queue entry.
     #[inline]
     pub(crate) fn read_sqe(&mut self, iova: u64) -> Result<[u8; 64], DmaFault> {
         let mut b = [0u8; 64];
-        let (host, n) = self.translate(iova, 64)?;
-        if n == 64 {
-            // SAFETY: 64 mapped bytes at `host`; `b` is a local buffer.
-            unsafe { std::ptr::copy_nonoverlapping(host, b.as_mut_ptr(), 64) };
+        let host = self.translate(iova, 64)?;
+        if host.len() == 64 {
+            host.read(0, &mut b).map_err(|_| DmaFault { iova })?;
         } else {
             self.read(iova, &mut b)?;
         }
@@ -268,19 +265,16 @@ impl MemView {
     /// phase tag) with release ordering, so a driver that sees the new phase sees the rest.
     #[inline]
     pub(crate) fn write_cqe(&mut self, iova: u64, cqe: &[u8; 16]) -> Result<(), DmaFault> {
-        let (host, n) = self.translate(iova, 16)?;
-        if n < 16 || host as usize % 4 != 0 {
+        let host = self.translate(iova, 16)?;
+        if host.len() < 16 || host.as_ptr() as usize % 4 != 0 {
             return Err(DmaFault { iova });
         }
-        // SAFETY: 16 mapped bytes at a 4-byte aligned `host`; the first 12 are copied
-        // plainly, the last dword stored atomically (the driver polls it atomically).
-        unsafe {
-            std::ptr::copy_nonoverlapping(cqe.as_ptr(), host, 12);
-            let dw3 = u32::from_ne_bytes([cqe[12], cqe[13], cqe[14], cqe[15]]);
-            std::sync::atomic::AtomicU32::from_ptr(host.add(12).cast())
-                .store(dw3, std::sync::atomic::Ordering::Release);
-        }
-        Ok(())
+        // The first 12 bytes are copied plainly, then the last dword (with the phase
+        // tag) is stored atomically with release ordering.
+        let dw3 = u32::from_le_bytes([cqe[12], cqe[13], cqe[14], cqe[15]]);
+        host.write(0, &cqe[..12])
+            .and_then(|()| host.store_u32(12, dw3, Ordering::Release))
+            .map_err(|_| DmaFault { iova })
     }
 }
 
@@ -311,66 +305,57 @@ mod tests {
         ));
         let mut view = iommu.view();
         assert!(view.translate(0x10800, 16).is_ok());
-        assert_eq!(view.translate(0x11000, 16), Err(DmaFault { iova: 0x11000 }));
+        assert_eq!(
+            view.translate(0x11000, 16).unwrap_err(),
+            DmaFault { iova: 0x11000 }
+        );
         m.unmap(0x10000, 4096).unwrap();
         assert_eq!(
-            iommu.view().translate(0x10800, 16),
-            Err(DmaFault { iova: 0x10800 })
+            iommu.view().translate(0x10800, 16).unwrap_err(),
+            DmaFault { iova: 0x10800 }
         );
     }
 }
 
 /// A piece of mapped host memory, valid while the view that produced it is locked.
 ///
-/// Invariant (established by [`MemView::host_slice`]): `ptr..ptr+len` lies inside one
-/// mapped region, so it is valid for reads and writes until that mapping is removed,
-/// which cannot happen while the owning queue's lock is held.
+/// Invariant (established by [`MemView::host_slice`]): the memory lies inside one mapped
+/// region, so it is valid until that mapping is removed, which cannot happen while the
+/// owning queue's lock is held; the slice is used only by the thread that holds that
+/// lock, during the command it was made for (segment lists are rebuilt for every
+/// command). Callers pass only offsets inside the slice: an access outside it is a bug
+/// and panics.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct HostSlice {
-    ptr: *mut u8,
-    len: usize,
-}
-
-// SAFETY: a `HostSlice` is plain data; it is dereferenced only by the thread that holds
-// the lock of the queue whose view produced it, during the command it was made for
-// (segment lists are rebuilt for every command).
-unsafe impl Send for HostSlice {}
-// SAFETY: as for `Send`; no method mutates the `HostSlice` itself.
-unsafe impl Sync for HostSlice {}
+pub(crate) struct HostSlice(VolatileSlice<'static>);
 
 impl HostSlice {
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.0.len()
     }
 
     pub(crate) fn as_ptr(&self) -> *mut u8 {
-        self.ptr
+        self.0.as_ptr()
     }
 
-    /// Copies `src` into this slice at byte `at` (clamped to the slice).
+    pub(crate) fn mem(&self) -> VolatileSlice<'static> {
+        self.0
+    }
+
+    /// Copies `src` into this slice at byte `at`.
     pub(crate) fn copy_from(&self, at: usize, src: &[u8]) {
-        let n = src.len().min(self.len.saturating_sub(at));
-        // SAFETY: `at + n <= len`, inside the mapped range (type invariant); `src` is
-        // not DMA memory, so the ranges do not overlap.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(at), n) };
+        self.0.write(at, src).expect("a copy inside the host slice");
     }
 
-    /// Copies from this slice at byte `at` into `dst` (clamped to the slice).
+    /// Copies from this slice at byte `at` into `dst`.
     pub(crate) fn copy_to(&self, at: usize, dst: &mut [u8]) {
-        let n = dst.len().min(self.len.saturating_sub(at));
-        // SAFETY: as in `copy_from`, reversed.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(at), dst.as_mut_ptr(), n) };
+        self.0.read(at, dst).expect("a copy inside the host slice");
     }
 
-    /// Inverts the byte at `at`, if inside the slice.
+    /// Inverts the byte at `at`.
     pub(crate) fn flip(&self, at: usize) {
-        if at < self.len {
-            // SAFETY: `at < len`, inside the mapped range (type invariant).
-            unsafe {
-                let p = self.ptr.add(at);
-                p.write_volatile(!p.read_volatile());
-            }
-        }
+        let mut b = [0u8];
+        self.copy_to(at, &mut b);
+        self.copy_from(at, &[!b[0]]);
     }
 }
 
@@ -379,7 +364,6 @@ impl MemView {
     /// when a region ends first).
     #[inline]
     pub(crate) fn host_slice(&mut self, iova: u64, len: usize) -> Result<HostSlice, DmaFault> {
-        let (ptr, len) = self.translate(iova, len)?;
-        Ok(HostSlice { ptr, len })
+        self.translate(iova, len).map(HostSlice)
     }
 }

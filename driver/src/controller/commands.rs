@@ -161,8 +161,8 @@ impl crate::queue::prp::ListPages for OnePage<'_> {
     fn page_iova(&self, _page: usize) -> u64 {
         self.0.iova()
     }
-    fn write_entry(&mut self, _page: usize, slot: usize, value: u64) {
-        self.0.write_u64(slot * 8, value);
+    fn write_entry(&mut self, _page: usize, slot: usize, value: u64) -> Result<(), crate::Error> {
+        self.0.write_u64(slot * 8, value)
     }
 }
 

@@ -17,7 +17,7 @@ pub trait ListPages {
     /// The IOVA of list page `page`.
     fn page_iova(&self, page: usize) -> u64;
     /// Writes entry `slot` of list page `page`.
-    fn write_entry(&mut self, page: usize, slot: usize, value: u64);
+    fn write_entry(&mut self, page: usize, slot: usize, value: u64) -> Result<(), Error>;
 }
 
 /// List pages needed for `list_entries` entries with `per_page` entries per page.
@@ -147,10 +147,10 @@ pub fn build(
     for (p, addr) in pages.enumerate() {
         let page = (p / (per_page - 1)).min(last_page);
         let slot = p - page * (per_page - 1);
-        list.write_entry(page, slot, addr);
+        list.write_entry(page, slot, addr)?;
     }
     for page in 0..last_page {
-        list.write_entry(page, per_page - 1, list.page_iova(page + 1));
+        list.write_entry(page, per_page - 1, list.page_iova(page + 1))?;
     }
     Ok((prp1, list.page_iova(0)))
 }
@@ -198,8 +198,9 @@ mod tests {
         fn page_iova(&self, page: usize) -> u64 {
             0x10_0000 + page as u64 * PAGE
         }
-        fn write_entry(&mut self, page: usize, slot: usize, value: u64) {
+        fn write_entry(&mut self, page: usize, slot: usize, value: u64) -> Result<(), Error> {
             self.pages[page][slot] = value;
+            Ok(())
         }
     }
 

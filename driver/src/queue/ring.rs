@@ -21,7 +21,14 @@ pub struct SqRing {
 
 impl SqRing {
     /// A ring of `entries` slots over `mem` (at least `entries * 64` bytes, zeroed).
+    ///
+    /// # Panics
+    /// If `mem` is shorter than `entries * 64` bytes.
     pub fn new(mem: DmaMem, entries: u16) -> Self {
+        assert!(
+            mem.len() >= usize::from(entries) * 64,
+            "SQ memory too short"
+        );
         SqRing {
             mem,
             entries,
@@ -61,7 +68,10 @@ impl SqRing {
     #[inline]
     pub fn push(&mut self, sqe: &SubmissionEntry) {
         let off = usize::from(self.tail) * 64;
-        self.mem.write_sqe(off, sqe);
+        // `tail < entries` and `new` checked the memory holds `entries` slots.
+        if let Err(e) = self.mem.write_sqe(off, sqe) {
+            unreachable!("{e}");
+        }
         self.tail = self.advance(self.tail);
     }
 
@@ -122,7 +132,14 @@ pub struct CqRing {
 
 impl CqRing {
     /// A ring of `entries` slots over `mem` (at least `entries * 16` bytes, zeroed).
+    ///
+    /// # Panics
+    /// If `mem` is shorter than `entries * 16` bytes.
     pub fn new(mem: DmaMem, entries: u16) -> Self {
+        assert!(
+            mem.len() >= usize::from(entries) * 16,
+            "CQ memory too short"
+        );
         CqRing {
             mem,
             entries,
@@ -149,7 +166,11 @@ impl CqRing {
     /// The next new entry, consuming it, or `None` when the controller posted nothing.
     #[inline]
     pub fn pop(&mut self) -> Option<CompletionEntry> {
-        let cqe = self.mem.read_cqe(usize::from(self.head) * 16, self.phase)?;
+        // `head < entries` and `new` checked the memory holds `entries` slots.
+        let cqe = match self.mem.read_cqe(usize::from(self.head) * 16, self.phase) {
+            Ok(cqe) => cqe?,
+            Err(e) => unreachable!("{e}"),
+        };
         self.head += 1;
         if self.head == self.entries {
             self.head = 0;
@@ -241,8 +262,8 @@ mod tests {
             ..CompletionEntry::default()
         };
         let words: [u64; 2] = zerocopy::transmute!(cqe);
-        mem.write_u64(i * 16, words[0]);
-        mem.write_u64(i * 16 + 8, words[1]);
+        mem.write_u64(i * 16, words[0]).unwrap();
+        mem.write_u64(i * 16 + 8, words[1]).unwrap();
     }
 
     #[test]

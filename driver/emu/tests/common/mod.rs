@@ -2,96 +2,77 @@
 //! hand-built queue entries, with no driver in between.
 #![allow(dead_code)]
 
-use std::alloc::Layout;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hugepages::DmaMapper;
+use hugepages::{DmaMapper, VolatileSlice};
+use memmap2::{MmapMut, MmapRaw};
 use nvme_emu::EmuController;
 use nvme_spec::registers::offset;
 use nvme_spec::{CompletionEntry, Status, SubmissionEntry};
 
 pub const PAGE: usize = 4096;
 
-/// Page-aligned host memory, zeroed, freed on drop. Accessed only via raw pointers.
+/// Page-aligned host memory, zeroed, unmapped on drop. Accessed only through its
+/// `VolatileSlice`; an access outside it panics.
 pub struct HostMem {
-    ptr: *mut u8,
-    len: usize,
+    // Field order is drop order: `mem` points into `map`.
+    mem: VolatileSlice<'static>,
+    map: MmapRaw,
 }
-
-// SAFETY: the memory is owned by this value; access goes through raw pointers only.
-unsafe impl Send for HostMem {}
-// SAFETY: as above; concurrent access is the caller's (and the device's) business.
-unsafe impl Sync for HostMem {}
 
 impl HostMem {
     pub fn new(len: usize) -> Self {
         let len = len.div_ceil(PAGE).max(1) * PAGE;
-        let layout = Layout::from_size_align(len, PAGE).unwrap();
-        // SAFETY: non-zero size layout.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!ptr.is_null());
-        Self { ptr, len }
+        let map = MmapRaw::from(MmapMut::map_anon(len).expect("anonymous memory"));
+        let ptr = NonNull::new(map.as_mut_ptr()).expect("mmap returned NULL");
+        // SAFETY: `map` is `len` readable and writable bytes that live as long as `mem`
+        // (both fields of this value); nothing creates a reference into them.
+        let mem = unsafe { VolatileSlice::new(ptr, map.len()) };
+        Self { mem, map }
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.map.len()
     }
 
     pub fn ptr(&self) -> *mut u8 {
-        self.ptr
+        self.mem.as_ptr()
     }
 
     pub fn write(&self, at: usize, data: &[u8]) {
-        assert!(at + data.len() <= self.len);
-        // SAFETY: in bounds (checked); `data` is not this memory.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(at), data.len()) };
+        self.mem.write(at, data).unwrap();
     }
 
     pub fn read(&self, at: usize, len: usize) -> Vec<u8> {
-        assert!(at + len <= self.len);
         let mut v = vec![0u8; len];
-        // SAFETY: in bounds (checked).
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(at), v.as_mut_ptr(), len) };
+        self.read_into(at, &mut v);
         v
     }
 
     /// Copies `dst.len()` bytes at `at` into `dst` (no allocation).
     pub fn read_into(&self, at: usize, dst: &mut [u8]) {
-        assert!(at + dst.len() <= self.len);
-        // SAFETY: in bounds (checked); `dst` is not this memory.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(at), dst.as_mut_ptr(), dst.len()) };
+        self.mem.read(at, dst).unwrap();
     }
 
     pub fn fill(&self, at: usize, len: usize, byte: u8) {
-        assert!(at + len <= self.len);
-        // SAFETY: in bounds (checked).
-        unsafe { std::ptr::write_bytes(self.ptr.add(at), byte, len) };
+        self.mem.fill(at, len, byte).unwrap();
     }
 
     pub fn write_u64(&self, at: usize, v: u64) {
         self.write(at, &v.to_le_bytes());
     }
 
+    /// Stores `v` atomically; the device accesses it atomically too.
     pub fn store_u32(&self, at: usize, v: u32) {
-        assert!(at % 4 == 0 && at + 4 <= self.len);
-        // SAFETY: aligned and in bounds; the device accesses it atomically too.
-        unsafe { AtomicU32::from_ptr(self.ptr.add(at).cast()) }.store(v, Ordering::Release);
+        self.mem.store_u32(at, v, Ordering::Release).unwrap();
     }
 
+    /// Loads atomically; the device writes it atomically.
     pub fn load_u32(&self, at: usize) -> u32 {
-        assert!(at % 4 == 0 && at + 4 <= self.len);
-        // SAFETY: aligned and in bounds; the device writes it atomically.
-        unsafe { AtomicU32::from_ptr(self.ptr.add(at).cast()) }.load(Ordering::Acquire)
-    }
-}
-
-impl Drop for HostMem {
-    fn drop(&mut self) {
-        let layout = Layout::from_size_align(self.len, PAGE).unwrap();
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr, layout) };
+        self.mem.load_u32(at, Ordering::Acquire).unwrap()
     }
 }
 

@@ -150,8 +150,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         self.cq.reset();
         self.cq_unrung = 0;
         if let (Some(d), Some(s)) = (self.shared.dbbuf.as_ref(), self.shadow) {
-            d.shadow.write_u32(s.sq, 0);
-            d.shadow.write_u32(s.cq, 0);
+            d.shadow.write_u32(s.sq, 0)?;
+            d.shadow.write_u32(s.cq, 0)?;
         }
         let iv = self.irq.as_ref().map(|_| self.vector);
         let r = create_hw_queues(

@@ -45,9 +45,9 @@ impl ListPages for SlotLists<'_> {
         self.mem.iova() + (self.base + page * self.page_size) as u64
     }
 
-    fn write_entry(&mut self, page: usize, slot: usize, value: u64) {
+    fn write_entry(&mut self, page: usize, slot: usize, value: u64) -> Result<(), Error> {
         self.mem
-            .write_u64(self.base + page * self.page_size + slot * 8, value);
+            .write_u64(self.base + page * self.page_size + slot * 8, value)
     }
 }
 
@@ -284,11 +284,19 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         };
         let ps = self.page_size as usize;
         let base = usize::from(cid) * self.list_pages * ps;
-        for (i, &(slba, blocks)) in ranges.iter().enumerate() {
-            let off = base + i * 16;
-            self.lists.write_u32(off, 0);
-            self.lists.write_u32(off + 4, blocks);
-            self.lists.write_u64(off + 8, slba);
+        let lists = &mut self.lists;
+        let written = ranges
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, &(slba, blocks))| {
+                let off = base + i * 16;
+                lists.write_u32(off, 0)?;
+                lists.write_u32(off + 4, blocks)?;
+                lists.write_u64(off + 8, slba)
+            });
+        if let Err(e) = written {
+            self.slots.undo_take(cid);
+            return Err(e);
         }
         let Ok(mut sqe) = nvm::deallocate(nsid, ranges.len()) else {
             self.slots.undo_take(cid);
@@ -363,11 +371,19 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             return true;
         };
         let off = if sq { s.sq } else { s.cq };
-        let old = d.shadow.read_u32(off) as u16;
-        d.shadow.write_u32(off, u32::from(value));
+        // A slot outside the buffers (a driver bug) falls back to the MMIO doorbell.
+        let Ok(old) = d.shadow.read_u32(off) else {
+            return true;
+        };
+        if d.shadow.write_u32(off, u32::from(value)).is_err() {
+            return true;
+        }
         // The shadow value must be visible before EventIdx is read.
         fence(Ordering::SeqCst);
-        let event_idx = d.eventidx.read_u32(off) as u16;
+        let Ok(event_idx) = d.eventidx.read_u32(off) else {
+            return true;
+        };
+        let (old, event_idx) = (old as u16, event_idx as u16);
         shadow_doorbell_needs_mmio(event_idx, value, old)
     }
 
