@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::mem::ManuallyDrop;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::buffer::DmaBuffer;
 use crate::iova::IovaSpace;
@@ -113,7 +113,7 @@ impl MappedRegion {
     }
 
     fn free_list(&self) -> MutexGuard<'_, BTreeMap<usize, usize>> {
-        self.free.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.free)
     }
 
     /// Takes `len` bytes aligned to `align` (relative to the region start, which is
@@ -366,10 +366,7 @@ impl DmaAllocator {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.inner.state)
     }
 }
 

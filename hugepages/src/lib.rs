@@ -53,6 +53,7 @@ mod null_mapper;
 mod page_size;
 mod pagemap;
 mod region;
+pub mod sync;
 mod sysfs;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;

@@ -2,7 +2,7 @@
 //! model.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use crate::{DmaMapper, IovaRange, MapError};
 
@@ -59,7 +59,7 @@ impl NullMapper {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, (usize, usize)>> {
-        self.mappings.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.mappings)
     }
 }
 

@@ -106,7 +106,7 @@ impl ExtentFs {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        hugepages::sync::lock(&self.state)
     }
 
     fn lock_nowait(&self, nowait: bool) -> Result<MutexGuard<'_, State>, DioError> {

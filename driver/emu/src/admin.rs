@@ -13,10 +13,11 @@ use nvme_spec::status::{CommandSpecificStatus as Cs, GenericStatus as G};
 use nvme_spec::{AdminOpcode as Op, CompletionEntry, Status, SubmissionEntry};
 
 use crate::config::EmuConfig;
-use crate::controller::{generic, lock, shadow_for, Ctrl, Ctx, Outcome};
+use crate::controller::{generic, shadow_for, Ctrl, Ctx, Outcome};
 use crate::identify;
 use crate::prp::{self, PrpError};
 use crate::queue::{CqState, SqState};
+use hugepages::sync::lock;
 
 /// Largest admin data transfer accepted (Get Log Page may ask for up to 16 GiB).
 const ADMIN_MAX_TRANSFER: u64 = 1 << 20;

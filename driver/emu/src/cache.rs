@@ -7,12 +7,13 @@
 //! costs the same per block however long it runs. Sharded by LBA so queues writing
 //! different ranges rarely meet on a lock.
 
+use hugepages::sync::lock;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use crate::backend::Backend;
 
@@ -101,10 +102,6 @@ pub(crate) struct WriteCache {
     /// Bumped whenever entries leave the cache other than by invalidation, so a reader
     /// that raced with a write-back can tell and read again.
     generation: AtomicUsize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl WriteCache {

@@ -34,8 +34,9 @@
 //! replaces a slot's snapshot under that slot's lock, an unmap returns only once no
 //! batch can still reach the removed memory. Doorbell values are per-queue atomics.
 
+use hugepages::sync::lock;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use nvme_spec::status::GenericStatus;
 use nvme_spec::{CompletionEntry, Status, SubmissionEntry};
@@ -53,10 +54,6 @@ use crate::queue::{CqSlot, CqState, Queues, Scratch, Shadow, SqSlot};
 use crate::registers::Registers;
 use crate::stats::{GlobalCounters, QueueCounters};
 use crate::worker::Worker;
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// What a command's execution produced.
 pub(crate) enum Outcome {

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use nvme_spec::{CompletionEntry, Status};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::controller::{lock, Ctrl};
+use crate::controller::Ctrl;
 use crate::error::EmuError;
+use hugepages::sync::lock;
 
 /// Asynchronous event: Error status, Write to Invalid Doorbell Register, Error log.
 pub(crate) const AER_INVALID_DOORBELL: u32 = 0x01 << 16;

@@ -1,8 +1,9 @@
 //! Fault injection: make the controller misbehave on purpose, from a test's handle.
 
+use hugepages::sync::lock;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nvme_spec::Status;
@@ -106,10 +107,6 @@ pub(crate) struct FaultState {
     corrupt: Mutex<Vec<(u32, Range<u64>)>>,
     /// Completions held back by `Hold` and `Delay` rules.
     pub held: HeldCompletions,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn overlaps(ranges: &[(u32, Range<u64>)], nsid: u32, lbas: &Range<u64>) -> Option<Range<u64>> {

@@ -5,8 +5,9 @@ use std::collections::VecDeque;
 
 use nvme_spec::{Status, SubmissionEntry};
 
-use crate::controller::{io_lbas, lock, Ctrl};
+use crate::controller::{io_lbas, Ctrl};
 use crate::identify::{ErrorEntry, ELPE};
+use hugepages::sync::lock;
 
 /// What the error and health log pages report; kept across controller resets.
 pub(crate) struct Health {

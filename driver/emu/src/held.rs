@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use nvme_spec::CompletionEntry;
 
-use crate::controller::{lock, Ctrl};
+use crate::controller::Ctrl;
+use hugepages::sync::lock;
 
 /// A completion the controller is holding back.
 #[derive(Debug, Clone, Copy)]

@@ -7,6 +7,7 @@
 //! takes each queue's lock in turn: when `unmap` returns, no queue can still be using a
 //! snapshot that contains the removed region.
 
+use hugepages::sync::lock;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -82,10 +83,6 @@ impl Iommu {
             refresh(table);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The [`DmaMapper`] the driver uses to make memory visible to the emulated controller.

@@ -49,7 +49,8 @@ pub use iommu::{IOMMU_PAGE, IOVA_LIMIT};
 pub use log::{CommandLog, LogEntry};
 pub use stats::EmuStats;
 
-use controller::{lock, Ctrl};
+use controller::Ctrl;
+use hugepages::sync::lock;
 
 /// An emulated NVMe controller. Cloning gives another handle to the same controller.
 #[derive(Clone)]

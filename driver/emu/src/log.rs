@@ -1,5 +1,6 @@
 //! The opt-in command log: what the controller executed, for tests of upper layers.
 
+use hugepages::sync::lock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -48,10 +49,7 @@ impl LogState {
     }
 
     pub(crate) fn push(&self, entry: LogEntry) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(entry);
+        lock(&self.entries).push(entry);
     }
 }
 
@@ -79,16 +77,12 @@ impl CommandLog {
 
     /// A copy of every entry recorded so far, oldest first.
     pub fn entries(&self) -> Vec<LogEntry> {
-        self.state
-            .entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.state.entries).clone()
     }
 
     /// Removes and returns every entry recorded so far, oldest first.
     pub fn take(&self) -> Vec<LogEntry> {
-        std::mem::take(&mut *self.state.entries.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *lock(&self.state.entries))
     }
 
     /// Entries of I/O queues only (qid != 0), oldest first.

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use crossbeam_utils::CachePadded;
 use nvme_spec::CompletionEntry;
 
-use crate::controller::lock;
 use crate::iommu::{DmaFault, HostSlice, Iommu, MemView, Region};
 use crate::stats::QueueCounters;
+use hugepages::sync::lock;
 
 /// Every queue id's slots and doorbells (index 0: the admin queue pair). Each entry
 /// has its own cache line, so queue pairs driven from different threads share none.

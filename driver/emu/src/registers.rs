@@ -8,9 +8,10 @@ use nvme_spec::registers::{offset, ShutdownNotification, ShutdownStatus};
 use nvme_spec::{Aqa, Cap, Cc, Csts, Version};
 
 use crate::config::EmuConfig;
-use crate::controller::{lock, Ctrl};
+use crate::controller::Ctrl;
 use crate::events::{AER_INVALID_DOORBELL, AER_INVALID_DOORBELL_VALUE};
 use crate::stats::GlobalCounters;
+use hugepages::sync::lock;
 
 /// The controller registers (doorbells live with the queues, in `Doorbells`).
 pub(crate) struct Registers {

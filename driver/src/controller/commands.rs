@@ -16,7 +16,7 @@ impl<T: Transport> crate::Controller<T> {
     /// Sets the callback that receives asynchronous events (called from whichever thread
     /// polls the admin queue: [`crate::Controller::poll_admin`] or any admin command).
     pub fn set_async_event_callback(&self, f: impl FnMut(AsyncEvent) + Send + 'static) {
-        *self.shared.aen.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
+        *hugepages::sync::lock(&self.shared.aen) = Some(Box::new(f));
     }
 
     /// Polls the admin completion queue once; asynchronous events found there go to the

@@ -9,8 +9,9 @@ mod state;
 pub(crate) use self::state::AtomicState;
 pub use self::state::ControllerState;
 
+use hugepages::sync::lock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hugepages::DmaAllocator;
@@ -68,10 +69,6 @@ pub(crate) struct Shared<T: Transport> {
     pub aen: Mutex<Option<Box<dyn FnMut(AsyncEvent) + Send>>>,
     pub reset_lock: Mutex<()>,
     pub t: T,
-}
-
-fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The controller: bring-up, admin commands, queue-pair creation, reset and shutdown.

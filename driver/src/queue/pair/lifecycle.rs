@@ -82,7 +82,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         shared.check_live("creating an I/O queue pair")?;
         let info = shared.info();
         let qid = {
-            let mut qids = shared.qids.lock().unwrap_or_else(|p| p.into_inner());
+            let mut qids = hugepages::sync::lock(&shared.qids);
             let free = (1..qids.len()).find(|&q| !qids[q]);
             let Some(q) = free else {
                 return Err(Error::NoFreeQueue {
@@ -94,7 +94,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             q as u16
         };
         let release_qid = |shared: &Shared<T>| {
-            let mut qids = shared.qids.lock().unwrap_or_else(|p| p.into_inner());
+            let mut qids = hugepages::sync::lock(&shared.qids);
             qids[usize::from(qid)] = false;
         };
         let result = Self::build(shared.clone(), options, qid);
@@ -224,7 +224,7 @@ impl<T: Transport, C: Copy + Default> Drop for IoQueuePair<T, C> {
                 tracing::warn!(qid = self.qid, error = %e, "deleting I/O queues failed");
             }
         }
-        let mut qids = shared.qids.lock().unwrap_or_else(|p| p.into_inner());
+        let mut qids = hugepages::sync::lock(&shared.qids);
         if let Some(q) = qids.get_mut(usize::from(self.qid)) {
             *q = false;
         }

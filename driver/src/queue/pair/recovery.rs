@@ -125,12 +125,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     /// queues re-created.
     pub(super) fn recover(&mut self) -> Result<(), Error> {
         // Wait for a reset in progress to finish.
-        drop(
-            self.shared
-                .reset_lock
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        drop(hugepages::sync::lock(&self.shared.reset_lock));
         let epoch = self.shared.epoch.load(Ordering::Acquire);
         let cids: Vec<u16> = self.slots.outstanding_cids().collect();
         for cid in cids {

@@ -393,7 +393,7 @@ impl Transport for VfioTransport {
                 op: "create eventfd",
                 source: e.into(),
             })?;
-        let mut vectors = self.vectors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut vectors = hugepages::sync::lock(&self.vectors);
         if !vectors.is_empty() {
             // The count can only change by disabling and re-enabling.
             let _ = self.device.disable_msix();
@@ -410,7 +410,7 @@ impl Transport for VfioTransport {
     }
 
     fn disable_interrupts(&self) -> Result<(), Error> {
-        let mut vectors = self.vectors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut vectors = hugepages::sync::lock(&self.vectors);
         if vectors.is_empty() {
             return Ok(());
         }
