@@ -244,6 +244,11 @@ fn protection_only_metadata_with_pract_needs_no_metadata_buffer_and_others_still
         Err(Error::MetadataBufferRequired { .. })
     ));
     qp.submit_write(1, 0, 1, &[seg], IoFlags::PRACT, 0).unwrap();
+    qp.ring();
+    while qp.outstanding() > 0 {
+        qp.wait_completions(8, Duration::from_secs(2), |_, s| s.unwrap())
+            .unwrap();
+    }
     let r16 = rig("size=1M,lba=512,ms=16,mset=sep,pi=1");
     let mut qp16 = r16
         .ctrl
@@ -282,4 +287,70 @@ fn transfer_limit_counts_metadata_of_extended_blocks() {
     );
     let seg = buf.segment(0, 15 * 520).unwrap();
     qp.submit_read(1, 0, 15, &[seg], 0).unwrap();
+}
+
+/// Writes `blocks` blocks at `slba` from `src` and reads them back into `dst`, both with
+/// `flags`, waiting for each.
+fn write_then_read(
+    qp: &mut IoQueuePair<EmuTransport>,
+    slba: u64,
+    blocks: u32,
+    src: &DmaBuffer,
+    dst: &DmaBuffer,
+    flags: IoFlags,
+) {
+    let mut status = Ok(());
+    let mut wait = |qp: &mut IoQueuePair<EmuTransport>| {
+        qp.ring();
+        while qp.outstanding() > 0 {
+            qp.wait_completions(8, Duration::from_secs(2), |_, s| {
+                if s.is_err() {
+                    status = s;
+                }
+            })
+            .unwrap();
+        }
+    };
+    let seg = src.segment(0, src.len()).unwrap();
+    qp.submit_write(1, slba, blocks, &[seg], flags, 0).unwrap();
+    wait(qp);
+    let seg = dst.segment(0, dst.len()).unwrap();
+    qp.submit_read_with_flags(1, slba, blocks, &[seg], flags, 0)
+        .unwrap();
+    wait(qp);
+    status.unwrap();
+}
+
+#[test]
+fn pract_moves_data_only_and_the_controller_keeps_the_protection_information() {
+    for mset in ["ext", "sep"] {
+        let r = rig(&format!("size=1M,lba=512,ms=8,mset={mset},pi=1"));
+        let mut qp = r
+            .ctrl
+            .create_io_queue_pair(QueuePairOptions::default())
+            .unwrap();
+        let src = patterned(&r.ctrl, 4 * 512, 3);
+        let dst = r.ctrl.allocator().alloc(4 * 512, 4096).unwrap();
+        write_then_read(&mut qp, 20, 4, &src, &dst, IoFlags::PRACT);
+        assert_eq!(contents(&dst), contents(&src), "mset={mset}");
+        if mset == "ext" {
+            // Without PRACT the blocks come back with the tuples the controller made.
+            let ext = r.ctrl.allocator().alloc(4 * 520, 4096).unwrap();
+            let seg = ext.segment(0, 4 * 520).unwrap();
+            qp.submit_read(1, 20, 4, &[seg], 0).unwrap();
+            qp.ring();
+            while qp.outstanding() > 0 {
+                qp.wait_completions(8, Duration::from_secs(2), |_, s| s.unwrap())
+                    .unwrap();
+            }
+            let got = contents(&ext);
+            let data = contents(&src);
+            for (i, block) in got.chunks(520).enumerate() {
+                assert_eq!(&block[..512], &data[i * 512..(i + 1) * 512]);
+                let pi = nvme::spec::pi::Pi8::read(&block[512..]).unwrap();
+                assert_eq!(pi.guard.get(), nvme::spec::pi::guard16(&block[..512]));
+                assert_eq!(pi.ref_tag.get(), 20 + i as u32);
+            }
+        }
+    }
 }

@@ -22,7 +22,7 @@
 //! | `log`     | `on`, `off`                         | `off`       | record every executed command in the command log from the start |
 //! | `ms`      | `0`, `8`, `16`, `64`                | `0`         | metadata bytes per logical block of every namespace |
 //! | `mset`    | `ext`, `sep`                        | `ext`       | where metadata travels: `ext` after each block's data in the data buffer (extended LBA), `sep` in a separate contiguous buffer at MPTR (0 or unmapped: Data Transfer Error) |
-//! | `pi`      | `0`..=`3`                           | `0`         | protection information type reported in DPS (needs `ms` of at least 8); not checked on I/O |
+//! | `pi`      | `0`..=`3`                           | `0`         | protection information type reported in DPS (needs `ms` of at least 8); with `ms=8` a command with PRACT moves data only and the controller generates the tuple on writes and strips it on reads; tuples are not checked |
 //! | `pil`     | `first`, `last`                     | `last`      | where the protection information sits in the metadata |
 //!
 //! Examples: `emu`, `emu:size=4G,lba=4096,vwc=off`, `emu:null,mode=threaded,qpairs=8`,

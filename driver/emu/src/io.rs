@@ -3,8 +3,10 @@
 use std::sync::atomic::Ordering;
 
 use nvme_spec::command::Psdt;
+use nvme_spec::pi::{self, Pi8};
 use nvme_spec::status::{GenericStatus as G, MediaStatus as M};
 use nvme_spec::{DsmRange, NvmOpcode as Op, Status, SubmissionEntry};
+use zerocopy::IntoBytes;
 
 use crate::controller::{generic, Ctrl, Ctx, Outcome};
 use crate::namespace::{sg_copy_from, sg_copy_to, Namespace};
@@ -13,6 +15,9 @@ use crate::prp::{self, PrpError};
 fn done(status: Status) -> Outcome {
     Outcome::Done(0, status)
 }
+
+/// PRACT within the PRINFO field (CDW12 bits 29:26).
+const PRACT: u8 = 0b1000;
 
 const SUCCESS: Outcome = Outcome::Done(0, Status::SUCCESS);
 
@@ -80,11 +85,16 @@ impl Ctrl {
         if !map {
             return Ok((slba, nlb));
         }
-        let len = nlb * ns.transfer_block_size();
+        let strip = strips_pi(ns, sqe);
+        let len = nlb * host_block_size(ns, strip);
         if len > self.max_transfer() {
             return Err(generic(G::InvalidFieldInCommand));
         }
-        let md_len = nlb as usize * ns.separate_metadata_size();
+        let md_len = if strip {
+            0
+        } else {
+            nlb as usize * ns.separate_metadata_size()
+        };
         if md_len != 0 {
             self.collect_metadata(ctx, sqe.mptr, md_len)?;
         }
@@ -128,8 +138,16 @@ impl Ctrl {
         Ok(())
     }
 
-    /// Reads stored blocks into the data segments and the separate metadata buffer.
-    fn read_separate(&self, ctx: &mut Ctx<'_>, ns: &Namespace, slba: u64, nlb: u64) -> bool {
+    /// Reads stored blocks into the data segments and, unless `strip`, the separate
+    /// metadata buffer.
+    fn read_separate(
+        &self,
+        ctx: &mut Ctx<'_>,
+        ns: &Namespace,
+        slba: u64,
+        nlb: u64,
+        strip: bool,
+    ) -> bool {
         if ns.backend.is_null() {
             return true;
         }
@@ -143,14 +161,24 @@ impl Ctrl {
         }
         for (i, block) in scratch.a[..len].chunks(stride).enumerate() {
             sg_copy_from(&scratch.segs, i * ds, &block[..ds]);
-            sg_copy_from(&scratch.md, i * ms, &block[ds..]);
+            if !strip {
+                sg_copy_from(&scratch.md, i * ms, &block[ds..]);
+            }
         }
         true
     }
 
     /// Gathers the data segments and the separate metadata buffer into stored blocks
-    /// in `ctx.scratch.a`; returns their length.
-    fn gather_separate(ctx: &mut Ctx<'_>, ns: &Namespace, nlb: u64) -> usize {
+    /// in `ctx.scratch.a`; returns their length. With `strip` the controller generates
+    /// each block's protection information instead (PRACT): the guard over the data, an
+    /// application tag of 0 and the reference tag the protection type calls for.
+    fn gather_separate(
+        ctx: &mut Ctx<'_>,
+        ns: &Namespace,
+        sqe: &SubmissionEntry,
+        nlb: u64,
+        strip: bool,
+    ) -> usize {
         let (ds, stride) = (1usize << ns.lba_shift, ns.block_size());
         let ms = stride - ds;
         let scratch = &mut *ctx.scratch;
@@ -159,7 +187,21 @@ impl Ctrl {
         for (i, block) in scratch.a[..len].chunks_mut(stride).enumerate() {
             let (data, md) = block.split_at_mut(ds);
             sg_copy_to(&scratch.segs, i * ds, data);
-            sg_copy_to(&scratch.md, i * ms, md);
+            if strip {
+                // Type 1: the LBA's low 32 bits; types 2 and 3: from the command's
+                // initial logical block reference tag (CDW14).
+                let ref_tag = if ns.metadata.pi == 1 {
+                    sqe.slba().wrapping_add(i as u64) as u32
+                } else if ns.metadata.pi == 2 {
+                    sqe.cdw14.wrapping_add(i as u32)
+                } else {
+                    sqe.cdw14
+                };
+                let pi = Pi8::new(pi::guard16(data), 0, ref_tag);
+                md.copy_from_slice(pi.as_bytes());
+            } else {
+                sg_copy_to(&scratch.md, i * ms, md);
+            }
         }
         len
     }
@@ -184,8 +226,9 @@ impl Ctrl {
         if let Some(s) = self.media_fault(ns, slba, nlb) {
             return done(s);
         }
-        let ok = if ns.separate_metadata_size() != 0 {
-            self.read_separate(ctx, ns, slba, nlb)
+        let strip = strips_pi(ns, sqe);
+        let ok = if strip || ns.separate_metadata_size() != 0 {
+            self.read_separate(ctx, ns, slba, nlb, strip)
         } else {
             ns.read(slba, &ctx.scratch.segs).is_ok()
         };
@@ -195,7 +238,7 @@ impl Ctrl {
         if self.faults.armed() {
             if let Some(bad) = self.faults.corrupt(ns.nsid, &(slba..slba + nlb)) {
                 for lba in bad {
-                    let at = ((lba - slba) * ns.transfer_block_size()) as usize;
+                    let at = ((lba - slba) * host_block_size(ns, strip)) as usize;
                     flip_at(&ctx.scratch.segs, at);
                 }
             }
@@ -212,8 +255,9 @@ impl Ctrl {
             Err(s) => return done(s),
         };
         let cached = !sqe.fua() && self.storage.write_cache.load(Ordering::Relaxed);
-        let written = if ns.separate_metadata_size() != 0 {
-            let len = Self::gather_separate(ctx, ns, nlb);
+        let strip = strips_pi(ns, sqe);
+        let written = if strip || ns.separate_metadata_size() != 0 {
+            let len = Self::gather_separate(ctx, ns, sqe, nlb, strip);
             ns.write_buf(slba, &ctx.scratch.a[..len], cached)
         } else {
             ns.write(slba, &ctx.scratch.segs, cached)
@@ -321,8 +365,9 @@ impl Ctrl {
         if let Some(s) = self.media_fault(ns, slba, nlb) {
             return done(s);
         }
-        let len = if ns.separate_metadata_size() != 0 {
-            Self::gather_separate(ctx, ns, nlb)
+        let strip = strips_pi(ns, sqe);
+        let len = if strip || ns.separate_metadata_size() != 0 {
+            Self::gather_separate(ctx, ns, sqe, nlb, strip)
         } else {
             let len = (nlb * ns.block_size() as u64) as usize;
             ctx.scratch.a.resize(len, 0);
@@ -338,6 +383,26 @@ impl Ctrl {
             return done(Status::media(M::CompareFailure));
         }
         SUCCESS
+    }
+}
+
+/// Whether the controller inserts and strips protection information itself and moves
+/// no metadata: PRACT set on a format whose metadata is exactly the 8-byte tuple
+/// (NVM Command Set Specification 1.0, section 5.2.2).
+#[inline]
+fn strips_pi(ns: &Namespace, sqe: &SubmissionEntry) -> bool {
+    ns.metadata.pi != 0
+        && usize::from(ns.metadata.size) == pi::PI_TUPLE_SIZE
+        && sqe.prinfo() & PRACT != 0
+}
+
+/// Bytes per block in a command's data buffer.
+#[inline]
+fn host_block_size(ns: &Namespace, strip: bool) -> u64 {
+    if strip {
+        1 << ns.lba_shift
+    } else {
+        ns.transfer_block_size()
     }
 }
 
