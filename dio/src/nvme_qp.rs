@@ -24,6 +24,26 @@ pub struct NvmeQueue<T: Transport> {
     stash: Vec<(u64, CommandStatus)>,
 }
 
+/// Refuses a namespace whose blocks carry metadata: file data is plain bytes and cannot
+/// carry per-block metadata, in the data buffer (extended LBAs) or beside it (MPTR).
+fn check_format(id: &nvme::spec::IdentifyNamespace) -> Result<(), DioError> {
+    use nvme::spec::identify::MetadataPlacement;
+    let format = id.format().map_err(|_| DioError::InvalidRequest {
+        reason: "the namespace reports a reserved or inconsistent format",
+    })?;
+    match format.placement {
+        MetadataPlacement::None => Ok(()),
+        MetadataPlacement::Extended => Err(DioError::InvalidRequest {
+            reason: "the namespace is formatted with extended LBAs (metadata inside each \
+                     block) and file data cannot carry per-block metadata",
+        }),
+        MetadataPlacement::Separate => Err(DioError::InvalidRequest {
+            reason: "the namespace is formatted with separate per-block metadata and file \
+                     data cannot carry per-block metadata",
+        }),
+    }
+}
+
 impl<T: Transport> NvmeQueue<T> {
     /// Binds `qp` to namespace `nsid` of `ctrl`, taking the device properties from
     /// Identify Controller and Identify Namespace.
@@ -31,6 +51,7 @@ impl<T: Transport> NvmeQueue<T> {
         let ns = ctrl.namespace(nsid).ok_or(DioError::InvalidRequest {
             reason: "the namespace is not active on this controller",
         })?;
+        check_format(&ns.identify)?;
         let id = ctrl.identify_controller();
         let caps = DeviceCaps {
             lba_size: ns.lba_size,

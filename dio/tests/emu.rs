@@ -904,3 +904,29 @@ fn acknowledged_dsync_writes_survive_a_power_cut_while_others_are_in_flight() {
         }
     }
 }
+
+#[test]
+fn namespaces_with_per_block_metadata_are_refused_before_any_io() {
+    for (opts, placement) in [
+        ("size=16M,lba=512,ms=8,mset=ext", "extended LBAs"),
+        (
+            "size=16M,lba=4096,ms=64,mset=sep",
+            "separate per-block metadata",
+        ),
+    ] {
+        let r = rig(opts);
+        let qp = r
+            .ctrl
+            .create_io_queue_pair(QueuePairOptions::default())
+            .unwrap();
+        let Err(e) = NvmeQueue::new(&r.ctrl, qp, 1) else {
+            panic!("{opts}: a queue on a metadata namespace was accepted");
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains(placement) && text.contains("file data cannot carry per-block metadata"),
+            "{opts}: {text}"
+        );
+        assert!(r.emu.command_log().io_entries().is_empty());
+    }
+}

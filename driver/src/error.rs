@@ -397,6 +397,21 @@ pub enum Error {
         /// Namespace ID.
         nsid: u32,
     },
+    /// The namespace keeps metadata in a separate buffer and the command has none.
+    #[error("namespace {nsid} is formatted with {metadata_bytes} bytes of separate metadata per block and the command carried no metadata buffer; format it without metadata or with extended LBAs")]
+    MetadataBufferRequired {
+        /// Namespace ID.
+        nsid: u32,
+        /// Separate metadata bytes per block.
+        metadata_bytes: u16,
+    },
+    /// The namespace's in-use format is reserved or inconsistent, so the size of a
+    /// transfer cannot be known.
+    #[error("namespace {nsid} reports a reserved or inconsistent format (LBA format, metadata or protection settings); I/O to it is refused so no transfer can outgrow its buffers")]
+    UnusableFormat {
+        /// Namespace ID.
+        nsid: u32,
+    },
     /// A request is out of range for the namespace or buffer.
     #[error("invalid request: {0}")]
     InvalidRequest(String),

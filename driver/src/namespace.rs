@@ -1,6 +1,7 @@
 //! Active namespaces as the driver uses them on the I/O path.
 
 use crate::spec::identify::IdentifyNamespace;
+use crate::spec::pi::PI_TUPLE_SIZE;
 
 /// One active namespace.
 #[derive(Debug, Clone)]
@@ -24,12 +25,68 @@ impl Namespace {
     }
 }
 
-/// The I/O path's view of the namespaces: NSID → block size and size, without locks.
+/// The I/O path's view of a namespace: its size and what a command's buffers must hold
+/// per block, decoded once from the in-use format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NsGeometry {
     pub nsid: u32,
+    /// log2 of the data bytes per block.
     pub lba_shift: u32,
     pub blocks: u64,
+    /// Data-buffer bytes per block: data plus metadata for extended LBAs (520, 4104,
+    /// 4160: not a power of two).
+    pub block_bytes: u32,
+    /// Separate-buffer (MPTR) metadata bytes per block; 0 for extended or no metadata.
+    pub separate_md: u16,
+    /// Protection information is enabled and is the whole metadata: with PRACT the
+    /// controller inserts and strips it and no metadata moves.
+    pub pi_only: bool,
+    /// The format is reserved or inconsistent (`IdentifyNamespace::format` failed).
+    pub bad_format: bool,
+}
+
+impl NsGeometry {
+    fn of(n: &Namespace) -> Self {
+        let mut g = NsGeometry {
+            nsid: n.nsid,
+            lba_shift: n.lba_size.trailing_zeros(),
+            blocks: n.blocks,
+            block_bytes: n.lba_size,
+            separate_md: 0,
+            pi_only: false,
+            bad_format: true,
+        };
+        if let Ok(f) = n.identify.format() {
+            if f.data_size == n.lba_size {
+                g.block_bytes = f.transfer_block_size();
+                g.separate_md = f.separate_metadata_size();
+                g.pi_only =
+                    f.protection.is_enabled() && usize::from(f.metadata_size) == PI_TUPLE_SIZE;
+                g.bad_format = false;
+            }
+        }
+        g
+    }
+
+    /// Data-buffer bytes per block for a command with `pract` set or not.
+    #[inline]
+    pub fn data_block_bytes(&self, pract: bool) -> u32 {
+        if pract && self.pi_only {
+            1 << self.lba_shift
+        } else {
+            self.block_bytes
+        }
+    }
+
+    /// Separate metadata bytes per block a command must carry, with `pract` or not.
+    #[inline]
+    pub fn metadata_block_bytes(&self, pract: bool) -> u16 {
+        if pract && self.pi_only {
+            0
+        } else {
+            self.separate_md
+        }
+    }
 }
 
 /// Sorted by NSID; looked up directly when NSIDs are dense (the usual 1..=n).
@@ -40,14 +97,7 @@ pub(crate) struct NsTable {
 
 impl NsTable {
     pub fn new(namespaces: &[Namespace]) -> Self {
-        let mut entries: Vec<NsGeometry> = namespaces
-            .iter()
-            .map(|n| NsGeometry {
-                nsid: n.nsid,
-                lba_shift: n.lba_size.trailing_zeros(),
-                blocks: n.blocks,
-            })
-            .collect();
+        let mut entries: Vec<NsGeometry> = namespaces.iter().map(NsGeometry::of).collect();
         entries.sort_by_key(|e| e.nsid);
         NsTable { entries }
     }

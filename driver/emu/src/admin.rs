@@ -136,7 +136,13 @@ impl Ctrl {
                     return done(generic(G::InvalidNamespaceOrFormat));
                 }
                 let ns = &self.storage.namespaces[(sqe.nsid - 1) as usize];
-                identify::namespace(&self.cfg.serial, ns.nsid, ns.blocks, ns.lba_shift)
+                identify::namespace(
+                    &self.cfg.serial,
+                    ns.nsid,
+                    ns.blocks,
+                    ns.lba_shift,
+                    ns.metadata,
+                )
             }
             0x01 => identify::controller(&self.cfg, self.vwc_present()),
             0x02 => {

@@ -20,9 +20,16 @@
 //! | `aerl`    | `0`..=`15`                          | `3`         | Asynchronous Event Request Limit (zero based) |
 //! | `serial`  | up to 20 printable ASCII characters | `EMU00001`  | Identify serial number |
 //! | `log`     | `on`, `off`                         | `off`       | record every executed command in the command log from the start |
+//! | `ms`      | `0`, `8`, `16`, `64`                | `0`         | metadata bytes per logical block of every namespace |
+//! | `mset`    | `ext`, `sep`                        | `ext`       | where metadata travels: `ext` after each block's data in the data buffer (extended LBA), `sep` in a separate contiguous buffer at MPTR (0 or unmapped: Data Transfer Error) |
+//! | `pi`      | `0`..=`3`                           | `0`         | protection information type reported in DPS (needs `ms` of at least 8); with `ms=8` a command with PRACT moves data only and the controller generates the tuple on writes and strips it on reads; tuples are not checked |
+//! | `pil`     | `first`, `last`                     | `last`      | where the protection information sits in the metadata |
 //!
 //! Examples: `emu`, `emu:size=4G,lba=4096,vwc=off`, `emu:null,mode=threaded,qpairs=8`,
-//! `emu:file=disk.img,size=64M,ns=2`.
+//! `emu:file=disk.img,size=64M,ns=2`, `emu:lba=4096,ms=64,mset=sep,pi=1,pil=first`.
+//!
+//! `size` counts data bytes; metadata is stored beside each block's data, so a RAM or
+//! file backend holds `size / lba * (lba + ms)` bytes per namespace.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -31,7 +38,7 @@ use crate::error::EmuError;
 
 /// Every option name [`EmuConfig::from_str`] accepts.
 const ACCEPTED: &str =
-    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log";
+    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log, ms, mset, pi, pil";
 
 /// Where namespace data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +58,20 @@ pub enum ExecMode {
     Inline,
     /// A device thread processes queues after doorbell writes.
     Threaded,
+}
+
+/// The LBA format of every namespace beyond its data size: metadata and protection
+/// information.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetadataFormat {
+    /// Metadata bytes per block (0, 8, 16 or 64).
+    pub size: u16,
+    /// Metadata travels in a separate buffer (MPTR) instead of after each block's data.
+    pub separate: bool,
+    /// Protection information type (0 = none, 1 to 3).
+    pub pi: u8,
+    /// The protection information is in the first bytes of the metadata, not the last.
+    pub pi_first: bool,
 }
 
 /// Everything that shapes an emulated controller. See the module documentation for the
@@ -91,6 +112,8 @@ pub struct EmuConfig {
     pub serial: String,
     /// Whether the command log starts enabled.
     pub log: bool,
+    /// Metadata and protection information of every namespace.
+    pub metadata: MetadataFormat,
 }
 
 impl Default for EmuConfig {
@@ -113,6 +136,7 @@ impl Default for EmuConfig {
             aerl: 3,
             serial: "EMU00001".to_string(),
             log: false,
+            metadata: MetadataFormat::default(),
         }
     }
 }
@@ -121,6 +145,11 @@ impl EmuConfig {
     /// Number of logical blocks in each namespace.
     pub fn blocks_per_namespace(&self) -> u64 {
         self.ns_size / u64::from(self.lba_size)
+    }
+
+    /// Bytes a backend stores per namespace: every block's data and metadata.
+    pub fn stored_bytes_per_namespace(&self) -> u64 {
+        self.blocks_per_namespace() * (u64::from(self.lba_size) + u64::from(self.metadata.size))
     }
 
     /// Largest transfer in bytes, or `None` when unlimited.
@@ -165,6 +194,21 @@ impl EmuConfig {
         }
         if self.vectors == 0 || self.vectors > 2048 {
             return Err(invalid("vectors", self.vectors.to_string(), "1..=2048"));
+        }
+        if !matches!(self.metadata.size, 0 | 8 | 16 | 64) {
+            return Err(invalid(
+                "ms",
+                self.metadata.size.to_string(),
+                "0, 8, 16 or 64",
+            ));
+        }
+        if self.metadata.pi > 3 {
+            return Err(invalid("pi", self.metadata.pi.to_string(), "0..=3"));
+        }
+        if self.metadata.pi != 0 && self.metadata.size < 8 {
+            return Err(EmuError::Conflict {
+                reason: "protection information (pi) needs at least 8 bytes of metadata (ms)",
+            });
         }
         if self.aerl > 15 {
             return Err(invalid("aerl", self.aerl.to_string(), "0..=15"));
@@ -328,6 +372,31 @@ impl FromStr for EmuConfig {
                     cfg.serial = need("serial", "1 to 20 printable ASCII characters")?.to_string()
                 }
                 "log" => cfg.log = parse_switch("log", need("log", "on or off")?)?,
+                "ms" => {
+                    let v = need("ms", "0, 8, 16 or 64")?;
+                    cfg.metadata.size = match v {
+                        "0" => 0,
+                        "8" => 8,
+                        "16" => 16,
+                        "64" => 64,
+                        _ => return Err(invalid("ms", v.to_string(), "0, 8, 16 or 64")),
+                    };
+                }
+                "mset" => {
+                    cfg.metadata.separate = match need("mset", "ext or sep")? {
+                        "ext" => false,
+                        "sep" => true,
+                        v => return Err(invalid("mset", v.to_string(), "ext or sep")),
+                    }
+                }
+                "pi" => cfg.metadata.pi = parse_num("pi", need("pi", "0..=3")?, 0, 3, "0..=3")?,
+                "pil" => {
+                    cfg.metadata.pi_first = match need("pil", "first or last")? {
+                        "first" => true,
+                        "last" => false,
+                        v => return Err(invalid("pil", v.to_string(), "first or last")),
+                    }
+                }
                 other => {
                     return Err(EmuError::UnknownOption {
                         option: other.to_string(),
@@ -358,5 +427,25 @@ mod tests {
         assert_eq!(parse_size("1GiB"), Some(1 << 30));
         assert_eq!(parse_size("x"), None);
         assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn metadata_options_select_the_format() {
+        let cfg: EmuConfig = "emu:lba=4096,ms=64,mset=sep,pi=1,pil=first"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            cfg.metadata,
+            MetadataFormat {
+                size: 64,
+                separate: true,
+                pi: 1,
+                pi_first: true
+            }
+        );
+        assert_eq!(cfg.stored_bytes_per_namespace(), (1 << 30) / 4096 * 4160);
+        assert!("emu:ms=12".parse::<EmuConfig>().is_err());
+        assert!("emu:pi=1".parse::<EmuConfig>().is_err());
+        assert!("emu:mset=both".parse::<EmuConfig>().is_err());
     }
 }

@@ -2,13 +2,14 @@
 //! `nvme-spec` structures.
 
 use nvme_spec::identify::{
-    CommandSetId, Dlfeat, Frmw, Lpa, NamespaceIds, Oacs, Oncs, QueueEntrySize, Vwc,
+    CommandSetId, Dlfeat, Dpc, Dps, Flbas, Frmw, Lpa, Mc, NamespaceIds, Oacs, Oncs, QueueEntrySize,
+    Vwc,
 };
 use nvme_spec::log::ErrorLogEntry;
 use nvme_spec::{IdentifyController, IdentifyNamespace, LbaFormat, SmartLog, Status, Version};
 use zerocopy::little_endian::{U128, U16};
 
-use crate::config::EmuConfig;
+use crate::config::{EmuConfig, MetadataFormat};
 
 /// Model number reported by Identify Controller.
 pub const MODEL: &str = "Rust Emulated NVMe Controller";
@@ -101,8 +102,14 @@ pub(crate) fn namespace_descriptors(serial: &str, nsid: u32) -> [u8; 4096] {
 }
 
 /// Identify Namespace (CNS 00h) for a namespace of `blocks` blocks of `1 << lba_shift`
-/// on the controller with serial number `serial`.
-pub(crate) fn namespace(serial: &str, nsid: u32, blocks: u64, lba_shift: u32) -> [u8; 4096] {
+/// data bytes and `md` metadata on the controller with serial number `serial`.
+pub(crate) fn namespace(
+    serial: &str,
+    nsid: u32,
+    blocks: u64,
+    lba_shift: u32,
+    md: MetadataFormat,
+) -> [u8; 4096] {
     let mut id = IdentifyNamespace {
         nsze: blocks,
         ncap: blocks,
@@ -115,7 +122,22 @@ pub(crate) fn namespace(serial: &str, nsid: u32, blocks: u64, lba_shift: u32) ->
         .with_write_zeroes_deallocate(true);
     id.eui64 = eui64(nsid);
     id.nguid = nguid(serial, nsid);
-    id.lbaf[0] = LbaFormat::with_sizes(lba_shift as u8, 0);
+    id.lbaf[0] = LbaFormat::with_sizes(lba_shift as u8, md.size);
+    if md.size != 0 {
+        id.flbas = Flbas::new().with_extended_metadata(!md.separate);
+        id.mc = Mc::new()
+            .with_extended(!md.separate)
+            .with_separate(md.separate);
+    }
+    if md.pi != 0 {
+        id.dpc = Dpc::new()
+            .with_type1(md.pi == 1)
+            .with_type2(md.pi == 2)
+            .with_type3(md.pi == 3)
+            .with_first(md.pi_first)
+            .with_last(!md.pi_first);
+        id.dps = Dps::new().with_pit(md.pi).with_first(md.pi_first);
+    }
     id.encode()
 }
 

@@ -3,16 +3,21 @@
 use std::sync::atomic::Ordering;
 
 use nvme_spec::command::Psdt;
+use nvme_spec::pi::{self, Pi8};
 use nvme_spec::status::{GenericStatus as G, MediaStatus as M};
 use nvme_spec::{DsmRange, NvmOpcode as Op, Status, SubmissionEntry};
+use zerocopy::IntoBytes;
 
 use crate::controller::{generic, Ctrl, Ctx, Outcome};
-use crate::namespace::{sg_copy_to, Namespace};
+use crate::namespace::{sg_copy_from, sg_copy_to, Namespace};
 use crate::prp::{self, PrpError};
 
 fn done(status: Status) -> Outcome {
     Outcome::Done(0, status)
 }
+
+/// PRACT within the PRINFO field (CDW12 bits 29:26).
+const PRACT: u8 = 0b1000;
 
 const SUCCESS: Outcome = Outcome::Done(0, Status::SUCCESS);
 
@@ -80,9 +85,18 @@ impl Ctrl {
         if !map {
             return Ok((slba, nlb));
         }
-        let len = nlb << ns.lba_shift;
+        let strip = strips_pi(ns, sqe);
+        let len = nlb * host_block_size(ns, strip);
         if len > self.max_transfer() {
             return Err(generic(G::InvalidFieldInCommand));
+        }
+        let md_len = if strip {
+            0
+        } else {
+            nlb as usize * ns.separate_metadata_size()
+        };
+        if md_len != 0 {
+            self.collect_metadata(ctx, sqe.mptr, md_len)?;
         }
         match prp::collect(
             ctx.view,
@@ -99,6 +113,97 @@ impl Ctrl {
                 Err(generic(G::DataTransferError))
             }
         }
+    }
+
+    /// Maps the contiguous `len`-byte metadata buffer at `mptr` into the queue's metadata
+    /// segment list; a null or unmapped pointer is a Data Transfer Error.
+    fn collect_metadata(&self, ctx: &mut Ctx<'_>, mptr: u64, len: usize) -> Result<(), Status> {
+        let out = &mut ctx.scratch.md;
+        out.clear();
+        let (mut iova, mut left) = (mptr, len);
+        while left > 0 {
+            let piece = if mptr == 0 {
+                None
+            } else {
+                ctx.view.host_slice(iova, left).ok()
+            };
+            let Some(piece) = piece else {
+                ctx.counters.dma_errors += 1;
+                return Err(generic(G::DataTransferError));
+            };
+            iova += piece.len() as u64;
+            left -= piece.len();
+            out.push(piece);
+        }
+        Ok(())
+    }
+
+    /// Reads stored blocks into the data segments and, unless `strip`, the separate
+    /// metadata buffer.
+    fn read_separate(
+        &self,
+        ctx: &mut Ctx<'_>,
+        ns: &Namespace,
+        slba: u64,
+        nlb: u64,
+        strip: bool,
+    ) -> bool {
+        if ns.backend.is_null() {
+            return true;
+        }
+        let (ds, stride) = (1usize << ns.lba_shift, ns.block_size());
+        let ms = stride - ds;
+        let scratch = &mut *ctx.scratch;
+        let len = nlb as usize * stride;
+        scratch.a.resize(len, 0);
+        if ns.read_buf(slba, &mut scratch.a[..len]).is_err() {
+            return false;
+        }
+        for (i, block) in scratch.a[..len].chunks(stride).enumerate() {
+            sg_copy_from(&scratch.segs, i * ds, &block[..ds]);
+            if !strip {
+                sg_copy_from(&scratch.md, i * ms, &block[ds..]);
+            }
+        }
+        true
+    }
+
+    /// Gathers the data segments and the separate metadata buffer into stored blocks
+    /// in `ctx.scratch.a`; returns their length. With `strip` the controller generates
+    /// each block's protection information instead (PRACT): the guard over the data, an
+    /// application tag of 0 and the reference tag the protection type calls for.
+    fn gather_separate(
+        ctx: &mut Ctx<'_>,
+        ns: &Namespace,
+        sqe: &SubmissionEntry,
+        nlb: u64,
+        strip: bool,
+    ) -> usize {
+        let (ds, stride) = (1usize << ns.lba_shift, ns.block_size());
+        let ms = stride - ds;
+        let scratch = &mut *ctx.scratch;
+        let len = nlb as usize * stride;
+        scratch.a.resize(len, 0);
+        for (i, block) in scratch.a[..len].chunks_mut(stride).enumerate() {
+            let (data, md) = block.split_at_mut(ds);
+            sg_copy_to(&scratch.segs, i * ds, data);
+            if strip {
+                // Type 1: the LBA's low 32 bits; types 2 and 3: from the command's
+                // initial logical block reference tag (CDW14).
+                let ref_tag = if ns.metadata.pi == 1 {
+                    sqe.slba().wrapping_add(i as u64) as u32
+                } else if ns.metadata.pi == 2 {
+                    sqe.cdw14.wrapping_add(i as u32)
+                } else {
+                    sqe.cdw14
+                };
+                let pi = Pi8::new(pi::guard16(data), 0, ref_tag);
+                md.copy_from_slice(pi.as_bytes());
+            } else {
+                sg_copy_to(&scratch.md, i * ms, md);
+            }
+        }
+        len
     }
 
     fn media_fault(&self, ns: &Namespace, slba: u64, nlb: u64) -> Option<Status> {
@@ -121,13 +226,19 @@ impl Ctrl {
         if let Some(s) = self.media_fault(ns, slba, nlb) {
             return done(s);
         }
-        if ns.read(slba, &ctx.scratch.segs).is_err() {
+        let strip = strips_pi(ns, sqe);
+        let ok = if strip || ns.separate_metadata_size() != 0 {
+            self.read_separate(ctx, ns, slba, nlb, strip)
+        } else {
+            ns.read(slba, &ctx.scratch.segs).is_ok()
+        };
+        if !ok {
             return done(Status::media(M::UnrecoveredReadError));
         }
         if self.faults.armed() {
             if let Some(bad) = self.faults.corrupt(ns.nsid, &(slba..slba + nlb)) {
                 for lba in bad {
-                    let at = ((lba - slba) << ns.lba_shift) as usize;
+                    let at = ((lba - slba) * host_block_size(ns, strip)) as usize;
                     flip_at(&ctx.scratch.segs, at);
                 }
             }
@@ -144,7 +255,14 @@ impl Ctrl {
             Err(s) => return done(s),
         };
         let cached = !sqe.fua() && self.storage.write_cache.load(Ordering::Relaxed);
-        if ns.write(slba, &ctx.scratch.segs, cached).is_err() {
+        let strip = strips_pi(ns, sqe);
+        let written = if strip || ns.separate_metadata_size() != 0 {
+            let len = Self::gather_separate(ctx, ns, sqe, nlb, strip);
+            ns.write_buf(slba, &ctx.scratch.a[..len], cached)
+        } else {
+            ns.write(slba, &ctx.scratch.segs, cached)
+        };
+        if written.is_err() {
             return done(Status::media(M::WriteFault));
         }
         let bytes = nlb << ns.lba_shift;
@@ -247,11 +365,17 @@ impl Ctrl {
         if let Some(s) = self.media_fault(ns, slba, nlb) {
             return done(s);
         }
-        let len = (nlb << ns.lba_shift) as usize;
+        let strip = strips_pi(ns, sqe);
+        let len = if strip || ns.separate_metadata_size() != 0 {
+            Self::gather_separate(ctx, ns, sqe, nlb, strip)
+        } else {
+            let len = (nlb * ns.block_size() as u64) as usize;
+            ctx.scratch.a.resize(len, 0);
+            sg_copy_to(&ctx.scratch.segs, 0, &mut ctx.scratch.a[..len]);
+            len
+        };
         let scratch = &mut *ctx.scratch;
-        scratch.a.resize(len, 0);
         scratch.b.resize(len, 0);
-        sg_copy_to(&scratch.segs, 0, &mut scratch.a[..len]);
         if ns.read_buf(slba, &mut scratch.b[..len]).is_err() {
             return done(Status::media(M::UnrecoveredReadError));
         }
@@ -259,6 +383,26 @@ impl Ctrl {
             return done(Status::media(M::CompareFailure));
         }
         SUCCESS
+    }
+}
+
+/// Whether the controller inserts and strips protection information itself and moves
+/// no metadata: PRACT set on a format whose metadata is exactly the 8-byte tuple
+/// (NVM Command Set Specification 1.0, section 5.2.2).
+#[inline]
+fn strips_pi(ns: &Namespace, sqe: &SubmissionEntry) -> bool {
+    ns.metadata.pi != 0
+        && usize::from(ns.metadata.size) == pi::PI_TUPLE_SIZE
+        && sqe.prinfo() & PRACT != 0
+}
+
+/// Bytes per block in a command's data buffer.
+#[inline]
+fn host_block_size(ns: &Namespace, strip: bool) -> u64 {
+    if strip {
+        1 << ns.lba_shift
+    } else {
+        ns.transfer_block_size()
     }
 }
 

@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use vmm_sys_util::eventfd::EventFd;
 
-pub use config::{BackendKind, EmuConfig, ExecMode};
+pub use config::{BackendKind, EmuConfig, ExecMode, MetadataFormat};
 pub use error::EmuError;
 pub use fault::{CommandMatch, FaultAction, FaultControl};
 pub use identify::{FIRMWARE, MODEL, VENDOR_ID};

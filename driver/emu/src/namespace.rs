@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::backend::{Backend, RamStore};
 use crate::cache::WriteCache;
-use crate::config::{BackendKind, EmuConfig};
+use crate::config::{BackendKind, EmuConfig, MetadataFormat};
 use crate::error::EmuError;
 use crate::iommu::HostSlice;
 
@@ -28,6 +28,7 @@ impl Storage {
     /// all) or nothing.
     pub(crate) fn new(cfg: &EmuConfig) -> Result<Self, EmuError> {
         let blocks = cfg.blocks_per_namespace();
+        let stored = cfg.stored_bytes_per_namespace();
         let file = match &cfg.backend {
             BackendKind::File(path) => {
                 let f = OpenOptions::new()
@@ -40,7 +41,7 @@ impl Storage {
                         path: path.clone(),
                         source,
                     })?;
-                let want = cfg.ns_size * u64::from(cfg.namespaces);
+                let want = stored * u64::from(cfg.namespaces);
                 let have = f
                     .metadata()
                     .map_err(|source| EmuError::File {
@@ -64,16 +65,22 @@ impl Storage {
                     (BackendKind::Null, _) => Backend::Null,
                     (BackendKind::File(_), Some(f)) => Backend::File {
                         file: f.clone(),
-                        base: u64::from(nsid - 1) * cfg.ns_size,
+                        base: u64::from(nsid - 1) * stored,
                     },
-                    _ => Backend::Ram(RamStore::new(cfg.ns_size).map_err(|source| {
-                        EmuError::Memory {
-                            bytes: cfg.ns_size,
+                    _ => {
+                        Backend::Ram(RamStore::new(stored).map_err(|source| EmuError::Memory {
+                            bytes: stored,
                             source,
-                        }
-                    })?),
+                        })?)
+                    }
                 };
-                Ok(Namespace::new(nsid, cfg.lba_size, blocks, backend))
+                Ok(Namespace::new(
+                    nsid,
+                    cfg.lba_size,
+                    cfg.metadata,
+                    blocks,
+                    backend,
+                ))
             })
             .collect::<Result<_, EmuError>>()?;
         Ok(Self {
@@ -155,22 +162,59 @@ pub(crate) fn sg_copy_to(segs: &[HostSlice], mut at: usize, mut dst: &mut [u8]) 
 }
 
 /// One namespace of the controller.
+///
+/// The backend and the cache hold each block's data followed by its metadata
+/// (`stride` bytes a block), the layout an extended-LBA transfer has on the wire.
 pub(crate) struct Namespace {
     pub nsid: u32,
+    /// log2 of the data bytes per block.
     pub lba_shift: u32,
+    pub metadata: MetadataFormat,
+    /// Stored bytes per block: data plus metadata.
+    pub stride: u64,
     pub blocks: u64,
     pub backend: Backend,
     pub cache: WriteCache,
 }
 
 impl Namespace {
-    pub(crate) fn new(nsid: u32, lba_size: u32, blocks: u64, backend: Backend) -> Self {
+    pub(crate) fn new(
+        nsid: u32,
+        lba_size: u32,
+        metadata: MetadataFormat,
+        blocks: u64,
+        backend: Backend,
+    ) -> Self {
+        let stride = u64::from(lba_size) + u64::from(metadata.size);
         Self {
             nsid,
             lba_shift: lba_size.trailing_zeros(),
+            metadata,
+            stride,
             blocks,
             backend,
-            cache: WriteCache::new(lba_size as usize),
+            cache: WriteCache::new(stride as usize),
+        }
+    }
+
+    /// Bytes per block in a command's data buffer: data plus metadata for extended
+    /// LBAs, data alone when metadata is separate.
+    #[inline]
+    pub(crate) fn transfer_block_size(&self) -> u64 {
+        if self.metadata.separate {
+            1 << self.lba_shift
+        } else {
+            self.stride
+        }
+    }
+
+    /// Metadata bytes per block in a separate (MPTR) buffer.
+    #[inline]
+    pub(crate) fn separate_metadata_size(&self) -> usize {
+        if self.metadata.separate {
+            usize::from(self.metadata.size)
+        } else {
+            0
         }
     }
 
@@ -179,8 +223,9 @@ impl Namespace {
         slba.checked_add(nlb).is_some_and(|end| end <= self.blocks)
     }
 
+    /// Stored bytes per block (data and metadata).
     pub(crate) fn block_size(&self) -> usize {
-        1 << self.lba_shift
+        self.stride as usize
     }
 
     /// Reads blocks from `slba` into host memory (the transfer length is the segments').
@@ -189,17 +234,17 @@ impl Namespace {
             return Ok(());
         }
         let total: usize = segs.iter().map(|s| s.len()).sum();
-        let nlb = (total >> self.lba_shift) as u64;
+        let nlb = total as u64 / self.stride;
         loop {
             let generation = self.cache.generation();
-            let mut off = slba << self.lba_shift;
+            let mut off = slba * self.stride;
             for s in segs {
                 self.backend.read_host(off, *s)?;
                 off += s.len() as u64;
             }
             if !self.cache.is_empty() {
                 for lba in slba..slba + nlb {
-                    let at = ((lba - slba) << self.lba_shift) as usize;
+                    let at = ((lba - slba) * self.stride) as usize;
                     self.cache.with(lba, |data| sg_copy_from(segs, at, data));
                 }
             }
@@ -214,7 +259,7 @@ impl Namespace {
         let bs = self.block_size();
         loop {
             let generation = self.cache.generation();
-            self.backend.read_buf(slba << self.lba_shift, dst)?;
+            self.backend.read_buf(slba * self.stride, dst)?;
             if !self.cache.is_empty() {
                 for (i, block) in dst.chunks_mut(bs).enumerate() {
                     self.cache
@@ -233,13 +278,13 @@ impl Namespace {
             return Ok(());
         }
         let total: usize = segs.iter().map(|s| s.len()).sum();
-        let nlb = (total >> self.lba_shift) as u64;
+        let nlb = total as u64 / self.stride;
         if cached {
             self.cache.put_blocks(slba, nlb, &self.backend, |i, buf| {
-                sg_copy_to(segs, (i as usize) << self.lba_shift, buf)
+                sg_copy_to(segs, (i * self.stride) as usize, buf)
             })?;
         } else {
-            let mut off = slba << self.lba_shift;
+            let mut off = slba * self.stride;
             for s in segs {
                 self.backend.write_host(off, *s)?;
                 off += s.len() as u64;
@@ -249,10 +294,29 @@ impl Namespace {
         Ok(())
     }
 
+    /// Writes whole stored blocks (data then metadata each) from a device-side buffer
+    /// at `slba`: into the cache when `cached`, else durably.
+    pub(crate) fn write_buf(&self, slba: u64, src: &[u8], cached: bool) -> io::Result<()> {
+        if self.backend.is_null() {
+            return Ok(());
+        }
+        let nlb = src.len() as u64 / self.stride;
+        let bs = self.block_size();
+        if cached {
+            self.cache.put_blocks(slba, nlb, &self.backend, |i, buf| {
+                let at = i as usize * bs;
+                buf.copy_from_slice(&src[at..at + bs]);
+            })?;
+        } else {
+            self.backend.write_buf(slba * self.stride, src)?;
+            self.cache.invalidate(slba, nlb);
+        }
+        Ok(())
+    }
+
     /// Zeroes (and deallocates) `nlb` blocks from `slba`, durably.
     pub(crate) fn zero(&self, slba: u64, nlb: u64) -> io::Result<()> {
-        self.backend
-            .zero(slba << self.lba_shift, nlb << self.lba_shift)?;
+        self.backend.zero(slba * self.stride, nlb * self.stride)?;
         self.cache.invalidate(slba, nlb);
         Ok(())
     }

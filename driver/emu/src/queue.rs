@@ -132,6 +132,8 @@ pub(crate) struct Shadow {
 #[derive(Default)]
 pub(crate) struct Scratch {
     pub segs: Vec<HostSlice>,
+    /// The separate metadata buffer (MPTR) of the command being executed.
+    pub md: Vec<HostSlice>,
     pub a: Vec<u8>,
     pub b: Vec<u8>,
 }

@@ -406,3 +406,25 @@ fn get_features_select_reports_default_and_capabilities() {
         generic(G::InvalidFieldInCommand)
     );
 }
+
+#[test]
+fn identify_namespace_reports_the_metadata_format() {
+    let mut h = Harness::new("emu:size=64M,lba=4096,ms=64,mset=sep,pi=1,pil=first");
+    let (c, page) = h.identify(0, 1);
+    assert!(c.status.is_success());
+    let ns = IdentifyNamespace::parse(&page).unwrap();
+    let f = ns.format().unwrap();
+    assert_eq!((f.data_size, f.metadata_size), (4096, 64));
+    assert_eq!(
+        f.placement,
+        nvme_spec::identify::MetadataPlacement::Separate
+    );
+    assert_eq!(f.protection, nvme_spec::identify::ProtectionType::Type1);
+    assert_eq!(f.pi_location, nvme_spec::identify::PiLocation::First);
+    assert!(ns.mc.separate() && !ns.mc.extended());
+    assert!(ns.dpc.type1() && ns.dpc.first());
+    let mut h = Harness::new("emu:size=64M,ms=8");
+    let (_, page) = h.identify(0, 1);
+    let f = IdentifyNamespace::parse(&page).unwrap().format().unwrap();
+    assert_eq!(f.transfer_block_size(), 520);
+}

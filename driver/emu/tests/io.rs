@@ -498,3 +498,59 @@ fn data_spanning_a_ram_chunk_boundary_reads_back_intact() {
     assert_eq!(h.read_blocks(1, 120, 16).1, cached);
     assert_eq!(h.read_blocks(1, 250, 16).1, durable);
 }
+
+#[test]
+fn separate_metadata_moves_through_mptr_and_a_missing_pointer_is_a_data_transfer_error() {
+    let mut h = Harness::with_io("emu:size=1M,ms=16,mset=sep", 16);
+    let (data, md) = (h.alloc(PAGE), h.alloc(PAGE));
+    let (pd, pm) = (pattern(2 * 512, 3), pattern(2 * 16, 9));
+    data.write(0, &pd);
+    md.write(0, &pm);
+    let mut w = rw(0x01, 1, 10, 2, data.iova, 0);
+    w.mptr = md.iova;
+    assert!(h.exec(1, w).status.is_success());
+    let (rd, rm) = (h.alloc(PAGE), h.alloc(PAGE));
+    let mut r = rw(0x02, 1, 10, 2, rd.iova, 0);
+    r.mptr = rm.iova;
+    assert!(h.exec(1, r).status.is_success());
+    assert_eq!(rd.read(0, 2 * 512), pd);
+    assert_eq!(rm.read(0, 2 * 16), pm);
+    let r = rw(0x02, 1, 10, 2, rd.iova, 0);
+    assert_eq!(
+        code(h.exec(1, r).status),
+        generic(G::DataTransferError),
+        "MPTR 0"
+    );
+    let mut r = rw(0x02, 1, 10, 2, rd.iova, 0);
+    r.mptr = h.unmapped_iova();
+    assert_eq!(
+        code(h.exec(1, r).status),
+        generic(G::DataTransferError),
+        "unmapped MPTR"
+    );
+    for b in [data, md, rd, rm] {
+        h.keep(b);
+    }
+}
+
+#[test]
+fn extended_lbas_move_data_and_metadata_of_each_block_through_the_prps() {
+    let mut h = Harness::with_io("emu:size=1M,ms=8,mset=ext", 16);
+    let buf = h.alloc(PAGE);
+    let p = pattern(4 * 520, 5);
+    buf.write(0, &p);
+    assert!(h
+        .exec(1, rw(0x01, 1, 7, 4, buf.iova, 0))
+        .status
+        .is_success());
+    let back = h.alloc(PAGE);
+    assert!(h
+        .exec(1, rw(0x02, 1, 7, 4, back.iova, 0))
+        .status
+        .is_success());
+    assert_eq!(back.read(0, 4 * 520), p);
+    // The block after the transfer is untouched.
+    assert!(back.read(4 * 520, 64).iter().all(|&b| b == 0));
+    h.keep(buf);
+    h.keep(back);
+}

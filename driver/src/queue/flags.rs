@@ -12,5 +12,10 @@ bitflags::bitflags! {
         /// Force Unit Access: a write is durable (in non-volatile media) before it
         /// completes, with no Flush needed afterwards.
         const FUA = 1 << 30;
+        /// Protection Information Action: on a namespace formatted with protection
+        /// information the controller generates it on writes and strips it on reads.
+        /// When the metadata is exactly the 8-byte tuple, no metadata moves between host
+        /// and controller, so the buffers hold data only.
+        const PRACT = 1 << 29;
     }
 }

@@ -29,10 +29,11 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::admin::QueueStats;
 use crate::controller::Shared;
 use crate::dma::DmaMem;
-use crate::namespace::NsTable;
+use crate::namespace::{NsGeometry, NsTable};
 use crate::options::CompletionMode;
 use crate::queue::ring::{CqRing, Doorbells, ShadowSlots, SqRing};
 use crate::queue::tracker::TrackerPool;
+use crate::queue::IoFlags;
 use crate::transport::Transport;
 use crate::Error;
 
@@ -126,12 +127,34 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     }
 
     fn ns_shift(&self, nsid: u32) -> Result<u32, Error> {
-        self.ns
-            .get(nsid)
-            .map(|g| g.lba_shift)
-            .ok_or_else(|| Error::NoSuchNamespace {
-                device: self.shared.name.clone(),
+        self.ns_geometry(nsid).map(|g| g.lba_shift)
+    }
+
+    #[inline]
+    fn ns_geometry(&self, nsid: u32) -> Result<NsGeometry, Error> {
+        self.ns.get(nsid).ok_or_else(|| Error::NoSuchNamespace {
+            device: self.shared.name.clone(),
+            nsid,
+        })
+    }
+
+    /// Data-buffer bytes per block of a data command on `nsid` with `flags`, once the
+    /// namespace's format is known to be one the command can carry: data plus metadata
+    /// for extended LBAs, data alone when [`IoFlags::PRACT`] strips an 8-byte PI.
+    #[inline]
+    fn data_block_bytes(&self, nsid: u32, flags: IoFlags) -> Result<u32, Error> {
+        let g = self.ns_geometry(nsid)?;
+        if g.bad_format {
+            return Err(Error::UnusableFormat { nsid });
+        }
+        let pract = flags.contains(IoFlags::PRACT);
+        let metadata_bytes = g.metadata_block_bytes(pract);
+        if metadata_bytes != 0 {
+            return Err(Error::MetadataBufferRequired {
                 nsid,
-            })
+                metadata_bytes,
+            });
+        }
+        Ok(g.data_block_bytes(pract))
     }
 }

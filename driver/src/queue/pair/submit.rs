@@ -127,14 +127,16 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         flags: IoFlags,
         ctx: C,
     ) -> Result<(), Error> {
-        let shift = self.ns_shift(nsid)?;
+        let block_bytes = self.data_block_bytes(nsid, flags)?;
         let desc = CommandDesc::Io {
             kind,
             nsid,
             slba,
             blocks,
         };
-        let bytes = u64::from(blocks) << shift;
+        // The one size every data command is checked on: `submit` refuses a buffer
+        // whose segments do not add up to exactly this many bytes.
+        let bytes = u64::from(blocks) * u64::from(block_bytes);
         if blocks == 0 || blocks > MAX_BLOCKS || bytes > self.max_transfer {
             if blocks == 0 {
                 return Err(Error::InvalidRequest(format!("{desc}: zero blocks")));
@@ -142,22 +144,27 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             return Err(Error::ExceedsMdts {
                 command: desc,
                 bytes,
-                max: self.max_transfer.min(u64::from(MAX_BLOCKS) << shift),
+                max: self
+                    .max_transfer
+                    .min(u64::from(MAX_BLOCKS) * u64::from(block_bytes)),
             });
         }
         let sqe = if kind == IoKind::Read {
             nvm::read(nsid, slba, blocks)
         } else {
-            nvm::write(nsid, slba, blocks).map(|e| e.with_fua(flags.contains(IoFlags::FUA)))
+            nvm::write(nsid, slba, blocks)
         };
-        let sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
+        let mut sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
+        sqe.cdw12 |= flags.bits();
         self.submit(sqe, desc, Some((data, bytes)), ctx)
     }
 
     /// Queues a Read of `blocks` blocks at `slba` into `data`.
     ///
-    /// The memory behind `data` must stay allocated until the completion is reported
-    /// (dropping the pair waits for outstanding commands).
+    /// `data` holds exactly `blocks` times the namespace's data-buffer block size (data
+    /// plus metadata for extended LBAs). The memory behind `data` must stay allocated
+    /// until the completion is reported (dropping the pair waits for outstanding
+    /// commands).
     pub fn submit_read(
         &mut self,
         nsid: u32,
@@ -177,9 +184,24 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         )
     }
 
+    /// [`Self::submit_read`] with `flags` (such as [`IoFlags::PRACT`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit_read_with_flags(
+        &mut self,
+        nsid: u32,
+        slba: u64,
+        blocks: u32,
+        data: &[Segment],
+        flags: IoFlags,
+        ctx: C,
+    ) -> Result<(), Error> {
+        self.rw(IoKind::Read, nsid, slba, blocks, data, flags, ctx)
+    }
+
     /// Queues a Write of `blocks` blocks at `slba` from `data` with `flags`
     /// ([`IoFlags::FUA`] makes it durable before it completes). `data` must stay
-    /// allocated until the completion is reported.
+    /// allocated until the completion is reported; it holds exactly `blocks` times the
+    /// namespace's data-buffer block size (data plus metadata for extended LBAs).
     pub fn submit_write(
         &mut self,
         nsid: u32,
@@ -318,11 +340,12 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         blocks: u64,
         data: &[Segment],
     ) -> Result<Vec<IoChunk>, Error> {
-        let shift = self.ns_shift(nsid)?;
-        let lba = 1u64 << shift;
-        let per_cmd = (self.max_transfer / lba).min(u64::from(MAX_BLOCKS)).max(1);
+        let block_bytes = u64::from(self.data_block_bytes(nsid, IoFlags::empty())?);
+        let per_cmd = (self.max_transfer / block_bytes)
+            .min(u64::from(MAX_BLOCKS))
+            .max(1);
         let total: u64 = data.iter().map(|s| s.len as u64).sum();
-        if total != blocks << shift {
+        if Some(total) != blocks.checked_mul(block_bytes) {
             return Err(Error::BadSegment {
                 index: 0,
                 iova: data.first().map_or(0, |s| s.iova),
@@ -336,7 +359,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         let mut done = 0u64;
         while done < blocks {
             let n = per_cmd.min(blocks - done);
-            let mut want = (n << shift) as usize;
+            let mut want = (n * block_bytes) as usize;
             let mut segments = Vec::new();
             while want > 0 {
                 let s = data[seg_i];

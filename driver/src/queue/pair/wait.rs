@@ -111,7 +111,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         blocks: u32,
         buf: &mut DmaBuffer,
     ) -> Result<(), Error> {
-        let bytes = (u64::from(blocks) << self.ns_shift(nsid)?) as usize;
+        let block_bytes = self.data_block_bytes(nsid, IoFlags::empty())?;
+        let bytes = (u64::from(blocks) * u64::from(block_bytes)) as usize;
         let seg = buf
             .segment(0, bytes)
             .map_err(|e| Error::InvalidRequest(e.to_string()))?;
@@ -127,7 +128,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         buf: &DmaBuffer,
         flags: IoFlags,
     ) -> Result<(), Error> {
-        let bytes = (u64::from(blocks) << self.ns_shift(nsid)?) as usize;
+        let block_bytes = self.data_block_bytes(nsid, flags)?;
+        let bytes = (u64::from(blocks) * u64::from(block_bytes)) as usize;
         let seg = buf
             .segment(0, bytes)
             .map_err(|e| Error::InvalidRequest(e.to_string()))?;
