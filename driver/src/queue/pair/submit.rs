@@ -28,6 +28,14 @@ pub struct IoChunk {
     pub segments: Vec<Segment>,
 }
 
+/// The blocks one read or write command addresses.
+#[derive(Clone, Copy)]
+struct Blocks {
+    nsid: u32,
+    slba: u64,
+    blocks: u32,
+}
+
 /// PRP list pages of one command slot.
 struct SlotLists<'a> {
     mem: &'a mut DmaMem,
@@ -116,17 +124,15 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     }
 
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     fn rw(
         &mut self,
         kind: IoKind,
-        nsid: u32,
-        slba: u64,
-        blocks: u32,
+        at: Blocks,
         data: &[Segment],
         flags: IoFlags,
         ctx: C,
     ) -> Result<(), Error> {
+        let Blocks { nsid, slba, blocks } = at;
         let block_bytes = self.data_block_bytes(nsid, flags)?;
         let desc = CommandDesc::Io {
             kind,
@@ -173,19 +179,11 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         data: &[Segment],
         ctx: C,
     ) -> Result<(), Error> {
-        self.rw(
-            IoKind::Read,
-            nsid,
-            slba,
-            blocks,
-            data,
-            IoFlags::empty(),
-            ctx,
-        )
+        let at = Blocks { nsid, slba, blocks };
+        self.rw(IoKind::Read, at, data, IoFlags::empty(), ctx)
     }
 
     /// [`Self::submit_read`] with `flags` (such as [`IoFlags::PRACT`]).
-    #[allow(clippy::too_many_arguments)]
     pub fn submit_read_with_flags(
         &mut self,
         nsid: u32,
@@ -195,7 +193,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         flags: IoFlags,
         ctx: C,
     ) -> Result<(), Error> {
-        self.rw(IoKind::Read, nsid, slba, blocks, data, flags, ctx)
+        let at = Blocks { nsid, slba, blocks };
+        self.rw(IoKind::Read, at, data, flags, ctx)
     }
 
     /// Queues a Write of `blocks` blocks at `slba` from `data` with `flags`
@@ -211,7 +210,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         flags: IoFlags,
         ctx: C,
     ) -> Result<(), Error> {
-        self.rw(IoKind::Write, nsid, slba, blocks, data, flags, ctx)
+        let at = Blocks { nsid, slba, blocks };
+        self.rw(IoKind::Write, at, data, flags, ctx)
     }
 
     /// Queues a Flush of the namespace's volatile write cache.
