@@ -28,7 +28,7 @@ fn bench(c: &mut Criterion) {
     });
     pattern::fill(&mut buf, 1000, 512, 7);
     g.bench_function("pattern_check_4k", |b| {
-        b.iter(|| pattern::check(black_box(&buf), 1000, 512, 7))
+        b.iter(|| pattern::check(black_box(&buf), 1000, 512, 512, 7))
     });
     let mut stats = ThreadStats::new();
     g.bench_function("histogram_record", |b| {

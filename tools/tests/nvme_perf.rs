@@ -243,3 +243,89 @@ fn verify_holds_across_queue_pairs_on_a_threaded_controller() {
     assert_eq!(j["verify_failures"], 0);
     assert!(f(&j, "verified_blocks") > 0.0, "{j}");
 }
+
+#[test]
+fn verify_runs_clean_on_extended_lba_formats_and_reports_the_format() {
+    for (device, lba, ms) in [
+        ("emu:size=16M,ms=8,mset=ext", 512, 8),
+        ("emu:size=16M,lba=4096,ms=64,mset=ext", 4096, 64),
+    ] {
+        let io = (2 * lba).to_string();
+        let (code, stdout, stderr) = perf(&[
+            device, "-w", "randrw", "-o", &io, "-q", "8", "--span", "256k", "--verify", "-t", "1",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{device}: stderr: {stderr}");
+        let j = json(&stdout);
+        assert_eq!(j["errors"], 0, "{device}: {j}");
+        assert_eq!(j["verify_failures"], 0, "{device}: {j}");
+        assert!(f(&j, "verified_blocks") > 0.0, "{device}: {j}");
+        assert!(
+            f(&j, "reads") > 0.0 && f(&j, "writes") > 0.0,
+            "{device}: {j}"
+        );
+        let c = &j["config"];
+        assert_eq!(c["io_size"], 2 * lba, "-o counts data bytes: {j}");
+        assert_eq!(c["lba_bytes"], lba, "{j}");
+        assert_eq!(c["metadata_bytes"], ms, "{j}");
+        assert_eq!(c["extended_lba"], true, "{j}");
+        // Throughput counts data bytes: MiB/s is IOPS times the data size.
+        let expect = f(&j, "ios") * (2 * lba) as f64 / f(&j, "seconds") / (1024.0 * 1024.0);
+        let mib = f(&j, "mib_per_s");
+        assert!(
+            (mib - expect).abs() <= expect * 1e-9 + 1e-9,
+            "{mib} vs {expect}: {j}"
+        );
+    }
+}
+
+#[test]
+fn the_summary_line_names_an_extended_format() {
+    let (code, stdout, stderr) = perf(&["emu:size=16M,ms=8,mset=ext", "-q", "4", "-t", "1"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(first.contains("512+8 B extended LBAs"), "{stdout}");
+}
+
+#[test]
+fn verify_catches_corruption_on_an_extended_format() {
+    let (code, stdout, stderr) = perf(&[
+        "emu:size=16M,ms=8,mset=ext",
+        "-w",
+        "randrw",
+        "-q",
+        "8",
+        "--span",
+        "256k",
+        "--verify",
+        "-t",
+        "1",
+        "--json",
+        "--inject-read-corruption",
+    ]);
+    assert_eq!(code, 1, "a mismatch must fail the run; stderr: {stderr}");
+    let j = json(&stdout);
+    assert!(f(&j, "verify_failures") > 0.0, "{j}");
+    let first = j["mismatches"][0].as_str().expect("mismatch list");
+    assert!(first.starts_with("LBA 0x"), "{first}");
+}
+
+#[test]
+fn a_separate_metadata_namespace_is_refused_with_its_format() {
+    for device in [
+        "emu:size=16M,ms=8,mset=sep",
+        "emu:size=16M,ms=8,mset=sep,pi=1",
+    ] {
+        let (code, stdout, stderr) = perf(&[device, "-t", "1"]);
+        assert_eq!(code, 1, "{device}: {stderr}");
+        assert!(stdout.is_empty(), "{device}: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{device}: {stderr}");
+        assert!(
+            stderr.starts_with("nvme-perf: error: namespace 1")
+                && stderr.contains("512-byte blocks and 8 bytes of metadata")
+                && stderr.contains("does not support separate metadata buffers yet"),
+            "{device}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -30,7 +30,8 @@ pub struct PerfArgs {
           value_parser = clap::value_parser!(u32).range(1..=65534))]
     pub queue_depth: u32,
 
-    /// I/O size in bytes (suffixes k, M accepted); a multiple of the LBA size.
+    /// I/O size in data bytes (suffixes k, M accepted); a multiple of the LBA data size.
+    /// On an extended-LBA format each buffer also holds every block's metadata.
     #[arg(short = 'o', long = "io-size", value_name = "BYTES", default_value = "4096", value_parser = parse_bytes)]
     pub io_size: u64,
 

@@ -36,7 +36,8 @@ pub enum SubmitError {
 }
 
 /// The queue pair as the loop uses it. Each slot `0..depth` owns one I/O buffer of
-/// `io_size` bytes, allocated when the queue is set up.
+/// `io_size / lba_size` transfer blocks (`block_bytes` each), allocated when the
+/// queue is set up.
 pub trait PerfQueue {
     /// Queues a read (`read`) or write of `blocks` blocks at `lba` through slot
     /// `slot`'s buffer; the completion reports `slot`.
@@ -64,10 +65,13 @@ pub trait PerfQueue {
 pub struct ThreadPlan {
     /// The thread's slice of I/O units.
     pub range: UnitRange,
-    /// I/O size in bytes (a multiple of `lba_size`).
+    /// I/O size in data bytes (a multiple of `lba_size`).
     pub io_size: usize,
-    /// Logical block size in bytes.
+    /// Logical block size in data bytes.
     pub lba_size: usize,
+    /// Bytes per block in the I/O buffer: `lba_size` plus the metadata on an
+    /// extended-LBA format.
+    pub block_bytes: usize,
     /// Outstanding I/Os to keep.
     pub depth: usize,
     /// Random rather than sequential offsets.
@@ -106,7 +110,7 @@ pub fn run_thread<Q: PerfQueue>(q: &mut Q, plan: &ThreadPlan, counter: &Counter)
     let mut log = plan
         .verify
         .then(|| WriteLog::new(plan.range.count as usize));
-    let mut scratch = vec![0u8; plan.io_size];
+    let mut scratch = vec![0u8; blocks_per_io as usize * plan.block_bytes];
     let mut slots = vec![Inflight::default(); depth];
     let mut free: Vec<usize> = (0..depth).rev().collect();
     let mut done: Vec<(usize, Option<String>)> = Vec::with_capacity(depth);
@@ -122,7 +126,7 @@ pub fn run_thread<Q: PerfQueue>(q: &mut Q, plan: &ThreadPlan, counter: &Counter)
         // Writes without --verify still carry a recognisable pattern, written once.
         for slot in 0..depth {
             let first_lba = (plan.range.first + slot as u64) * blocks_per_io;
-            pattern::fill(&mut scratch, first_lba, plan.lba_size, 0);
+            pattern::fill(&mut scratch, first_lba, plan.block_bytes, 0);
             q.fill(slot, &scratch);
         }
     }
@@ -149,7 +153,7 @@ pub fn run_thread<Q: PerfQueue>(q: &mut Q, plan: &ThreadPlan, counter: &Counter)
                 if !read {
                     if let Some(log) = log.as_mut() {
                         generation = log.new_generation();
-                        pattern::fill(&mut scratch, lba, plan.lba_size, generation);
+                        pattern::fill(&mut scratch, lba, plan.block_bytes, generation);
                         q.fill(slot, &scratch);
                     }
                 }
@@ -248,7 +252,7 @@ pub fn run_thread<Q: PerfQueue>(q: &mut Q, plan: &ThreadPlan, counter: &Counter)
                         if io.read {
                             if let Expect::Generation(g) = log.expect(unit) {
                                 q.fetch(slot, &mut scratch);
-                                check_blocks(&scratch, lba, plan.lba_size, g, &mut stats);
+                                check_blocks(&scratch, lba, plan, g, &mut stats);
                             }
                             log.end(unit);
                         } else {
@@ -297,13 +301,15 @@ fn pick_unit(gen: &mut Generator, log: Option<&mut WriteLog>) -> Option<u64> {
 fn check_blocks(
     data: &[u8],
     first_lba: u64,
-    lba_size: usize,
+    plan: &ThreadPlan,
     generation: u32,
     stats: &mut ThreadStats,
 ) {
-    for (b, block) in data.chunks_exact(lba_size).enumerate() {
+    let (block_bytes, lba_size) = (plan.block_bytes, plan.lba_size);
+    for (b, block) in data.chunks_exact(block_bytes).enumerate() {
         stats.verified_blocks += 1;
-        if let Err(m) = pattern::check(block, first_lba + b as u64, lba_size, generation) {
+        let lba = first_lba + b as u64;
+        if let Err(m) = pattern::check(block, lba, block_bytes, lba_size, generation) {
             stats.record_mismatch(m);
         }
     }
@@ -322,6 +328,8 @@ mod tests {
         bufs: Vec<Vec<u8>>,
         pending: VecDeque<usize>,
         corrupt_reads: bool,
+        /// Byte of each read buffer `corrupt_reads` flips.
+        corrupt_offset: usize,
         fail_writes: bool,
     }
 
@@ -334,6 +342,7 @@ mod tests {
                 bufs: vec![vec![0; io_size]; depth],
                 pending: VecDeque::new(),
                 corrupt_reads: false,
+                corrupt_offset: 0,
                 fail_writes: false,
             }
         }
@@ -353,7 +362,7 @@ mod tests {
             if read {
                 self.bufs[slot].copy_from_slice(&self.disk[off..off + len]);
                 if self.corrupt_reads {
-                    self.bufs[slot][0] ^= 0xff;
+                    self.bufs[slot][self.corrupt_offset] ^= 0xff;
                 }
             } else if !self.fail_writes {
                 self.disk[off..off + len].copy_from_slice(&self.bufs[slot]);
@@ -395,6 +404,7 @@ mod tests {
             },
             io_size: 4096,
             lba_size: 512,
+            block_bytes: 512,
             depth: 8,
             random: true,
             read_percent,
@@ -428,6 +438,30 @@ mod tests {
         let m = s.mismatches[0];
         assert_eq!(m.lba % 8, 0, "the first byte of each I/O is corrupted: {m}");
         assert!(m.to_string().contains("LBA"), "{m}");
+    }
+
+    #[test]
+    fn extended_blocks_are_verified_whole_and_a_metadata_mismatch_is_named() {
+        // 512+8 extended LBAs: 8 blocks of 520 bytes per 4096-byte I/O.
+        let extended = || ThreadPlan {
+            block_bytes: 520,
+            ..plan(true, 50, 50)
+        };
+        let mut q = FakeQueue::new(64 * 8, 520, 8 * 520, 8);
+        let s = run_thread(&mut q, &extended(), &Counter::default());
+        assert!(s.verified_blocks > 0, "no read hit a written block");
+        assert_eq!(s.verify_failures, 0, "{:?}", s.mismatches);
+        assert_eq!(s.bytes, s.ios() * 4096, "throughput counts data bytes");
+
+        let mut q = FakeQueue::new(64 * 8, 520, 8 * 520, 8);
+        q.corrupt_reads = true;
+        q.corrupt_offset = 2 * 520 + 512 + 3; // block 2's metadata
+        let s = run_thread(&mut q, &extended(), &Counter::default());
+        assert!(s.verify_failures > 0);
+        let m = s.mismatches[0];
+        assert_eq!(m.lba % 8, 2, "{m}");
+        assert_eq!(m.found, pattern::Found::MetadataCorruptAt { offset: 0 });
+        assert!(m.to_string().contains("metadata"), "{m}");
     }
 
     #[test]

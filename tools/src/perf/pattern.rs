@@ -4,7 +4,9 @@
 //!
 //! Block layout, little-endian 64-bit words: word 0 is the LBA, word 1 is
 //! `MAGIC << 32 | generation`, and every further word is a mix of (LBA, generation,
-//! word index).
+//! word index). On an extended-LBA format the block is the whole transfer block, so
+//! the metadata after the data carries the same mix, and a mismatch there is told
+//! apart from one in the data.
 
 /// Marks word 1 of a block written by this tool.
 const MAGIC: u64 = 0x4e56_4d45; // "NVME"
@@ -28,13 +30,14 @@ fn word(lba: u64, generation: u32, index: u64) -> u64 {
     }
 }
 
-/// Fills `buf` (whole blocks of `block_size` bytes) with the pattern for blocks
-/// `first_lba..` at `generation`.
+/// Fills `buf` (whole blocks of `block_size` bytes: data, then any interleaved
+/// metadata) with the pattern for blocks `first_lba..` at `generation`.
 pub fn fill(buf: &mut [u8], first_lba: u64, block_size: usize, generation: u32) {
     for (b, block) in buf.chunks_exact_mut(block_size).enumerate() {
         let lba = first_lba + b as u64;
-        for (i, w) in block.chunks_exact_mut(8).enumerate() {
-            w.copy_from_slice(&word(lba, generation, i as u64).to_le_bytes());
+        for (i, w) in block.chunks_mut(8).enumerate() {
+            let bytes = word(lba, generation, i as u64).to_le_bytes();
+            w.copy_from_slice(&bytes[..w.len()]);
         }
     }
 }
@@ -65,6 +68,11 @@ pub enum Found {
         /// Byte offset of the first differing 8-byte word.
         offset: usize,
     },
+    /// The data is intact, but the interleaved metadata differs at `offset`.
+    MetadataCorruptAt {
+        /// Byte offset of the first differing word within the block's metadata.
+        offset: usize,
+    },
     /// Bytes that are not this tool's pattern at all.
     Garbage,
 }
@@ -90,36 +98,67 @@ impl std::fmt::Display for Mismatch {
                     "found corrupted bytes at offset {offset} within the block"
                 )
             }
+            Found::MetadataCorruptAt { offset } => write!(
+                f,
+                "the data is intact but the metadata differs at offset {offset} within the block's metadata"
+            ),
             Found::Garbage => f.write_str("found bytes this run never wrote"),
         }
     }
 }
 
-/// Checks `buf` (whole blocks) against the pattern for `first_lba..` at `generation`;
-/// returns the first mismatching block.
+/// Checks `buf` (whole blocks of `block_size` bytes, the first `data_size` of each
+/// being data) against the pattern for `first_lba..` at `generation`; returns the
+/// first mismatching block.
 pub fn check(
     buf: &[u8],
     first_lba: u64,
     block_size: usize,
+    data_size: usize,
     generation: u32,
 ) -> Result<(), Mismatch> {
     for (b, block) in buf.chunks_exact(block_size).enumerate() {
         let lba = first_lba + b as u64;
-        check_block(block, lba, generation)?;
+        check_block(block, lba, data_size, generation)?;
     }
     Ok(())
 }
 
+/// Word `i` of `block`; a short last word reads as if zero-extended.
 fn read_word(block: &[u8], i: usize) -> u64 {
     let mut w = [0u8; 8];
-    w.copy_from_slice(&block[i * 8..i * 8 + 8]);
+    let part = &block[i * 8..block.len().min(i * 8 + 8)];
+    w[..part.len()].copy_from_slice(part);
     u64::from_le_bytes(w)
 }
 
-fn check_block(block: &[u8], lba: u64, generation: u32) -> Result<(), Mismatch> {
-    let words = block.len() / 8;
-    let bad = (0..words).find(|&i| read_word(block, i) != word(lba, generation, i as u64));
+/// Word `i` of the pattern as it lands in a block of `len` bytes (a short last word
+/// is truncated).
+fn expected_word(len: usize, lba: u64, generation: u32, i: usize) -> u64 {
+    let w = word(lba, generation, i as u64);
+    let bytes = (len - i * 8).min(8);
+    if bytes == 8 {
+        w
+    } else {
+        w & ((1u64 << (bytes * 8)) - 1)
+    }
+}
+
+fn check_block(block: &[u8], lba: u64, data_size: usize, generation: u32) -> Result<(), Mismatch> {
+    let len = block.len();
+    let words = len.div_ceil(8);
+    let bad = (0..words).find(|&i| read_word(block, i) != expected_word(len, lba, generation, i));
     let Some(i) = bad else { return Ok(()) };
+    if i * 8 >= data_size {
+        return Err(Mismatch {
+            lba,
+            expected_generation: generation,
+            found: Found::MetadataCorruptAt {
+                offset: i * 8 - data_size,
+            },
+        });
+    }
+    let words = len / 8;
     let w0 = read_word(block, 0);
     let w1 = read_word(block, 1);
     let found = if w1 >> 32 == MAGIC {
@@ -151,7 +190,7 @@ mod tests {
     fn a_filled_buffer_checks_clean() {
         let mut buf = vec![0u8; 4 * 512];
         fill(&mut buf, 100, 512, 7);
-        assert_eq!(check(&buf, 100, 512, 7), Ok(()));
+        assert_eq!(check(&buf, 100, 512, 512, 7), Ok(()));
     }
 
     #[test]
@@ -159,7 +198,7 @@ mod tests {
         let mut buf = vec![0u8; 4 * 512];
         fill(&mut buf, 100, 512, 7);
         buf[2 * 512 + 77] ^= 0x10;
-        let m = check(&buf, 100, 512, 7).unwrap_err();
+        let m = check(&buf, 100, 512, 512, 7).unwrap_err();
         assert_eq!(m.lba, 102);
         assert_eq!(m.found, Found::CorruptAt { offset: 72 });
     }
@@ -168,7 +207,7 @@ mod tests {
     fn stale_and_misplaced_data_are_told_apart() {
         let mut buf = vec![0u8; 512];
         fill(&mut buf, 5, 512, 3);
-        let stale = check(&buf, 5, 512, 4).unwrap_err();
+        let stale = check(&buf, 5, 512, 512, 4).unwrap_err();
         assert_eq!(
             stale.found,
             Found::Pattern {
@@ -177,7 +216,7 @@ mod tests {
             }
         );
         assert!(stale.to_string().contains("lost write"), "{stale}");
-        let misplaced = check(&buf, 6, 512, 3).unwrap_err();
+        let misplaced = check(&buf, 6, 512, 512, 3).unwrap_err();
         assert_eq!(
             misplaced.found,
             Found::Pattern {
@@ -188,9 +227,43 @@ mod tests {
     }
 
     #[test]
+    fn extended_blocks_cover_the_metadata_and_name_it_on_a_mismatch() {
+        for (block, data) in [(520, 512), (4160, 4096), (4104, 4096)] {
+            let mut buf = vec![0u8; 3 * block];
+            fill(&mut buf, 40, block, 9);
+            assert_eq!(check(&buf, 40, block, data, 9), Ok(()));
+            // The metadata carries the LBA and generation too: another block's or
+            // another write's metadata does not match.
+            let mut other = vec![0u8; block];
+            fill(&mut other, 41, block, 9);
+            assert_ne!(buf[data..block], other[data..]);
+            fill(&mut other, 40, block, 8);
+            assert_ne!(buf[data..block], other[data..]);
+            buf[block + data + 3] ^= 1;
+            let m = check(&buf, 40, block, data, 9).unwrap_err();
+            assert_eq!(m.lba, 41);
+            assert_eq!(m.found, Found::MetadataCorruptAt { offset: 0 });
+            assert!(m.to_string().contains("metadata"), "{m}");
+        }
+    }
+
+    #[test]
+    fn a_short_last_word_is_filled_and_checked() {
+        let mut buf = vec![0u8; 2 * 515];
+        fill(&mut buf, 1, 515, 2);
+        assert_eq!(check(&buf, 1, 515, 512, 2), Ok(()));
+        buf[515 + 514] ^= 0x80;
+        let m = check(&buf, 1, 515, 512, 2).unwrap_err();
+        assert_eq!(
+            (m.lba, m.found),
+            (2, Found::MetadataCorruptAt { offset: 0 })
+        );
+    }
+
+    #[test]
     fn zeros_are_garbage() {
         let buf = vec![0u8; 512];
-        let m = check(&buf, 0, 512, 1).unwrap_err();
+        let m = check(&buf, 0, 512, 512, 1).unwrap_err();
         assert_eq!(m.found, Found::Garbage);
     }
 }

@@ -148,7 +148,14 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             nsid: args.nsid,
             active: crate::cli::active_namespaces(&ctrl),
         })?;
-    let lba = u64::from(ns.lba_size);
+    let format = ns.identify.format().map_err(|e| {
+        ToolError::Invalid(format!(
+            "namespace {}: its format cannot be used: {e}",
+            args.nsid
+        ))
+    })?;
+    let format = check_format(args.nsid, &format)?;
+    let lba = u64::from(format.lba_bytes);
     let io = args.io_size;
     if io == 0 || io % lba != 0 {
         return Err(ToolError::Invalid(format!(
@@ -156,10 +163,17 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             args.nsid
         )));
     }
+    // `-o` counts data bytes; the buffer also holds each block's interleaved metadata.
+    let buffer_bytes = io / lba * u64::from(format.block_bytes);
     let max = ctrl.max_transfer_bytes();
-    if io > max {
+    if buffer_bytes > max {
+        let with_metadata = if buffer_bytes == io {
+            String::new()
+        } else {
+            format!(" ({buffer_bytes} with the interleaved metadata)")
+        };
         return Err(ToolError::Invalid(format!(
-            "-o {io}: the controller transfers at most {max} bytes per command (MDTS)"
+            "-o {io}{with_metadata}: the controller transfers at most {max} bytes per command (MDTS)"
         )));
     }
     let capacity = ns.capacity_bytes();
@@ -221,7 +235,13 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
     let mut queues = Vec::with_capacity(ranges.len());
     for _ in &ranges {
         let qp = ctrl.create_io_queue_pair(qp_options)?;
-        queues.push(NvmeQueue::new(&ctrl, qp, args.nsid, depth, io as usize)?);
+        queues.push(NvmeQueue::new(
+            &ctrl,
+            qp,
+            args.nsid,
+            depth,
+            buffer_bytes as usize,
+        )?);
     }
 
     let clock = TickClock::calibrate();
@@ -248,6 +268,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
                     range: *range,
                     io_size: io as usize,
                     lba_size: lba as usize,
+                    block_bytes: format.block_bytes as usize,
                     depth,
                     random: args.workload.is_random(),
                     read_percent,
@@ -292,8 +313,50 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         mode: if interrupt { "interrupt" } else { "poll" }.to_string(),
         verify: args.verify,
         shadow_doorbells,
+        lba_bytes: format.lba_bytes,
+        metadata_bytes: format.metadata_bytes,
+        extended_lba: format.extended,
     };
     Ok(Report::new(config, &total, args.time))
+}
+
+/// What a namespace's format means for the buffers `nvme-perf` allocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferFormat {
+    /// Data bytes per block.
+    pub lba_bytes: u32,
+    /// Metadata bytes per block.
+    pub metadata_bytes: u16,
+    /// Whether the metadata is interleaved with the data (extended LBAs).
+    pub extended: bool,
+    /// Bytes per block in the I/O buffer (data plus interleaved metadata).
+    pub block_bytes: u32,
+}
+
+/// Accepts a format whose blocks travel in the data buffer alone (no metadata, or
+/// extended LBAs); refuses separate metadata, which needs a buffer this tool does
+/// not allocate.
+pub fn check_format(
+    nsid: u32,
+    format: &nvme::spec::identify::NamespaceFormat,
+) -> Result<BufferFormat, ToolError> {
+    if format.separate_metadata_size() > 0 {
+        let pi = if format.protection.is_enabled() {
+            format!("protection information type {}", format.protection as u8)
+        } else {
+            "no protection information".to_string()
+        };
+        return Err(ToolError::Invalid(format!(
+            "namespace {nsid} is formatted with {}-byte blocks and {} bytes of metadata per block in a separate buffer ({pi}); nvme-perf does not support separate metadata buffers yet: use a namespace without metadata or with extended LBAs (metadata interleaved with the data)",
+            format.data_size, format.metadata_size
+        )));
+    }
+    Ok(BufferFormat {
+        lba_bytes: format.data_size,
+        metadata_bytes: format.metadata_size,
+        extended: format.is_extended(),
+        block_bytes: format.transfer_block_size(),
+    })
 }
 
 fn inject_read_corruption(

@@ -216,6 +216,24 @@ pub struct RunConfig {
     /// Whether the queue pairs used shadow doorbells (the controller offers them
     /// and `--no-shadow-doorbells` was not given).
     pub shadow_doorbells: bool,
+    /// Data bytes per logical block (`io_size` and throughput count only these).
+    pub lba_bytes: u32,
+    /// Metadata bytes per logical block of the namespace's format.
+    pub metadata_bytes: u16,
+    /// Whether the metadata is interleaved with the data (extended LBAs), so each
+    /// buffer holds `lba_bytes + metadata_bytes` per block.
+    pub extended_lba: bool,
+}
+
+impl RunConfig {
+    /// The namespace's format in words: `512 B blocks`, `512+8 B extended LBAs`.
+    pub fn format_name(&self) -> String {
+        match (self.metadata_bytes, self.extended_lba) {
+            (0, _) => format!("{} B blocks", self.lba_bytes),
+            (ms, true) => format!("{}+{ms} B extended LBAs", self.lba_bytes),
+            (ms, false) => format!("{}+{ms} B blocks, separate metadata", self.lba_bytes),
+        }
+    }
 }
 
 /// The results of a run, as printed (`--json` uses these field names).
@@ -296,9 +314,10 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} ns {}: {} {} B, queue depth {} x {} queue pair{}, {} mode{}{}",
+            "{} ns {} ({}): {} {} B, queue depth {} x {} queue pair{}, {} mode{}{}",
             c.device,
             c.nsid,
+            c.format_name(),
             c.workload,
             c.io_size,
             c.queue_depth,
@@ -370,6 +389,9 @@ mod tests {
             mode: "poll".into(),
             verify: false,
             shadow_doorbells: true,
+            lba_bytes: 512,
+            metadata_bytes: 0,
+            extended_lba: false,
         }
     }
 
