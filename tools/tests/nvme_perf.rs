@@ -327,5 +327,37 @@ fn a_separate_metadata_namespace_is_refused_with_its_format() {
             "{device}: {stderr}"
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(
+            stderr.contains("--pi pract"),
+            device.ends_with("pi=1"),
+            "PRACT is offered where the metadata is only protection information: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn pract_runs_clean_where_the_metadata_is_only_protection_information() {
+    for device in [
+        "emu:size=16M,ms=8,mset=sep,pi=1",
+        "emu:size=16M,ms=8,mset=ext,pi=3",
+    ] {
+        let (code, stdout, stderr) = perf(&[
+            device, "-w", "randrw", "-q", "8", "--span", "256k", "--verify", "--pi", "pract", "-t",
+            "1", "--json",
+        ]);
+        assert_eq!(code, 0, "{device}: stderr: {stderr}");
+        let j = json(&stdout);
+        assert_eq!(j["errors"], 0, "{device}: {j}");
+        assert_eq!(j["verify_failures"], 0, "{device}: {j}");
+        assert!(f(&j, "verified_blocks") > 0.0, "{device}: {j}");
+        assert_eq!(j["config"]["pi"], "pract", "{j}");
+    }
+    for device in ["emu:size=16M", "emu:size=16M,ms=16,mset=sep,pi=1"] {
+        let (code, _, stderr) = perf(&[device, "--pi", "pract", "-t", "1"]);
+        assert_eq!(code, 1, "{device}: {stderr}");
+        assert!(
+            stderr.starts_with("nvme-perf: error: --pi pract: namespace 1"),
+            "{device}: {stderr}"
+        );
     }
 }

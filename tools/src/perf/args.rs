@@ -78,6 +78,12 @@ pub struct PerfArgs {
     #[arg(long = "span", value_parser = parse_bytes, value_name = "BYTES")]
     pub span: Option<u64>,
 
+    /// Protection information: `off` leaves the metadata to the tool (extended LBAs
+    /// carry the pattern in it); `pract` has the controller insert and strip the
+    /// 8-byte tuple, on a format whose metadata is only that tuple.
+    #[arg(long = "pi", value_enum, default_value_t = PiMode::Off)]
+    pub pi: PiMode,
+
     /// Print the results as JSON on stdout.
     #[arg(long = "json")]
     pub json: bool,
@@ -143,6 +149,16 @@ pub enum CompletionMode {
     Poll,
     /// Sleep on the queue pair's interrupt between completions.
     Interrupt,
+}
+
+/// How protection information is handled (`--pi`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PiMode {
+    /// Commands carry no PRINFO bits.
+    Off,
+    /// Every read and write sets PRACT: the controller generates the tuple on writes
+    /// and strips it on reads, so buffers hold data only.
+    Pract,
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {

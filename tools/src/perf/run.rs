@@ -8,7 +8,7 @@ use nvme::{
     AnyTransport, CompletionMode, Controller, DmaBuffer, DmaSegment, IoQueuePair, Transport,
 };
 
-use super::args::{CompletionMode as ModeArg, PerfArgs};
+use super::args::{CompletionMode as ModeArg, PerfArgs, PiMode};
 use super::engine::{run_thread, PerfQueue, SubmitError, ThreadPlan, WAIT_SLICE};
 use super::progress::{self, Progress};
 use super::stats::{Report, RunConfig, ThreadStats};
@@ -23,16 +23,19 @@ pub const MAX_VERIFY_UNITS: u64 = 1 << 25;
 pub struct NvmeQueue<T: Transport> {
     qp: IoQueuePair<T, u64>,
     nsid: u32,
+    flags: nvme::IoFlags,
     bufs: Vec<DmaBuffer>,
     segs: Vec<DmaSegment>,
 }
 
 impl<T: Transport> NvmeQueue<T> {
-    /// Wraps `qp` with `depth` buffers of `io_size` bytes from the controller's allocator.
+    /// Wraps `qp` with `depth` buffers of `io_size` bytes from the controller's
+    /// allocator; every read and write carries `flags`.
     pub fn new(
         ctrl: &Controller<T>,
         qp: IoQueuePair<T, u64>,
         nsid: u32,
+        flags: nvme::IoFlags,
         depth: usize,
         io_size: usize,
     ) -> Result<Self, ToolError> {
@@ -53,6 +56,7 @@ impl<T: Transport> NvmeQueue<T> {
         Ok(Self {
             qp,
             nsid,
+            flags,
             bufs,
             segs,
         })
@@ -82,16 +86,10 @@ impl<T: Transport> PerfQueue for NvmeQueue<T> {
         let seg = std::slice::from_ref(&self.segs[slot]);
         let r = if read {
             self.qp
-                .submit_read(self.nsid, lba, blocks, seg, slot as u64)
+                .submit_read_with_flags(self.nsid, lba, blocks, seg, self.flags, slot as u64)
         } else {
-            self.qp.submit_write(
-                self.nsid,
-                lba,
-                blocks,
-                seg,
-                nvme::IoFlags::empty(),
-                slot as u64,
-            )
+            self.qp
+                .submit_write(self.nsid, lba, blocks, seg, self.flags, slot as u64)
         };
         r.map_err(classify)
     }
@@ -154,7 +152,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             args.nsid
         ))
     })?;
-    let format = check_format(args.nsid, &format)?;
+    let format = check_format(args.nsid, &format, args.pi)?;
     let lba = u64::from(format.lba_bytes);
     let io = args.io_size;
     if io == 0 || io % lba != 0 {
@@ -239,6 +237,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             &ctrl,
             qp,
             args.nsid,
+            format.flags,
             depth,
             buffer_bytes as usize,
         )?);
@@ -316,6 +315,11 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         lba_bytes: format.lba_bytes,
         metadata_bytes: format.metadata_bytes,
         extended_lba: format.extended,
+        pi: match args.pi {
+            PiMode::Off => "off",
+            PiMode::Pract => "pract",
+        }
+        .to_string(),
     };
     Ok(Report::new(config, &total, args.time))
 }
@@ -329,33 +333,72 @@ pub struct BufferFormat {
     pub metadata_bytes: u16,
     /// Whether the metadata is interleaved with the data (extended LBAs).
     pub extended: bool,
-    /// Bytes per block in the I/O buffer (data plus interleaved metadata).
+    /// Bytes per block in the I/O buffer (data plus interleaved metadata, unless
+    /// PRACT has the controller keep the protection information).
     pub block_bytes: u32,
+    /// The flags every read and write carries.
+    pub flags: nvme::IoFlags,
 }
 
 /// Accepts a format whose blocks travel in the data buffer alone (no metadata, or
-/// extended LBAs); refuses separate metadata, which needs a buffer this tool does
-/// not allocate.
+/// extended LBAs, or 8-byte protection information the controller inserts and strips
+/// with `--pi pract`); refuses separate metadata otherwise, which needs a buffer this
+/// tool does not allocate.
 pub fn check_format(
     nsid: u32,
     format: &nvme::spec::identify::NamespaceFormat,
+    pi: PiMode,
 ) -> Result<BufferFormat, ToolError> {
-    if format.separate_metadata_size() > 0 {
-        let pi = if format.protection.is_enabled() {
-            format!("protection information type {}", format.protection as u8)
+    let pi_type = format
+        .protection
+        .is_enabled()
+        .then_some(format.protection as u8);
+    // PRACT moves data only when the metadata is nothing but the tuple.
+    let pi_only = pi_type.is_some() && format.metadata_size == 8;
+    let describe = || {
+        let placement = if format.is_extended() {
+            "interleaved with the data (extended LBAs)"
         } else {
-            "no protection information".to_string()
+            "in a separate buffer"
         };
-        return Err(ToolError::Invalid(format!(
-            "namespace {nsid} is formatted with {}-byte blocks and {} bytes of metadata per block in a separate buffer ({pi}); nvme-perf does not support separate metadata buffers yet: use a namespace without metadata or with extended LBAs (metadata interleaved with the data)",
+        let pi = match pi_type {
+            Some(t) => format!("protection information type {t}"),
+            None => "no protection information".to_string(),
+        };
+        format!(
+            "namespace {nsid} is formatted with {}-byte blocks and {} bytes of metadata per block {placement} ({pi})",
             format.data_size, format.metadata_size
+        )
+    };
+    let pract = pi == PiMode::Pract;
+    if pract && !pi_only {
+        return Err(ToolError::Invalid(format!(
+            "--pi pract: {}; PRACT needs protection information and metadata of exactly its 8 bytes",
+            describe()
         )));
     }
+    if !pract && format.separate_metadata_size() > 0 {
+        let hint = if pi_only {
+            "; --pi pract has the controller insert and strip the protection information instead"
+        } else {
+            ""
+        };
+        return Err(ToolError::Invalid(format!(
+            "{}; nvme-perf does not support separate metadata buffers yet: use a namespace without metadata or with extended LBAs (metadata interleaved with the data){hint}",
+            describe()
+        )));
+    }
+    let (block_bytes, flags) = if pract {
+        (format.data_size, nvme::IoFlags::PRACT)
+    } else {
+        (format.transfer_block_size(), nvme::IoFlags::empty())
+    };
     Ok(BufferFormat {
         lba_bytes: format.data_size,
         metadata_bytes: format.metadata_size,
         extended: format.is_extended(),
-        block_bytes: format.transfer_block_size(),
+        block_bytes,
+        flags,
     })
 }
 

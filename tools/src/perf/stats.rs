@@ -223,15 +223,23 @@ pub struct RunConfig {
     /// Whether the metadata is interleaved with the data (extended LBAs), so each
     /// buffer holds `lba_bytes + metadata_bytes` per block.
     pub extended_lba: bool,
+    /// `off`, or `pract` when the controller inserted and stripped the protection
+    /// information (buffers then hold data only).
+    pub pi: String,
 }
 
 impl RunConfig {
     /// The namespace's format in words: `512 B blocks`, `512+8 B extended LBAs`.
     pub fn format_name(&self) -> String {
-        match (self.metadata_bytes, self.extended_lba) {
+        let name = match (self.metadata_bytes, self.extended_lba) {
             (0, _) => format!("{} B blocks", self.lba_bytes),
             (ms, true) => format!("{}+{ms} B extended LBAs", self.lba_bytes),
             (ms, false) => format!("{}+{ms} B blocks, separate metadata", self.lba_bytes),
+        };
+        if self.pi == "off" {
+            name
+        } else {
+            format!("{name}, PI {}", self.pi)
         }
     }
 }
@@ -392,6 +400,7 @@ mod tests {
             lba_bytes: 512,
             metadata_bytes: 0,
             extended_lba: false,
+            pi: "off".into(),
         }
     }
 
