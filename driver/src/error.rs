@@ -405,6 +405,17 @@ pub enum Error {
         /// Separate metadata bytes per block.
         metadata_bytes: u16,
     },
+    /// A command's separate metadata buffer does not hold exactly the metadata the
+    /// command moves (or the namespace's format has no separate metadata).
+    #[error("{command}: the metadata buffer holds {given} bytes and the command moves {expected} bytes of separate metadata")]
+    MetadataLengthMismatch {
+        /// The command.
+        command: CommandDesc,
+        /// Separate metadata bytes the command moves (0: the format has none).
+        expected: u64,
+        /// Bytes in the buffer given.
+        given: u64,
+    },
     /// The namespace's in-use format is reserved or inconsistent, so the size of a
     /// transfer cannot be known.
     #[error("namespace {nsid} reports a reserved or inconsistent format (LBA format, metadata or protection settings); I/O to it is refused so no transfer can outgrow its buffers")]

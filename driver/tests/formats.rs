@@ -354,3 +354,139 @@ fn pract_moves_data_only_and_the_controller_keeps_the_protection_information() {
         }
     }
 }
+
+/// Waits for everything queued on `qp`, returning the first error.
+fn drain(qp: &mut IoQueuePair<EmuTransport>) -> Result<(), Error> {
+    let mut status = Ok(());
+    qp.ring();
+    while qp.outstanding() > 0 {
+        qp.wait_completions(8, Duration::from_secs(2), |_, s| {
+            if status.is_ok() {
+                status = s;
+            }
+        })
+        .unwrap();
+    }
+    status
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn separate_metadata_buffers_must_hold_exactly_the_commands_metadata(
+        fi in 0..16usize,
+        blocks in 1..=MAX_BLOCKS,
+        delta in prop_oneof![Just(0i64), -64i64..0, 1i64..64],
+        write in any::<bool>(),
+    ) {
+        let f = formats()[fi];
+        let data_len = blocks as usize * f.transfer_block_size();
+        let exact = if f.needs_metadata_buffer() {
+            blocks as usize * usize::from(f.metadata)
+        } else {
+            0
+        };
+        let md_len = (exact as i64 + delta).max(4) as usize;
+        with_fixture(f, |fx| {
+            let md_buf = fx.rig.ctrl.allocator().alloc(4096, 4096).unwrap();
+            let log = fx.rig.emu.command_log();
+            log.clear();
+            let before = fx.qp.stats().submitted;
+            let opts = nvme::IoOptions {
+                metadata: Some(md_buf.segment(0, md_len).unwrap()),
+                ..Default::default()
+            };
+            let seg = fx.buf.segment(0, data_len).unwrap();
+            let r = if write {
+                fx.qp.submit_write_ext(1, 0, blocks, &[seg], &opts, 0)
+            } else {
+                fx.qp.submit_read_ext(1, 0, blocks, &[seg], &opts, 0)
+            };
+            if md_len == exact {
+                prop_assert!(r.is_ok(), "{f:?}: {r:?}");
+                prop_assert!(drain(&mut fx.qp).is_ok());
+                prop_assert_eq!(log.io_entries().len(), 1);
+            } else {
+                prop_assert!(
+                    matches!(
+                        r,
+                        Err(Error::MetadataLengthMismatch { expected, given, .. })
+                            if expected == exact as u64 && given == md_len as u64
+                    ),
+                    "{f:?} {md_len} of {exact}: {r:?}"
+                );
+                prop_assert_eq!(fx.qp.stats().submitted, before);
+                prop_assert!(log.io_entries().is_empty());
+            }
+            Ok(())
+        })?;
+    }
+}
+
+#[test]
+fn separate_metadata_round_trips_through_the_metadata_pointer() {
+    for (lba, ms) in [(512usize, 8usize), (4096, 64)] {
+        let r = rig(&format!("size=1M,lba={lba},ms={ms},mset=sep"));
+        let mut qp = r
+            .ctrl
+            .create_io_queue_pair(QueuePairOptions::default())
+            .unwrap();
+        let blocks = 4u32;
+        let src = patterned(&r.ctrl, blocks as usize * lba, 7);
+        let md_src = patterned(&r.ctrl, blocks as usize * ms, 9);
+        let dst = r
+            .ctrl
+            .allocator()
+            .alloc(blocks as usize * lba, 4096)
+            .unwrap();
+        let mut md_dst = r.ctrl.allocator().alloc(4096, 4096).unwrap();
+        md_dst.fill(0, 4096, 0xee).unwrap();
+        let opts = |m: &DmaBuffer| nvme::IoOptions {
+            metadata: Some(m.segment(0, blocks as usize * ms).unwrap()),
+            ..Default::default()
+        };
+        let seg = src.segment(0, src.len()).unwrap();
+        qp.submit_write_ext(1, 3, blocks, &[seg], &opts(&md_src), 0)
+            .unwrap();
+        drain(&mut qp).unwrap();
+        let seg = dst.segment(0, dst.len()).unwrap();
+        qp.submit_read_ext(1, 3, blocks, &[seg], &opts(&md_dst), 0)
+            .unwrap();
+        drain(&mut qp).unwrap();
+        assert_eq!(contents(&dst), contents(&src), "{lba}+{ms}");
+        let md = contents(&md_dst);
+        let md_len = blocks as usize * ms;
+        assert_eq!(&md[..md_len], &contents(&md_src)[..], "{lba}+{ms}");
+        // The controller wrote nothing past the metadata the command moves.
+        assert!(md[md_len..].iter().all(|&b| b == 0xee));
+    }
+}
+
+#[test]
+fn a_misaligned_metadata_pointer_is_refused() {
+    let r = rig("size=1M,lba=512,ms=8,mset=sep");
+    let mut qp = r
+        .ctrl
+        .create_io_queue_pair(QueuePairOptions::default())
+        .unwrap();
+    let data = r.ctrl.allocator().alloc(512, 4096).unwrap();
+    let md = r.ctrl.allocator().alloc(4096, 4096).unwrap();
+    let opts = nvme::IoOptions {
+        metadata: Some(md.segment(2, 8).unwrap()),
+        ..Default::default()
+    };
+    let seg = data.segment(0, 512).unwrap();
+    let e = qp.submit_write_ext(1, 0, 1, &[seg], &opts, 0).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::BadSegment {
+                rule: PrpRule::NotDwordAligned,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(qp.stats().submitted, 0);
+}

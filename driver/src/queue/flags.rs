@@ -1,4 +1,4 @@
-//! Per-command flags of read and write commands.
+//! Per-command flags and options of read and write commands.
 
 bitflags::bitflags! {
     /// Flags of one read or write command.
@@ -18,4 +18,19 @@ bitflags::bitflags! {
         /// and controller, so the buffers hold data only.
         const PRACT = 1 << 29;
     }
+}
+
+/// What a read or write carries beyond its blocks and data buffer (the counterpart of
+/// SPDK's `spdk_nvme_ns_cmd_ext_io_opts`).
+///
+/// Built with struct update syntax, `IoOptions { flags: IoFlags::FUA,
+/// ..Default::default() }`, so fields added later do not break callers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoOptions {
+    /// Command flags (FUA, PRACT, ...).
+    pub flags: IoFlags,
+    /// The separate metadata buffer (MPTR) of a namespace formatted with metadata in a
+    /// separate buffer: one contiguous, dword-aligned segment of exactly `blocks` times
+    /// the metadata size. `None` on every other format.
+    pub metadata: Option<crate::queue::prp::Segment>,
 }

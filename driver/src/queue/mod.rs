@@ -6,5 +6,5 @@ pub mod prp;
 pub(crate) mod ring;
 pub(crate) mod tracker;
 
-pub use flags::IoFlags;
+pub use flags::{IoFlags, IoOptions};
 pub use pair::{IoChunk, IoQueuePair};

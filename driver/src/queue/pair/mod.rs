@@ -138,23 +138,36 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         })
     }
 
-    /// Data-buffer bytes per block of a data command on `nsid` with `flags`, once the
-    /// namespace's format is known to be one the command can carry: data plus metadata
-    /// for extended LBAs, data alone when [`IoFlags::PRACT`] strips an 8-byte PI.
+    /// Data-buffer and separate-metadata bytes per block of a data command on `nsid`
+    /// with `flags`, once the namespace's format is known to be one the command can
+    /// carry: data plus metadata for extended LBAs, data alone when [`IoFlags::PRACT`]
+    /// strips an 8-byte PI. A format with separate metadata needs `has_metadata`.
     #[inline]
-    fn data_block_bytes(&self, nsid: u32, flags: IoFlags) -> Result<u32, Error> {
+    fn block_sizes(
+        &self,
+        nsid: u32,
+        flags: IoFlags,
+        has_metadata: bool,
+    ) -> Result<(u32, u16), Error> {
         let g = self.ns_geometry(nsid)?;
         if g.bad_format {
             return Err(Error::UnusableFormat { nsid });
         }
         let pract = flags.contains(IoFlags::PRACT);
         let metadata_bytes = g.metadata_block_bytes(pract);
-        if metadata_bytes != 0 {
+        if metadata_bytes != 0 && !has_metadata {
             return Err(Error::MetadataBufferRequired {
                 nsid,
                 metadata_bytes,
             });
         }
-        Ok(g.data_block_bytes(pract))
+        Ok((g.data_block_bytes(pract), metadata_bytes))
+    }
+
+    /// Data-buffer bytes per block of a data command without a metadata buffer (see
+    /// [`Self::block_sizes`]).
+    #[inline]
+    fn data_block_bytes(&self, nsid: u32, flags: IoFlags) -> Result<u32, Error> {
+        self.block_sizes(nsid, flags, false).map(|(b, _)| b)
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{fence, Ordering};
 use crate::dma::DmaMem;
 use crate::error::{CommandDesc, IoKind, PrpRule};
 use crate::queue::prp::{self, ListPages, Segment};
-use crate::queue::IoFlags;
+use crate::queue::{IoFlags, IoOptions};
 use crate::spec::registers::shadow_doorbell_needs_mmio;
 use crate::spec::{nvm, SubmissionEntry};
 use crate::transport::Transport;
@@ -34,6 +34,16 @@ struct Blocks {
     nsid: u32,
     slba: u64,
     blocks: u32,
+}
+
+/// What a data command moves: its data segments and, for a namespace with separate
+/// metadata, the metadata buffer, each with the exact byte count the command moves.
+#[derive(Clone, Copy)]
+struct Transfer<'a> {
+    data: &'a [Segment],
+    bytes: u64,
+    metadata: Option<Segment>,
+    metadata_bytes: u64,
 }
 
 /// PRP list pages of one command slot.
@@ -68,25 +78,31 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         Ok(())
     }
 
-    /// Queues one command; `data` is described with PRPs in the slot's list pages.
+    /// Queues one command; `data` is described with PRPs in the slot's list pages and
+    /// its metadata buffer, if any, with MPTR. This is the one place every transfer is
+    /// checked: the buffers must hold exactly the bytes the command moves.
     #[inline(always)]
     fn submit(
         &mut self,
         mut sqe: SubmissionEntry,
         desc: CommandDesc,
-        data: Option<(&[Segment], u64)>,
+        data: Option<Transfer<'_>>,
         ctx: C,
     ) -> Result<(), Error> {
         self.check_epoch()?;
         if self.sq.is_full() {
             return Err(self.queue_full());
         }
+        if let Some(t) = &data {
+            check_metadata(desc, t)?;
+        }
         let Some(cid) = self.slots.take(ctx, desc) else {
             return Err(self.queue_full());
         };
-        if let Some((segments, bytes)) = data {
+        if let Some(t) = data {
+            let segments = t.data;
             let total: usize = segments.iter().map(|s| s.len).sum();
-            if total as u64 != bytes {
+            if total as u64 != t.bytes {
                 self.slots.undo_take(cid);
                 return Err(Error::BadSegment {
                     index: 0,
@@ -109,6 +125,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                     return Err(e);
                 }
             }
+            if let Some(m) = t.metadata {
+                sqe.mptr = m.iova;
+            }
         }
         sqe.set_cid(cid);
         self.sq.push(&sqe);
@@ -129,11 +148,12 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         kind: IoKind,
         at: Blocks,
         data: &[Segment],
-        flags: IoFlags,
+        opts: &IoOptions,
         ctx: C,
     ) -> Result<(), Error> {
         let Blocks { nsid, slba, blocks } = at;
-        let block_bytes = self.data_block_bytes(nsid, flags)?;
+        let (block_bytes, md_block_bytes) =
+            self.block_sizes(nsid, opts.flags, opts.metadata.is_some())?;
         let desc = CommandDesc::Io {
             kind,
             nsid,
@@ -161,8 +181,14 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             nvm::write(nsid, slba, blocks)
         };
         let mut sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
-        sqe.cdw12 |= flags.bits();
-        self.submit(sqe, desc, Some((data, bytes)), ctx)
+        sqe.cdw12 |= opts.flags.bits();
+        let transfer = Transfer {
+            data,
+            bytes,
+            metadata: opts.metadata,
+            metadata_bytes: u64::from(blocks) * u64::from(md_block_bytes),
+        };
+        self.submit(sqe, desc, Some(transfer), ctx)
     }
 
     /// Queues a Read of `blocks` blocks at `slba` into `data`.
@@ -180,7 +206,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         ctx: C,
     ) -> Result<(), Error> {
         let at = Blocks { nsid, slba, blocks };
-        self.rw(IoKind::Read, at, data, IoFlags::empty(), ctx)
+        self.rw(IoKind::Read, at, data, &IoOptions::default(), ctx)
     }
 
     /// [`Self::submit_read`] with `flags` (such as [`IoFlags::PRACT`]).
@@ -194,7 +220,27 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         ctx: C,
     ) -> Result<(), Error> {
         let at = Blocks { nsid, slba, blocks };
-        self.rw(IoKind::Read, at, data, flags, ctx)
+        let opts = IoOptions {
+            flags,
+            ..IoOptions::default()
+        };
+        self.rw(IoKind::Read, at, data, &opts, ctx)
+    }
+
+    /// Queues a Read with everything [`IoOptions`] carries: flags and the separate
+    /// metadata buffer (required on a namespace formatted with separate metadata,
+    /// unless PRACT strips protection information that is the whole metadata).
+    pub fn submit_read_ext(
+        &mut self,
+        nsid: u32,
+        slba: u64,
+        blocks: u32,
+        data: &[Segment],
+        opts: &IoOptions,
+        ctx: C,
+    ) -> Result<(), Error> {
+        let at = Blocks { nsid, slba, blocks };
+        self.rw(IoKind::Read, at, data, opts, ctx)
     }
 
     /// Queues a Write of `blocks` blocks at `slba` from `data` with `flags`
@@ -211,7 +257,26 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         ctx: C,
     ) -> Result<(), Error> {
         let at = Blocks { nsid, slba, blocks };
-        self.rw(IoKind::Write, at, data, flags, ctx)
+        let opts = IoOptions {
+            flags,
+            ..IoOptions::default()
+        };
+        self.rw(IoKind::Write, at, data, &opts, ctx)
+    }
+
+    /// Queues a Write with everything [`IoOptions`] carries (see
+    /// [`Self::submit_read_ext`]).
+    pub fn submit_write_ext(
+        &mut self,
+        nsid: u32,
+        slba: u64,
+        blocks: u32,
+        data: &[Segment],
+        opts: &IoOptions,
+        ctx: C,
+    ) -> Result<(), Error> {
+        let at = Blocks { nsid, slba, blocks };
+        self.rw(IoKind::Write, at, data, opts, ctx)
     }
 
     /// Queues a Flush of the namespace's volatile write cache.
@@ -425,5 +490,27 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         } else {
             self.stats.doorbell_writes_skipped += 1;
         }
+    }
+}
+
+/// Checks a command's metadata buffer against the bytes of separate metadata it moves:
+/// present exactly when the format needs one, exactly that long, and dword aligned
+/// (MPTR, NVMe Base 2.0 §4.1.1).
+#[inline]
+fn check_metadata(desc: CommandDesc, t: &Transfer<'_>) -> Result<(), Error> {
+    match t.metadata {
+        None if t.metadata_bytes == 0 => Ok(()),
+        Some(m) if m.len as u64 == t.metadata_bytes && m.iova & 3 == 0 => Ok(()),
+        Some(m) if m.len as u64 == t.metadata_bytes => Err(Error::BadSegment {
+            index: 0,
+            iova: m.iova,
+            len: m.len,
+            rule: PrpRule::NotDwordAligned,
+        }),
+        m => Err(Error::MetadataLengthMismatch {
+            command: desc,
+            expected: t.metadata_bytes,
+            given: m.map_or(0, |m| m.len as u64),
+        }),
     }
 }
