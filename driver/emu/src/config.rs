@@ -24,6 +24,7 @@
 //! | `mset`    | `ext`, `sep`                        | `ext`       | where metadata travels: `ext` after each block's data in the data buffer (extended LBA), `sep` in a separate contiguous buffer at MPTR (0 or unmapped: Data Transfer Error) |
 //! | `pi`      | `0`..=`3`                           | `0`         | protection information type reported in DPS (needs `ms` of at least 8); with `ms=8` a command with PRACT moves data only and the controller generates the tuple on writes and strips it on reads; tuples are not checked |
 //! | `pil`     | `first`, `last`                     | `last`      | where the protection information sits in the metadata |
+//! | `fuses`   | `on`, `off`                         | `on`        | Identify FUSES bit 0: the fused Compare and Write is offered and runs atomically; `off`: every fused command fails with Invalid Field in Command, as on QEMU's controller |
 //!
 //! Examples: `emu`, `emu:size=4G,lba=4096,vwc=off`, `emu:null,mode=threaded,qpairs=8`,
 //! `emu:file=disk.img,size=64M,ns=2`, `emu:lba=4096,ms=64,mset=sep,pi=1,pil=first`.
@@ -38,7 +39,7 @@ use crate::error::EmuError;
 
 /// Every option name [`EmuConfig::from_str`] accepts.
 const ACCEPTED: &str =
-    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log, ms, mset, pi, pil";
+    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log, ms, mset, pi, pil, fuses";
 
 /// Where namespace data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +115,8 @@ pub struct EmuConfig {
     pub log: bool,
     /// Metadata and protection information of every namespace.
     pub metadata: MetadataFormat,
+    /// Whether the fused Compare and Write is offered (Identify FUSES bit 0).
+    pub fuses: bool,
 }
 
 impl Default for EmuConfig {
@@ -137,6 +140,7 @@ impl Default for EmuConfig {
             serial: "EMU00001".to_string(),
             log: false,
             metadata: MetadataFormat::default(),
+            fuses: true,
         }
     }
 }
@@ -397,6 +401,7 @@ impl FromStr for EmuConfig {
                         v => return Err(invalid("pil", v.to_string(), "first or last")),
                     }
                 }
+                "fuses" => cfg.fuses = parse_switch("fuses", need("fuses", "on or off")?)?,
                 other => {
                     return Err(EmuError::UnknownOption {
                         option: other.to_string(),

@@ -19,7 +19,9 @@
 //! 4. `queues.cqs[0]`, the admin completion queue slot.
 //! 5. One I/O submission queue slot `queues.sqs[i]`.
 //! 6. One I/O completion queue slot `queues.cqs[i]`.
-//! 7. Leaf locks, never held while taking another lock (not even another leaf):
+//! 7. A namespace's range locks (`Namespace::ranges`), in ascending stripe order: held
+//!    shared by a command that changes blocks, exclusively by a fused Compare and Write.
+//! 8. Leaf locks, never held while taking another lock (not even another leaf):
 //!    `settings`, `events.queue`, `health`, `irq.vectors`, each `faults` list (rules,
 //!    media ranges, corrupt ranges, held completions), the command log's entries, and
 //!    a namespace's write cache shards (held while writing that shard back to the
@@ -38,6 +40,7 @@ use hugepages::sync::lock;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use nvme_spec::command::Fuse;
 use nvme_spec::status::GenericStatus;
 use nvme_spec::{CompletionEntry, Status, SubmissionEntry};
 
@@ -255,7 +258,8 @@ impl Ctrl {
                         .cq_stalled
                         .store(false, Ordering::Release);
                 }
-                let raw = match view.read_sqe(sq.base.wrapping_add(u64::from(sq.head) * 64)) {
+                let slot = sq.head;
+                let raw = match view.read_sqe(sq.base.wrapping_add(u64::from(slot) * 64)) {
                     Ok(raw) => raw,
                     Err(_) => {
                         // Without the entry there is no command id to complete: a fatal
@@ -291,6 +295,9 @@ impl Ctrl {
                 let outcome = match action {
                     _ if aborted => Outcome::Done(0, generic(GenericStatus::CommandAbortRequested)),
                     Some(FaultAction::Fail(status)) => Outcome::Done(0, status),
+                    _ if sqe.cdw0.fuse() != Fuse::Normal => {
+                        self.exec_fused(&mut ctx, sq, qid, &sqe, page_size)
+                    }
                     _ => {
                         if qid == 0 {
                             self.exec_admin(&mut ctx, &sqe, page_size)
@@ -307,7 +314,7 @@ impl Ctrl {
                     self.record_error(qid, &sqe, status);
                 }
                 if self.log.enabled() {
-                    self.log.push(log_entry(qid, &sqe, status));
+                    self.log.push(log_entry(qid, slot, &sqe, status));
                 }
                 let mut cqe = CompletionEntry {
                     dw0,
@@ -428,7 +435,8 @@ pub(crate) fn io_lbas(qid: u16, sqe: &SubmissionEntry) -> Option<std::ops::Range
     }
 }
 
-fn log_entry(qid: u16, sqe: &SubmissionEntry, status: Status) -> LogEntry {
+/// The command log's record of `sqe`, fetched from slot `slot` of queue `qid`.
+pub(crate) fn log_entry(qid: u16, slot: u32, sqe: &SubmissionEntry, status: Status) -> LogEntry {
     use nvme_spec::NvmOpcode as Op;
     let lbas = io_lbas(qid, sqe);
     let op = sqe.nvm_opcode();
@@ -449,6 +457,8 @@ fn log_entry(qid: u16, sqe: &SubmissionEntry, status: Status) -> LogEntry {
             && ((op == Op::WRITE_ZEROES && sqe.deac())
                 || (op == Op::DATASET_MANAGEMENT && sqe.dsm_attributes().ad())),
         status: status.without_phase(),
+        fuse: sqe.cdw0.fuse().into_bits(),
+        sq_slot: slot as u16,
     }
 }
 

@@ -2,8 +2,8 @@
 //! `nvme-spec` structures.
 
 use nvme_spec::identify::{
-    CommandSetId, Dlfeat, Dpc, Dps, Flbas, Frmw, Lpa, Mc, NamespaceIds, Oacs, Oncs, QueueEntrySize,
-    Vwc,
+    CommandSetId, Dlfeat, Dpc, Dps, Flbas, Frmw, Fuses, Lpa, Mc, NamespaceIds, Oacs, Oncs,
+    QueueEntrySize, Vwc,
 };
 use nvme_spec::log::ErrorLogEntry;
 use nvme_spec::{IdentifyController, IdentifyNamespace, LbaFormat, SmartLog, Status, Version};
@@ -54,6 +54,7 @@ pub(crate) fn controller(cfg: &EmuConfig, vwc_present: bool) -> [u8; 4096] {
         .with_dataset_management(true)
         .with_write_zeroes(true)
         .with_verify(true);
+    id.fuses = Fuses::new().with_compare_and_write(cfg.fuses);
     // Flush with NSID FFFFFFFFh applies to every namespace (flush_broadcast = 11b).
     id.vwc = if vwc_present {
         Vwc::new().with_present(true).with_flush_broadcast(0b11)

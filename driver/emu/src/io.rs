@@ -58,9 +58,18 @@ impl Ctrl {
         }
         match op {
             Op::READ => self.read(ctx, ns, sqe, ps),
-            Op::WRITE => self.write(ctx, ns, sqe, ps),
-            Op::WRITE_ZEROES => self.write_zeroes(ns, sqe),
-            Op::DATASET_MANAGEMENT => self.dataset_management(ctx, ns, sqe, ps),
+            Op::WRITE => {
+                let _range = ns.ranges.shared(sqe.slba(), u64::from(sqe.block_count()));
+                self.write(ctx, ns, sqe, ps)
+            }
+            Op::WRITE_ZEROES => {
+                let _range = ns.ranges.shared(sqe.slba(), u64::from(sqe.block_count()));
+                self.write_zeroes(ns, sqe)
+            }
+            Op::DATASET_MANAGEMENT => {
+                let _range = ns.ranges.shared_all();
+                self.dataset_management(ctx, ns, sqe, ps)
+            }
             Op::VERIFY => self.verify(ns, sqe),
             Op::COMPARE => self.compare(ctx, ns, sqe, ps),
             _ => done(generic(G::InvalidCommandOpcode)),
@@ -249,7 +258,13 @@ impl Ctrl {
         SUCCESS
     }
 
-    fn write(&self, ctx: &mut Ctx<'_>, ns: &Namespace, sqe: &SubmissionEntry, ps: u64) -> Outcome {
+    pub(crate) fn write(
+        &self,
+        ctx: &mut Ctx<'_>,
+        ns: &Namespace,
+        sqe: &SubmissionEntry,
+        ps: u64,
+    ) -> Outcome {
         let (slba, nlb) = match self.rw_setup(ctx, ns, sqe, ps, true) {
             Ok(v) => v,
             Err(s) => return done(s),
@@ -351,7 +366,7 @@ impl Ctrl {
         }
     }
 
-    fn compare(
+    pub(crate) fn compare(
         &self,
         ctx: &mut Ctx<'_>,
         ns: &Namespace,
@@ -379,7 +394,18 @@ impl Ctrl {
         if ns.read_buf(slba, &mut scratch.b[..len]).is_err() {
             return done(Status::media(M::UnrecoveredReadError));
         }
-        if scratch.a[..len] != scratch.b[..len] {
+        // With PRACT the tuple never left the controller: only the data is compared
+        // (NVM Command Set 1.0 §5.2.2).
+        let (ds, stride) = (1usize << ns.lba_shift, ns.block_size());
+        let differ = if strip {
+            let mut blocks = scratch.a[..len]
+                .chunks(stride)
+                .zip(scratch.b[..len].chunks(stride));
+            blocks.any(|(a, b)| a[..ds] != b[..ds])
+        } else {
+            scratch.a[..len] != scratch.b[..len]
+        };
+        if differ {
             return done(Status::media(M::CompareFailure));
         }
         SUCCESS

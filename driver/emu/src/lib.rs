@@ -26,6 +26,7 @@ mod backend;
 mod cache;
 mod controller;
 mod events;
+mod fused;
 mod health;
 mod held;
 mod io;
@@ -33,6 +34,7 @@ mod iommu;
 mod namespace;
 mod prp;
 mod queue;
+mod ranges;
 mod registers;
 mod worker;
 

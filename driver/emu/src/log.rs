@@ -28,6 +28,11 @@ pub struct LogEntry {
     /// Status the controller completed the command with (before any fault rewrote the
     /// completion; dropped or held commands log the status they would have had).
     pub status: Status,
+    /// The fused operation field (CDW0.FUSE): 0 normal, 1 first and 2 second command of
+    /// a fused operation.
+    pub fuse: u8,
+    /// The submission queue slot the command was fetched from.
+    pub sq_slot: u16,
 }
 
 pub(crate) struct LogState {

@@ -11,6 +11,7 @@ use crate::cache::WriteCache;
 use crate::config::{BackendKind, EmuConfig, MetadataFormat};
 use crate::error::EmuError;
 use crate::iommu::HostSlice;
+use crate::ranges::RangeLocks;
 
 /// The controller's namespaces and its volatile write cache switch.
 pub(crate) struct Storage {
@@ -175,6 +176,9 @@ pub(crate) struct Namespace {
     pub blocks: u64,
     pub backend: Backend,
     pub cache: WriteCache,
+    /// Held by commands that change blocks; a fused Compare and Write holds its blocks'
+    /// exclusively.
+    pub ranges: RangeLocks,
 }
 
 impl Namespace {
@@ -194,6 +198,7 @@ impl Namespace {
             blocks,
             backend,
             cache: WriteCache::new(stride as usize),
+            ranges: RangeLocks::default(),
         }
     }
 
