@@ -21,6 +21,8 @@ pub enum IoKind {
     DatasetManagement,
     /// Verify.
     Verify,
+    /// Compare.
+    Compare,
 }
 
 impl IoKind {
@@ -32,6 +34,7 @@ impl IoKind {
             IoKind::WriteZeroes => "write zeroes",
             IoKind::DatasetManagement => "dataset management",
             IoKind::Verify => "verify",
+            IoKind::Compare => "compare",
         }
     }
 }
@@ -443,14 +446,49 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A Compare found the blocks on the device different from the buffer (Media and
+    /// Data Integrity Errors, Compare Failure).
+    #[error("{command}: the blocks on the device differ from the buffer ({status})")]
+    CompareFailure {
+        /// The Compare.
+        command: CommandDesc,
+        /// The completion status.
+        status: Status,
+    },
+    /// The controller did not execute one command of a fused operation because the
+    /// other failed or was missing (Command Aborted due to Failed Fused Command, or due
+    /// to Missing Fused Command).
+    #[error("{command} was not executed: {status} (the other command of its fused operation failed or was missing)")]
+    FusedCommandAborted {
+        /// The command that was not executed.
+        command: CommandDesc,
+        /// The completion status.
+        status: Status,
+    },
 }
 
 impl Error {
     /// The NVMe status of a failed command, when the controller reported one.
     pub fn status(&self) -> Option<Status> {
         match self {
-            Error::CommandFailed { status, .. } => Some(*status),
+            Error::CommandFailed { status, .. }
+            | Error::CompareFailure { status, .. }
+            | Error::FusedCommandAborted { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// The error of `command` completed with the failure `status`: the statuses a
+    /// caller handles by kind get their own variant, the rest are
+    /// [`Error::CommandFailed`].
+    pub(crate) fn command_failed(command: CommandDesc, status: Status) -> Error {
+        use crate::spec::status::{GenericStatus as G, MediaStatus as M, StatusCode};
+        match status.code() {
+            StatusCode::Media(M::CompareFailure) => Error::CompareFailure { command, status },
+            StatusCode::Generic(G::CommandAbortedFailedFused | G::CommandAbortedMissingFused) => {
+                Error::FusedCommandAborted { command, status }
+            }
+            _ => Error::CommandFailed { command, status },
         }
     }
 }
@@ -505,6 +543,34 @@ mod tests {
         );
         let source = std::error::Error::source(&err).expect("a source");
         assert!(source.downcast_ref::<VfioCause>().is_some());
+    }
+
+    #[test]
+    fn compare_and_fused_statuses_decode_into_their_own_variants() {
+        use crate::spec::status::MediaStatus;
+        let command = CommandDesc::Io {
+            kind: IoKind::Compare,
+            nsid: 1,
+            slba: 0,
+            blocks: 1,
+        };
+        let failed = |s: Status| Error::command_failed(command, s);
+        assert!(matches!(
+            failed(Status::media(MediaStatus::CompareFailure)),
+            Error::CompareFailure { .. }
+        ));
+        for g in [
+            GenericStatus::CommandAbortedFailedFused,
+            GenericStatus::CommandAbortedMissingFused,
+        ] {
+            let e = failed(Status::generic(g));
+            assert!(matches!(e, Error::FusedCommandAborted { .. }), "{e:?}");
+            assert_eq!(e.status(), Some(Status::generic(g)));
+        }
+        assert!(matches!(
+            failed(Status::media(MediaStatus::UnrecoveredReadError)),
+            Error::CommandFailed { .. }
+        ));
     }
 
     #[test]

@@ -75,6 +75,31 @@ impl SqRing {
         self.tail = self.advance(self.tail);
     }
 
+    /// Entries that can still be pushed before the ring is full.
+    #[inline]
+    pub fn free_entries(&self) -> u16 {
+        let used = if self.tail >= self.head {
+            self.tail - self.head
+        } else {
+            self.entries - self.head + self.tail
+        };
+        self.entries - 1 - used
+    }
+
+    /// Takes back the entry pushed last, if the doorbell has not announced it yet;
+    /// returns whether it did. The controller never sees a retracted entry.
+    pub fn retract(&mut self) -> bool {
+        if !self.has_unrung() {
+            return false;
+        }
+        self.tail = if self.tail == 0 {
+            self.entries - 1
+        } else {
+            self.tail - 1
+        };
+        true
+    }
+
     /// Whether entries were pushed since the last doorbell.
     #[inline]
     pub fn has_unrung(&self) -> bool {

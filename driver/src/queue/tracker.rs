@@ -100,6 +100,18 @@ impl<C: Copy> TrackerPool<C> {
         Some(cid)
     }
 
+    /// The CID the next [`take`](Self::take) hands out, or `None` when all are in use.
+    #[inline]
+    pub fn next_cid(&self) -> Option<u16> {
+        self.free_len.checked_sub(1).map(|i| self.free[i])
+    }
+
+    /// Number of free slots.
+    #[inline]
+    pub fn available(&self) -> usize {
+        self.free_len
+    }
+
     /// Gives every outstanding command not yet stamped the submission time `now_ns`.
     pub fn stamp(&mut self, now_ns: u64) {
         if !self.unstamped {

@@ -99,7 +99,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 timeout: self.timeout,
             }
         } else {
-            Error::CommandFailed { command, status }
+            Error::command_failed(command, status)
         }
     }
 }

@@ -197,6 +197,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             clock: Clock::new(now),
             timeout: shared.options.io_timeout,
             _not_sync: PhantomData,
+            support: super::compare::CommandSupport::of(&info.identify),
             shared,
         })
     }

@@ -12,6 +12,7 @@
 //! commands finish; [`clock`] is the coarse clock deadlines are measured with.
 
 mod clock;
+mod compare;
 mod complete;
 mod lifecycle;
 mod recovery;
@@ -38,6 +39,7 @@ use crate::transport::Transport;
 use crate::Error;
 
 use self::clock::Clock;
+pub use self::compare::CompareAndWrite;
 pub use self::submit::IoChunk;
 
 /// Completion queue entries a polled queue pair adds beyond its submission queue's; its
@@ -73,6 +75,8 @@ pub struct IoQueuePair<T: Transport, C: Copy + Default = u64> {
     clock: Clock,
     timeout: Duration,
     _not_sync: PhantomData<Cell<()>>,
+    /// Compare and fused Compare and Write support, from Identify Controller.
+    support: compare::CommandSupport,
     // Last: the rings and lists above are unmapped while the transport (possibly owned
     // only through this Arc) still exists.
     shared: Arc<Shared<T>>,

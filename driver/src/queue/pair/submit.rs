@@ -14,7 +14,7 @@ use crate::Error;
 use super::IoQueuePair;
 
 /// Most blocks one read/write command can carry (NLB is 16 bits, 0's based).
-const MAX_BLOCKS: u32 = 1 << 16;
+pub(super) const MAX_BLOCKS: u32 = 1 << 16;
 /// Most ranges in one Dataset Management command.
 const MAX_DSM_RANGES: usize = 256;
 /// A piece of a large request that fits one command (see [`IoQueuePair::split_by_mdts`]).
@@ -39,11 +39,11 @@ struct Blocks {
 /// What a data command moves: its data segments and, for a namespace with separate
 /// metadata, the metadata buffer, each with the exact byte count the command moves.
 #[derive(Clone, Copy)]
-struct Transfer<'a> {
-    data: &'a [Segment],
-    bytes: u64,
-    metadata: Option<Segment>,
-    metadata_bytes: u64,
+pub(super) struct Transfer<'a> {
+    pub(super) data: &'a [Segment],
+    pub(super) bytes: u64,
+    pub(super) metadata: Option<Segment>,
+    pub(super) metadata_bytes: u64,
 }
 
 /// PRP list pages of one command slot.
@@ -82,7 +82,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     /// its metadata buffer, if any, with MPTR. This is the one place every transfer is
     /// checked: the buffers must hold exactly the bytes the command moves.
     #[inline(always)]
-    fn submit(
+    pub(super) fn submit(
         &mut self,
         mut sqe: SubmissionEntry,
         desc: CommandDesc,
@@ -135,7 +135,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         Ok(())
     }
 
-    fn queue_full(&self) -> Error {
+    pub(super) fn queue_full(&self) -> Error {
         Error::QueueFull {
             qid: self.qid,
             depth: self.sq.entries(),

@@ -84,7 +84,10 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         Ok(())
     }
 
-    fn sync(&mut self, submit: impl FnOnce(&mut Self) -> Result<(), Error>) -> Result<(), Error> {
+    pub(super) fn sync(
+        &mut self,
+        submit: impl FnOnce(&mut Self) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         if self.slots.outstanding() > 0 {
             return Err(Error::InvalidRequest(format!(
                 "a blocking call on queue {} needs an idle queue pair ({} commands outstanding)",
