@@ -19,27 +19,37 @@ const INTERNAL_ERROR: u16 = 0x06;
 pub struct NvmeQueue<T: Transport> {
     qp: IoQueuePair<T, u64>,
     nsid: u32,
+    /// Flags every read and write carries: PRACT on a protection-information namespace.
+    flags: IoFlags,
     caps: DeviceCaps,
     /// Completions reaped while waiting for the interrupt; handed out by the next poll.
     stash: Vec<(u64, CommandStatus)>,
 }
 
-/// Refuses a namespace whose blocks carry metadata: file data is plain bytes and cannot
-/// carry per-block metadata, in the data buffer (extended LBAs) or beside it (MPTR).
-fn check_format(id: &nvme::spec::IdentifyNamespace) -> Result<(), DioError> {
+/// The flags every command on a namespace of format `id` carries, or why file data cannot
+/// live there: file data is plain bytes and cannot carry per-block metadata, in the data
+/// buffer (extended LBAs) or beside it (MPTR). Metadata that is only the protection
+/// information tuple is the exception: with PRACT the controller generates the tuple on
+/// writes and strips it on reads, and the buffers hold data alone.
+fn format_flags(id: &nvme::spec::IdentifyNamespace) -> Result<IoFlags, DioError> {
     use nvme::spec::identify::MetadataPlacement;
     let format = id.format().map_err(|_| DioError::InvalidRequest {
         reason: "the namespace reports a reserved or inconsistent format",
     })?;
+    let pi_only = format.protection.is_enabled()
+        && usize::from(format.metadata_size) == nvme::spec::pi::PI_TUPLE_SIZE;
     match format.placement {
-        MetadataPlacement::None => Ok(()),
+        MetadataPlacement::None => Ok(IoFlags::empty()),
+        _ if pi_only => Ok(IoFlags::PRACT),
         MetadataPlacement::Extended => Err(DioError::InvalidRequest {
             reason: "the namespace is formatted with extended LBAs (metadata inside each \
-                     block) and file data cannot carry per-block metadata",
+                     block, not only protection information the controller could insert \
+                     and strip) and file data cannot carry per-block metadata",
         }),
         MetadataPlacement::Separate => Err(DioError::InvalidRequest {
-            reason: "the namespace is formatted with separate per-block metadata and file \
-                     data cannot carry per-block metadata",
+            reason: "the namespace is formatted with separate per-block metadata (not only \
+                     protection information the controller could insert and strip) and \
+                     file data cannot carry per-block metadata",
         }),
     }
 }
@@ -51,7 +61,7 @@ impl<T: Transport> NvmeQueue<T> {
         let ns = ctrl.namespace(nsid).ok_or(DioError::InvalidRequest {
             reason: "the namespace is not active on this controller",
         })?;
-        check_format(&ns.identify)?;
+        let flags = format_flags(&ns.identify)?;
         let id = ctrl.identify_controller();
         let caps = DeviceCaps {
             lba_size: ns.lba_size,
@@ -67,6 +77,7 @@ impl<T: Transport> NvmeQueue<T> {
         Ok(NvmeQueue {
             qp,
             nsid,
+            flags,
             caps,
             stash,
         })
@@ -116,7 +127,8 @@ impl<T: Transport> NvmeQueue<T> {
             } => {
                 let mut segs = [EMPTY; MAX_SEGMENTS];
                 let data = convert(&mut segs, segments)?;
-                self.qp.submit_read(self.nsid, lba, blocks, data, tag)
+                self.qp
+                    .submit_read_with_flags(self.nsid, lba, blocks, data, self.flags, tag)
             }
             IoCommand::Write {
                 lba,
@@ -128,7 +140,7 @@ impl<T: Transport> NvmeQueue<T> {
                 let data = convert(&mut segs, segments)?;
                 let flags = if fua { IoFlags::FUA } else { IoFlags::empty() };
                 self.qp
-                    .submit_write(self.nsid, lba, blocks, data, flags, tag)
+                    .submit_write(self.nsid, lba, blocks, data, flags | self.flags, tag)
             }
             IoCommand::WriteZeroes { fua: true, .. } => {
                 return Err(QueueError::Invalid(
@@ -156,12 +168,12 @@ fn status_of(r: Result<(), nvme::Error>) -> CommandStatus {
 #[cold]
 #[inline(never)]
 fn error_status(e: nvme::Error) -> CommandStatus {
-    match e {
-        nvme::Error::CommandFailed { status, .. } => CommandStatus {
+    match e.status() {
+        Some(status) => CommandStatus {
             status: (u16::from(status.sct().into_bits()) << 8) | u16::from(status.sc()),
             dnr: status.dnr(),
         },
-        e => {
+        None => {
             tracing::warn!(error = %e, "command failed without a device status");
             CommandStatus {
                 status: INTERNAL_ERROR,
@@ -225,9 +237,14 @@ impl<T: Transport> DioQueue for NvmeQueue<T> {
                 lba,
                 blocks,
                 segments: &[s],
-            } => self
-                .qp
-                .submit_read(self.nsid, lba, blocks, &[segment(s)], tag),
+            } => self.qp.submit_read_with_flags(
+                self.nsid,
+                lba,
+                blocks,
+                &[segment(s)],
+                self.flags,
+                tag,
+            ),
             IoCommand::Write {
                 lba,
                 blocks,
@@ -235,8 +252,14 @@ impl<T: Transport> DioQueue for NvmeQueue<T> {
                 fua,
             } => {
                 let flags = if fua { IoFlags::FUA } else { IoFlags::empty() };
-                self.qp
-                    .submit_write(self.nsid, lba, blocks, &[segment(s)], flags, tag)
+                self.qp.submit_write(
+                    self.nsid,
+                    lba,
+                    blocks,
+                    &[segment(s)],
+                    flags | self.flags,
+                    tag,
+                )
             }
             _ => return self.submit_other(cmd, tag),
         };

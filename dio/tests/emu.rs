@@ -930,3 +930,81 @@ fn namespaces_with_per_block_metadata_are_refused_before_any_io() {
         assert!(r.emu.command_log().io_entries().is_empty());
     }
 }
+
+#[test]
+fn protection_information_namespaces_work_through_pract() {
+    for mset in ["ext", "sep"] {
+        for pi in 1..=3 {
+            let opts = format!("size=16M,lba=512,ms=8,mset={mset},pi={pi}");
+            let r = rig(&opts);
+            let mut dio = r.dio();
+            let raw = RawNamespace::new(dio.caps());
+            let data: Vec<u8> = (0..8192u32).map(|i| (i * 7 + i / 512) as u8).collect();
+            let src = r.buf(8192, 0);
+            src.write(0, &data).unwrap();
+            let mut it = IovIter::new(vec![src]);
+            let mut io = Kiocb::new(4096, KiocbFlags::DSYNC);
+            assert_eq!(
+                dio.write(&mut io, &mut it, &raw, &NoHooks),
+                Ok(8192),
+                "{opts}"
+            );
+            let mut back = r.iter(8192, 0xee);
+            assert_eq!(
+                dio.read(
+                    &mut Kiocb::new(4096, KiocbFlags::empty()),
+                    &mut back,
+                    &raw,
+                    &NoHooks
+                ),
+                Ok(8192),
+                "{opts}"
+            );
+            assert_eq!(bytes(&back), data, "{opts}");
+            assert_eq!(
+                ops(&r.log()),
+                vec![(WRITE, 8, 16, true), (READ, 8, 16, false)]
+            );
+            if mset == "ext" {
+                // The controller generated each block's tuple: the guard covers the data.
+                let qp = dio.queue_mut().queue_pair();
+                let mut block = r.ctrl.allocator().alloc(520, 4096).unwrap();
+                qp.read_sync(1, 9, 1, &mut block).unwrap();
+                let mut stored = vec![0u8; 520];
+                block.read(0, &mut stored).unwrap();
+                assert_eq!(&stored[..512], &data[512..1024], "{opts}");
+                let guard = u16::from_be_bytes([stored[512], stored[513]]);
+                assert_eq!(guard, nvme::spec::pi::guard16(&stored[..512]), "{opts}");
+            }
+        }
+    }
+}
+
+#[test]
+fn metadata_beyond_protection_information_is_refused_before_any_io() {
+    for (opts, placement) in [
+        ("size=16M,lba=512,ms=8,mset=ext,pi=0", "extended LBAs"),
+        ("size=16M,lba=512,ms=16,mset=ext,pi=1", "extended LBAs"),
+        (
+            "size=16M,lba=4096,ms=64,mset=sep,pi=2",
+            "separate per-block metadata",
+        ),
+    ] {
+        let r = rig(opts);
+        let qp = r
+            .ctrl
+            .create_io_queue_pair(QueuePairOptions::default())
+            .unwrap();
+        let Err(e) = NvmeQueue::new(&r.ctrl, qp, 1) else {
+            panic!("{opts}: a queue on a metadata namespace was accepted");
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains(placement)
+                && text.contains("not only protection information")
+                && text.contains("file data cannot carry per-block metadata"),
+            "{opts}: {text}"
+        );
+        assert!(r.emu.command_log().io_entries().is_empty());
+    }
+}
