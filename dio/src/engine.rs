@@ -30,6 +30,8 @@ pub enum Direction {
     Read,
     /// Memory to device.
     Write,
+    /// The device compares its data with memory; nothing moves to memory.
+    Compare,
 }
 
 /// How a request is issued, beyond its [`Kiocb`]: the arguments `iomap_dio_rw`
@@ -65,6 +67,12 @@ impl Request {
     #[inline]
     pub const fn write() -> Self {
         Self::new(Direction::Write)
+    }
+
+    /// A compare with no options and nothing done before.
+    #[inline]
+    pub const fn compare() -> Self {
+        Self::new(Direction::Compare)
     }
 
     /// This request with the options `flags`.
@@ -127,6 +135,8 @@ pub struct AsyncDone<B> {
 pub(crate) struct Submit {
     pub(crate) slot: usize,
     pub(crate) write: bool,
+    /// A compare: read-like, but the device compares instead of moving data.
+    pub(crate) compare: bool,
     /// NOWAIT: a full queue fails the request instead of waiting for room.
     pub(crate) nowait: bool,
     /// What the provider is told about the request.
@@ -145,6 +155,7 @@ impl Submit {
         Submit {
             slot,
             write: req.is_write(),
+            compare: req.dir == Direction::Compare,
             nowait: iocb.flags.contains(KiocbFlags::NOWAIT),
             map_flags: map_flags(req, iocb.flags),
             dio_flags: req.flags,
@@ -357,6 +368,21 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         dops: &D,
     ) -> Result<usize, DioError> {
         self.rw(Request::write(), iocb, iter, ops, dops)
+    }
+
+    /// Compares the file's data from `iocb.pos` with `iter`, waiting for completion:
+    /// like a read (extents, EOF, alignment), but mapped blocks are compared by the
+    /// device (NVMe Compare) and holes and unwritten extents must hold zeros in `iter`.
+    /// A difference is [`DioError::Miscompare`]; `iter` is never written.
+    #[inline]
+    pub fn compare<M: IomapOps + ?Sized, D: DioOps + ?Sized>(
+        &mut self,
+        iocb: &mut Kiocb,
+        iter: &mut IovIter<B>,
+        ops: &M,
+        dops: &D,
+    ) -> Result<usize, DioError> {
+        self.rw(Request::compare(), iocb, iter, ops, dops)
     }
 
     /// A synchronous request: issues the commands and waits for them.

@@ -79,6 +79,10 @@ pub enum DioError {
         /// How long the caller waited, in milliseconds.
         millis: u64,
     },
+    /// A compare found the file's data different from the buffers (the device's Compare
+    /// Failure, or nonzero bytes compared with a hole or unwritten extent).
+    #[error("miscompare: the data differs from the buffers")]
+    Miscompare,
 }
 
 impl DioError {
@@ -92,6 +96,7 @@ impl DioError {
             DioError::NoSpace { .. } => libc::ENOSPC,
             DioError::NoEntry { .. } => libc::ENOENT,
             DioError::Timeout { .. } => libc::ETIMEDOUT,
+            DioError::Miscompare => libc::EILSEQ,
         }
     }
 }

@@ -34,6 +34,15 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     ) -> (u64, Option<DioError>) {
         let write = sub.write;
         match (map.kind, write) {
+            (MappingKind::Hole | MappingKind::Unwritten, false) if sub.compare => {
+                self.compare_zeros(sub, length, iter)
+            }
+            (MappingKind::Inline, false) if sub.compare => (
+                0,
+                Some(DioError::InvalidRequest {
+                    reason: "compare of inline data is not supported",
+                }),
+            ),
             (MappingKind::Hole | MappingKind::Unwritten, false) => {
                 let n = length.min(iter.count() as u64);
                 match iter.zero_fill(n as usize) {
@@ -74,6 +83,34 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                 self.iter_bio(sub, map, pos, length, iter)
             }
         }
+    }
+
+    /// Compares up to `length` bytes of the buffers with a hole's zeros.
+    #[inline(never)]
+    fn compare_zeros(
+        &mut self,
+        sub: &mut Submit,
+        length: u64,
+        iter: &mut IovIter<B>,
+    ) -> (u64, Option<DioError>) {
+        let n = length.min(iter.count() as u64);
+        let mut tmp = [0u8; 512];
+        let mut done = 0u64;
+        while done < n {
+            let k = (n - done).min(tmp.len() as u64) as usize;
+            if let Err(e) = iter.copy_out(&mut tmp[..k]) {
+                iter.revert(done as usize);
+                return (0, Some(e));
+            }
+            if tmp[..k].iter().any(|&b| b != 0) {
+                iter.revert(done as usize + k);
+                return (0, Some(DioError::Miscompare));
+            }
+            done += k as u64;
+        }
+        self.slots[sub.slot].size += n;
+        self.stats.hole_bytes += n;
+        (n, None)
     }
 
     /// Copies between the buffers and inline data.
@@ -276,6 +313,15 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
                     fua,
                 },
                 Op::Write,
+            )
+        } else if sub.compare {
+            (
+                IoCommand::Compare {
+                    lba,
+                    blocks,
+                    segments: segs,
+                },
+                Op::Compare,
             )
         } else {
             (

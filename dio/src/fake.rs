@@ -17,6 +17,7 @@ pub enum Logged {
     Write { lba: u64, blocks: u32, fua: bool },
     WriteZeroes { lba: u64, blocks: u32 },
     Flush,
+    Compare { lba: u64, blocks: u32 },
 }
 
 pub struct DevState {
@@ -239,6 +240,25 @@ impl DioQueue for FakeQueue {
             IoCommand::Flush => {
                 st.log.push(Logged::Flush);
                 st.durable = st.data.clone();
+            }
+            IoCommand::Compare {
+                lba,
+                blocks,
+                segments,
+            } => {
+                st.log.push(Logged::Compare { lba, blocks });
+                let mut at = lba as usize * lbs;
+                for s in segments {
+                    let h = (s.iova - IOVA_BASE) as usize;
+                    let l = s.len as usize;
+                    if st.data[at..at + l] != st.host[h..h + l] {
+                        status = CommandStatus {
+                            status: 0x285,
+                            dnr: true,
+                        };
+                    }
+                    at += l;
+                }
             }
         }
         self.cq.push_back((tag, status));

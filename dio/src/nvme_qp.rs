@@ -3,7 +3,7 @@
 use std::cell::{Ref, RefCell};
 use std::time::Duration;
 
-use nvme::{Controller, DmaBuffer, DmaSegment, IoFlags, IoQueuePair, Transport};
+use nvme::{Controller, DmaBuffer, DmaSegment, IoFlags, IoOptions, IoQueuePair, Transport};
 
 use crate::buf::DmaBuf;
 use crate::error::{Cause, DioError};
@@ -151,6 +151,20 @@ impl<T: Transport> NvmeQueue<T> {
                 .qp
                 .submit_write_zeroes(self.nsid, lba, blocks, false, tag),
             IoCommand::Flush => self.qp.submit_flush(self.nsid, tag),
+            IoCommand::Compare {
+                lba,
+                blocks,
+                segments,
+            } => {
+                let mut segs = [EMPTY; MAX_SEGMENTS];
+                let data = convert(&mut segs, segments)?;
+                let opts = IoOptions {
+                    flags: self.flags,
+                    ..IoOptions::default()
+                };
+                self.qp
+                    .submit_compare(self.nsid, lba, blocks, data, &opts, tag)
+            }
         };
         r.map_err(queue_error)
     }

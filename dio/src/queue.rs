@@ -71,6 +71,16 @@ pub enum IoCommand<'a> {
     },
     /// Flush the volatile write cache.
     Flush,
+    /// Compare `blocks` logical blocks at `lba` with `segments`; a mismatch completes
+    /// with Compare Failure.
+    Compare {
+        /// First logical block.
+        lba: u64,
+        /// Number of logical blocks (at least 1).
+        blocks: u32,
+        /// The expected contents, in order; lengths add up to the transfer size.
+        segments: &'a [Segment],
+    },
 }
 
 /// Why a queue pair did not accept or could not run a command.

@@ -38,6 +38,9 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             };
         }
         let write = req.is_write();
+        if req.dir == crate::Direction::Compare {
+            general!()
+        }
         let Some((buf, off)) = iter.single() else {
             general!()
         };

@@ -15,22 +15,28 @@ pub(crate) enum Op {
     Write = 1,
     WriteZeroes = 2,
     Flush = 3,
+    Compare = 4,
 }
 
 impl Op {
     fn name(bits: u64) -> &'static str {
-        match bits & 3 {
+        match bits & 7 {
             0 => "read",
             1 => "write",
             2 => "write zeroes",
-            _ => "flush",
+            3 => "flush",
+            _ => "compare",
         }
     }
 }
 
+/// Media and Data Integrity Errors (SCT 2h), Compare Failure (SC 85h), as
+/// [`crate::CommandStatus::status`] holds it.
+const COMPARE_FAILURE: u16 = 0x285;
+
 const INDEX_BITS: u32 = 20;
 const OP_SHIFT: u32 = INDEX_BITS;
-const GEN_SHIFT: u32 = INDEX_BITS + 2;
+const GEN_SHIFT: u32 = INDEX_BITS + 3;
 /// Generations wrap within the bits a tag leaves them.
 pub(crate) const GEN_MASK: u64 = (1 << 40) - 1;
 /// Most request slots one [`crate::Dio`] can have.
@@ -137,6 +143,9 @@ impl<B> Slot<B> {
     #[cold]
     #[inline(never)]
     pub(crate) fn device_error(&mut self, tag: u64, status: u16, dnr: bool) {
+        if status == COMPARE_FAILURE {
+            return self.set_error(DioError::Miscompare);
+        }
         self.set_error(DioError::Device {
             op: tag_op_name(tag),
             status,

@@ -335,6 +335,17 @@ impl FileHandle {
         dio.rw(Request::read(), iocb, iter, self, self)
     }
 
+    /// Compares the file's data at `iocb.pos` with `iter` through `dio` (see
+    /// [`Dio::compare`]), waiting for completion.
+    pub fn compare<Q: DioQueue, B: DmaBuf>(
+        &self,
+        dio: &mut Dio<Q, B>,
+        iocb: &mut Kiocb,
+        iter: &mut IovIter<B>,
+    ) -> Result<usize, DioError> {
+        dio.rw(Request::compare(), iocb, iter, self, self)
+    }
+
     /// Writes at `iocb.pos` through `dio` with `flags`, waiting for completion.
     pub fn write<Q: DioQueue, B: DmaBuf>(
         &self,

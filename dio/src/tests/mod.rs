@@ -7,6 +7,7 @@ use crate::providers::{ExtentFs, FileHandle, RawNamespace};
 use crate::*;
 
 mod checks;
+mod compare;
 mod completion;
 mod errors;
 mod fua_flush;
