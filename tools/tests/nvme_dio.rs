@@ -433,3 +433,92 @@ fn inputs_larger_than_one_request_are_streamed_and_read_back_whole() {
     assert!(j["steps"][0]["commands"].as_u64().unwrap() > 1, "{j}");
     assert_eq!(std::fs::read(&output).unwrap(), data);
 }
+
+#[test]
+fn compare_matches_what_was_written_and_fails_on_a_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.bin");
+    let other = dir.path().join("other.bin");
+    let data = pattern(8192, 3);
+    std::fs::write(&input, &data).unwrap();
+    let mut changed = data.clone();
+    changed[5000] ^= 1;
+    std::fs::write(&other, &changed).unwrap();
+    for target in [&[][..], &["--file", "a"][..]] {
+        let write: Vec<&str> = [
+            &["write", "--offset", "4k", "--input", s(&input)][..],
+            target,
+        ]
+        .concat();
+        let same: Vec<&str> = [
+            &["compare", "--offset", "4k", "--input", s(&input)][..],
+            target,
+        ]
+        .concat();
+        let differs: Vec<&str> = [
+            &["compare", "--offset", "4k", "--input", s(&other)][..],
+            target,
+        ]
+        .concat();
+        let mut args = vec!["emu:size=8M,vwc=off", "--json"];
+        args.extend(&write);
+        args.push("+");
+        args.extend(&same);
+        let report = dio_json(&args);
+        assert_eq!(report["steps"][1]["op"], "compare", "{report}");
+        assert_eq!(report["steps"][1]["bytes"], 8192, "{report}");
+        let mut args = vec!["emu:size=8M,vwc=off"];
+        args.extend(&write);
+        args.push("+");
+        args.extend(&differs);
+        let (code, stdout, stderr) = dio(&args);
+        assert_eq!(code, 1, "{target:?}: {stdout}");
+        assert_eq!(
+            stderr.trim(),
+            "nvme-dio: error: step 2 (compare): the data at bytes 4096..12288 differs from the expected contents",
+            "{target:?}"
+        );
+    }
+}
+
+#[test]
+fn compare_with_a_pattern_expects_zeros_in_unwritten_extents() {
+    let report = dio_json(&[
+        "emu:size=8M",
+        "--json",
+        "fallocate",
+        "--file",
+        "a",
+        "--offset",
+        "0",
+        "--length",
+        "64k",
+        "+",
+        "compare",
+        "--file",
+        "a",
+        "--offset",
+        "0",
+        "--pattern",
+        "0",
+        "--length",
+        "64k",
+    ]);
+    assert_eq!(report["steps"][1]["bytes"], 65536, "{report}");
+    assert_eq!(report["steps"][1]["commands"], 0, "{report}");
+    let (code, _, stderr) = dio(&[
+        "emu:size=8M",
+        "compare",
+        "--offset",
+        "0",
+        "--pattern",
+        "7",
+        "--length",
+        "4k",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("step 1 (compare): the data at bytes 0..4096 differs"),
+        "{stderr}"
+    );
+}

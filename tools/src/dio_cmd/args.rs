@@ -19,6 +19,8 @@ Steps (separate several with a lone '+'; they run in order in one process):
   write --offset B --input FILE [--dsync | --sync] [--hipri] [--file NAME]
   read  --offset B --length B --output FILE [--hipri] [--file NAME]
   fallocate --file NAME --offset B --length B     (unwritten extents, like fallocate(2))
+  compare --offset B (--input FILE | --pattern BYTE --length B) [--file NAME]
+                     (the device compares; a difference fails the run, exit status 1)
 Without --file a step addresses the raw namespace (byte N of the namespace); with
 --file NAME it addresses a file of the in-memory extent-mapped layer, created on first
 use and kept until the process exits. The layer uses the whole namespace, so do not mix
@@ -54,7 +56,7 @@ pub struct DioArgs {
     #[arg(value_parser = parse_device, value_name = "DEVICE")]
     pub device: DeviceName,
 
-    /// The steps: `write ...`, `read ...`, `fallocate ...`, separated by `+`.
+    /// The steps: `write ...`, `read ...`, `compare ...`, `fallocate ...`, separated by `+`.
     #[arg(value_name = "STEP", required = true, trailing_var_arg = true,
           allow_hyphen_values = true, num_args = 1..)]
     pub script: Vec<String>,
@@ -109,6 +111,31 @@ pub enum Step {
         #[arg(long, value_name = "NAME")]
         file: Option<String>,
     },
+    /// Have the device compare a byte range with expected contents (NVMe Compare on
+    /// mapped blocks; holes and unwritten extents must be expected as zeros).
+    Compare {
+        /// Byte offset (a multiple of the logical block size).
+        #[arg(long, value_parser = parse_bytes)]
+        offset: u64,
+        /// Host file holding the expected bytes (its size must be a multiple of the
+        /// block size).
+        #[arg(long, value_name = "FILE", required_unless_present = "pattern")]
+        input: Option<PathBuf>,
+        /// Expect every byte to be this value (0..=255) instead of an input file.
+        #[arg(
+            long,
+            value_name = "BYTE",
+            conflicts_with = "input",
+            requires = "length"
+        )]
+        pattern: Option<u8>,
+        /// Bytes to compare with --pattern.
+        #[arg(long, value_parser = parse_bytes, requires = "pattern")]
+        length: Option<u64>,
+        /// Compare this file of the extent layer instead of the raw namespace.
+        #[arg(long, value_name = "NAME")]
+        file: Option<String>,
+    },
     /// Preallocate unwritten extents in a file of the extent layer.
     Fallocate {
         /// The file (created if new).
@@ -130,13 +157,16 @@ impl Step {
             Step::Write { .. } => "write",
             Step::Read { .. } => "read",
             Step::Fallocate { .. } => "fallocate",
+            Step::Compare { .. } => "compare",
         }
     }
 
     /// The extent-layer file the step addresses, if any.
     pub fn file(&self) -> Option<&str> {
         match self {
-            Step::Write { file, .. } | Step::Read { file, .. } => file.as_deref(),
+            Step::Write { file, .. } | Step::Read { file, .. } | Step::Compare { file, .. } => {
+                file.as_deref()
+            }
             Step::Fallocate { file, .. } => Some(file),
         }
     }

@@ -56,7 +56,7 @@ impl Counters {
 /// What one step did.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
-    /// `write`, `read` or `fallocate`.
+    /// `write`, `read`, `compare` or `fallocate`.
     pub op: &'static str,
     /// The extent-layer file, or `null` for the raw namespace.
     pub file: Option<String>,
@@ -173,11 +173,23 @@ pub enum StepError {
         /// The layer's error.
         source: DioError,
     },
+    /// A compare found different data.
+    #[error("step {step} (compare): the data at bytes {offset}..{end} differs from the expected contents")]
+    Miscompare {
+        /// 1-based step number.
+        step: usize,
+        /// Start of the request that differed.
+        offset: u64,
+        /// Its end (exclusive).
+        end: u64,
+    },
     /// A read names a file no earlier step created.
-    #[error("step {step} (read): file '{name}' does not exist; files of the extent layer live only for this process, so create it with a write or fallocate step earlier in the same run")]
+    #[error("step {step} ({op}): file '{name}' does not exist; files of the extent layer live only for this process, so create it with a write or fallocate step earlier in the same run")]
     NoFile {
         /// 1-based step number.
         step: usize,
+        /// Step name.
+        op: &'static str,
         /// The file name.
         name: String,
     },
@@ -279,9 +291,12 @@ where
                         created
                     }
                 };
-                if matches!(step, Step::Read { .. }) && !files.contains_key(name) {
+                if matches!(step, Step::Read { .. } | Step::Compare { .. })
+                    && !files.contains_key(name)
+                {
                     return Err(StepError::NoFile {
                         step: n,
+                        op,
                         name: name.to_string(),
                     });
                 }
@@ -429,6 +444,77 @@ where
                     done += got as u64;
                 }
                 (*offset, *length)
+            }
+            Step::Compare {
+                offset,
+                input,
+                pattern,
+                length,
+                ..
+            } => {
+                let host_err = |path: &std::path::Path, source| StepError::HostFile {
+                    step: n,
+                    op,
+                    path: path.display().to_string(),
+                    source,
+                };
+                let src = match input {
+                    Some(p) => Some((std::fs::File::open(p).map_err(|e| host_err(p, e))?, p)),
+                    None => None,
+                };
+                let size = match (&src, length) {
+                    (Some((f, p)), _) => f.metadata().map_err(|e| host_err(p, e))?.len(),
+                    (None, Some(len)) => *len,
+                    (None, None) => 0,
+                };
+                aligned("--offset", *offset)?;
+                aligned("the expected size", size)?;
+                if file.is_none() {
+                    within(*offset, size)?;
+                }
+                let mut staging = vec![pattern.unwrap_or(0); (chunk as u64).min(size) as usize];
+                let mut done = 0u64;
+                while done < size {
+                    let len = (chunk as u64).min(size - done) as usize;
+                    if let Some((f, p)) = &src {
+                        f.read_exact_at(&mut staging[..len], done)
+                            .map_err(|e| host_err(p, e))?;
+                    }
+                    let b = take_buffer(&mut buf, &mut alloc, chunk, n, op)?;
+                    if !b.write_at(0, &staging[..len]) {
+                        return Err(StepError::BufferTooSmall { step: n, op, len });
+                    }
+                    let mut iter = IovIter::new(vec![b]);
+                    iter.truncate(len);
+                    let mut iocb = Kiocb::new(offset + done, KiocbFlags::empty());
+                    let r = match &file {
+                        None => dio.compare(&mut iocb, &mut iter, &raw, &raw),
+                        Some(f) => f.compare(dio, &mut iocb, &mut iter),
+                    };
+                    buf = iter.into_buffers().pop();
+                    let compared = match r {
+                        Ok(c) => c,
+                        Err(DioError::Miscompare) => {
+                            return Err(StepError::Miscompare {
+                                step: n,
+                                offset: offset + done,
+                                end: offset + done + len as u64,
+                            })
+                        }
+                        Err(source) => {
+                            return Err(StepError::Dio {
+                                step: n,
+                                op,
+                                source,
+                            })
+                        }
+                    };
+                    if compared == 0 {
+                        break; // end of file
+                    }
+                    done += compared as u64;
+                }
+                (*offset, size)
             }
         };
         let counters = Counters::between(before, dio.stats());
