@@ -118,7 +118,11 @@ impl SglDescriptor {
 
     /// A Segment descriptor for a (not last) segment of `descriptors` descriptors.
     pub const fn segment(address: u64, descriptors: u32) -> Self {
-        Self::new(SglType::SEGMENT, address, descriptors * SGL_DESCRIPTOR_SIZE as u32)
+        Self::new(
+            SglType::SEGMENT,
+            address,
+            descriptors * SGL_DESCRIPTOR_SIZE as u32,
+        )
     }
 
     /// A Last Segment descriptor for the last segment, of `descriptors` descriptors.

@@ -228,6 +228,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         } else {
             CompletionMode::Polled
         },
+        ..nvme::QueuePairOptions::default()
     };
     let depth = args.queue_depth as usize;
     let mut queues = Vec::with_capacity(ranges.len());
