@@ -24,6 +24,7 @@
 //! | `mset`    | `ext`, `sep`                        | `ext`       | where metadata travels: `ext` after each block's data in the data buffer (extended LBA), `sep` in a separate contiguous buffer at MPTR (0 or unmapped: Data Transfer Error) |
 //! | `pi`      | `0`..=`3`                           | `0`         | protection information type reported in DPS (needs `ms` of at least 8); with `ms=8` a command with PRACT moves data only and the controller generates the tuple on writes and strips it on reads; tuples are not checked |
 //! | `pil`     | `first`, `last`                     | `last`      | where the protection information sits in the metadata |
+//! | `sgl`     | `on`, `off`                         | `on`        | SGL support (Identify SGLS 01b, with metadata SGLs through MPTR): Data Block, Segment and Last Segment descriptors for data and metadata; `off`: SGLS 0 and a command with PSDT other than PRP fails with Invalid Field in Command |
 //!
 //! Examples: `emu`, `emu:size=4G,lba=4096,vwc=off`, `emu:null,mode=threaded,qpairs=8`,
 //! `emu:file=disk.img,size=64M,ns=2`, `emu:lba=4096,ms=64,mset=sep,pi=1,pil=first`.
@@ -38,7 +39,7 @@ use crate::error::EmuError;
 
 /// Every option name [`EmuConfig::from_str`] accepts.
 const ACCEPTED: &str =
-    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log, ms, mset, pi, pil";
+    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log, ms, mset, pi, pil, sgl";
 
 /// Where namespace data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +115,8 @@ pub struct EmuConfig {
     pub log: bool,
     /// Metadata and protection information of every namespace.
     pub metadata: MetadataFormat,
+    /// Whether SGLs are supported for data and metadata (Identify SGLS).
+    pub sgl: bool,
 }
 
 impl Default for EmuConfig {
@@ -137,6 +140,7 @@ impl Default for EmuConfig {
             serial: "EMU00001".to_string(),
             log: false,
             metadata: MetadataFormat::default(),
+            sgl: true,
         }
     }
 }
@@ -397,6 +401,7 @@ impl FromStr for EmuConfig {
                         v => return Err(invalid("pil", v.to_string(), "first or last")),
                     }
                 }
+                "sgl" => cfg.sgl = parse_switch("sgl", need("sgl", "on or off")?)?,
                 other => {
                     return Err(EmuError::UnknownOption {
                         option: other.to_string(),
@@ -447,5 +452,13 @@ mod tests {
         assert!("emu:ms=12".parse::<EmuConfig>().is_err());
         assert!("emu:pi=1".parse::<EmuConfig>().is_err());
         assert!("emu:mset=both".parse::<EmuConfig>().is_err());
+    }
+
+    #[test]
+    fn sgl_support_is_on_by_default_and_can_be_turned_off() {
+        assert!(EmuConfig::default().sgl);
+        assert!(!"emu:sgl=off".parse::<EmuConfig>().unwrap().sgl);
+        assert!("emu:sgl=on".parse::<EmuConfig>().unwrap().sgl);
+        assert!("emu:sgl=maybe".parse::<EmuConfig>().is_err());
     }
 }
