@@ -449,6 +449,7 @@ fn log_entry(qid: u16, sqe: &SubmissionEntry, status: Status) -> LogEntry {
             && ((op == Op::WRITE_ZEROES && sqe.deac())
                 || (op == Op::DATASET_MANAGEMENT && sqe.dsm_attributes().ad())),
         status: status.without_phase(),
+        psdt: sqe.cdw0.psdt(),
     }
 }
 

@@ -4,6 +4,7 @@ use hugepages::sync::lock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use nvme_spec::command::Psdt;
 use nvme_spec::Status;
 
 /// One executed command as the controller saw it.
@@ -28,6 +29,8 @@ pub struct LogEntry {
     /// Status the controller completed the command with (before any fault rewrote the
     /// completion; dropped or held commands log the status they would have had).
     pub status: Status,
+    /// How the data pointer was given (CDW0.PSDT): PRPs or an SGL, and what MPTR held.
+    pub psdt: Psdt,
 }
 
 pub(crate) struct LogState {

@@ -260,7 +260,7 @@ pub(crate) fn set_data_pointer(
             Err(e) => return Err(e),
         }
     }
-    if policy.metadata_sgl {
+    if policy.metadata_sgl && metadata.is_some() {
         let (entry1, mptr) = build(data, metadata, policy.dword_aligned, page_size, list)?;
         sqe.set_sgl(entry1, Psdt::SglMptrSgl);
         sqe.mptr = mptr;
