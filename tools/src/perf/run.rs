@@ -81,11 +81,7 @@ impl<T: Transport> NvmeQueue<T> {
             } else {
                 None
             };
-            opts.push(nvme::IoOptions {
-                flags,
-                metadata,
-                ..nvme::IoOptions::default()
-            });
+            opts.push(nvme::IoOptions { flags, metadata });
         }
         Ok(Self {
             qp,
@@ -311,7 +307,6 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         } else {
             nvme::SglMode::Auto
         },
-        ..nvme::QueuePairOptions::default()
     };
     let layout = SlotLayout {
         data_bytes: buffer_bytes as usize,
