@@ -42,7 +42,11 @@ impl Rig {
     fn dio_mode(&self, mode: CompletionMode) -> EDio {
         let qp = self
             .ctrl
-            .create_io_queue_pair(QueuePairOptions { depth: 64, mode })
+            .create_io_queue_pair(QueuePairOptions {
+                depth: 64,
+                mode,
+                ..QueuePairOptions::default()
+            })
             .unwrap();
         let q = NvmeQueue::new(&self.ctrl, qp, 1).unwrap();
         Dio::new(q, Some(self.buf(4096, 0)), 128).unwrap()

@@ -122,6 +122,38 @@ impl fmt::Display for PrpRule {
     }
 }
 
+/// Why a data buffer cannot be described with an SGL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SglRule {
+    /// The buffer is empty.
+    Empty,
+    /// The controller needs dword-aligned Data Blocks (SGLS 10b) and a segment's
+    /// address or length is not a multiple of 4.
+    NotDwordAligned,
+    /// A segment is longer than one Data Block descriptor's 32-bit length.
+    LongerThanDataBlock,
+    /// A segment runs past the end of the 64-bit address space.
+    WrapsAddressSpace,
+    /// The buffer needs more descriptors than fit the command's list pages.
+    TooManyDescriptors,
+}
+
+impl fmt::Display for SglRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SglRule::Empty => "the buffer is empty",
+            SglRule::NotDwordAligned => {
+                "the controller requires 4-byte aligned addresses and lengths in SGLs"
+            }
+            SglRule::LongerThanDataBlock => "it is longer than 4 GiB - 1 bytes",
+            SglRule::WrapsAddressSpace => "it runs past the end of the address space",
+            SglRule::TooManyDescriptors => {
+                "the buffer has more segments than fit the command's SGL list pages; use fewer, larger segments"
+            }
+        })
+    }
+}
+
 /// Why a VFIO step failed: the cause of [`Error::Vfio`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -464,6 +496,19 @@ pub enum Error {
         command: CommandDesc,
         /// The completion status.
         status: Status,
+    },
+    /// A data buffer cannot be described with an SGL (on a queue pair that uses SGLs
+    /// for every command, or whose buffer PRPs could not describe either).
+    #[error("data segment {index} ({iova:#x}+{len:#x}) cannot be described with an SGL: {rule}")]
+    BadSglSegment {
+        /// Segment index within the buffer.
+        index: usize,
+        /// Its IOVA.
+        iova: u64,
+        /// Its length.
+        len: usize,
+        /// The rule it breaks.
+        rule: SglRule,
     },
 }
 

@@ -61,10 +61,10 @@ pub mod transport;
 pub use admin::{AsyncEvent, QueueStats};
 pub use controller::{Controller, ControllerState};
 pub use device::{DeviceName, DeviceNameError, PciAddress, PciAddressError};
-pub use error::{CommandDesc, Error, IoKind, PrpRule, VfioCause};
+pub use error::{CommandDesc, Error, IoKind, PrpRule, SglRule, VfioCause};
 pub use hugepages::{DmaBuffer, DmaSegment};
 pub use namespace::Namespace;
-pub use options::{CompletionMode, Options, QueuePairOptions};
+pub use options::{CompletionMode, Options, QueuePairOptions, SglMode};
 pub use queue::{CompareAndWrite, IoChunk, IoFlags, IoOptions, IoQueuePair};
 pub use transport::{AnyTransport, Transport};
 

@@ -59,6 +59,23 @@ pub enum CompletionMode {
     Interrupt,
 }
 
+/// How a queue pair describes data buffers to the controller: PRPs (NVMe Base 2.0,
+/// 4.1.1) or Scatter Gather Lists (4.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SglMode {
+    /// PRPs when they can describe the buffer; an SGL when the buffer breaks the PRP
+    /// rules (a segment after the first not starting on a page boundary, one before
+    /// the last not ending on one, an address not 4-byte aligned, more pages than the
+    /// PRP lists hold) and the controller supports SGLs.
+    #[default]
+    Auto,
+    /// PRPs only: a buffer breaking the PRP rules is refused.
+    Never,
+    /// An SGL for every data command; creating the queue pair fails when the
+    /// controller does not support SGLs (Identify SGLS).
+    Always,
+}
+
 /// Per-queue-pair choices.
 #[derive(Debug, Clone, Copy)]
 pub struct QueuePairOptions {
@@ -66,6 +83,8 @@ pub struct QueuePairOptions {
     pub depth: u16,
     /// Polled or interrupt-driven completions.
     pub mode: CompletionMode,
+    /// PRPs or SGLs for data transfers.
+    pub sgl: SglMode,
 }
 
 impl Default for QueuePairOptions {
@@ -73,6 +92,7 @@ impl Default for QueuePairOptions {
         QueuePairOptions {
             depth: 256,
             mode: CompletionMode::Polled,
+            sgl: SglMode::Auto,
         }
     }
 }

@@ -284,3 +284,34 @@ fn a_pair_at_the_end_of_the_queue_wraps_to_slot_0_and_is_rung_once() {
         vec![(0x05, 1, 3), (0x01, 2, 0)]
     );
 }
+
+#[test]
+fn a_fused_pair_described_by_sgls_runs_like_one_described_by_prps() {
+    let rig = rig("size=1M,log=on");
+    let mut qp = rig
+        .ctrl
+        .create_io_queue_pair(QueuePairOptions {
+            depth: 16,
+            sgl: nvme::SglMode::Always,
+            ..QueuePairOptions::default()
+        })
+        .unwrap();
+    let old = patterned(&rig.ctrl, 2 * 512, 1);
+    let new = patterned(&rig.ctrl, 2 * 512, 2);
+    write(&mut qp, 8, &old, 2);
+    submit_pair(&mut qp, 8, 2, &old, &new).unwrap();
+    let done = drain(&mut qp);
+    assert!(done.iter().all(|(_, r)| r.is_ok()), "{done:?}");
+    let entries = rig.emu.command_log().io_entries();
+    assert!(
+        entries
+            .iter()
+            .rev()
+            .take(2)
+            .all(|e| e.psdt != nvme::spec::command::Psdt::Prp),
+        "{entries:?}"
+    );
+    let mut back = rig.ctrl.allocator().alloc(2 * 512, 4096).unwrap();
+    qp.read_sync(1, 8, 2, &mut back).unwrap();
+    assert_eq!(contents(&back), contents(&new));
+}

@@ -13,7 +13,11 @@ use nvme::{CompletionMode, IoFlags, Options, QueuePairOptions, Transport};
 fn write_read_many(r: &Rig, mode: CompletionMode, count: u64) -> nvme::QueueStats {
     let mut q = r
         .ctrl
-        .create_io_queue_pair(QueuePairOptions { depth: 8, mode })
+        .create_io_queue_pair(QueuePairOptions {
+            depth: 8,
+            mode,
+            ..QueuePairOptions::default()
+        })
         .unwrap();
     let src = patterned(&r.ctrl, 4096, 77);
     let rd = r.ctrl.allocator().alloc(4096, 4096).unwrap();
@@ -49,6 +53,7 @@ fn interrupt_mode_queue_signals_its_own_vector() {
         .create_io_queue_pair(QueuePairOptions {
             depth: 8,
             mode: CompletionMode::Interrupt,
+            ..QueuePairOptions::default()
         })
         .unwrap();
     let rd = r.ctrl.allocator().alloc(4096, 4096).unwrap();
@@ -96,6 +101,7 @@ fn interrupt_mode_needs_a_vector_for_the_queue() {
         .create_io_queue_pair(QueuePairOptions {
             depth: 8,
             mode: CompletionMode::Interrupt,
+            ..QueuePairOptions::default()
         })
         .unwrap_err();
     assert!(matches!(err, nvme::Error::Unsupported { .. }), "{err}");

@@ -310,29 +310,105 @@ fn verify_catches_corruption_on_an_extended_format() {
     assert!(first.starts_with("LBA 0x"), "{first}");
 }
 
+/// Runs a short verified random read/write mix on `device` with `extra` flags and
+/// returns the JSON report after checking that it ran clean.
+fn verified_run(device: &str, io: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        device, "-w", "randrw", "-o", io, "-q", "8", "--span", "256k", "--verify", "-t", "1",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let (code, stdout, stderr) = perf(&args);
+    assert_eq!(code, 0, "{device} {extra:?}: stderr: {stderr}");
+    let j = json(&stdout);
+    assert_eq!(j["errors"], 0, "{device}: {j}");
+    assert_eq!(j["verify_failures"], 0, "{device}: {j}");
+    assert!(f(&j, "verified_blocks") > 0.0, "{device}: {j}");
+    assert!(
+        f(&j, "reads") > 0.0 && f(&j, "writes") > 0.0,
+        "{device}: {j}"
+    );
+    j
+}
+
 #[test]
-fn a_separate_metadata_namespace_is_refused_with_its_format() {
-    for device in [
-        "emu:size=16M,ms=8,mset=sep",
-        "emu:size=16M,ms=8,mset=sep,pi=1",
+fn verify_runs_clean_on_separate_metadata_formats() {
+    for (device, lba, ms) in [
+        ("emu:size=16M,ms=8,mset=sep", 512, 8),
+        ("emu:size=16M,ms=16,mset=sep,pi=1", 512, 16),
+        ("emu:size=16M,lba=4096,ms=64,mset=sep", 4096, 64),
     ] {
-        let (code, stdout, stderr) = perf(&[device, "-t", "1"]);
-        assert_eq!(code, 1, "{device}: {stderr}");
-        assert!(stdout.is_empty(), "{device}: {stdout}");
-        assert_eq!(stderr.lines().count(), 1, "{device}: {stderr}");
-        assert!(
-            stderr.starts_with("nvme-perf: error: namespace 1")
-                && stderr.contains("512-byte blocks and 8 bytes of metadata")
-                && stderr.contains("does not support separate metadata buffers yet"),
-            "{device}: {stderr}"
-        );
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        assert_eq!(
-            stderr.contains("--pi pract"),
-            device.ends_with("pi=1"),
-            "PRACT is offered where the metadata is only protection information: {stderr}"
-        );
+        let j = verified_run(device, &(2 * lba).to_string(), &[]);
+        let c = &j["config"];
+        assert_eq!(c["io_size"], 2 * lba, "-o counts data bytes: {j}");
+        assert_eq!(c["metadata_bytes"], ms, "{j}");
+        assert_eq!(c["extended_lba"], false, "{j}");
+        assert_eq!(c["transfer"], "prp", "{j}");
     }
+    let (code, stdout, stderr) = perf(&["emu:size=16M,ms=8,mset=sep", "-q", "4", "-t", "1"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("512+8 B blocks, separate metadata") && first.contains("PRP transfers"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn verify_catches_corruption_on_a_separate_metadata_format() {
+    let (code, stdout, stderr) = perf(&[
+        "emu:size=16M,ms=8,mset=sep",
+        "-w",
+        "randrw",
+        "-q",
+        "8",
+        "--span",
+        "256k",
+        "--verify",
+        "-t",
+        "1",
+        "--json",
+        "--inject-read-corruption",
+    ]);
+    assert_eq!(code, 1, "a mismatch must fail the run; stderr: {stderr}");
+    let j = json(&stdout);
+    assert!(f(&j, "verify_failures") > 0.0, "{j}");
+}
+
+#[test]
+fn sgl_verify_runs_clean_on_plain_extended_and_separate_metadata_formats() {
+    for (device, io) in [
+        ("emu:size=16M", "4096"),
+        ("emu:size=16M,ms=8,mset=ext", "1024"),
+        ("emu:size=16M,ms=8,mset=sep", "1024"),
+        ("emu:size=16M,lba=4096,ms=64,mset=sep", "8192"),
+    ] {
+        let j = verified_run(device, io, &["--sgl"]);
+        assert_eq!(j["config"]["transfer"], "sgl", "{device}: {j}");
+    }
+    let (code, stdout, stderr) = perf(&["emu:size=16M", "--sgl", "-q", "4", "-t", "1"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("SGL transfers"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn sgl_on_a_controller_without_sgl_support_is_an_error_that_says_so() {
+    let (code, stdout, stderr) = perf(&["emu:size=16M,sgl=off", "--sgl", "-t", "1"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.starts_with("nvme-perf: error: --sgl: controller")
+            && stderr.contains("does not support SGLs"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]

@@ -25,6 +25,7 @@
 //! | `pi`      | `0`..=`3`                           | `0`         | protection information type reported in DPS (needs `ms` of at least 8); with `ms=8` a command with PRACT moves data only and the controller generates the tuple on writes and strips it on reads; tuples are not checked |
 //! | `pil`     | `first`, `last`                     | `last`      | where the protection information sits in the metadata |
 //! | `fuses`   | `on`, `off`                         | `on`        | Identify FUSES bit 0: the fused Compare and Write is offered and runs atomically; `off`: every fused command fails with Invalid Field in Command, as on QEMU's controller |
+//! | `sgl`     | `on`, `off`                         | `on`        | SGL support (Identify SGLS 01b, with metadata SGLs through MPTR): Data Block, Segment and Last Segment descriptors for data and metadata; `off`: SGLS 0 and a command with PSDT other than PRP fails with Invalid Field in Command |
 //!
 //! Examples: `emu`, `emu:size=4G,lba=4096,vwc=off`, `emu:null,mode=threaded,qpairs=8`,
 //! `emu:file=disk.img,size=64M,ns=2`, `emu:lba=4096,ms=64,mset=sep,pi=1,pil=first`.
@@ -39,7 +40,7 @@ use crate::error::EmuError;
 
 /// Every option name [`EmuConfig::from_str`] accepts.
 const ACCEPTED: &str =
-    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log, ms, mset, pi, pil, fuses";
+    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log, ms, mset, pi, pil, fuses, sgl";
 
 /// Where namespace data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +118,8 @@ pub struct EmuConfig {
     pub metadata: MetadataFormat,
     /// Whether the fused Compare and Write is offered (Identify FUSES bit 0).
     pub fuses: bool,
+    /// Whether SGLs are supported for data and metadata (Identify SGLS).
+    pub sgl: bool,
 }
 
 impl Default for EmuConfig {
@@ -141,6 +144,7 @@ impl Default for EmuConfig {
             log: false,
             metadata: MetadataFormat::default(),
             fuses: true,
+            sgl: true,
         }
     }
 }
@@ -402,6 +406,7 @@ impl FromStr for EmuConfig {
                     }
                 }
                 "fuses" => cfg.fuses = parse_switch("fuses", need("fuses", "on or off")?)?,
+                "sgl" => cfg.sgl = parse_switch("sgl", need("sgl", "on or off")?)?,
                 other => {
                     return Err(EmuError::UnknownOption {
                         option: other.to_string(),
@@ -452,5 +457,13 @@ mod tests {
         assert!("emu:ms=12".parse::<EmuConfig>().is_err());
         assert!("emu:pi=1".parse::<EmuConfig>().is_err());
         assert!("emu:mset=both".parse::<EmuConfig>().is_err());
+    }
+
+    #[test]
+    fn sgl_support_is_on_by_default_and_can_be_turned_off() {
+        assert!(EmuConfig::default().sgl);
+        assert!(!"emu:sgl=off".parse::<EmuConfig>().unwrap().sgl);
+        assert!("emu:sgl=on".parse::<EmuConfig>().unwrap().sgl);
+        assert!("emu:sgl=maybe".parse::<EmuConfig>().is_err());
     }
 }

@@ -459,6 +459,7 @@ pub(crate) fn log_entry(qid: u16, slot: u32, sqe: &SubmissionEntry, status: Stat
         status: status.without_phase(),
         fuse: sqe.cdw0.fuse().into_bits(),
         sq_slot: slot as u16,
+        psdt: sqe.cdw0.psdt(),
     }
 }
 

@@ -16,7 +16,7 @@
 //! The second command's completion is posted after the first's; the command log records
 //! the second when it executes, before the first's completion is recorded.
 
-use nvme_spec::command::{Fuse, Psdt};
+use nvme_spec::command::Fuse;
 use nvme_spec::status::GenericStatus as G;
 use nvme_spec::{CompletionEntry, NvmOpcode as Op, Status, SubmissionEntry};
 
@@ -109,8 +109,8 @@ impl Ctrl {
         if first.nvm_opcode() != Op::COMPARE
             || second.nvm_opcode() != Op::WRITE
             || !same_blocks
-            || first.cdw0.psdt() != Psdt::Prp
-            || second.cdw0.psdt() != Psdt::Prp
+            || self.check_psdt(first).is_err()
+            || self.check_psdt(second).is_err()
         {
             return (invalid, invalid);
         }

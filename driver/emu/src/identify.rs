@@ -3,7 +3,7 @@
 
 use nvme_spec::identify::{
     CommandSetId, Dlfeat, Dpc, Dps, Flbas, Frmw, Fuses, Lpa, Mc, NamespaceIds, Oacs, Oncs,
-    QueueEntrySize, Vwc,
+    QueueEntrySize, Sgls, Vwc,
 };
 use nvme_spec::log::ErrorLogEntry;
 use nvme_spec::{IdentifyController, IdentifyNamespace, LbaFormat, SmartLog, Status, Version};
@@ -60,6 +60,12 @@ pub(crate) fn controller(cfg: &EmuConfig, vwc_present: bool) -> [u8; 4096] {
         Vwc::new().with_present(true).with_flush_broadcast(0b11)
     } else {
         Vwc::new()
+    };
+    // SGLs without an alignment rule, and metadata SGLs through MPTR (PSDT 10b).
+    id.sgls = if cfg.sgl {
+        Sgls::new().with_support(1).with_mptr_sgl(true)
+    } else {
+        Sgls::new()
     };
     let nqn = format!("nqn.2014-08.org.nvmexpress:emu:{}", cfg.serial);
     let n = nqn.len().min(id.subnqn.len() - 1);

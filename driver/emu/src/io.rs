@@ -2,7 +2,6 @@
 
 use std::sync::atomic::Ordering;
 
-use nvme_spec::command::Psdt;
 use nvme_spec::pi::{self, Pi8};
 use nvme_spec::status::{GenericStatus as G, MediaStatus as M};
 use nvme_spec::{DsmRange, NvmOpcode as Op, Status, SubmissionEntry};
@@ -10,7 +9,6 @@ use zerocopy::IntoBytes;
 
 use crate::controller::{generic, Ctrl, Ctx, Outcome};
 use crate::namespace::{sg_copy_from, sg_copy_to, Namespace};
-use crate::prp::{self, PrpError};
 
 fn done(status: Status) -> Outcome {
     Outcome::Done(0, status)
@@ -24,9 +22,8 @@ const SUCCESS: Outcome = Outcome::Done(0, Status::SUCCESS);
 impl Ctrl {
     #[inline]
     pub(crate) fn exec_io(&self, ctx: &mut Ctx<'_>, sqe: &SubmissionEntry, ps: u64) -> Outcome {
-        if sqe.cdw0.psdt() != Psdt::Prp {
-            // SGLs are not supported (Identify SGLS = 0).
-            return done(generic(G::InvalidFieldInCommand));
+        if let Err(s) = self.check_psdt(sqe) {
+            return done(s);
         }
         let op = sqe.nvm_opcode();
         if op == Op::FLUSH {
@@ -105,28 +102,20 @@ impl Ctrl {
             nlb as usize * ns.separate_metadata_size()
         };
         if md_len != 0 {
-            self.collect_metadata(ctx, sqe.mptr, md_len)?;
+            self.map_metadata(ctx, sqe, md_len)?;
         }
-        match prp::collect(
-            ctx.view,
-            sqe.prp1,
-            sqe.prp2,
-            len as usize,
-            ps,
-            &mut ctx.scratch.segs,
-        ) {
-            Ok(()) => Ok((slba, nlb)),
-            Err(PrpError::Offset) => Err(generic(G::PrpOffsetInvalid)),
-            Err(PrpError::Dma(_)) => {
-                ctx.counters.dma_errors += 1;
-                Err(generic(G::DataTransferError))
-            }
-        }
+        self.map_data(ctx, sqe, len as usize, ps)?;
+        Ok((slba, nlb))
     }
 
     /// Maps the contiguous `len`-byte metadata buffer at `mptr` into the queue's metadata
     /// segment list; a null or unmapped pointer is a Data Transfer Error.
-    fn collect_metadata(&self, ctx: &mut Ctx<'_>, mptr: u64, len: usize) -> Result<(), Status> {
+    pub(crate) fn collect_metadata(
+        &self,
+        ctx: &mut Ctx<'_>,
+        mptr: u64,
+        len: usize,
+    ) -> Result<(), Status> {
         let out = &mut ctx.scratch.md;
         out.clear();
         let (mut iova, mut left) = (mptr, len);
@@ -326,13 +315,8 @@ impl Ctrl {
         let nr = sqe.dsm_range_count();
         let deallocate = sqe.dsm_attributes().ad();
         let len = nr * 16;
-        match prp::collect(ctx.view, sqe.prp1, sqe.prp2, len, ps, &mut ctx.scratch.segs) {
-            Ok(()) => {}
-            Err(PrpError::Offset) => return done(generic(G::PrpOffsetInvalid)),
-            Err(PrpError::Dma(_)) => {
-                ctx.counters.dma_errors += 1;
-                return done(generic(G::DataTransferError));
-            }
+        if let Err(s) = self.map_data(ctx, sqe, len, ps) {
+            return done(s);
         }
         let mut ranges = [0u8; 256 * 16];
         sg_copy_to(&ctx.scratch.segs, 0, &mut ranges[..len]);

@@ -5,7 +5,7 @@
 //! ASQ/ACQ, INTMS/INTMC, doorbells), the admin command set the driver needs (Identify,
 //! Get/Set Features, queue management, Get Log Page, Abort, Asynchronous Event Request,
 //! Doorbell Buffer Config) and the NVM commands Read, Write, Flush, Write Zeroes,
-//! Dataset Management, Verify and Compare, on namespaces backed by sparse RAM, a file
+//! Dataset Management, Verify and Compare (data by PRPs or SGLs), on namespaces backed by sparse RAM, a file
 //! or nothing (`null`). All DMA goes through an IOMMU model ([`EmuController::dma_mapper`]):
 //! an access outside the mapped IOVAs fails its command with Data Transfer Error, as a
 //! mapping bug would on hardware. A volatile write cache model gives FUA and Flush an
@@ -36,6 +36,7 @@ mod prp;
 mod queue;
 mod ranges;
 mod registers;
+mod sgl;
 mod worker;
 
 use std::sync::atomic::Ordering;

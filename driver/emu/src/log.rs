@@ -4,6 +4,7 @@ use hugepages::sync::lock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use nvme_spec::command::Psdt;
 use nvme_spec::Status;
 
 /// One executed command as the controller saw it.
@@ -33,6 +34,8 @@ pub struct LogEntry {
     pub fuse: u8,
     /// The submission queue slot the command was fetched from.
     pub sq_slot: u16,
+    /// How the data pointer was given (CDW0.PSDT): PRPs or an SGL, and what MPTR held.
+    pub psdt: Psdt,
 }
 
 pub(crate) struct LogState {

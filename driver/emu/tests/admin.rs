@@ -35,7 +35,7 @@ fn identify_controller_describes_the_emulated_device() {
     );
     assert!(id.has_volatile_write_cache());
     assert!(id.supports_doorbell_buffer_config());
-    assert_eq!(id.sgls.support(), 0);
+    assert_eq!(id.sgls.support(), 1, "SGLs without alignment rule (sgl=on)");
     assert_eq!(id.sqes.required(), 6);
     assert_eq!(id.cqes.required(), 4);
 }

@@ -59,7 +59,7 @@ fn transfer_above_mdts_is_invalid_field_in_command() {
 
 #[test]
 fn sgl_data_pointer_is_rejected_as_invalid_field_because_sgls_are_unsupported() {
-    let mut h = Harness::with_io("emu", 16);
+    let mut h = Harness::with_io("emu:sgl=off", 16);
     let buf = h.alloc(PAGE);
     let mut e = rw(0x02, 1, 0, 1, buf.iova, 0);
     e.cdw0.set_psdt(nvme_spec::command::Psdt::SglMptrContiguous);

@@ -8,6 +8,7 @@
 use bitfield_struct::bitfield;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use crate::sgl::SglDescriptor;
 use crate::status::Status;
 
 /// Size of a submission queue entry in bytes (CC.IOSQES = 6).
@@ -189,6 +190,20 @@ impl SubmissionEntry {
         self.cdw0.set_psdt(Psdt::Prp);
         self.prp1 = prp1;
         self.prp2 = prp2;
+    }
+
+    /// Sets the data pointer to the SGL descriptor `sgl1` and PSDT to `psdt`
+    /// ([`Psdt::SglMptrContiguous`] or [`Psdt::SglMptrSgl`], which says what MPTR holds).
+    pub const fn set_sgl(&mut self, sgl1: SglDescriptor, psdt: Psdt) {
+        self.cdw0.set_psdt(psdt);
+        let [address, rest] = sgl1.to_qwords();
+        self.prp1 = address;
+        self.prp2 = rest;
+    }
+
+    /// The data pointer read as SGL Entry 1 (meaningful when PSDT selects SGLs).
+    pub const fn sgl1(&self) -> SglDescriptor {
+        SglDescriptor::from_qwords([self.prp1, self.prp2])
     }
 
     /// Sets the namespace identifier.
@@ -433,6 +448,19 @@ mod tests {
         assert_eq!(&b[40..44], &10u32.to_le_bytes());
         assert_eq!(&b[60..64], &15u32.to_le_bytes());
         assert_eq!(SubmissionEntry::from_bytes(&b), sqe);
+    }
+
+    #[test]
+    fn sgl1_occupies_the_data_pointer_and_sets_psdt() {
+        let mut sqe = SubmissionEntry::new(0x02);
+        let d = SglDescriptor::last_segment(0xabc000, 4);
+        sqe.set_sgl(d, Psdt::SglMptrSgl);
+        assert_eq!(sqe.cdw0.psdt(), Psdt::SglMptrSgl);
+        let bytes = sqe.to_bytes();
+        assert_eq!(&bytes[24..40], &d.to_bytes());
+        assert_eq!(sqe.sgl1(), d);
+        sqe.set_prp(0x1000, 0);
+        assert_eq!(sqe.cdw0.psdt(), Psdt::Prp);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod log;
 pub mod nvm;
 pub mod pi;
 pub mod registers;
+pub mod sgl;
 pub mod status;
 
 pub use command::{AdminOpcode, CompletionEntry, NvmOpcode, SubmissionEntry};

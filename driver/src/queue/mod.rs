@@ -1,9 +1,10 @@
-//! I/O queue pairs: rings, command trackers, PRP lists and the submit/complete path.
+//! I/O queue pairs: rings, command trackers, PRP lists, SGLs and the submit/complete path.
 
 mod flags;
 pub(crate) mod pair;
 pub mod prp;
 pub(crate) mod ring;
+pub mod sgl;
 pub(crate) mod tracker;
 
 pub use flags::{IoFlags, IoOptions};

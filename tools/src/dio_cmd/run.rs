@@ -26,6 +26,7 @@ pub fn run(device: &str, nsid: u32, steps: &[Step]) -> Result<DioReport, ToolErr
     let qp = match ctrl.create_io_queue_pair(QueuePairOptions {
         depth: QUEUE_DEPTH,
         mode: CompletionMode::Interrupt,
+        ..QueuePairOptions::default()
     }) {
         Ok(qp) => qp,
         Err(e) => {
@@ -33,6 +34,7 @@ pub fn run(device: &str, nsid: u32, steps: &[Step]) -> Result<DioReport, ToolErr
             ctrl.create_io_queue_pair(QueuePairOptions {
                 depth: QUEUE_DEPTH,
                 mode: CompletionMode::Polled,
+                ..QueuePairOptions::default()
             })?
         }
     };

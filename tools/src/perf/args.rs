@@ -70,6 +70,12 @@ pub struct PerfArgs {
     #[arg(long = "no-shadow-doorbells")]
     pub no_shadow_doorbells: bool,
 
+    /// Describe every data transfer with an SGL instead of PRPs (the separate metadata
+    /// too, where the controller accepts metadata SGLs); an error when the controller
+    /// does not support SGLs.
+    #[arg(long = "sgl")]
+    pub sgl: bool,
+
     /// Check every read of a block this run wrote against the pattern written there.
     #[arg(long = "verify")]
     pub verify: bool,

@@ -19,46 +19,103 @@ use crate::cli::ToolError;
 /// Most I/O units `--verify` tracks (5 bytes of memory each).
 pub const MAX_VERIFY_UNITS: u64 = 1 << 25;
 
-/// One queue pair with a DMA buffer per slot, as [`PerfQueue`] wants it.
+/// The buffers of one I/O slot: how many data bytes the command moves, and for a
+/// namespace with separate metadata how its blocks split between the two buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotLayout {
+    /// Bytes of the data buffer.
+    pub data_bytes: usize,
+    /// Data-buffer bytes per block (the LBA data size, plus interleaved metadata on
+    /// an extended-LBA format).
+    pub block_bytes: usize,
+    /// Separate metadata bytes per block (0: no metadata buffer).
+    pub metadata_bytes: usize,
+}
+
+/// One queue pair with a DMA buffer (and, for separate metadata, a metadata buffer) per
+/// slot, as [`PerfQueue`] wants it.
 pub struct NvmeQueue<T: Transport> {
     qp: IoQueuePair<T, u64>,
     nsid: u32,
-    flags: nvme::IoFlags,
     bufs: Vec<DmaBuffer>,
     segs: Vec<DmaSegment>,
+    /// Separate metadata buffers, one per slot (empty without separate metadata).
+    md_bufs: Vec<DmaBuffer>,
+    /// Each slot's command options: the flags and its metadata buffer.
+    opts: Vec<nvme::IoOptions>,
+    layout: SlotLayout,
 }
 
 impl<T: Transport> NvmeQueue<T> {
-    /// Wraps `qp` with `depth` buffers of `io_size` bytes from the controller's
-    /// allocator; every read and write carries `flags`.
+    /// Wraps `qp` with `depth` slots of buffers shaped by `layout` from the
+    /// controller's allocator; every read and write carries `flags`.
     pub fn new(
         ctrl: &Controller<T>,
         qp: IoQueuePair<T, u64>,
         nsid: u32,
         flags: nvme::IoFlags,
         depth: usize,
-        io_size: usize,
+        layout: SlotLayout,
     ) -> Result<Self, ToolError> {
         let align = ctrl.page_size() as usize;
+        let alloc = |bytes: usize| {
+            ctrl.allocator()
+                .alloc(bytes, align)
+                .map_err(|source| ToolError::Memory { bytes, source })
+        };
+        let blocks = layout.data_bytes / layout.block_bytes.max(1);
+        let md_bytes = blocks * layout.metadata_bytes;
         let mut bufs = Vec::with_capacity(depth);
         let mut segs = Vec::with_capacity(depth);
+        let mut md_bufs = Vec::with_capacity(if md_bytes > 0 { depth } else { 0 });
+        let mut opts = Vec::with_capacity(depth);
         for _ in 0..depth {
-            let b = ctrl
-                .allocator()
-                .alloc(io_size, align)
-                .map_err(|source| ToolError::Memory {
-                    bytes: io_size,
-                    source,
-                })?;
+            let b = alloc(layout.data_bytes)?;
             segs.push(b.as_segment());
             bufs.push(b);
+            let metadata = if md_bytes > 0 {
+                let m = alloc(md_bytes)?;
+                let seg = m.as_segment();
+                md_bufs.push(m);
+                Some(seg)
+            } else {
+                None
+            };
+            opts.push(nvme::IoOptions { flags, metadata });
         }
         Ok(Self {
             qp,
             nsid,
-            flags,
             bufs,
             segs,
+            md_bufs,
+            opts,
+            layout,
+        })
+    }
+
+    /// Splits pattern blocks of data then metadata over slot `slot`'s data and
+    /// metadata buffers; false when a copy failed.
+    fn scatter(&mut self, slot: usize, src: &[u8]) -> bool {
+        let (ds, ms) = (self.layout.block_bytes, self.layout.metadata_bytes);
+        let (Some(data), Some(md)) = (self.bufs.get_mut(slot), self.md_bufs.get_mut(slot)) else {
+            return false;
+        };
+        src.chunks_exact(ds + ms).enumerate().all(|(i, block)| {
+            data.write(i * ds, &block[..ds]).is_ok() && md.write(i * ms, &block[ds..]).is_ok()
+        })
+    }
+
+    /// Joins slot `slot`'s data and metadata buffers into blocks of data then metadata
+    /// in `dst`; false when a copy failed.
+    fn gather(&self, slot: usize, dst: &mut [u8]) -> bool {
+        let (ds, ms) = (self.layout.block_bytes, self.layout.metadata_bytes);
+        let (Some(data), Some(md)) = (self.bufs.get(slot), self.md_bufs.get(slot)) else {
+            return false;
+        };
+        dst.chunks_exact_mut(ds + ms).enumerate().all(|(i, block)| {
+            let (d, m) = block.split_at_mut(ds);
+            data.read(i * ds, d).is_ok() && md.read(i * ms, m).is_ok()
         })
     }
 }
@@ -69,6 +126,7 @@ fn classify(e: nvme::Error) -> SubmitError {
         nvme::Error::InvalidRequest(_)
         | nvme::Error::ExceedsMdts { .. }
         | nvme::Error::BadSegment { .. }
+        | nvme::Error::BadSglSegment { .. }
         | nvme::Error::NoSuchNamespace { .. } => SubmitError::Rejected(e.to_string()),
         other => SubmitError::Fatal(other.to_string()),
     }
@@ -84,12 +142,13 @@ impl<T: Transport> PerfQueue for NvmeQueue<T> {
         slot: usize,
     ) -> Result<(), SubmitError> {
         let seg = std::slice::from_ref(&self.segs[slot]);
+        let opts = &self.opts[slot];
         let r = if read {
             self.qp
-                .submit_read_with_flags(self.nsid, lba, blocks, seg, self.flags, slot as u64)
+                .submit_read_ext(self.nsid, lba, blocks, seg, opts, slot as u64)
         } else {
             self.qp
-                .submit_write(self.nsid, lba, blocks, seg, self.flags, slot as u64)
+                .submit_write_ext(self.nsid, lba, blocks, seg, opts, slot as u64)
         };
         r.map_err(classify)
     }
@@ -113,13 +172,20 @@ impl<T: Transport> PerfQueue for NvmeQueue<T> {
     }
 
     fn fill(&mut self, slot: usize, src: &[u8]) {
-        if let Some(b) = self.bufs.get_mut(slot) {
+        if self.layout.metadata_bytes > 0 {
+            // Each pattern block is data then metadata: split it over the two buffers.
+            let _ = self.scatter(slot, src);
+        } else if let Some(b) = self.bufs.get_mut(slot) {
             let _ = b.write(0, src);
         }
     }
 
     fn fetch(&self, slot: usize, dst: &mut [u8]) {
-        let ok = self.bufs.get(slot).is_some_and(|b| b.read(0, dst).is_ok());
+        let ok = if self.layout.metadata_bytes > 0 {
+            self.gather(slot, dst)
+        } else {
+            self.bufs.get(slot).is_some_and(|b| b.read(0, dst).is_ok())
+        };
         if !ok {
             // Never verify stale bytes: a failed copy reads as zeros (a mismatch).
             dst.fill(0);
@@ -162,7 +228,8 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         )));
     }
     // `-o` counts data bytes; the buffer also holds each block's interleaved metadata.
-    let buffer_bytes = io / lba * u64::from(format.block_bytes);
+    let buffer_block = format.block_bytes - u32::from(format.separate_metadata);
+    let buffer_bytes = io / lba * u64::from(buffer_block);
     let max = ctrl.max_transfer_bytes();
     if buffer_bytes > max {
         let with_metadata = if buffer_bytes == io {
@@ -220,6 +287,13 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
     if args.inject_read_corruption {
         inject_read_corruption(&ctrl, args.nsid, ns.blocks)?;
     }
+    let sgls = ctrl.identify_controller().sgls;
+    if args.sgl && !sgls.supported() {
+        return Err(ToolError::Invalid(format!(
+            "--sgl: controller {device} does not support SGLs (Identify SGLS is {:#x}); run without --sgl to use PRPs",
+            sgls.into_bits()
+        )));
+    }
 
     let qp_options = nvme::QueuePairOptions {
         depth: (args.queue_depth + 1) as u16,
@@ -228,6 +302,16 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         } else {
             CompletionMode::Polled
         },
+        sgl: if args.sgl {
+            nvme::SglMode::Always
+        } else {
+            nvme::SglMode::Auto
+        },
+    };
+    let layout = SlotLayout {
+        data_bytes: buffer_bytes as usize,
+        block_bytes: buffer_block as usize,
+        metadata_bytes: usize::from(format.separate_metadata),
     };
     let depth = args.queue_depth as usize;
     let mut queues = Vec::with_capacity(ranges.len());
@@ -239,7 +323,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             args.nsid,
             format.flags,
             depth,
-            buffer_bytes as usize,
+            layout,
         )?);
     }
 
@@ -320,6 +404,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             PiMode::Pract => "pract",
         }
         .to_string(),
+        transfer: if args.sgl { "sgl" } else { "prp" }.to_string(),
     };
     Ok(Report::new(config, &total, args.time))
 }
@@ -333,17 +418,19 @@ pub struct BufferFormat {
     pub metadata_bytes: u16,
     /// Whether the metadata is interleaved with the data (extended LBAs).
     pub extended: bool,
-    /// Bytes per block in the I/O buffer (data plus interleaved metadata, unless
-    /// PRACT has the controller keep the protection information).
+    /// Bytes per block the pattern covers: data plus metadata (interleaved in the I/O
+    /// buffer, or split into the separate metadata buffer), unless PRACT has the
+    /// controller keep the protection information.
     pub block_bytes: u32,
     /// The flags every read and write carries.
     pub flags: nvme::IoFlags,
+    /// Metadata bytes per block in a separate metadata buffer (0: none).
+    pub separate_metadata: u16,
 }
 
-/// Accepts a format whose blocks travel in the data buffer alone (no metadata, or
-/// extended LBAs, or 8-byte protection information the controller inserts and strips
-/// with `--pi pract`); refuses separate metadata otherwise, which needs a buffer this
-/// tool does not allocate.
+/// Accepts every format: blocks in the data buffer alone (no metadata, extended LBAs,
+/// or 8-byte protection information the controller inserts and strips with `--pi
+/// pract`), or data plus a separate metadata buffer per I/O.
 pub fn check_format(
     nsid: u32,
     format: &nvme::spec::identify::NamespaceFormat,
@@ -377,21 +464,18 @@ pub fn check_format(
             describe()
         )));
     }
-    if !pract && format.separate_metadata_size() > 0 {
-        let hint = if pi_only {
-            "; --pi pract has the controller insert and strip the protection information instead"
-        } else {
-            ""
-        };
-        return Err(ToolError::Invalid(format!(
-            "{}; nvme-perf does not support separate metadata buffers yet: use a namespace without metadata or with extended LBAs (metadata interleaved with the data){hint}",
-            describe()
-        )));
-    }
+    let separate_metadata = if pract {
+        0
+    } else {
+        format.separate_metadata_size()
+    };
     let (block_bytes, flags) = if pract {
         (format.data_size, nvme::IoFlags::PRACT)
     } else {
-        (format.transfer_block_size(), nvme::IoFlags::empty())
+        (
+            format.transfer_block_size() + u32::from(separate_metadata),
+            nvme::IoFlags::empty(),
+        )
     };
     Ok(BufferFormat {
         lba_bytes: format.data_size,
@@ -399,6 +483,7 @@ pub fn check_format(
         extended: format.is_extended(),
         block_bytes,
         flags,
+        separate_metadata,
     })
 }
 
@@ -415,5 +500,60 @@ fn inject_read_corruption(
         _ => Err(ToolError::Invalid(
             "--inject-read-corruption works only on the emulated controller (emu)".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perf::engine::PerfQueue;
+    use crate::perf::pattern::{self, Found};
+
+    #[test]
+    fn separate_metadata_slots_carry_the_pattern_blocks_metadata_and_verify_checks_it() {
+        let ctrl = nvme::open("emu:size=1M,ms=8,mset=sep", nvme::Options::default()).unwrap();
+        let qp = ctrl
+            .create_io_queue_pair(nvme::QueuePairOptions::default())
+            .unwrap();
+        let layout = SlotLayout {
+            data_bytes: 2048,
+            block_bytes: 512,
+            metadata_bytes: 8,
+        };
+        let mut q = NvmeQueue::new(&ctrl, qp, 1, nvme::IoFlags::empty(), 2, layout).unwrap();
+        let mut src = vec![0u8; 4 * 520];
+        pattern::fill(&mut src, 40, 520, 3);
+        q.fill(1, &src);
+        // The data buffer holds only data, the metadata buffer the blocks' metadata.
+        let mut data = vec![0u8; 2048];
+        q.bufs[1].read(0, &mut data).unwrap();
+        assert_eq!(&data[512..1024], &src[520..1032]);
+        let mut md = vec![0u8; 32];
+        q.md_bufs[1].read(0, &mut md).unwrap();
+        assert_eq!(&md[8..16], &src[520 + 512..1040]);
+        // Written and read back through the controller, then joined again.
+        q.submit(false, 40, 4, 1).unwrap();
+        let drain = |q: &mut NvmeQueue<AnyTransport>| {
+            let mut n = 0;
+            while n == 0 {
+                n = q.reap(true, |_, e| assert!(e.is_none(), "{e:?}")).unwrap();
+            }
+        };
+        drain(&mut q);
+        q.submit(true, 40, 4, 0).unwrap();
+        drain(&mut q);
+        let mut back = vec![0u8; 4 * 520];
+        q.fetch(0, &mut back);
+        assert_eq!(pattern::check(&back, 40, 520, 512, 3), Ok(()));
+        // A changed metadata byte is a metadata mismatch of its block.
+        q.md_bufs[0]
+            .write(2 * 8 + 1, &[!back[2 * 520 + 513]])
+            .unwrap();
+        q.fetch(0, &mut back);
+        let m = pattern::check(&back, 40, 520, 512, 3).unwrap_err();
+        assert_eq!(
+            (m.lba, m.found),
+            (42, Found::MetadataCorruptAt { offset: 0 })
+        );
     }
 }

@@ -226,6 +226,8 @@ pub struct RunConfig {
     /// `off`, or `pract` when the controller inserted and stripped the protection
     /// information (buffers then hold data only).
     pub pi: String,
+    /// How data buffers were described to the controller: `prp`, or `sgl` (`--sgl`).
+    pub transfer: String,
 }
 
 impl RunConfig {
@@ -322,7 +324,7 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} ns {} ({}): {} {} B, queue depth {} x {} queue pair{}, {} mode{}{}",
+            "{} ns {} ({}): {} {} B, queue depth {} x {} queue pair{}, {} mode, {} transfers{}{}",
             c.device,
             c.nsid,
             c.format_name(),
@@ -332,6 +334,7 @@ impl Report {
             c.qpairs,
             if c.qpairs == 1 { "" } else { "s" },
             c.mode,
+            c.transfer.to_uppercase(),
             if c.shadow_doorbells {
                 ", shadow doorbells"
             } else {
@@ -401,6 +404,7 @@ mod tests {
             metadata_bytes: 0,
             extended_lba: false,
             pi: "off".into(),
+            transfer: "prp".into(),
         }
     }
 

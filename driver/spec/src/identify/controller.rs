@@ -168,11 +168,12 @@ pub struct Vwc {
     __: u8,
 }
 
-/// SGL Support (SGLS).
+/// SGL Support (SGLS), NVMe Base 2.0 Figure 275.
 #[bitfield(u32)]
 #[derive(PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Sgls {
-    /// 0: SGLs not supported; 1: supported, no alignment; 2: supported, dword alignment.
+    /// 0: SGLs not supported; 1: supported, no alignment; 2: supported, dword alignment
+    /// and granularity of Data Blocks (see [`Sgls::supported`], [`Sgls::dword_aligned`]).
     #[bits(2)]
     pub support: u8,
     /// Keyed SGL Data Block descriptor.
@@ -181,11 +182,12 @@ pub struct Sgls {
     __: u16,
     /// SGL Bit Bucket descriptor.
     pub bit_bucket: bool,
-    /// Byte aligned contiguous physical buffer of metadata.
+    /// With PSDT 01b, MPTR may be byte aligned (otherwise it is dword aligned).
     pub byte_aligned_metadata: bool,
-    /// SGL length may exceed the data to transfer.
+    /// The SGL's Data Block lengths may add up to more than the data to transfer.
     pub length_larger_than_data: bool,
-    /// MPTR may hold a single SGL descriptor.
+    /// PSDT 10b: MPTR may hold the address of an SGL segment of exactly one descriptor,
+    /// so metadata is described by an SGL.
     pub mptr_sgl: bool,
     /// The Address field may be an offset.
     pub address_as_offset: bool,
@@ -193,6 +195,19 @@ pub struct Sgls {
     pub transport_data_block: bool,
     #[bits(10)]
     __: u16,
+}
+
+impl Sgls {
+    /// SGLs are supported for the NVM Command Set (SGL Support is 01b or 10b).
+    pub const fn supported(&self) -> bool {
+        matches!(self.support(), 1 | 2)
+    }
+
+    /// Data Block descriptors (data and metadata) need addresses and lengths with their
+    /// low two bits clear (SGL Support 10b).
+    pub const fn dword_aligned(&self) -> bool {
+        self.support() == 2
+    }
 }
 
 /// Identify Controller data structure (CNS 01h), 4096 bytes.
@@ -572,6 +587,19 @@ mod tests {
         c.set_model_number("QEMU NVMe Ctrl");
         c.set_firmware_revision("7.2.0");
         c
+    }
+
+    #[test]
+    fn sgls_decodes_support_alignment_and_metadata_bits() {
+        let none = Sgls::from_bits(0);
+        assert!(!none.supported());
+        let qemu = Sgls::from_bits(0x1 | (1 << 19));
+        assert!(qemu.supported() && !qemu.dword_aligned() && qemu.mptr_sgl());
+        let dword = Sgls::from_bits(0x2 | (1 << 17) | (1 << 18));
+        assert!(dword.supported() && dword.dword_aligned());
+        assert!(dword.byte_aligned_metadata() && dword.length_larger_than_data());
+        assert!(!dword.mptr_sgl());
+        assert!(!Sgls::from_bits(0x3).supported(), "11b is reserved");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::dma::DmaMem;
 use crate::options::{CompletionMode, QueuePairOptions};
 use crate::queue::prp;
 use crate::queue::ring::{CqRing, Doorbells, SqRing};
+use crate::queue::sgl::SglPolicy;
 use crate::queue::tracker::TrackerPool;
 use crate::spec::admin::{delete_io_cq, delete_io_sq, CreateIoCq, CreateIoSq, QueuePriority};
 use crate::transport::Transport;
@@ -117,6 +118,13 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             CompletionMode::Polled => depth.saturating_add(POLLED_CQ_SLACK).min(max_entries),
             CompletionMode::Interrupt => depth,
         };
+        let Some(sgl) = SglPolicy::new(options.sgl, info.identify.sgls) else {
+            return Err(Error::Unsupported {
+                device: shared.name.clone(),
+                what: "SGLs (Identify SGLS is 0), which a queue pair with SglMode::Always needs"
+                    .into(),
+            });
+        };
         let ps = shared.page_size as usize;
         let sq_mem = DmaMem::alloc(&shared.alloc, usize::from(depth) * 64, ps, "an I/O SQ")?;
         let cq_mem = DmaMem::alloc(&shared.alloc, usize::from(cq_depth) * 16, ps, "an I/O CQ")?;
@@ -196,6 +204,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             stats: QueueStats::default(),
             clock: Clock::new(now),
             timeout: shared.options.io_timeout,
+            sgl_mode: options.sgl,
+            sgl,
             _not_sync: PhantomData,
             support: super::compare::CommandSupport::of(&info.identify),
             shared,

@@ -31,8 +31,9 @@ use crate::admin::QueueStats;
 use crate::controller::Shared;
 use crate::dma::DmaMem;
 use crate::namespace::{NsGeometry, NsTable};
-use crate::options::CompletionMode;
+use crate::options::{CompletionMode, SglMode};
 use crate::queue::ring::{CqRing, Doorbells, ShadowSlots, SqRing};
+use crate::queue::sgl::SglPolicy;
 use crate::queue::tracker::TrackerPool;
 use crate::queue::IoFlags;
 use crate::transport::Transport;
@@ -74,6 +75,8 @@ pub struct IoQueuePair<T: Transport, C: Copy + Default = u64> {
     stats: QueueStats,
     clock: Clock,
     timeout: Duration,
+    sgl_mode: SglMode,
+    sgl: SglPolicy,
     _not_sync: PhantomData<Cell<()>>,
     /// Compare and fused Compare and Write support, from Identify Controller.
     support: compare::CommandSupport,
@@ -123,6 +126,12 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     /// callers that wait in their own event loop.
     pub fn interrupt_fd(&self) -> Option<&EventFd> {
         self.irq.as_ref().map(|(fd, _)| fd.as_ref())
+    }
+
+    /// How this pair describes data buffers (PRPs, SGLs, or PRPs with SGLs for buffers
+    /// PRPs cannot describe).
+    pub fn sgl_mode(&self) -> SglMode {
+        self.sgl_mode
     }
 
     /// The largest transfer of one command in bytes.

@@ -4,7 +4,8 @@ use std::sync::atomic::{fence, Ordering};
 
 use crate::dma::DmaMem;
 use crate::error::{CommandDesc, IoKind, PrpRule};
-use crate::queue::prp::{self, ListPages, Segment};
+use crate::queue::prp::{ListPages, Segment};
+use crate::queue::sgl;
 use crate::queue::{IoFlags, IoOptions};
 use crate::spec::registers::shadow_doorbell_needs_mmio;
 use crate::spec::{nvm, SubmissionEntry};
@@ -78,8 +79,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         Ok(())
     }
 
-    /// Queues one command; `data` is described with PRPs in the slot's list pages and
-    /// its metadata buffer, if any, with MPTR. This is the one place every transfer is
+    /// Queues one command; `data` is described with PRPs or an SGL (as the pair's
+    /// [`crate::SglMode`] says) in the slot's list pages and its metadata buffer, if
+    /// any, with MPTR. This is the one place every transfer is
     /// checked: the buffers must hold exactly the bytes the command moves.
     #[inline(always)]
     pub(super) fn submit(
@@ -118,15 +120,11 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 page_size: ps,
                 mem: &mut self.lists,
             };
-            match prp::build(segments, self.page_size, &mut lists) {
-                Ok((prp1, prp2)) => sqe.set_prp(prp1, prp2),
-                Err(e) => {
-                    self.slots.undo_take(cid);
-                    return Err(e);
-                }
-            }
-            if let Some(m) = t.metadata {
-                sqe.mptr = m.iova;
+            let (ps, policy) = (self.page_size, self.sgl);
+            let set = sgl::set_data_pointer(&mut sqe, segments, t.metadata, ps, policy, &mut lists);
+            if let Err(e) = set {
+                self.slots.undo_take(cid);
+                return Err(e);
             }
         }
         sqe.set_cid(cid);
