@@ -14,6 +14,7 @@
 mod clock;
 mod complete;
 mod lifecycle;
+mod pi;
 mod recovery;
 mod submit;
 mod wait;
