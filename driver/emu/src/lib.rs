@@ -31,6 +31,7 @@ mod held;
 mod io;
 mod iommu;
 mod namespace;
+mod pi;
 mod prp;
 mod queue;
 mod registers;
