@@ -35,7 +35,11 @@ thread_local! {
     static MEMORY: RefCell<Option<Rig>> = const { RefCell::new(None) };
 }
 
-fn with_buffers<R>(len: usize, md_len: usize, f: impl FnOnce(&mut DmaBuffer, &mut DmaBuffer) -> R) -> R {
+fn with_buffers<R>(
+    len: usize,
+    md_len: usize,
+    f: impl FnOnce(&mut DmaBuffer, &mut DmaBuffer) -> R,
+) -> R {
     MEMORY.with(|m| {
         let mut m = m.borrow_mut();
         let rig = m.get_or_insert_with(|| rig("size=1M"));
@@ -55,22 +59,28 @@ fn layout_strategy() -> impl Strategy<Value = Protection> {
         prop_oneof![Just(PiFormat::Guard16), Just(PiFormat::Guard64)],
         prop_oneof![Just(PiLocation::First), Just(PiLocation::Last)],
         prop_oneof![Just(8u16), Just(16), Just(64)],
-        prop_oneof![Just(MetadataPlacement::Extended), Just(MetadataPlacement::Separate)],
+        prop_oneof![
+            Just(MetadataPlacement::Extended),
+            Just(MetadataPlacement::Separate)
+        ],
         prop_oneof![Just(512u32), Just(4096)],
         prop_oneof![Just(0u8), Just(16)],
     )
-        .prop_filter_map("the tuple must fit the metadata", |(t, g, l, ms, p, ds, sts)| {
-            let sts = if g == PiFormat::Guard64 { sts } else { 0 };
-            (usize::from(ms) >= g.tuple_size()).then_some(Protection {
-                pi_type: t,
-                guard: g,
-                location: l,
-                storage_tag_bits: sts,
-                data_size: ds,
-                metadata_size: ms,
-                placement: p,
-            })
-        })
+        .prop_filter_map(
+            "the tuple must fit the metadata",
+            |(t, g, l, ms, p, ds, sts)| {
+                let sts = if g == PiFormat::Guard64 { sts } else { 0 };
+                (usize::from(ms) >= g.tuple_size()).then_some(Protection {
+                    pi_type: t,
+                    guard: g,
+                    location: l,
+                    storage_tag_bits: sts,
+                    data_size: ds,
+                    metadata_size: ms,
+                    placement: p,
+                })
+            },
+        )
 }
 
 /// The byte offsets (in the data buffer, or the metadata buffer for separate
@@ -229,7 +239,11 @@ fn verify_reports_expected_and_found_values_and_skips_escaped_blocks() {
         let short = data.mem().subslice(0, 1000).unwrap();
         assert!(matches!(
             pi::verify(&p, 0x500, &opts, short, None),
-            Err(Error::PiBufferLength { len: 1000, expected: 520, .. })
+            Err(Error::PiBufferLength {
+                len: 1000,
+                expected: 520,
+                ..
+            })
         ));
     });
 }
@@ -263,12 +277,24 @@ fn io_opts(flags: IoFlags, md: &Option<DmaBuffer>, app_tag: u16) -> IoOptions {
     }
 }
 
-fn write(qp: &mut IoQueuePair<EmuTransport>, slba: u64, blocks: u32, data: &DmaBuffer, opts: &IoOptions) -> Result<(), Error> {
+fn write(
+    qp: &mut IoQueuePair<EmuTransport>,
+    slba: u64,
+    blocks: u32,
+    data: &DmaBuffer,
+    opts: &IoOptions,
+) -> Result<(), Error> {
     qp.submit_write_ext(1, slba, blocks, &[data.as_segment()], opts, 0)?;
     drain(qp).map_err(|e| qp.locate_end_to_end_error(e))
 }
 
-fn read(qp: &mut IoQueuePair<EmuTransport>, slba: u64, blocks: u32, data: &DmaBuffer, opts: &IoOptions) -> Result<(), Error> {
+fn read(
+    qp: &mut IoQueuePair<EmuTransport>,
+    slba: u64,
+    blocks: u32,
+    data: &DmaBuffer,
+    opts: &IoOptions,
+) -> Result<(), Error> {
     qp.submit_read_ext(1, slba, blocks, &[data.as_segment()], opts, 0)?;
     drain(qp).map_err(|e| qp.locate_end_to_end_error(e))
 }
@@ -306,7 +332,13 @@ fn host_generated_tuples_pass_the_controllers_checks_and_read_back_verified() {
 }
 
 /// Corrupts block `block`'s `check` field of a generated write in `data`/`md`.
-fn corrupt(p: &Protection, data: &mut DmaBuffer, md: &mut Option<DmaBuffer>, block: usize, check: PiCheck) {
+fn corrupt(
+    p: &Protection,
+    data: &mut DmaBuffer,
+    md: &mut Option<DmaBuffer>,
+    block: usize,
+    check: PiCheck,
+) {
     let (d, _, t) = offsets(p, block);
     let buf = match md.as_mut() {
         Some(m) => m,
@@ -326,7 +358,11 @@ fn corrupt(p: &Protection, data: &mut DmaBuffer, md: &mut Option<DmaBuffer>, blo
 #[test]
 fn each_wrong_field_of_a_write_fails_with_its_status_and_the_error_names_the_lba() {
     for f in FORMATS {
-        for check in [PiCheck::Guard, PiCheck::ApplicationTag, PiCheck::ReferenceTag] {
+        for check in [
+            PiCheck::Guard,
+            PiCheck::ApplicationTag,
+            PiCheck::ReferenceTag,
+        ] {
             let (r, mut qp, p) = pi_rig(&format!("size=1M,{f}"));
             let (mut src, mut md) = buffers(&r, &p, 4, 3);
             let opts = io_opts(IoFlags::PRCHK, &md, 0x1234);
@@ -339,7 +375,12 @@ fn each_wrong_field_of_a_write_fails_with_its_status_and_the_error_names_the_lba
                 PiCheck::ReferenceTag => 0x84,
             };
             match &e {
-                Error::EndToEnd { check: c, lba, status, .. } => {
+                Error::EndToEnd {
+                    check: c,
+                    lba,
+                    status,
+                    ..
+                } => {
                     assert_eq!(*c, check, "{f}");
                     assert_eq!(*lba, Some(10), "{f} {check}");
                     assert_eq!((status.sct() as u8, status.sc()), (2, sc));
@@ -373,16 +414,44 @@ fn stored_tuples_are_checked_on_reads_and_the_blocking_read_names_the_lba() {
     // read_sync sets no PRCHK bits: the data comes back as written.
     qp.read_sync(1, 100, 4, &mut dst).unwrap();
     assert_eq!(contents(&dst), contents(&src));
-    let e = read(&mut qp, 100, 4, &dst, &io_opts(IoFlags::PRCHK, &None, 0x0077)).unwrap_err();
+    let e = read(
+        &mut qp,
+        100,
+        4,
+        &dst,
+        &io_opts(IoFlags::PRCHK, &None, 0x0077),
+    )
+    .unwrap_err();
     assert!(
-        matches!(e, Error::EndToEnd { check: PiCheck::Guard, lba: Some(103), .. }),
+        matches!(
+            e,
+            Error::EndToEnd {
+                check: PiCheck::Guard,
+                lba: Some(103),
+                ..
+            }
+        ),
         "{e:?}"
     );
     // A wrong expected application tag fails at the first block checked.
     let two = r.ctrl.allocator().alloc(2 * 520, 4096).unwrap();
-    let e = read(&mut qp, 100, 2, &two, &io_opts(IoFlags::PRCHK_APP, &None, 0x0078)).unwrap_err();
+    let e = read(
+        &mut qp,
+        100,
+        2,
+        &two,
+        &io_opts(IoFlags::PRCHK_APP, &None, 0x0078),
+    )
+    .unwrap_err();
     assert!(
-        matches!(e, Error::EndToEnd { check: PiCheck::ApplicationTag, lba: Some(100), .. }),
+        matches!(
+            e,
+            Error::EndToEnd {
+                check: PiCheck::ApplicationTag,
+                lba: Some(100),
+                ..
+            }
+        ),
         "{e:?}"
     );
     // The blocking write names the LBA itself: PRCHK with the LBA's reference tags,
@@ -391,9 +460,18 @@ fn stored_tuples_are_checked_on_reads_and_the_blocking_read_names_the_lba() {
     let mut tuple3 = [0u8; 8];
     src.read(3 * 520 + 512, &mut tuple3).unwrap();
     src.write(512, &tuple3).unwrap();
-    let e = qp.write_sync(1, 200, 4, &src, IoFlags::PRCHK_REF).unwrap_err();
+    let e = qp
+        .write_sync(1, 200, 4, &src, IoFlags::PRCHK_REF)
+        .unwrap_err();
     assert!(
-        matches!(e, Error::EndToEnd { check: PiCheck::ReferenceTag, lba: Some(200), .. }),
+        matches!(
+            e,
+            Error::EndToEnd {
+                check: PiCheck::ReferenceTag,
+                lba: Some(200),
+                ..
+            }
+        ),
         "{e:?}"
     );
 }
@@ -416,7 +494,17 @@ fn escape_tags_skip_the_controllers_checks() {
     pi::generate(&p, 0, &opts, src.mem(), None).unwrap();
     corrupt(&p, &mut src, &mut md, 0, PiCheck::Guard);
     let e = write(&mut qp, 0, 2, &src, &opts).unwrap_err();
-    assert!(matches!(e, Error::EndToEnd { check: PiCheck::Guard, lba: Some(0), .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::EndToEnd {
+                check: PiCheck::Guard,
+                lba: Some(0),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     opts.ref_tag = Some(0xffff_ffff);
     pi::generate(&p, 0, &opts, src.mem(), None).unwrap();
     corrupt(&p, &mut src, &mut md, 0, PiCheck::Guard);
@@ -470,8 +558,14 @@ fn pract_inserts_the_tuple_where_pil_says_and_keeps_the_other_metadata() {
         }
         // PRACT on the read checks and passes the tuples through (metadata is larger
         // than the tuple).
-        read(&mut qp, 60, 4, &dst, &io_opts(IoFlags::PRACT | IoFlags::PRCHK, &dst_md, 0x55aa).with_ref(opts.ref_tag))
-            .unwrap_or_else(|e| panic!("{f}: {e}"));
+        read(
+            &mut qp,
+            60,
+            4,
+            &dst,
+            &io_opts(IoFlags::PRACT | IoFlags::PRCHK, &dst_md, 0x55aa).with_ref(opts.ref_tag),
+        )
+        .unwrap_or_else(|e| panic!("{f}: {e}"));
     }
 }
 
@@ -488,7 +582,9 @@ impl WithRef for IoOptions {
 #[test]
 fn pract_on_a_16_byte_tuple_that_is_the_whole_metadata_moves_data_only() {
     for mset in ["ext", "sep"] {
-        let (r, mut qp, p) = pi_rig(&format!("size=1M,lba=512,ms=16,mset={mset},pi=2,guard=crc64"));
+        let (r, mut qp, p) = pi_rig(&format!(
+            "size=1M,lba=512,ms=16,mset={mset},pi=2,guard=crc64"
+        ));
         assert!(p.is_pi_only() && p.tuple_size() == 16);
         let src = patterned(&r.ctrl, 4 * 512, 31);
         let opts = IoOptions {
@@ -501,9 +597,26 @@ fn pract_on_a_16_byte_tuple_that_is_the_whole_metadata_moves_data_only() {
         read(&mut qp, 4, 4, &dst, &opts).unwrap();
         assert_eq!(contents(&dst), contents(&src), "{mset}");
         // A wrong initial reference tag fails the read's check at its first block.
-        let e = read(&mut qp, 4, 4, &dst, &IoOptions { ref_tag: Some(5), ..opts }).unwrap_err();
+        let e = read(
+            &mut qp,
+            4,
+            4,
+            &dst,
+            &IoOptions {
+                ref_tag: Some(5),
+                ..opts
+            },
+        )
+        .unwrap_err();
         assert!(
-            matches!(e, Error::EndToEnd { check: PiCheck::ReferenceTag, lba: Some(4), .. }),
+            matches!(
+                e,
+                Error::EndToEnd {
+                    check: PiCheck::ReferenceTag,
+                    lba: Some(4),
+                    ..
+                }
+            ),
             "{mset}: {e:?}"
         );
     }

@@ -38,7 +38,7 @@ pub(crate) fn controller(cfg: &EmuConfig, vwc_present: bool) -> [u8; 4096] {
     id.cntlid = 1;
     id.ver = Version::V1_4;
     id.oaes = 1 << 8; // namespace attribute notices
-    // Extended LBA formats: each format's guard size in Identify CNS 05h.
+                      // Extended LBA formats: each format's guard size in Identify CNS 05h.
     id.ctratt = nvme_spec::identify::CTRATT_ELBAS;
     id.cntrltype = 1; // I/O controller
     id.oacs = Oacs::new().with_doorbell_buffer_config(true);

@@ -143,8 +143,7 @@ impl Layout {
     /// Checks block `index`'s tuple as PRCHK asks; escape tags skip the block.
     pub(crate) fn check(&self, tags: &Tags, index: u64, block: &[u8]) -> Result<(), Status> {
         let (guard, app, ref_tag) = self.read(block);
-        let escape =
-            app == APP_TAG_ESCAPE && (self.md.pi != 3 || ref_tag == self.ref_mask());
+        let escape = app == APP_TAG_ESCAPE && (self.md.pi != 3 || ref_tag == self.ref_mask());
         if escape {
             return Ok(());
         }
@@ -299,13 +298,23 @@ mod tests {
 
     #[test]
     fn inserted_tuples_pass_every_check_and_sit_where_pil_says() {
-        for (size, first, guard64) in [(8, true, false), (16, false, false), (64, true, true), (64, false, true), (16, true, true)] {
+        for (size, first, guard64) in [
+            (8, true, false),
+            (16, false, false),
+            (64, true, true),
+            (64, false, true),
+            (16, true, true),
+        ] {
             let l = layout(1, size, first, guard64);
             let t = tags(PRINFO_PRACT | ALL, 0x1234, 0xffff, 100);
             let mut block = vec![0x5a; 512 + usize::from(size)];
             l.insert(&t, 3, &mut block);
             assert_eq!(l.check(&t, 3, &block), Ok(()));
-            let at = if first { 512 } else { block.len() - l.tuple_size() };
+            let at = if first {
+                512
+            } else {
+                block.len() - l.tuple_size()
+            };
             let (_, app, ref_tag) = l.read(&block);
             assert_eq!((app, ref_tag), (0x1234, 103));
             // The bytes beside the tuple are kept.
@@ -322,7 +331,10 @@ mod tests {
         l.insert(&t, 0, &mut block);
         let mut bad = block.clone();
         bad[0] ^= 1;
-        assert_eq!(l.check(&t, 0, &bad), Err(Status::media(M::EndToEndGuardCheckError)));
+        assert_eq!(
+            l.check(&t, 0, &bad),
+            Err(Status::media(M::EndToEndGuardCheckError))
+        );
         let other_app = tags(ALL, 0x11ab, 0x00ff, 7);
         assert_eq!(
             l.check(&other_app, 0, &block),

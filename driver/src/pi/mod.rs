@@ -126,9 +126,7 @@ impl Protection {
             None => None,
         };
         let guard = match elbaf {
-            Some(e) => e
-                .pi_format()
-                .map_err(|_| Error::UnusableFormat { nsid })?,
+            Some(e) => e.pi_format().map_err(|_| Error::UnusableFormat { nsid })?,
             None => PiFormat::Guard16,
         };
         let sts = elbaf.map_or(0, |e| e.sts());

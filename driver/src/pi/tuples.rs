@@ -251,8 +251,7 @@ pub fn verify(
                 return Err(mismatch(PiCheck::Guard, expected, found.guard));
             }
         }
-        if opts.flags.contains(IoFlags::PRCHK_APP) && found.app_tag & mask != opts.app_tag & mask
-        {
+        if opts.flags.contains(IoFlags::PRCHK_APP) && found.app_tag & mask != opts.app_tag & mask {
             return Err(mismatch(
                 PiCheck::ApplicationTag,
                 u64::from(opts.app_tag & mask),
