@@ -510,6 +510,56 @@ pub enum Error {
         /// The rule it breaks.
         rule: SglRule,
     },
+    /// The controller failed a command's end-to-end protection information check
+    /// (SCT 2h, SC 82h guard, 83h application tag, 84h reference tag).
+    #[error("{command} failed the end-to-end {check} check {} ({status}); {}", match lba { Some(l) => format!("at LBA {l:#x}"), None => "in one of its blocks (IoQueuePair::locate_end_to_end_error reads the LBA from the Error Information log)".to_string() }, check.advice())]
+    EndToEnd {
+        /// The command.
+        command: CommandDesc,
+        /// Which field failed.
+        check: crate::pi::PiCheck,
+        /// The completion status.
+        status: Status,
+        /// The failing LBA, once read from the controller's Error Information log
+        /// (the blocking calls read it; otherwise `None`).
+        lba: Option<u64>,
+        /// Submission queue of the command (to find its Error Information entry).
+        qid: u16,
+        /// Command identifier of the command.
+        cid: u16,
+    },
+    /// A protection information tuple checked by the host does not match.
+    #[error("protection information of LBA {lba:#x}: the {check} is {found:#x}, expected {expected:#x}; {}", check.advice())]
+    PiMismatch {
+        /// The block whose tuple failed.
+        lba: u64,
+        /// Which field failed.
+        check: crate::pi::PiCheck,
+        /// The value expected (the application tag under the mask).
+        expected: u64,
+        /// The value found.
+        found: u64,
+    },
+    /// A buffer given for host protection information does not fit the namespace's
+    /// layout.
+    #[error("the {buffer} buffer holds {len} bytes, not a non-zero multiple of {expected} bytes per block that the namespace's protection information layout needs")]
+    PiBufferLength {
+        /// `data` or `metadata`.
+        buffer: &'static str,
+        /// Its length.
+        len: usize,
+        /// Bytes per block it must hold (0: the layout has no such buffer).
+        expected: usize,
+    },
+    /// The namespace's protection information format is one this driver cannot
+    /// generate or check.
+    #[error("namespace {nsid} uses {detail}, which host protection information does not support; use PRACT or reformat the namespace")]
+    UnsupportedProtection {
+        /// Namespace ID.
+        nsid: u32,
+        /// What is unsupported.
+        detail: &'static str,
+    },
 }
 
 impl Error {
@@ -518,7 +568,8 @@ impl Error {
         match self {
             Error::CommandFailed { status, .. }
             | Error::CompareFailure { status, .. }
-            | Error::FusedCommandAborted { status, .. } => Some(*status),
+            | Error::FusedCommandAborted { status, .. }
+            | Error::EndToEnd { status, .. } => Some(*status),
             _ => None,
         }
     }

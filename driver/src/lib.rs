@@ -55,6 +55,7 @@ mod error;
 mod health;
 mod namespace;
 mod options;
+pub mod pi;
 pub mod queue;
 pub mod transport;
 

@@ -1,7 +1,7 @@
 //! Active namespaces as the driver uses them on the I/O path.
 
-use crate::spec::identify::IdentifyNamespace;
-use crate::spec::pi::PI_TUPLE_SIZE;
+use crate::pi::Protection;
+use crate::spec::identify::{IdentifyNamespace, IdentifyNamespaceNvm};
 
 /// One active namespace.
 #[derive(Debug, Clone)]
@@ -16,6 +16,10 @@ pub struct Namespace {
     pub metadata_size: u16,
     /// The Identify Namespace data.
     pub identify: Box<IdentifyNamespace>,
+    /// The NVM Command Set Identify Namespace data (CNS 05h: each format's guard size
+    /// and storage tag size), read when the controller reports extended LBA formats
+    /// (CTRATT.ELBAS); `None` means every format uses the 16-bit guard.
+    pub nvm: Option<Box<IdentifyNamespaceNvm>>,
 }
 
 impl Namespace {
@@ -41,6 +45,9 @@ pub(crate) struct NsGeometry {
     /// Protection information is enabled and is the whole metadata: with PRACT the
     /// controller inserts and strips it and no metadata moves.
     pub pi_only: bool,
+    /// The protection information layout, when the namespace has one the driver can
+    /// fill commands for.
+    pub pi: Option<Protection>,
     /// The format is reserved or inconsistent (`IdentifyNamespace::format` failed).
     pub bad_format: bool,
 }
@@ -54,14 +61,23 @@ impl NsGeometry {
             block_bytes: n.lba_size,
             separate_md: 0,
             pi_only: false,
+            pi: None,
             bad_format: true,
         };
-        if let Ok(f) = n.identify.format() {
+        // An inconsistent protection format (a reserved guard format, metadata
+        // smaller than its tuple) leaves the namespace unusable; one the driver cannot
+        // generate tuples for is used without its help.
+        let pi = match Protection::of(n) {
+            Ok(pi) => Ok(pi),
+            Err(crate::Error::UnsupportedProtection { .. }) => Ok(None),
+            Err(e) => Err(e),
+        };
+        if let (Ok(f), Ok(pi)) = (n.identify.format(), pi) {
             if f.data_size == n.lba_size {
                 g.block_bytes = f.transfer_block_size();
                 g.separate_md = f.separate_metadata_size();
-                g.pi_only =
-                    f.protection.is_enabled() && usize::from(f.metadata_size) == PI_TUPLE_SIZE;
+                g.pi_only = pi.is_some_and(|p| p.is_pi_only());
+                g.pi = pi;
                 g.bad_format = false;
             }
         }

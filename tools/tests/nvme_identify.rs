@@ -161,3 +161,29 @@ fn help_shows_examples_and_exits_zero() {
         "{stdout}"
     );
 }
+
+#[test]
+fn json_reports_extended_lba_formats_with_nvme_cli_names() {
+    let j = identify_json("emu:ms=16,pi=1,guard=crc64");
+    assert_eq!(
+        j["controller"]["ctratt"].as_u64().unwrap() & (1 << 15),
+        1 << 15
+    );
+    let n = &j["namespaces"][0];
+    assert_eq!(
+        n["elbafs"],
+        serde_json::json!([{"sts": 0, "pif": 2}]),
+        "{n}"
+    );
+    assert_eq!(n["pic"], 0);
+    assert_eq!(n["lbstm"], 0);
+    assert_eq!(n["pi_guard_bits"], 64);
+    let j = identify_json("emu:ms=8,pi=3");
+    let n = &j["namespaces"][0];
+    assert_eq!(
+        n["elbafs"],
+        serde_json::json!([{"sts": 0, "pif": 0}]),
+        "{n}"
+    );
+    assert_eq!(n["pi_guard_bits"], 16);
+}

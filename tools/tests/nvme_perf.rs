@@ -437,3 +437,52 @@ fn pract_runs_clean_where_the_metadata_is_only_protection_information() {
         );
     }
 }
+
+#[test]
+fn host_pi_runs_clean_and_verify_checks_the_tuples_read_back() {
+    for device in [
+        "emu:size=16M,ms=8,mset=ext,pi=1",
+        "emu:size=16M,lba=4096,ms=64,mset=ext,pi=3,pil=first",
+        "emu:size=16M,ms=16,mset=ext,pi=2,guard=crc64",
+    ] {
+        let (code, stdout, stderr) = perf(&[
+            device, "-w", "randrw", "-q", "8", "--span", "256k", "--verify", "--pi", "host", "-t",
+            "1", "--json",
+        ]);
+        assert_eq!(code, 0, "{device}: stderr: {stderr}");
+        let j = json(&stdout);
+        assert_eq!(j["errors"], 0, "{device}: {j}");
+        assert_eq!(j["verify_failures"], 0, "{device}: {j}");
+        assert!(f(&j, "verified_blocks") > 0.0, "{device}: {j}");
+        assert_eq!(j["config"]["pi"], "host", "{j}");
+    }
+    // Blocks changed after the controller checked them fail the host's own check of
+    // the guard, named by LBA, and the run.
+    let (code, _, stderr) = perf(&[
+        "emu:size=16M,ms=8,mset=ext,pi=1",
+        "-w",
+        "randrw",
+        "--span",
+        "256k",
+        "--verify",
+        "--pi",
+        "host",
+        "-t",
+        "1",
+        "--inject-read-corruption",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("--pi host: protection information of LBA 0x")
+            && stderr.contains("the guard is"),
+        "{stderr}"
+    );
+    // A namespace without protection information is refused before any I/O.
+    let (code, _, stderr) = perf(&["emu:size=16M,ms=8,mset=ext", "--pi", "host", "-t", "1"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.starts_with("nvme-perf: error: --pi host: namespace 1")
+            && stderr.contains("needs a format with protection information"),
+        "{stderr}"
+    );
+}

@@ -157,6 +157,17 @@ impl Ctrl {
                 }
                 identify::namespace_descriptors(&self.cfg.serial, sqe.nsid)
             }
+            0x05 => {
+                // Only the NVM Command Set (CSI 00h) is implemented.
+                if nvme_spec::admin::IdentifyCdw11::from_bits(sqe.cdw11).csi() != 0 {
+                    return done(generic(G::InvalidFieldInCommand));
+                }
+                if sqe.nsid == 0 || sqe.nsid > nn {
+                    return done(generic(G::InvalidNamespaceOrFormat));
+                }
+                let ns = &self.storage.namespaces[(sqe.nsid - 1) as usize];
+                identify::namespace_nvm(ns.metadata)
+            }
             _ => return done(generic(G::InvalidFieldInCommand)),
         };
         done(self.send_to_host(ctx, sqe, ps, &data, 4096))

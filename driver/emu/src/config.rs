@@ -22,10 +22,11 @@
 //! | `log`     | `on`, `off`                         | `off`       | record every executed command in the command log from the start |
 //! | `ms`      | `0`, `8`, `16`, `64`                | `0`         | metadata bytes per logical block of every namespace |
 //! | `mset`    | `ext`, `sep`                        | `ext`       | where metadata travels: `ext` after each block's data in the data buffer (extended LBA), `sep` in a separate contiguous buffer at MPTR (0 or unmapped: Data Transfer Error) |
-//! | `pi`      | `0`..=`3`                           | `0`         | protection information type reported in DPS (needs `ms` of at least 8); with `ms=8` a command with PRACT moves data only and the controller generates the tuple on writes and strips it on reads; tuples are not checked |
+//! | `pi`      | `0`..=`3`                           | `0`         | protection information type reported in DPS (needs `ms` of at least 8); with PRACT the controller generates the tuple on writes (with metadata larger than the tuple, in place of the host's tuple, keeping the other bytes) and, when the metadata is only the tuple, moves data only and strips it on reads; the PRCHK bits check the guard, the application tag under its mask and the reference tag of the host's tuples on writes without PRACT and of the stored ones on reads (End-to-end Guard, Application Tag or Reference Tag Check Error, with the LBA in the Error Information log) |
 //! | `pil`     | `first`, `last`                     | `last`      | where the protection information sits in the metadata |
 //! | `fuses`   | `on`, `off`                         | `on`        | Identify FUSES bit 0: the fused Compare and Write is offered and runs atomically; `off`: every fused command fails with Invalid Field in Command, as on QEMU's controller |
 //! | `sgl`     | `on`, `off`                         | `on`        | SGL support (Identify SGLS 01b, with metadata SGLs through MPTR): Data Block, Segment and Last Segment descriptors for data and metadata; `off`: SGLS 0 and a command with PSDT other than PRP fails with Invalid Field in Command |
+//! | `guard`   | `crc16`, `crc64`                    | `crc16`     | protection information format: `crc16` the 8-byte tuple with a CRC-16/T10-DIF guard, `crc64` the 16-byte tuple with a CRC-64/NVME guard and a 48-bit reference tag (needs `ms` of at least 16 with `pi`); reported in the NVM Command Set Identify Namespace (CNS 05h) |
 //!
 //! Examples: `emu`, `emu:size=4G,lba=4096,vwc=off`, `emu:null,mode=threaded,qpairs=8`,
 //! `emu:file=disk.img,size=64M,ns=2`, `emu:lba=4096,ms=64,mset=sep,pi=1,pil=first`.
@@ -40,7 +41,7 @@ use crate::error::EmuError;
 
 /// Every option name [`EmuConfig::from_str`] accepts.
 const ACCEPTED: &str =
-    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log, ms, mset, pi, pil, fuses, sgl";
+    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log, ms, mset, pi, pil, fuses, sgl, guard";
 
 /// Where namespace data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +75,19 @@ pub struct MetadataFormat {
     pub pi: u8,
     /// The protection information is in the first bytes of the metadata, not the last.
     pub pi_first: bool,
+    /// The 16-byte tuple with a 64-bit guard instead of the 8-byte one.
+    pub guard64: bool,
+}
+
+impl MetadataFormat {
+    /// Bytes of one protection information tuple in this format.
+    pub fn pi_tuple_size(&self) -> usize {
+        if self.guard64 {
+            nvme_spec::pi::PI16_TUPLE_SIZE
+        } else {
+            nvme_spec::pi::PI_TUPLE_SIZE
+        }
+    }
 }
 
 /// Everything that shapes an emulated controller. See the module documentation for the
@@ -216,6 +230,11 @@ impl EmuConfig {
         if self.metadata.pi != 0 && self.metadata.size < 8 {
             return Err(EmuError::Conflict {
                 reason: "protection information (pi) needs at least 8 bytes of metadata (ms)",
+            });
+        }
+        if self.metadata.pi != 0 && self.metadata.guard64 && self.metadata.size < 16 {
+            return Err(EmuError::Conflict {
+                reason: "the 16-byte protection information tuple (guard=crc64) needs at least 16 bytes of metadata (ms)",
             });
         }
         if self.aerl > 15 {
@@ -407,6 +426,13 @@ impl FromStr for EmuConfig {
                 }
                 "fuses" => cfg.fuses = parse_switch("fuses", need("fuses", "on or off")?)?,
                 "sgl" => cfg.sgl = parse_switch("sgl", need("sgl", "on or off")?)?,
+                "guard" => {
+                    cfg.metadata.guard64 = match need("guard", "crc16 or crc64")? {
+                        "crc16" => false,
+                        "crc64" => true,
+                        v => return Err(invalid("guard", v.to_string(), "crc16 or crc64")),
+                    }
+                }
                 other => {
                     return Err(EmuError::UnknownOption {
                         option: other.to_string(),
@@ -450,10 +476,16 @@ mod tests {
                 size: 64,
                 separate: true,
                 pi: 1,
-                pi_first: true
+                pi_first: true,
+                guard64: false,
             }
         );
         assert_eq!(cfg.stored_bytes_per_namespace(), (1 << 30) / 4096 * 4160);
+        let cfg: EmuConfig = "emu:ms=16,pi=2,guard=crc64".parse().unwrap();
+        assert!(cfg.metadata.guard64);
+        assert_eq!(cfg.metadata.pi_tuple_size(), 16);
+        assert!("emu:ms=8,pi=1,guard=crc64".parse::<EmuConfig>().is_err());
+        assert!("emu:ms=8,guard=crc32".parse::<EmuConfig>().is_err());
         assert!("emu:ms=12".parse::<EmuConfig>().is_err());
         assert!("emu:pi=1".parse::<EmuConfig>().is_err());
         assert!("emu:mset=both".parse::<EmuConfig>().is_err());

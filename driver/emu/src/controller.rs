@@ -309,9 +309,10 @@ impl Ctrl {
                 let Outcome::Done(dw0, status) = outcome else {
                     continue;
                 };
+                let error_lba = scratch.error_lba.take();
                 if !status.is_success() {
                     counters.failed += 1;
-                    self.record_error(qid, &sqe, status);
+                    self.record_error(qid, &sqe, status, error_lba);
                 }
                 if self.log.enabled() {
                     self.log.push(log_entry(qid, slot, &sqe, status));

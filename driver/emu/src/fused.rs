@@ -77,7 +77,13 @@ impl Ctrl {
         let (first_status, second_status) = self.compare_and_write(ctx, first, &second, ps);
         if !second_status.is_success() {
             ctx.counters.failed += 1;
-            self.record_error(qid, &second, second_status);
+            // The Write ran only if the Compare passed; then any failing LBA is its own.
+            let lba = if first_status.is_success() {
+                ctx.scratch.error_lba.take()
+            } else {
+                None
+            };
+            self.record_error(qid, &second, second_status, lba);
         }
         if self.log.enabled() {
             self.log.push(log_entry(qid, slot, &second, second_status));

@@ -38,8 +38,15 @@ impl Health {
 }
 
 impl Ctrl {
-    /// Adds an Error Information entry for a command that failed with `status`.
-    pub(crate) fn record_error(&self, qid: u16, sqe: &SubmissionEntry, status: Status) {
+    /// Adds an Error Information entry for a command that failed with `status`; `lba`
+    /// names the failing block when the command knows it, else its first LBA is used.
+    pub(crate) fn record_error(
+        &self,
+        qid: u16,
+        sqe: &SubmissionEntry,
+        status: Status,
+        lba: Option<u64>,
+    ) {
         let mut health = lock(&self.health);
         health.error_count += 1;
         let entry = ErrorEntry {
@@ -47,7 +54,7 @@ impl Ctrl {
             sqid: qid,
             cid: sqe.cid(),
             status: status.without_phase(),
-            lba: io_lbas(qid, sqe).map_or(0, |r| r.start),
+            lba: lba.unwrap_or_else(|| io_lbas(qid, sqe).map_or(0, |r| r.start)),
             nsid: sqe.nsid,
         };
         if status.sct() == nvme_spec::StatusCodeType::MediaAndDataIntegrity {

@@ -38,6 +38,8 @@ pub(crate) fn controller(cfg: &EmuConfig, vwc_present: bool) -> [u8; 4096] {
     id.cntlid = 1;
     id.ver = Version::V1_4;
     id.oaes = 1 << 8; // namespace attribute notices
+                      // Extended LBA formats: each format's guard size in Identify CNS 05h.
+    id.ctratt = nvme_spec::identify::CTRATT_ELBAS;
     id.cntrltype = 1; // I/O controller
     id.oacs = Oacs::new().with_doorbell_buffer_config(true);
     id.acl = ACL;
@@ -145,6 +147,18 @@ pub(crate) fn namespace(
             .with_last(!md.pi_first);
         id.dps = Dps::new().with_pit(md.pi).with_first(md.pi_first);
     }
+    id.encode()
+}
+
+/// NVM Command Set Identify Namespace (CNS 05h, CSI 00h): the one LBA format's
+/// protection information format.
+pub(crate) fn namespace_nvm(md: MetadataFormat) -> [u8; 4096] {
+    let mut id = nvme_spec::identify::IdentifyNamespaceNvm::default();
+    id.elbaf[0] = nvme_spec::identify::ElbaFormat::with_format(if md.guard64 {
+        nvme_spec::pi::PiFormat::Guard64
+    } else {
+        nvme_spec::pi::PiFormat::Guard16
+    });
     id.encode()
 }
 

@@ -2,10 +2,8 @@
 
 use std::sync::atomic::Ordering;
 
-use nvme_spec::pi::{self, Pi8};
 use nvme_spec::status::{GenericStatus as G, MediaStatus as M};
 use nvme_spec::{DsmRange, NvmOpcode as Op, Status, SubmissionEntry};
-use zerocopy::IntoBytes;
 
 use crate::controller::{generic, Ctrl, Ctx, Outcome};
 use crate::namespace::{sg_copy_from, sg_copy_to, Namespace};
@@ -168,8 +166,7 @@ impl Ctrl {
 
     /// Gathers the data segments and the separate metadata buffer into stored blocks
     /// in `ctx.scratch.a`; returns their length. With `strip` the controller generates
-    /// each block's protection information instead (PRACT): the guard over the data, an
-    /// application tag of 0 and the reference tag the protection type calls for.
+    /// each block's protection information instead (PRACT), as a write does.
     fn gather_separate(
         ctx: &mut Ctx<'_>,
         ns: &Namespace,
@@ -182,21 +179,15 @@ impl Ctrl {
         let scratch = &mut *ctx.scratch;
         let len = nlb as usize * stride;
         scratch.a.resize(len, 0);
+        let layout = crate::pi::Layout::of(ns);
+        let tags = layout.tags(sqe);
         for (i, block) in scratch.a[..len].chunks_mut(stride).enumerate() {
             let (data, md) = block.split_at_mut(ds);
             sg_copy_to(&scratch.segs, i * ds, data);
             if strip {
-                // Type 1: the LBA's low 32 bits; types 2 and 3: from the command's
-                // initial logical block reference tag (CDW14).
-                let ref_tag = if ns.metadata.pi == 1 {
-                    sqe.slba().wrapping_add(i as u64) as u32
-                } else if ns.metadata.pi == 2 {
-                    sqe.cdw14.wrapping_add(i as u32)
-                } else {
-                    sqe.cdw14
-                };
-                let pi = Pi8::new(pi::guard16(data), 0, ref_tag);
-                md.copy_from_slice(pi.as_bytes());
+                // The tuple from the command's tags (CDW14, CDW15), as for a write.
+                md.fill(0);
+                layout.insert(&tags, i as u64, block);
             } else {
                 sg_copy_to(&scratch.md, i * ms, md);
             }
@@ -225,7 +216,12 @@ impl Ctrl {
             return done(s);
         }
         let strip = strips_pi(ns, sqe);
-        let ok = if strip || ns.separate_metadata_size() != 0 {
+        let ok = if crate::pi::active(ns, sqe) {
+            if let Err(s) = self.read_pi(ctx, ns, sqe, strip) {
+                return done(s);
+            }
+            true
+        } else if strip || ns.separate_metadata_size() != 0 {
             self.read_separate(ctx, ns, slba, nlb, strip)
         } else {
             ns.read(slba, &ctx.scratch.segs).is_ok()
@@ -260,7 +256,12 @@ impl Ctrl {
         };
         let cached = !sqe.fua() && self.storage.write_cache.load(Ordering::Relaxed);
         let strip = strips_pi(ns, sqe);
-        let written = if strip || ns.separate_metadata_size() != 0 {
+        let written = if crate::pi::active(ns, sqe) {
+            match self.write_pi(ctx, ns, sqe, strip, cached) {
+                Ok(()) => Ok(()),
+                Err(s) => return done(s),
+            }
+        } else if strip || ns.separate_metadata_size() != 0 {
             let len = Self::gather_separate(ctx, ns, sqe, nlb, strip);
             ns.write_buf(slba, &ctx.scratch.a[..len], cached)
         } else {
@@ -402,7 +403,7 @@ impl Ctrl {
 #[inline]
 fn strips_pi(ns: &Namespace, sqe: &SubmissionEntry) -> bool {
     ns.metadata.pi != 0
-        && usize::from(ns.metadata.size) == pi::PI_TUPLE_SIZE
+        && usize::from(ns.metadata.size) == ns.metadata.pi_tuple_size()
         && sqe.prinfo() & PRACT != 0
 }
 

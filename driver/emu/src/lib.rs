@@ -32,6 +32,7 @@ mod held;
 mod io;
 mod iommu;
 mod namespace;
+mod pi;
 mod prp;
 mod queue;
 mod ranges;

@@ -136,6 +136,9 @@ pub(crate) struct Scratch {
     pub md: Vec<HostSlice>,
     pub a: Vec<u8>,
     pub b: Vec<u8>,
+    /// The LBA a failed protection information check names, for the Error
+    /// Information log entry of the command being executed.
+    pub error_lba: Option<u64>,
 }
 
 /// An I/O or admin submission queue.

@@ -140,4 +140,10 @@ pub enum Error {
         /// The repeated Namespace Identifier Type.
         nidt: u8,
     },
+    /// An extended LBA format reports the reserved protection information format 3.
+    #[error("the namespace reports protection information format {pif} (ELBAF PIF), which is reserved; formats 0 (16-bit guard), 1 (32-bit guard) and 2 (64-bit guard) exist")]
+    InvalidPiFormat {
+        /// The PIF field.
+        pif: u8,
+    },
 }

@@ -150,6 +150,49 @@ impl Pi16 {
     }
 }
 
+/// PRINFO (CDW12 bits 29:26 of Read, Write, Compare and Verify) bit 3: Protection
+/// Information Action.
+pub const PRINFO_PRACT: u8 = 0b1000;
+/// PRINFO bit 2: check the guard.
+pub const PRINFO_PRCHK_GUARD: u8 = 0b0100;
+/// PRINFO bit 1: check the application tag.
+pub const PRINFO_PRCHK_APP: u8 = 0b0010;
+/// PRINFO bit 0: check the reference tag.
+pub const PRINFO_PRCHK_REF: u8 = 0b0001;
+
+/// The protection information fields of Read, Write, Compare and Verify (NVM Command
+/// Set Specification 1.0, section 3.2): the expected initial logical block reference
+/// tag (CDW14, with bits 47:32 in CDW3 for the 16-byte tuple) and the expected
+/// application tag and its mask (CDW15).
+impl crate::SubmissionEntry {
+    /// Sets the initial reference tag: the low 32 bits in CDW14 and, for the 16-byte
+    /// tuple's 48-bit tag, bits 47:32 in CDW3 bits 15:0.
+    pub const fn set_initial_ref_tag(&mut self, tag: u64) {
+        self.cdw14 = tag as u32;
+        self.cdw3 = ((tag >> 32) & 0xffff) as u32;
+    }
+
+    /// The initial reference tag (CDW14, and CDW3 bits 15:0 as bits 47:32).
+    pub const fn initial_ref_tag(&self) -> u64 {
+        self.cdw14 as u64 | (((self.cdw3 & 0xffff) as u64) << 32)
+    }
+
+    /// Sets the application tag (CDW15 bits 15:0) and its mask (bits 31:16).
+    pub const fn set_app_tag(&mut self, tag: u16, mask: u16) {
+        self.cdw15 = tag as u32 | ((mask as u32) << 16);
+    }
+
+    /// The application tag (CDW15 bits 15:0).
+    pub const fn app_tag(&self) -> u16 {
+        self.cdw15 as u16
+    }
+
+    /// The application tag mask (CDW15 bits 31:16): the bits the check compares.
+    pub const fn app_tag_mask(&self) -> u16 {
+        (self.cdw15 >> 16) as u16
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +275,18 @@ mod tests {
         assert_eq!(pi.reference_tag(16), 0x0d0e_0f10);
         assert_eq!(pi.reference_tag(48), 0);
         assert_eq!(Pi16::read(pi.as_bytes()), Some(pi));
+    }
+
+    #[test]
+    fn command_tag_fields_sit_in_cdw3_cdw14_and_cdw15() {
+        let mut sqe = crate::SubmissionEntry::default();
+        sqe.set_initial_ref_tag(0xabcd_1234_5678);
+        assert_eq!(sqe.cdw14, 0x1234_5678);
+        assert_eq!(sqe.cdw3, 0xabcd);
+        assert_eq!(sqe.initial_ref_tag(), 0xabcd_1234_5678);
+        sqe.set_app_tag(0x1122, 0xff00);
+        assert_eq!(sqe.cdw15, 0xff00_1122);
+        assert_eq!((sqe.app_tag(), sqe.app_tag_mask()), (0x1122, 0xff00));
     }
 
     #[test]

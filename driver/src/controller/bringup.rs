@@ -17,7 +17,7 @@ use crate::options::Options;
 use crate::queue::prp;
 use crate::spec::admin::{DoorbellBufferConfig, Identify, SetFeatures};
 use crate::spec::features::NumberOfQueues;
-use crate::spec::identify::{Cns, IdentifyController, IdentifyNamespace};
+use crate::spec::identify::{Cns, IdentifyController, IdentifyNamespace, IdentifyNamespaceNvm};
 use crate::spec::registers::{offset, ShutdownNotification};
 use crate::spec::{Aqa, Cap, Cc, Csts, SubmissionEntry};
 use crate::transport::Transport;
@@ -214,12 +214,26 @@ fn identify_all<T: Transport>(
             continue;
         }
         let lba_size = id.lba_size().map_err(|e| bad_data(name, e))?;
+        let nvm = if ctrl.supports_extended_lba_formats() {
+            // CSI 0 (the NVM Command Set): each format's guard and storage tag size. A
+            // controller that announces it and then refuses it is taken at its word
+            // for the 16-bit guard, with a warning.
+            let cns = Cns::IO_COMMAND_SET_NAMESPACE;
+            identify_page(t, name, q, alloc, cns, nsid, timeout)
+                .and_then(|page| IdentifyNamespaceNvm::parse(&page).map_err(|e| bad_data(name, e)))
+                .map_err(|e| tracing::warn!(nsid, error = %e, "NVM Command Set Identify Namespace"))
+                .ok()
+                .map(Box::new)
+        } else {
+            None
+        };
         namespaces.push(Namespace {
             nsid,
             lba_size,
             blocks: id.nsze,
             metadata_size: id.metadata_size().unwrap_or(0),
             identify: Box::new(id),
+            nvm,
         });
     }
     Ok((ctrl, namespaces))

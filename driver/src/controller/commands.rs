@@ -32,34 +32,8 @@ impl<T: Transport> crate::Controller<T> {
     }
 
     /// Runs an admin command that transfers `len` bytes from the controller, returning them.
-    pub fn admin_read(
-        &self,
-        mut sqe: SubmissionEntry,
-        len: usize,
-    ) -> Result<Vec<u8>, crate::Error> {
-        let ps = self.shared.page_size as usize;
-        let buf = DmaMem::alloc(&self.shared.alloc, len.max(4), ps, "admin data")?;
-        let mut list = DmaMem::alloc(&self.shared.alloc, ps, ps, "an admin PRP list")?;
-        let seg = buf.buffer().as_segment();
-        let (prp1, prp2) = crate::queue::prp::build(&[seg], ps as u64, &mut OnePage(&mut list))?;
-        sqe.set_prp(prp1, prp2);
-        let timeout = self.shared.options.admin_timeout;
-        if let Err(e) = self.shared.admin_exec(sqe, timeout) {
-            if matches!(e, crate::Error::CommandTimedOut { .. }) {
-                // The controller may still write these pages: never hand them out again.
-                std::mem::forget(buf);
-                std::mem::forget(list);
-            }
-            return Err(e);
-        }
-        let mut out = vec![0u8; len];
-        buf.buffer()
-            .read(0, &mut out)
-            .map_err(|source| crate::Error::Dma {
-                what: "admin data",
-                source,
-            })?;
-        Ok(out)
+    pub fn admin_read(&self, sqe: SubmissionEntry, len: usize) -> Result<Vec<u8>, crate::Error> {
+        self.shared.admin_read(sqe, len)
     }
 
     /// Identify with CNS `cns` for `nsid`: the raw 4096-byte page. A CNS value the spec
@@ -129,19 +103,7 @@ impl<T: Transport> crate::Controller<T> {
         &self,
         entries: usize,
     ) -> Result<Vec<crate::spec::ErrorLogEntry>, crate::Error> {
-        let n = entries.clamp(
-            1,
-            usize::from(self.identify_controller().error_log_entries()),
-        );
-        let page = self.get_log_page(LogPageId::ERROR_INFORMATION, 0, n * 64)?;
-        page.chunks_exact(64)
-            .map(|c| {
-                crate::spec::ErrorLogEntry::parse(c).map_err(|e| crate::Error::BadDeviceData {
-                    device: self.name().to_string(),
-                    detail: e.to_string(),
-                })
-            })
-            .collect()
+        self.shared.error_log(entries)
     }
 
     /// Abort command `cid` on submission queue `sqid`; returns whether the controller
@@ -167,6 +129,61 @@ impl crate::queue::prp::ListPages for OnePage<'_> {
 }
 
 impl<T: Transport> Shared<T> {
+    /// Runs an admin command that transfers `len` bytes from the controller, returning them.
+    pub(crate) fn admin_read(
+        &self,
+        mut sqe: SubmissionEntry,
+        len: usize,
+    ) -> Result<Vec<u8>, crate::Error> {
+        let ps = self.page_size as usize;
+        let buf = DmaMem::alloc(&self.alloc, len.max(4), ps, "admin data")?;
+        let mut list = DmaMem::alloc(&self.alloc, ps, ps, "an admin PRP list")?;
+        let seg = buf.buffer().as_segment();
+        let (prp1, prp2) = crate::queue::prp::build(&[seg], ps as u64, &mut OnePage(&mut list))?;
+        sqe.set_prp(prp1, prp2);
+        let timeout = self.options.admin_timeout;
+        if let Err(e) = self.admin_exec(sqe, timeout) {
+            if matches!(e, crate::Error::CommandTimedOut { .. }) {
+                // The controller may still write these pages: never hand them out again.
+                std::mem::forget(buf);
+                std::mem::forget(list);
+            }
+            return Err(e);
+        }
+        let mut out = vec![0u8; len];
+        buf.buffer()
+            .read(0, &mut out)
+            .map_err(|source| crate::Error::Dma {
+                what: "admin data",
+                source,
+            })?;
+        Ok(out)
+    }
+
+    /// The Error Information log (log page 01h), `entries` entries of 64 bytes (at
+    /// least one, at most the ELPE + 1 the controller keeps).
+    pub(crate) fn error_log(
+        &self,
+        entries: usize,
+    ) -> Result<Vec<crate::spec::ErrorLogEntry>, crate::Error> {
+        let n = entries.clamp(1, usize::from(self.info().identify.error_log_entries()));
+        let sqe = crate::spec::admin::GetLogPage {
+            nsid: 0,
+            ..crate::spec::admin::GetLogPage::new(LogPageId::ERROR_INFORMATION, (n * 64) as u64)
+        }
+        .to_sqe()
+        .map_err(|e| crate::Error::InvalidRequest(e.to_string()))?;
+        let page = self.admin_read(sqe, n * 64)?;
+        page.chunks_exact(64)
+            .map(|c| {
+                crate::spec::ErrorLogEntry::parse(c).map_err(|e| crate::Error::BadDeviceData {
+                    device: self.name.clone(),
+                    detail: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
     /// Sends Abort for (`sqid`, `cid`); true when completion dword 0 bit 0 is clear.
     pub fn abort(&self, sqid: u16, cid: u16) -> Result<bool, crate::Error> {
         let sqe = crate::spec::admin::Abort { sqid, cid }.to_sqe();

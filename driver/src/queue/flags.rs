@@ -17,6 +17,17 @@ bitflags::bitflags! {
         /// When the metadata is exactly the 8-byte tuple, no metadata moves between host
         /// and controller, so the buffers hold data only.
         const PRACT = 1 << 29;
+        /// Protection Information Check, guard: the controller checks each block's
+        /// guard (on writes the host's tuples, on reads the stored ones).
+        const PRCHK_GUARD = 1 << 28;
+        /// Protection Information Check, application tag: compared with
+        /// [`IoOptions::app_tag`] under [`IoOptions::app_tag_mask`].
+        const PRCHK_APP = 1 << 27;
+        /// Protection Information Check, reference tag: compared with the initial
+        /// reference tag (plus the block's index for types 1 and 2).
+        const PRCHK_REF = 1 << 26;
+        /// All three protection information checks.
+        const PRCHK = Self::PRCHK_GUARD.bits() | Self::PRCHK_APP.bits() | Self::PRCHK_REF.bits();
     }
 }
 
@@ -33,4 +44,14 @@ pub struct IoOptions {
     /// separate buffer: one contiguous, dword-aligned segment of exactly `blocks` times
     /// the metadata size. `None` on every other format.
     pub metadata: Option<crate::queue::prp::Segment>,
+    /// Application tag (CDW15 bits 15:0) of a namespace with protection information:
+    /// what PRACT and [`crate::pi::generate`] write, and what [`IoFlags::PRCHK_APP`]
+    /// compares under the mask.
+    pub app_tag: u16,
+    /// Application tag mask (CDW15 bits 31:16): the bits of the tag that are compared.
+    pub app_tag_mask: u16,
+    /// Initial logical block reference tag (CDW14; bits 47:32 in CDW3 for the 16-byte
+    /// tuple). `None`: for protection types 1 and 2 the starting LBA's low bits, as
+    /// Linux fills it; for type 3 zero.
+    pub ref_tag: Option<u64>,
 }

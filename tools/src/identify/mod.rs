@@ -24,7 +24,10 @@ JSON: {\"controller\": {...}, \"namespaces\": [...]}, fields named as in
 the in-use format decoded (lba_bytes, metadata_bytes, extended_lba,
 transfer_block_bytes, pi_type, pi_location), command_set, and the namespace
 identification descriptors (descriptors: eui64, nguid, uuid, csi; null if the
-controller does not answer Identify CNS 03h).";
+controller does not answer Identify CNS 03h), and where the controller reports
+extended LBA formats (CTRATT.ELBAS) the NVM Command Set fields as
+`nvme nvm-id-ns -o json` names them (lbstm, pic, elbafs[{sts, pif}]) with the
+decoded pi_guard_bits.";
 
 /// Show an NVMe controller's identity, capabilities and namespaces.
 #[derive(Debug, Clone, Parser)]

@@ -1,7 +1,9 @@
 //! The identify report: controller and namespaces with nvme-cli's JSON field names
 //! (`nvme id-ctrl -o json`, `nvme id-ns -o json`), numbers as numbers, strings trimmed.
 
-use nvme::spec::identify::{IdentifyController, IdentifyNamespace, NamespaceIds, PiLocation};
+use nvme::spec::identify::{
+    IdentifyController, IdentifyNamespace, IdentifyNamespaceNvm, NamespaceIds, PiLocation,
+};
 use nvme::spec::{Cap, Version};
 use serde::Serialize;
 
@@ -144,6 +146,16 @@ pub struct LbafJson {
     pub rp: u8,
 }
 
+/// One extended LBA format (NVM Command Set Identify Namespace), as `nvme nvm-id-ns -o
+/// json` names it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ElbafJson {
+    /// Storage Tag Size, bits.
+    pub sts: u8,
+    /// Protection Information Format (0: 16-bit guard, 1: 32-bit, 2: 64-bit).
+    pub pif: u8,
+}
+
 /// The namespace identification descriptors (Identify CNS 03h), formatted as
 /// `nvme ns-descs -o json` formats them; an absent descriptor is `null`.
 #[derive(Debug, Clone, Serialize)]
@@ -221,6 +233,16 @@ pub struct NamespaceJson {
     /// The namespace identification descriptors; `null` if the controller does not
     /// answer Identify CNS 03h.
     pub descriptors: Option<DescriptorsJson>,
+    /// Logical Block Storage Tag Mask (NVM Command Set Identify Namespace, CNS 05h;
+    /// `null` when the controller does not report it: CTRATT.ELBAS clear).
+    pub lbstm: Option<u64>,
+    /// Protection Information Capabilities (CNS 05h).
+    pub pic: Option<u8>,
+    /// The extended LBA formats, one per entry of `lbafs` (CNS 05h).
+    pub elbafs: Option<Vec<ElbafJson>>,
+    /// Guard bits of the protection information in use (16, 32 or 64; `null` without
+    /// protection information or for a reserved format).
+    pub pi_guard_bits: Option<u8>,
 }
 
 /// Trims the spec's space padding (and any NULs) from an ASCII field; other bytes are
@@ -390,7 +412,42 @@ impl NamespaceJson {
             },
             command_set: ids.and_then(|i| i.csi).map(|c| c.name()),
             descriptors: ids.map(DescriptorsJson::new),
+            lbstm: None,
+            pic: None,
+            elbafs: None,
+            // Without the NVM Command Set structure every format has the 16-bit guard.
+            pi_guard_bits: pi_type.filter(|&t| t > 0).map(|_| 16),
         }
+    }
+
+    /// Adds the NVM Command Set Identify Namespace (CNS 05h) the driver read at
+    /// scan, if the controller reports one: one extended format per LBA format.
+    pub fn with_nvm(mut self, ns: &IdentifyNamespace, nvm: Option<&IdentifyNamespaceNvm>) -> Self {
+        let Some(nvm) = nvm else { return self };
+        let count = ns.lba_formats().len();
+        self.lbstm = Some(nvm.lbstm);
+        self.pic = Some(nvm.pic.into_bits());
+        self.elbafs = Some(
+            nvm.elbaf[..count]
+                .iter()
+                .map(|e| ElbafJson {
+                    sts: e.sts(),
+                    pif: e.pif(),
+                })
+                .collect(),
+        );
+        if self.pi_guard_bits.is_some() {
+            self.pi_guard_bits = nvm
+                .format(ns.flbas.index())
+                .ok()
+                .and_then(|e| e.pi_format().ok())
+                .map(|f| match f {
+                    nvme::spec::pi::PiFormat::Guard16 => 16,
+                    nvme::spec::pi::PiFormat::Guard32 => 32,
+                    nvme::spec::pi::PiFormat::Guard64 => 64,
+                });
+        }
+        self
     }
 }
 
@@ -497,6 +554,35 @@ mod tests {
         assert!(j["pi_location"].is_null());
         assert!(j["command_set"].is_null());
         assert!(j["descriptors"].is_null());
+    }
+
+    #[test]
+    fn extended_formats_use_nvme_cli_names_and_give_the_guard_size() {
+        let mut ns = IdentifyNamespace {
+            nsze: 8,
+            nlbaf: 1,
+            flbas: Flbas::new().with_index(1).with_extended_metadata(true),
+            dps: Dps::new().with_pit(2),
+            ..IdentifyNamespace::default()
+        };
+        ns.lbaf[0] = LbaFormat::with_sizes(9, 0);
+        ns.lbaf[1] = LbaFormat::with_sizes(12, 16);
+        let j = serde_json::to_value(NamespaceJson::new(1, &ns, None)).unwrap();
+        assert!(j["elbafs"].is_null() && j["pic"].is_null());
+        assert_eq!(j["pi_guard_bits"], 16);
+        let mut nvm = IdentifyNamespaceNvm::default();
+        nvm.elbaf[1] = nvme::spec::identify::ElbaFormat::new()
+            .with_pif(2)
+            .with_sts(8);
+        let j = NamespaceJson::new(1, &ns, None).with_nvm(&ns, Some(&nvm));
+        let j = serde_json::to_value(j).unwrap();
+        assert_eq!(
+            j["elbafs"],
+            serde_json::json!([{"sts": 0, "pif": 0}, {"sts": 8, "pif": 2}])
+        );
+        assert_eq!(j["pic"], 0);
+        assert_eq!(j["lbstm"], 0);
+        assert_eq!(j["pi_guard_bits"], 64);
     }
 
     #[test]

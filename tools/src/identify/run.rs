@@ -25,6 +25,7 @@ pub fn run(device: &str) -> Result<IdentifyReport, ToolError> {
         .map(|n| {
             let ids = descriptors(&ctrl, n.nsid);
             NamespaceJson::new(n.nsid, &n.identify, ids.as_ref())
+                .with_nvm(&n.identify, n.nvm.as_deref())
         })
         .collect();
     namespaces.sort_by_key(|n| n.nsid);

@@ -86,7 +86,8 @@ pub struct PerfArgs {
 
     /// Protection information: `off` leaves the metadata to the tool (extended LBAs
     /// carry the pattern in it); `pract` has the controller insert and strip the
-    /// 8-byte tuple, on a format whose metadata is only that tuple.
+    /// tuple, on a format whose metadata is only that tuple; `host` fills the tuples
+    /// on the host and has the controller check them (extended LBAs).
     #[arg(long = "pi", value_enum, default_value_t = PiMode::Off)]
     pub pi: PiMode,
 
@@ -165,6 +166,9 @@ pub enum PiMode {
     /// Every read and write sets PRACT: the controller generates the tuple on writes
     /// and strips it on reads, so buffers hold data only.
     Pract,
+    /// The host generates each write's tuples (nvme::pi), reads and writes set PRCHK,
+    /// and `--verify` also checks the tuples read back.
+    Host,
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {

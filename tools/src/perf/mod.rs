@@ -3,6 +3,7 @@
 pub mod args;
 pub mod cpu_clock;
 pub mod engine;
+pub mod host_pi;
 pub mod pattern;
 pub mod progress;
 pub mod run;

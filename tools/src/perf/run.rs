@@ -10,6 +10,7 @@ use nvme::{
 
 use super::args::{CompletionMode as ModeArg, PerfArgs, PiMode};
 use super::engine::{run_thread, PerfQueue, SubmitError, ThreadPlan, WAIT_SLICE};
+use super::host_pi::HostPi;
 use super::progress::{self, Progress};
 use super::stats::{Report, RunConfig, ThreadStats};
 use super::ticks::TickClock;
@@ -44,6 +45,8 @@ pub struct NvmeQueue<T: Transport> {
     /// Each slot's command options: the flags and its metadata buffer.
     opts: Vec<nvme::IoOptions>,
     layout: SlotLayout,
+    /// `--pi host`: tuples generated on the host, checked by the controller.
+    host_pi: Option<HostPi>,
 }
 
 impl<T: Transport> NvmeQueue<T> {
@@ -81,7 +84,11 @@ impl<T: Transport> NvmeQueue<T> {
             } else {
                 None
             };
-            opts.push(nvme::IoOptions { flags, metadata });
+            opts.push(nvme::IoOptions {
+                flags,
+                metadata,
+                ..nvme::IoOptions::default()
+            });
         }
         Ok(Self {
             qp,
@@ -91,6 +98,7 @@ impl<T: Transport> NvmeQueue<T> {
             md_bufs,
             opts,
             layout,
+            host_pi: None,
         })
     }
 
@@ -118,6 +126,39 @@ impl<T: Transport> NvmeQueue<T> {
             data.read(i * ds, d).is_ok() && md.read(i * ms, m).is_ok()
         })
     }
+
+    /// Has every write carry host-generated protection information and every command
+    /// PRCHK (`--pi host`).
+    pub fn with_host_pi(mut self, host_pi: HostPi) -> Self {
+        self.host_pi = Some(host_pi);
+        self
+    }
+
+    /// Submits through `--pi host`: fills a write's tuples, then sends the command
+    /// with PRCHK and the application tag.
+    fn submit_host_pi(
+        &mut self,
+        read: bool,
+        lba: u64,
+        blocks: u32,
+        slot: usize,
+    ) -> Result<(), SubmitError> {
+        let (Some(h), Some(buf)) = (self.host_pi.as_mut(), self.bufs.get(slot)) else {
+            return Err(SubmitError::Rejected(format!("no buffer for slot {slot}")));
+        };
+        h.prepare(slot, lba, !read, buf)
+            .map_err(|e| SubmitError::Fatal(e.to_string()))?;
+        let opts = *h.options();
+        let seg = std::slice::from_ref(&self.segs[slot]);
+        let r = if read {
+            self.qp
+                .submit_read_ext(self.nsid, lba, blocks, seg, &opts, slot as u64)
+        } else {
+            self.qp
+                .submit_write_ext(self.nsid, lba, blocks, seg, &opts, slot as u64)
+        };
+        r.map_err(classify)
+    }
 }
 
 fn classify(e: nvme::Error) -> SubmitError {
@@ -141,6 +182,9 @@ impl<T: Transport> PerfQueue for NvmeQueue<T> {
         blocks: u32,
         slot: usize,
     ) -> Result<(), SubmitError> {
+        if self.host_pi.is_some() {
+            return self.submit_host_pi(read, lba, blocks, slot);
+        }
         let seg = std::slice::from_ref(&self.segs[slot]);
         let opts = &self.opts[slot];
         let r = if read {
@@ -189,6 +233,8 @@ impl<T: Transport> PerfQueue for NvmeQueue<T> {
         if !ok {
             // Never verify stale bytes: a failed copy reads as zeros (a mismatch).
             dst.fill(0);
+        } else if let (Some(h), Some(b)) = (&self.host_pi, self.bufs.get(slot)) {
+            h.check_read(slot, b, dst);
         }
     }
 }
@@ -317,14 +363,11 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
     let mut queues = Vec::with_capacity(ranges.len());
     for _ in &ranges {
         let qp = ctrl.create_io_queue_pair(qp_options)?;
-        queues.push(NvmeQueue::new(
-            &ctrl,
-            qp,
-            args.nsid,
-            format.flags,
-            depth,
-            layout,
-        )?);
+        let q = NvmeQueue::new(&ctrl, qp, args.nsid, format.flags, depth, layout)?;
+        queues.push(match args.pi {
+            PiMode::Host => q.with_host_pi(host_pi(&ns, args.nsid, depth)?),
+            PiMode::Off | PiMode::Pract => q,
+        });
     }
 
     let clock = TickClock::calibrate();
@@ -402,6 +445,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         pi: match args.pi {
             PiMode::Off => "off",
             PiMode::Pract => "pract",
+            PiMode::Host => "host",
         }
         .to_string(),
         transfer: if args.sgl { "sgl" } else { "prp" }.to_string(),
@@ -458,9 +502,21 @@ pub fn check_format(
         )
     };
     let pract = pi == PiMode::Pract;
+    if pi == PiMode::Host && pi_type.is_none() {
+        return Err(ToolError::Invalid(format!(
+            "--pi host: {}; host protection information needs a format with protection information",
+            describe()
+        )));
+    }
     if pract && !pi_only {
         return Err(ToolError::Invalid(format!(
             "--pi pract: {}; PRACT needs protection information and metadata of exactly its 8 bytes",
+            describe()
+        )));
+    }
+    if pi == PiMode::Host && format.separate_metadata_size() > 0 {
+        return Err(ToolError::Invalid(format!(
+            "--pi host: {}; nvme-perf generates host protection information on extended-LBA formats only (the tuple inside each block)",
             describe()
         )));
     }
@@ -469,13 +525,13 @@ pub fn check_format(
     } else {
         format.separate_metadata_size()
     };
-    let (block_bytes, flags) = if pract {
-        (format.data_size, nvme::IoFlags::PRACT)
-    } else {
-        (
+    let (block_bytes, flags) = match pi {
+        PiMode::Pract => (format.data_size, nvme::IoFlags::PRACT),
+        PiMode::Host => (format.transfer_block_size(), nvme::IoFlags::PRCHK),
+        PiMode::Off => (
             format.transfer_block_size() + u32::from(separate_metadata),
             nvme::IoFlags::empty(),
-        )
+        ),
     };
     Ok(BufferFormat {
         lba_bytes: format.data_size,
@@ -485,6 +541,19 @@ pub fn check_format(
         flags,
         separate_metadata,
     })
+}
+
+/// The `--pi host` state of one queue pair, from the namespace's protection layout.
+fn host_pi(ns: &nvme::Namespace, nsid: u32, depth: usize) -> Result<HostPi, ToolError> {
+    let prot = ns
+        .protection()
+        .map_err(|e| ToolError::Invalid(format!("--pi host: {e}")))?
+        .ok_or_else(|| {
+            ToolError::Invalid(format!(
+                "--pi host: namespace {nsid} has no protection information"
+            ))
+        })?;
+    HostPi::new(nsid, prot, depth)
 }
 
 fn inject_read_corruption(

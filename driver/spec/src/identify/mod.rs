@@ -13,11 +13,13 @@ mod controller;
 mod descriptor;
 mod format;
 mod namespace;
+mod nvm_namespace;
 
 pub use controller::*;
 pub use descriptor::*;
 pub use format::*;
 pub use namespace::*;
+pub use nvm_namespace::*;
 
 use zerocopy::FromBytes;
 

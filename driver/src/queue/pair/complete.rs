@@ -99,7 +99,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 timeout: self.timeout,
             }
         } else {
-            Error::command_failed(command, status)
+            crate::pi::command_error(command, status, self.qid, cid)
         }
     }
 }

@@ -15,6 +15,7 @@ mod clock;
 mod compare;
 mod complete;
 mod lifecycle;
+mod pi;
 mod recovery;
 mod submit;
 mod wait;

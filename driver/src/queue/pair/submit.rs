@@ -180,6 +180,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         };
         let mut sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
         sqe.cdw12 |= opts.flags.bits();
+        crate::pi::fill_command(&mut sqe, self.ns_geometry(nsid)?.pi.as_ref(), slba, opts);
         let transfer = Transfer {
             data,
             bytes,

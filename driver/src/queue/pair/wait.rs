@@ -103,7 +103,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 result = r;
             }
         })?;
-        result
+        result.map_err(|e| self.locate_end_to_end_error(e))
     }
 
     /// Reads `blocks` blocks at `slba` into the start of `buf` and waits.
