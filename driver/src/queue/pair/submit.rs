@@ -182,6 +182,13 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         };
         let mut sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
         sqe.cdw12 |= opts.flags.bits();
+        if opts.flags.contains(IoFlags::PRACT) {
+            // ILBRT: the controller numbers the reference tags it inserts from here
+            // (types 1 and 2). Type 1 requires the LBA's low 32 bits; Linux
+            // (`nvme_setup_rw`) uses the LBA for type 2 as well, so a reader that
+            // checks reference tags finds what it expects.
+            sqe.cdw14 = slba as u32;
+        }
         let transfer = Transfer {
             data,
             bytes,
