@@ -6,9 +6,13 @@
 //! `tests/vm/guest/checks/` in one boot and reports each one separately.
 //!
 //! ```no_run
-//! use nvme_e2e::vm::{Controller, Guest};
+//! use nvme_e2e::vm::{Controller, Guest, Namespace};
 //! let report = Guest::new()
-//!     .controller(Controller::new("deadbeef").second_namespace(4096))
+//!     .controller(
+//!         Controller::new("deadbeef")
+//!             .second_namespace(4096)
+//!             .namespace(Namespace::new(3, 512).metadata(8, true).protection(1, false)),
+//!     )
 //!     .run_checks(&["kernel_driver_roundtrip"])
 //!     .unwrap();
 //! assert!(report.get("kernel_driver_roundtrip").unwrap().passed());
@@ -117,12 +121,71 @@ fn cargo_build(target: &Path, args: &[&str]) -> Result<(), Error> {
     }
 }
 
+/// An extra namespace of a [`Controller`] (QEMU's `-device nvme-ns`), on a fresh
+/// sparse image. QEMU sizes it as image bytes / (data + metadata bytes per block).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    nsid: u32,
+    lba_bytes: u32,
+    size_mib: u32,
+    props: Vec<(String, String)>,
+}
+
+impl Namespace {
+    /// Namespace `nsid` (2 or more: 1 is the controller's own drive) of 64 MiB with
+    /// `lba_bytes`-byte logical blocks and no metadata.
+    pub fn new(nsid: u32, lba_bytes: u32) -> Self {
+        Self {
+            nsid,
+            lba_bytes,
+            size_mib: 64,
+            props: Vec::new(),
+        }
+    }
+
+    /// Sets the image size.
+    pub fn size_mib(mut self, mib: u32) -> Self {
+        self.size_mib = mib;
+        self
+    }
+
+    /// Formats with `ms` metadata bytes per block, interleaved with the data
+    /// (extended LBA, QEMU's `mset=1`) or in a separate buffer (`mset=0`).
+    pub fn metadata(self, ms: u16, extended: bool) -> Self {
+        self.prop("ms", &ms.to_string())
+            .prop("mset", if extended { "1" } else { "0" })
+    }
+
+    /// Enables protection information of type `pi` (1 to 3) in the first or the last
+    /// 8 bytes of the metadata (QEMU's `pil=1` or `pil=0`).
+    pub fn protection(self, pi: u8, first: bool) -> Self {
+        self.prop("pi", &pi.to_string())
+            .prop("pil", if first { "1" } else { "0" })
+    }
+
+    /// Sets any other `nvme-ns` property (`eui64`, `uuid`, ...).
+    pub fn prop(mut self, key: &str, value: &str) -> Self {
+        self.props.push((key.into(), value.into()));
+        self
+    }
+
+    /// The `nsN=...,nsNsize=...` part of run-guest's `--nvme` spec.
+    fn spec(&self) -> String {
+        let mut s = format!("ns{}={}", self.nsid, self.lba_bytes);
+        for (k, v) in &self.props {
+            s.push_str(&format!(":{k}={v}"));
+        }
+        s.push_str(&format!(",ns{}size={}", self.nsid, self.size_mib));
+        s
+    }
+}
+
 /// One emulated NVMe controller and its namespaces (fresh sparse images).
 #[derive(Debug, Clone)]
 pub struct Controller {
     serial: String,
     size_mib: u32,
-    second_namespace_lba: Option<u32>,
+    namespaces: Vec<Namespace>,
     props: Vec<(String, String)>,
 }
 
@@ -132,7 +195,7 @@ impl Controller {
         Self {
             serial: serial.into(),
             size_mib: 256,
-            second_namespace_lba: None,
+            namespaces: Vec::new(),
             props: Vec::new(),
         }
     }
@@ -149,8 +212,13 @@ impl Controller {
     }
 
     /// Adds namespace 2 (64 MiB) with `lba_size`-byte logical blocks.
-    pub fn second_namespace(mut self, lba_size: u32) -> Self {
-        self.second_namespace_lba = Some(lba_size);
+    pub fn second_namespace(self, lba_size: u32) -> Self {
+        self.namespace(Namespace::new(2, lba_size))
+    }
+
+    /// Adds a namespace.
+    pub fn namespace(mut self, ns: Namespace) -> Self {
+        self.namespaces.push(ns);
         self
     }
 
@@ -168,8 +236,9 @@ impl Controller {
     /// The `--nvme` spec for run-guest.
     fn spec(&self) -> String {
         let mut s = format!("serial={},size={}", self.serial, self.size_mib);
-        if let Some(lba) = self.second_namespace_lba {
-            s.push_str(&format!(",ns2={lba}"));
+        for ns in &self.namespaces {
+            s.push(',');
+            s.push_str(&ns.spec());
         }
         for (k, v) in &self.props {
             s.push_str(&format!(",{k}={v}"));
@@ -437,8 +506,27 @@ mod tests {
             .prop("max_ioqpairs", "4");
         assert_eq!(
             c.spec(),
-            "serial=abc,size=64,ns2=4096,mdts=2,max_ioqpairs=4"
+            "serial=abc,size=64,ns2=4096,ns2size=64,mdts=2,max_ioqpairs=4"
         );
+    }
+
+    #[test]
+    fn namespace_spec_carries_metadata_protection_and_other_properties_in_order() {
+        let c = Controller::new("f").namespace(
+            Namespace::new(5, 4096)
+                .size_mib(16)
+                .metadata(8, false)
+                .protection(1, false)
+                .prop("eui64", "0x1"),
+        );
+        assert_eq!(
+            c.spec(),
+            "serial=f,size=256,ns5=4096:ms=8:mset=0:pi=1:pil=0:eui64=0x1,ns5size=16"
+        );
+        let ext = Namespace::new(2, 512)
+            .metadata(16, true)
+            .protection(2, true);
+        assert_eq!(ext.spec(), "ns2=512:ms=16:mset=1:pi=2:pil=1,ns2size=64");
     }
 
     #[test]

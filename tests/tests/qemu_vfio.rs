@@ -1,19 +1,22 @@
 //! The stack against a real NVMe controller behind real VFIO: QEMU's NVMe
 //! controller in a guest with an emulated Intel IOMMU (see `tests/vm/`).
 //!
-//! All checks run in one boot (TCG emulation is slow); each test function
-//! asserts the result of its own guest script, `tests/vm/guest/checks/<name>.sh`.
-//! To add a check: write the script, add its name to [`CHECKS`] and add a
-//! test function calling [`check`].
+//! The checks run in two boots (TCG emulation is slow): the general guest
+//! ([`CHECKS`]) and the formats guest ([`FORMAT_CHECKS`]: namespaces with
+//! metadata and protection information, and a small-MDTS controller). Each test
+//! function asserts the result of its own guest script,
+//! `tests/vm/guest/checks/<name>.sh`. To add a check: write the script, add its
+//! name to one of the lists and add a test function calling [`check`] or
+//! [`format_check`]. Tests run on parallel threads; the boots take turns.
 //!
 //! Outside CI the tests are skipped, loudly, when the host cannot run QEMU
 //! guests (packages missing and not root); with `CI=true` that is a failure.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use nvme_e2e::vm::{self, CheckReport, Controller, Guest};
+use nvme_e2e::vm::{self, CheckReport, Controller, Guest, Namespace};
 
 /// Serial number of controller 0 (checks read it from the guest's controller list).
 const SERIAL: &str = "e2e-0001";
@@ -36,6 +39,14 @@ const CHECKS: &[(&str, &[&str])] = &[
     ("read_past_end", &[]),
     // The measurement last: alternating kernel and nvme-perf rounds.
     ("perf_vs_kernel", &[TOOLS]),
+];
+
+/// Checks run in the formats guest ([`formats_guest`]), in order.
+const FORMAT_CHECKS: &[(&str, &[&str])] = &[
+    ("formats_identify_matches_nvme_cli", &[TOOLS]),
+    ("formats_perf_verify", &[TOOLS]),
+    ("formats_kernel_reads_back", &[]),
+    ("formats_transfer_above_mdts", &[TOOLS]),
 ];
 
 /// The package of nvme-identify, nvme-perf, nvme-dio and nvme-setup.
@@ -76,9 +87,51 @@ fn guest() -> Guest {
         .timeout(Duration::from_secs(420))
 }
 
-/// The shared boot's report; `None` when guests are unavailable outside CI.
-fn report() -> Option<&'static CheckReport> {
-    static REPORT: OnceLock<Result<CheckReport, String>> = OnceLock::new();
+/// The formats guest: controller 0 at 0000:00:04.0 with a plain namespace 1 and
+/// namespaces 2 to 8 in every metadata layout and protection type QEMU offers
+/// (identifiers on some, for the descriptor comparison); controller 1 at
+/// 0000:00:05.0 with MDTS 1 (8 KiB per command) and an extended-LBA namespace 2.
+fn formats_guest() -> Guest {
+    let bin_dir = bin_dir();
+    let ns = |nsid, lba| Namespace::new(nsid, lba).size_mib(16);
+    let formats = Controller::new("e2e-fmt")
+        .size_mib(16)
+        .namespace(ns(2, 512).metadata(8, true))
+        .namespace(ns(3, 512).metadata(8, false))
+        .namespace(
+            ns(4, 4096)
+                .metadata(64, true)
+                .prop("uuid", "6c2f0e4e-5f0a-4d8b-9a51-3c7e2b1d0f42"),
+        )
+        .namespace(
+            ns(5, 4096)
+                .metadata(8, false)
+                .protection(1, false)
+                .prop("eui64", "0x0011223344556677"),
+        )
+        .namespace(ns(6, 512).metadata(8, true).protection(1, false))
+        .namespace(ns(7, 512).metadata(16, true).protection(2, true))
+        .namespace(
+            ns(8, 4096)
+                .metadata(8, true)
+                .protection(3, false)
+                .prop("eui64", "0x525400000000e2e8")
+                .prop("uuid", "0f9d2c4a-71b3-4e65-8d2e-a4c6b8e0f1d3"),
+        );
+    let small_mdts = Controller::new("e2e-mdts1")
+        .size_mib(32)
+        .mdts(1)
+        .namespace(ns(2, 512).metadata(8, true));
+    Guest::new()
+        .controller(formats)
+        .controller(small_mdts)
+        .env("NVME_E2E_BIN", &bin_dir.to_string_lossy())
+        .share(&bin_dir)
+        .timeout(Duration::from_secs(360))
+}
+
+/// Whether guests can run here; `false` (after a loud message) only outside CI.
+fn guests_available() -> bool {
     static UNAVAILABLE: OnceLock<Option<String>> = OnceLock::new();
     let unavailable = UNAVAILABLE.get_or_init(|| match vm::prepare() {
         Ok(_) => None,
@@ -87,35 +140,77 @@ fn report() -> Option<&'static CheckReport> {
     });
     if let Some(reason) = unavailable {
         eprintln!("\n*** SKIPPED: QEMU/VFIO end-to-end checks need a host that can run them.\n*** {reason}\n*** (with CI=true this is a failure)\n");
+        return false;
+    }
+    true
+}
+
+/// Builds what `checks` need (and the optimised tools when `release_tools`) and
+/// boots `guest` once to run them. Boots take turns: each one keeps the host's
+/// cores busy, and tests run on parallel threads.
+fn boot(
+    checks: &[(&str, &[&str])],
+    guest: fn() -> Guest,
+    release_tools: bool,
+) -> Result<CheckReport, String> {
+    static ONE_GUEST_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_GUEST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut packages: Vec<&str> = checks.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    vm::build_bins(&packages, &bin_dir()).map_err(|e| e.to_string())?;
+    if release_tools && release_bin_dir() != bin_dir() {
+        vm::build_bins(&[TOOLS], &release_bin_dir()).map_err(|e| e.to_string())?;
+    }
+    let names: Vec<&str> = checks.iter().map(|(name, _)| *name).collect();
+    let r = guest().run_checks(&names).map_err(|e| e.to_string());
+    if let Ok(r) = &r {
+        eprintln!("{}", r.summary());
+    }
+    r
+}
+
+/// The general boot's report; `None` when guests are unavailable outside CI.
+fn report() -> Option<&'static CheckReport> {
+    static REPORT: OnceLock<Result<CheckReport, String>> = OnceLock::new();
+    if !guests_available() {
         return None;
     }
-    let report = REPORT.get_or_init(|| {
-        let mut packages: Vec<&str> = CHECKS.iter().flat_map(|(_, p)| p.iter().copied()).collect();
-        packages.sort_unstable();
-        packages.dedup();
-        vm::build_bins(&packages, &bin_dir()).map_err(|e| e.to_string())?;
-        if release_bin_dir() != bin_dir() {
-            vm::build_bins(&[TOOLS], &release_bin_dir()).map_err(|e| e.to_string())?;
-        }
-        let names: Vec<&str> = CHECKS.iter().map(|(name, _)| *name).collect();
-        let r = guest().run_checks(&names).map_err(|e| e.to_string());
-        if let Ok(r) = &r {
-            eprintln!("{}", r.summary());
-        }
-        r
-    });
-    match report {
+    match REPORT.get_or_init(|| boot(CHECKS, guest, true)) {
         Ok(r) => Some(r),
         Err(e) => panic!("the QEMU guest did not run its checks: {e}"),
     }
 }
 
-/// Asserts that guest check `name` passed; returns its log.
+/// The formats boot's report; `None` when guests are unavailable outside CI.
+fn formats_report() -> Option<&'static CheckReport> {
+    static REPORT: OnceLock<Result<CheckReport, String>> = OnceLock::new();
+    if !guests_available() {
+        return None;
+    }
+    match REPORT.get_or_init(|| boot(FORMAT_CHECKS, formats_guest, false)) {
+        Ok(r) => Some(r),
+        Err(e) => panic!("the QEMU formats guest did not run its checks: {e}"),
+    }
+}
+
+/// Asserts that guest check `name` of the general boot passed; returns its log.
 fn check(name: &str) -> Option<String> {
-    let report = report()?;
+    assert_passed(report()?, name)
+}
+
+/// Asserts that guest check `name` of the formats boot passed; returns its log.
+fn format_check(name: &str) -> Option<String> {
+    assert_passed(formats_report()?, name)
+}
+
+/// Asserts that check `name` of `report` passed; returns its log.
+fn assert_passed(report: &CheckReport, name: &str) -> Option<String> {
     let outcome = report
         .get(name)
-        .unwrap_or_else(|| panic!("check {name} is not in CHECKS"));
+        .unwrap_or_else(|| panic!("check {name} is not in this boot's list of checks"));
     assert!(
         outcome.passed(),
         "guest check {name} failed (exit status {:?}):\n{}\n--- console ---\n{}",
@@ -196,5 +291,38 @@ fn read_past_namespace_end_reports_lba_out_of_range_by_name() {
 #[test]
 fn nvme_perf_randread_runs_beside_kernel_polled_baseline() {
     let log = check("perf_vs_kernel");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// Identify through vfio = nvme-cli through the kernel (`id-ctrl`, `id-ns`,
+/// `ns-descs`), field for field, on every namespace format and both controllers;
+/// our decoded format fields agree with the raw ones and the configuration.
+/// Prints each controller's MDTS, SGLS and FUSES and each namespace's format.
+#[test]
+fn identify_matches_nvme_cli_on_every_metadata_and_protection_format() {
+    let log = format_check("formats_identify_matches_nvme_cli");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// nvme-perf --verify runs clean on each metadata format it supports (extended
+/// LBAs, PRACT on protection-only metadata) and refuses the others up front.
+#[test]
+fn nvme_perf_verify_runs_clean_on_every_supported_metadata_format() {
+    let log = format_check("formats_perf_verify");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// What our driver writes with PRACT (or a separate metadata buffer) the kernel
+/// reads back, checking the protection information, and the other way round.
+#[test]
+fn kernel_reads_back_what_we_wrote_on_metadata_and_protection_formats() {
+    let log = format_check("formats_kernel_reads_back");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// 1 MiB verified I/O on a controller whose MDTS is 8 KiB.
+#[test]
+fn transfer_above_mdts_is_split_and_verifies() {
+    let log = format_check("formats_transfer_above_mdts");
     eprintln!("{}", log.unwrap_or_default());
 }

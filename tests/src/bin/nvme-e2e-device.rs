@@ -8,12 +8,22 @@
 //! nvme-e2e-device DEVICE read-past-end [NSID]
 //!     read the last block (must succeed), then the first block past the end
 //!     (the device must refuse it); prints `status=<name and codes>`
+//! nvme-e2e-device DEVICE write-blocks NSID LBA FILE [pract]
+//!     write FILE (data bytes, whole blocks) at LBA; with `pract` the controller
+//!     inserts the protection information; on a namespace with separate metadata
+//!     (without `pract`) each block's metadata is a byte pattern of its LBA
+//! nvme-e2e-device DEVICE read-blocks NSID LBA BLOCKS FILE [pract]
+//!     read BLOCKS blocks at LBA and store their data bytes in FILE; with `pract`
+//!     the controller strips the protection information
 //! ```
 //! Facts are printed as `key=value` lines for the guest scripts.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use nvme::{open, Options, QueuePairOptions};
+use nvme::spec::identify::NamespaceFormat;
+use nvme::spec::pi::PI_TUPLE_SIZE;
+use nvme::{open, DmaBuffer, IoFlags, IoOptions, Options, QueuePairOptions};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,10 +32,22 @@ fn main() -> ExitCode {
         [dev, "reset-roundtrip", file, lba, ns] => reset_roundtrip(dev, file, lba, ns),
         [dev, "read-past-end"] => read_past_end(dev, "1"),
         [dev, "read-past-end", ns] => read_past_end(dev, ns),
+        [dev, "write-blocks", ns, lba, file, ref pract @ ..] if pract.len() <= 1 => {
+            let pract = parse_pract(pract);
+            pract.and_then(|pract| transfer_blocks(dev, ns, lba, Transfer::Write { file }, pract))
+        }
+        [dev, "read-blocks", ns, lba, blocks, file, ref pract @ ..] if pract.len() <= 1 => {
+            let pract = parse_pract(pract);
+            pract.and_then(|pract| {
+                transfer_blocks(dev, ns, lba, Transfer::Read { blocks, file }, pract)
+            })
+        }
         _ => {
             eprintln!(
                 "usage: nvme-e2e-device DEVICE reset-roundtrip FILE LBA [NSID]\n       \
-                 nvme-e2e-device DEVICE read-past-end [NSID]"
+                 nvme-e2e-device DEVICE read-past-end [NSID]\n       \
+                 nvme-e2e-device DEVICE write-blocks NSID LBA FILE [pract]\n       \
+                 nvme-e2e-device DEVICE read-blocks NSID LBA BLOCKS FILE [pract]"
             );
             return ExitCode::from(2);
         }
@@ -129,4 +151,183 @@ fn read_past_end(dev: &str, ns: &str) -> Result<(), String> {
             }
         }
     }
+}
+
+/// The optional last argument of `write-blocks` and `read-blocks`.
+fn parse_pract(rest: &[&str]) -> Result<bool, String> {
+    match rest {
+        [] => Ok(false),
+        ["pract"] => Ok(true),
+        [other] => Err(format!("unknown flag '{other}' (only 'pract')")),
+        _ => Err("too many arguments".into()),
+    }
+}
+
+/// What `transfer_blocks` does.
+enum Transfer<'a> {
+    /// Writes the data bytes of a file.
+    Write { file: &'a str },
+    /// Reads a number of blocks into a file.
+    Read { blocks: &'a str, file: &'a str },
+}
+
+/// Per-block buffer sizes of a data-only transfer on `format`: the data bytes in the
+/// data buffer and the separate metadata bytes. Extended LBAs without PRACT are
+/// refused: their data buffer would interleave metadata with the file's bytes.
+fn data_only_layout(format: &NamespaceFormat, pract: bool) -> Result<(usize, usize), String> {
+    let pi_only =
+        format.protection.is_enabled() && usize::from(format.metadata_size) == PI_TUPLE_SIZE;
+    if pract && !pi_only {
+        return Err(format!(
+            "pract needs protection information that is the whole metadata; this format \
+             has {} metadata bytes and protection type {}",
+            format.metadata_size,
+            format.protection.pit()
+        ));
+    }
+    if pract {
+        return Ok((format.data_size as usize, 0));
+    }
+    if format.is_extended() {
+        return Err(
+            "without pract an extended-LBA format interleaves metadata with \
+                    the data; this tool moves data only"
+                .into(),
+        );
+    }
+    Ok((
+        format.data_size as usize,
+        usize::from(format.separate_metadata_size()),
+    ))
+}
+
+/// Writes a file's data at `lba`, or reads `blocks` blocks at `lba` into a file, in
+/// commands of at most the queue pair's maximum transfer, with PRACT or a separate
+/// metadata buffer as the format needs.
+fn transfer_blocks(
+    dev: &str,
+    ns: &str,
+    lba: &str,
+    what: Transfer<'_>,
+    pract: bool,
+) -> Result<(), String> {
+    let nsid: u32 = number("NSID", ns)?;
+    let lba: u64 = number("LBA", lba)?;
+    let ctrl = open(dev, Options::default()).map_err(|e| e.to_string())?;
+    let ns = ctrl
+        .namespace(nsid)
+        .ok_or_else(|| format!("{dev} has no active namespace {nsid}"))?;
+    let format = ns.identify.format().map_err(|e| e.to_string())?;
+    let (block, md_block) = data_only_layout(&format, pract)?;
+    let mut data = match &what {
+        Transfer::Write { file } => {
+            let data = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+            if data.is_empty() || data.len() % block != 0 {
+                return Err(format!(
+                    "{file} is {} bytes, not a non-zero multiple of the {block}-byte block",
+                    data.len()
+                ));
+            }
+            data
+        }
+        Transfer::Read { blocks, .. } => vec![0; number::<usize>("BLOCKS", blocks)? * block],
+    };
+    let total = u64::try_from(data.len() / block).map_err(|e| e.to_string())?;
+    if total == 0 || lba.checked_add(total).is_none_or(|end| end > ns.blocks) {
+        return Err(format!(
+            "{total} blocks at LBA {lba} do not fit namespace {nsid} ({} blocks)",
+            ns.blocks
+        ));
+    }
+    let mut qp = ctrl
+        .create_io_queue_pair(QueuePairOptions::default())
+        .map_err(|e| e.to_string())?;
+    let per_cmd = (qp.max_transfer_bytes() / block as u64).clamp(1, 256);
+    let mut buf = ctrl
+        .allocator()
+        .alloc(per_cmd as usize * block, 4096)
+        .map_err(|e| e.to_string())?;
+    let mut md = ctrl
+        .allocator()
+        .alloc((per_cmd as usize * md_block).max(4), 4096)
+        .map_err(|e| e.to_string())?;
+    let flags = if pract {
+        IoFlags::PRACT
+    } else {
+        IoFlags::empty()
+    };
+    let mut commands = 0u64;
+    let mut done = 0u64;
+    while done < total {
+        let n = (total - done).min(per_cmd);
+        let (start, len) = ((done as usize) * block, n as usize * block);
+        let slba = lba + done;
+        let seg = buf.segment(0, len).map_err(|e| e.to_string())?;
+        let opts = IoOptions {
+            flags,
+            metadata: (md_block > 0)
+                .then(|| md.segment(0, n as usize * md_block))
+                .transpose()
+                .map_err(|e| e.to_string())?,
+            ..IoOptions::default()
+        };
+        let submitted = match what {
+            Transfer::Write { .. } => {
+                buf.write(0, &data[start..start + len])
+                    .map_err(|e| e.to_string())?;
+                fill_metadata(&mut md, slba, n, md_block)?;
+                qp.submit_write_ext(nsid, slba, n as u32, &[seg], &opts, 0)
+            }
+            Transfer::Read { .. } => qp.submit_read_ext(nsid, slba, n as u32, &[seg], &opts, 0),
+        };
+        submitted.map_err(|e| format!("blocks {slba}..{}: {e}", slba + n))?;
+        wait_one(&mut qp).map_err(|e| format!("blocks {slba}..{}: {e}", slba + n))?;
+        if let Transfer::Read { .. } = what {
+            buf.read(0, &mut data[start..start + len])
+                .map_err(|e| e.to_string())?;
+        }
+        commands += 1;
+        done += n;
+    }
+    if let Transfer::Read { file, .. } = what {
+        std::fs::write(file, &data).map_err(|e| format!("cannot write {file}: {e}"))?;
+    }
+    println!("blocks={total}");
+    println!("commands={commands}");
+    println!("metadata_bytes_per_block={md_block}");
+    Ok(())
+}
+
+/// Each block's separate metadata: its LBA's bytes, repeated (the controller keeps them).
+fn fill_metadata(
+    md: &mut DmaBuffer,
+    slba: u64,
+    blocks: u64,
+    per_block: usize,
+) -> Result<(), String> {
+    for i in 0..blocks {
+        let tag: Vec<u8> = (slba + i)
+            .to_le_bytes()
+            .into_iter()
+            .cycle()
+            .take(per_block)
+            .collect();
+        md.write(i as usize * per_block, &tag)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Rings the doorbell and waits for the one outstanding command's completion.
+fn wait_one<T: nvme::Transport>(qp: &mut nvme::IoQueuePair<T>) -> Result<(), nvme::Error> {
+    let mut status = Ok(());
+    qp.ring();
+    while qp.outstanding() > 0 {
+        qp.wait_completions(1, Duration::from_secs(10), |_, s| {
+            if status.is_ok() {
+                status = s;
+            }
+        })?;
+    }
+    status
 }

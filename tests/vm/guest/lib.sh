@@ -134,3 +134,21 @@ conf_of() {
 json_get() {
     python3 -c 'import json,sys; j=json.load(open(sys.argv[1]) if sys.argv[1] != "-" else sys.stdin); print(eval(sys.argv[2]))' "$@"
 }
+
+# ns_ids N: IDs of the extra namespaces (nsN=... in run-guest's spec) of controller N.
+ns_ids() {
+    local bdf
+    bdf=$(bdf_of "$1")
+    awk -v b="$bdf" '$1 == b { print $2 }' "${NVME_VM_XFER:?}/controllers" | tr ',' '\n' |
+        sed -n 's/^ns\([0-9][0-9]*\)=.*/\1/p'
+}
+
+# ns_prop N NSID KEY: how namespace NSID of controller N was configured: KEY `lbs`
+# is its LBA size, any other KEY a QEMU nvme-ns property (ms, mset, pi, pil, eui64,
+# ...), 0 when not set.
+ns_prop() {
+    conf_of "$1" "ns$2" | tr ':' '\n' | awk -v k="$3" '
+        NR == 1 && k == "lbs" { v = $0 }
+        NR > 1 && index($0, k "=") == 1 { v = substr($0, length(k) + 2) }
+        END { print (v == "" ? 0 : v) }'
+}
