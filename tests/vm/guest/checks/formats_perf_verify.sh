@@ -1,9 +1,9 @@
 # nvme-perf --verify through vfio-pci on every metadata format of the formats
 # controller: a short random read/write mix whose every read of a block written in
 # the run is checked (data and, on extended LBAs, metadata); no I/O error, no
-# mismatch, and the run reports the namespace's format. Rows marked `refused` are
-# formats nvme-perf does not drive yet: it must refuse them before any I/O, naming
-# separate metadata. Supporting one is a one-word change of its row.
+# mismatch, and the run reports the namespace's format, the protection-information
+# mode and the transfer form (PRP or SGL) asked for. A row marked `refused` must be
+# refused before any I/O, naming separate metadata.
 set -eu
 . "$(dirname "$0")/../lib.sh"
 perf=$(need_bin nvme-perf)
@@ -11,16 +11,24 @@ bdf=$(bdf_of 0)
 
 # nsid  nvme-perf flags  expected   (each namespace's format: formats_guest in qemu_vfio.rs)
 rows="
-2  -           verify
-3  -           refused
-4  -           verify
-5  --pi=pract  verify
-5  -           refused
-6  --pi=pract  verify
-6  -           verify
-7  -           verify
-8  --pi=pract  verify
-8  -           verify
+2  -                 verify
+2  --sgl             verify
+3  -                 verify
+3  --sgl             verify
+4  -                 verify
+5  -                 verify
+5  --pi=pract        verify
+5  --pi=host         verify
+6  -                 verify
+6  --pi=pract        verify
+6  --pi=host         verify
+6  --pi=host,--sgl   verify
+7  -                 verify
+7  --pi=pract        verify
+7  --pi=host         verify
+8  -                 verify
+8  --pi=pract        verify
+8  --pi=host         verify
 "
 
 bind_vfio "$bdf" >/dev/null
@@ -29,13 +37,14 @@ r=0
 while read -r nsid flags expect; do
     [ -n "$nsid" ] || continue
     r=$((r + 1))
-    [ "$flags" = - ] && flags=""
+    # A row's flags are comma-separated.
+    if [ "$flags" = - ]; then flags=""; else flags=$(echo "$flags" | tr , ' '); fi
     status=0
     # shellcheck disable=SC2086
     "$perf" "$bdf" --ns "$nsid" $flags -w randrw -M 50 -o 4k -q 8 --verify --span 4M -t 1 \
         --json >/tmp/fperf-$r.json 2>/tmp/fperf-$r.err || status=$?
     echo "$r $nsid $expect $status $(ns_prop 0 "$nsid" lbs) $(ns_prop 0 "$nsid" ms)" \
-        "$(ns_prop 0 "$nsid" mset) $(ns_prop 0 "$nsid" pi) ${flags:-none}" >>/tmp/fperf.runs
+        "$(ns_prop 0 "$nsid" mset) $(ns_prop 0 "$nsid" pi) $(echo "${flags:-none}" | tr ' ' ,)" >>/tmp/fperf.runs
 done <<ROWS
 $rows
 ROWS
@@ -64,9 +73,12 @@ for line in open(sys.argv[1]):
             bad.append(f"reports {c['metadata_bytes']} metadata bytes, configured {ms}")
         if int(ms) and c["extended_lba"] != (mset == "1"):
             bad.append(f"reports extended_lba {c['extended_lba']}, configured mset={mset}")
-        want_pi = "pract" if "pract" in flags else "off"
+        want_pi = "host" if "host" in flags else "pract" if "pract" in flags else "off"
         if c["pi"] != want_pi:
             bad.append(f"reports pi {c['pi']}, asked for {want_pi}")
+        want_transfer = "sgl" if "--sgl" in flags else "prp"
+        if c.get("transfer") != want_transfer:
+            bad.append(f"reports transfer {c.get('transfer')}, asked for {want_transfer}")
         if not bad:
             print(f"ok   {what}: {j['ios']} I/Os, {j['verified_blocks']} blocks verified")
     if bad:
