@@ -88,7 +88,8 @@ fn guest() -> Guest {
 }
 
 /// The formats guest: controller 0 at 0000:00:04.0 with a plain namespace 1 and
-/// namespaces 2 to 8 in every metadata layout and protection type QEMU offers
+/// namespaces 2 to 9 in every metadata layout, protection type and guard format
+/// (namespace 9: the 16-byte tuple with a 64-bit CRC guard) QEMU offers
 /// (identifiers on some, for the descriptor comparison); controller 1 at
 /// 0000:00:05.0 with MDTS 1 (8 KiB per command) and an extended-LBA namespace 2.
 fn formats_guest() -> Guest {
@@ -117,6 +118,12 @@ fn formats_guest() -> Guest {
                 .protection(3, false)
                 .prop("eui64", "0x525400000000e2e8")
                 .prop("uuid", "0f9d2c4a-71b3-4e65-8d2e-a4c6b8e0f1d3"),
+        )
+        .namespace(
+            ns(9, 4096)
+                .metadata(16, true)
+                .protection(1, false)
+                .prop("pif", "2"),
         );
     let small_mdts = Controller::new("e2e-mdts1")
         .size_mib(32)

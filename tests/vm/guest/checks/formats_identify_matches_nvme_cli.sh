@@ -21,6 +21,9 @@ while [ -e "/sys/bus/pci/devices/$(bdf_of $i)" ]; do
             fail "nvme id-ns -n $nsid on $ctrl failed"
         nvme ns-descs "/dev/$ctrl" -n "$nsid" -o json >/tmp/fk-descs-$i-$nsid.json ||
             fail "nvme ns-descs -n $nsid on $ctrl failed"
+        # The NVM Command Set Identify Namespace (CNS 05h): empty when not offered.
+        nvme nvm-id-ns "/dev/$ctrl" -n "$nsid" -o json >/tmp/fk-nvm-$i-$nsid.json 2>/dev/null ||
+            : >/tmp/fk-nvm-$i-$nsid.json
     done
     bind_vfio "$bdf" >/dev/null
     "$identify" "$bdf" --json >/tmp/fours-$i.json || fail "nvme-identify $bdf exited with status $?"
@@ -73,6 +76,25 @@ for n in ours["namespaces"]:
         for f in ["ms", "ds", "rp"]:
             same(f"ns {nsid} lbafs[{x}].{f}", o[f], k[f])
 
+    # The NVM Command Set Identify Namespace: guard format (PIF) and storage tag size
+    # of every LBA format, read by both sides when CTRATT.ELBAS says it exists.
+    elbas = bool(kc["ctratt"] & (1 << 15))
+    raw = open(f"/tmp/fk-nvm-{i}-{nsid}.json").read().strip()
+    if elbas:
+        if not raw:
+            bad.append(f"ns {nsid}: CTRATT.ELBAS is set and nvme nvm-id-ns failed")
+        elif n.get("elbafs") is None:
+            bad.append(f"ns {nsid}: CTRATT.ELBAS is set and we report no elbafs")
+        else:
+            kv = json.loads(raw)
+            for f in ["lbstm", "pic"]:
+                same(f"ns {nsid} {f}", n.get(f), kv[f])
+            if len(n["elbafs"]) < len(kn["lbafs"]) or len(kv["elbafs"]) < len(kn["lbafs"]):
+                bad.append(f"ns {nsid}: elbafs ours {len(n['elbafs'])}, nvme-cli {len(kv['elbafs'])}")
+            for x in range(len(kn["lbafs"])):
+                for f in ["sts", "pif"]:
+                    same(f"ns {nsid} elbafs[{x}].{f}", n["elbafs"][x][f], kv["elbafs"][x][f])
+
     # Our decoded fields against the raw ones (FLBAS bits 3:0 and 6:5 index the format).
     flbas, dps = kn["flbas"], kn["dps"]
     lf = kn["lbafs"][(flbas & 0xF) | ((flbas >> 5) & 0x3) << 4]
@@ -86,6 +108,9 @@ for n in ours["namespaces"]:
         "pi_type": pit,
         "pi_location": ("first" if dps & 0x8 else "last") if pit else None,
     }
+    if pit and elbas and raw:
+        pif = json.loads(raw)["elbafs"][(flbas & 0xF) | ((flbas >> 5) & 0x3) << 4]["pif"]
+        want["pi_guard_bits"] = {0: 16, 1: 32, 2: 64}.get(pif)
     for f, v in want.items():
         if n.get(f) != v:
             bad.append(f"ns {nsid} {f}: ours {n.get(f)!r}, from the raw fields {v!r}")
@@ -99,6 +124,8 @@ for n in ours["namespaces"]:
         "pi_type": int(c.get("pi", 0)),
         "pi_location": ("first" if c.get("pil", "0") == "1" else "last") if int(c.get("pi", 0)) else None,
     }
+    if int(c.get("pi", 0)):
+        cfg["pi_guard_bits"] = 64 if c.get("pif", "0") == "2" else 16
     for f, v in cfg.items():
         if n.get(f) != v:
             bad.append(f"ns {nsid} {f}: ours {n.get(f)!r}, configured {v!r}")
@@ -121,7 +148,7 @@ for n in ours["namespaces"]:
         bad.append(f"ns {nsid} command_set {n.get('command_set')!r} for CSI {csi!r}")
     print(f"  ns {nsid}: {lba}+{ms} {'extended' if ext else 'separate'} flbas {flbas:#x} mc {kn['mc']:#x}"
           f" dpc {kn['dpc']:#x} dps {dps:#x} (pi {n['pi_type']} {n['pi_location']}),"
-          f" {len(kn['lbafs'])} formats, descriptors {sorted(theirs)}")
+          f" {len(kn['lbafs'])} formats, descriptors {sorted(theirs)}, guard {n.get('pi_guard_bits')}")
 for b in bad:
     print("MISMATCH", b)
 sys.exit(1 if bad else 0)

@@ -1,6 +1,6 @@
 # Bytes cross-checked both ways between our driver and the Linux driver on every
 # metadata namespace the kernel exposes as a block device (at least every one with
-# protection information that is the whole 8-byte metadata, which it drives with
+# protection information that is the whole metadata, 8-byte or 16-byte tuple, which it drives with
 # PRACT or its integrity profile): 256 KiB that nvme-e2e-device writes through
 # vfio-pci (PRACT where the protection information is the whole metadata, so the
 # controller inserts it; otherwise with a separate metadata buffer) the kernel reads
@@ -18,15 +18,18 @@ for nsid in $(ns_ids 0); do
     blk=${ctrl}n$nsid
     wait_for test -e "/sys/block/$blk/size" || fail "/dev/$blk did not appear"
     lbs=$(ns_prop 0 "$nsid" lbs) ms=$(ns_prop 0 "$nsid" ms) mset=$(ns_prop 0 "$nsid" mset) pi=$(ns_prop 0 "$nsid" pi)
+    # The tuple: 8 bytes with the 16-bit guard, 16 with the 64-bit one (pif=2).
+    tuple=8
+    [ "$(ns_prop 0 "$nsid" pif)" = 2 ] && tuple=16
     sectors=$(cat "/sys/block/$blk/size")
     integrity=$(cat "/sys/block/$blk/integrity/format" 2>/dev/null || echo none)
     log "ns $nsid $lbs+$ms mset=$mset pi=$pi: kernel capacity $sectors sectors, integrity $integrity"
-    if [ "$pi" != 0 ] && [ "$ms" = 8 ] && [ "$sectors" -eq 0 ]; then
-        fail "the kernel does not expose ns $nsid (protection information type $pi in 8-byte metadata)"
+    if [ "$pi" != 0 ] && [ "$ms" = "$tuple" ] && [ "$sectors" -eq 0 ]; then
+        fail "the kernel does not expose ns $nsid (protection information type $pi in $tuple-byte metadata)"
     fi
     [ "$sectors" -gt 0 ] || continue
     mode=""
-    [ "$pi" != 0 ] && [ "$ms" = 8 ] && mode=pract
+    [ "$pi" != 0 ] && [ "$ms" = "$tuple" ] && mode=pract
     rows="$rows $nsid:$lbs:$mode"
 done
 [ -n "$rows" ] || fail "the kernel exposes none of the metadata namespaces"

@@ -29,6 +29,9 @@ rows="
 8  -                 verify
 8  --pi=pract        verify
 8  --pi=host         verify
+9  -                 verify
+9  --pi=pract        verify
+9  --pi=host         verify
 "
 
 bind_vfio "$bdf" >/dev/null
