@@ -65,7 +65,7 @@ pub use error::{CommandDesc, Error, IoKind, PrpRule, VfioCause};
 pub use hugepages::{DmaBuffer, DmaSegment};
 pub use namespace::Namespace;
 pub use options::{CompletionMode, Options, QueuePairOptions};
-pub use queue::{IoChunk, IoFlags, IoOptions, IoQueuePair};
+pub use queue::{commands_per_request, IoFlags, IoOptions, IoQueuePair};
 pub use transport::{AnyTransport, Transport};
 
 /// Opens a controller by name (`emu`, `emu:OPTIONS`, or a PCI address) and brings it up.

@@ -7,4 +7,4 @@ pub(crate) mod ring;
 pub(crate) mod tracker;
 
 pub use flags::{IoFlags, IoOptions};
-pub use pair::{IoChunk, IoQueuePair};
+pub use pair::{commands_per_request, IoQueuePair};

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::queue::tracker::Released;
+use crate::queue::tracker::{Released, NO_PARENT};
 use crate::spec::Status;
 use crate::transport::Transport;
 use crate::Error;
@@ -66,8 +66,12 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             } else {
                 Err(self.completion_error(cqe.cid, slot, status))
             };
-            f(slot.ctx, result);
-            n += 1;
+            if slot.parent == NO_PARENT {
+                f(slot.ctx, result);
+                n += 1;
+            } else {
+                n += self.child_completed(slot.parent, result, f);
+            }
         }
         self.cq_unrung = self.cq_unrung.saturating_add(consumed);
         if self.cq_unrung > self.cq_slack {
