@@ -202,6 +202,14 @@ impl<C: Copy> TrackerPool<C> {
         }
     }
 
+    /// The slots taken since [`free`](Self::free) returned `free_before`, when none has
+    /// been released since (most recent first).
+    pub fn taken_since(&self, free_before: usize) -> &[u16] {
+        self.free
+            .get(self.free_len..free_before)
+            .unwrap_or_default()
+    }
+
     /// Marks `cid` as aborted.
     pub fn mark_aborted(&mut self, cid: u16) {
         if let Some(slot) = self.slots.get_mut(usize::from(cid)) {
@@ -303,6 +311,22 @@ mod tests {
         assert_eq!(pool.get(b).unwrap().parent, NO_PARENT);
         pool.set_parent(1, 3);
         assert!(pool.get(1).is_none(), "a free slot is left alone");
+    }
+
+    #[test]
+    fn slots_taken_since_a_free_count_are_listed_most_recent_first() {
+        let mut pool = TrackerPool::new(4, 0u64);
+        pool.take(0, desc()).unwrap();
+        let before = pool.free();
+        let b = pool.take(0, desc()).unwrap();
+        let c = pool.take(0, desc()).unwrap();
+        assert_eq!(pool.taken_since(before), &[c, b]);
+        pool.undo_take(c);
+        pool.undo_take(b);
+        assert_eq!(pool.free(), before);
+        assert!(pool.taken_since(before).is_empty());
+        assert_eq!(pool.take(0, desc()), Some(b), "the free list is as it was");
+        assert!(pool.taken_since(9).is_empty(), "out of range");
     }
 
     #[test]

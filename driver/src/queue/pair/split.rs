@@ -57,8 +57,6 @@ pub(super) struct Splits<C> {
     children: usize,
     /// One child's data segments while it is queued.
     segments: Vec<Segment>,
-    /// The command ids of the children of the request being queued.
-    cids: Vec<u16>,
 }
 
 impl<C: Copy> Splits<C> {
@@ -78,7 +76,6 @@ impl<C: Copy> Splits<C> {
             free_len: usize::from(slots),
             children: 0,
             segments: Vec::with_capacity(max_segments),
-            cids: Vec::with_capacity(usize::from(slots)),
         }
     }
 
@@ -343,8 +340,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             return Err(self.queue_full());
         };
         let tail = self.sq.tail();
+        let free_before = self.slots.free();
         let mut segments = std::mem::take(&mut self.splits.segments);
-        self.splits.cids.clear();
         let mut cursor = (0, 0);
         let mut refused = None;
         for k in 0..children {
@@ -373,27 +370,32 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 )
             });
             let child_opts = child_options(opts, u64::from(first), metadata);
-            match self.rw_command(kind, child, &segments, &child_opts, sizes, ctx) {
-                Ok(cid) => {
-                    self.slots.set_parent(cid, p);
-                    self.splits.cids.push(cid);
-                }
-                Err(e) => {
-                    refused = Some(e);
-                    break;
-                }
+            if let Err(e) = self.rw_command(kind, child, &segments, &child_opts, sizes, ctx) {
+                refused = Some(e);
+                break;
             }
         }
         self.splits.segments = segments;
+        // Nothing completes while the children are queued: the slots taken since
+        // `free_before` are exactly theirs.
+        let queued = free_before - self.slots.free();
         if let Some(e) = refused {
             // The doorbell was not rung: the controller has seen none of the children.
             self.sq.rewind(tail);
-            for &cid in &self.splits.cids {
-                self.slots.undo_take(cid);
+            // Most recent first, which leaves the free list as it was.
+            for _ in 0..queued {
+                if let Some(&cid) = self.slots.taken_since(free_before).first() {
+                    self.slots.undo_take(cid);
+                }
             }
-            self.stats.submitted -= self.splits.cids.len() as u64;
+            self.stats.submitted -= queued as u64;
             self.splits.put_back(p);
             return Err(e);
+        }
+        for k in 0..queued {
+            if let Some(&cid) = self.slots.taken_since(free_before).get(k) {
+                self.slots.set_parent(cid, p);
+            }
         }
         self.splits.children += children as usize;
         Ok(())
