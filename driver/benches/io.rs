@@ -1,5 +1,7 @@
 //! Submit + complete of 4 KiB reads on the emulated controller's inline `null`
-//! namespace, at queue depth 1, 32 and 128. Reports time per I/O and I/Os per second.
+//! namespace, at queue depth 1, 32 and 128; and of 1 MiB reads at queue depth 1 and 4,
+//! in one command (MDTS 1 MiB) or split by the driver into 128 commands (MDTS 8 KiB).
+//! Reports time per I/O and I/Os per second.
 //!
 //! Run with `cargo bench -p nvme --bench io`.
 //!
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use nvme::transport::emu::EmuTransport;
-use nvme::{Controller, Options, QueuePairOptions};
+use nvme::{Controller, DmaSegment, IoQueuePair, Options, QueuePairOptions};
 
 fn reads(c: &mut Criterion) {
     let t = EmuTransport::from_name("emu:null,size=64G,lba=512,mode=inline").unwrap();
@@ -75,5 +77,74 @@ fn reads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, reads);
+/// Keeps `qd` reads of `blocks` blocks each in flight, one doorbell per batch, for
+/// `iters` reads; returns the time taken.
+fn run_reads(
+    qp: &mut IoQueuePair<EmuTransport>,
+    segs: &[[DmaSegment; 1]],
+    blocks: u32,
+    lba: &mut u64,
+    iters: u64,
+) -> Duration {
+    let start = Instant::now();
+    let mut left = iters as usize;
+    while left > 0 {
+        let batch = left.min(segs.len());
+        for (i, seg) in segs[..batch].iter().enumerate() {
+            qp.submit_read(1, *lba, blocks, seg, i as u64).unwrap();
+            *lba = (*lba + u64::from(blocks)) & ((1 << 27) - 1);
+        }
+        qp.ring();
+        let mut n = 0;
+        while n < batch {
+            n += qp.process_completions(usize::MAX, |_, r| {
+                debug_assert!(r.is_ok());
+            });
+        }
+        left -= batch;
+    }
+    start.elapsed()
+}
+
+/// 1 MiB reads on controllers whose limit per command holds them (`mdts=8`: 1 MiB) or
+/// splits each into 128 commands (`mdts=1`: 8 KiB).
+fn reads_1m(c: &mut Criterion) {
+    let mut group = c.benchmark_group("read_1m_null");
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(1));
+    for (name, mdts) in [("unsplit", 8), ("split_128", 1)] {
+        let t = EmuTransport::from_name(&format!(
+            "emu:null,size=64G,lba=512,mode=inline,mdts={mdts}"
+        ))
+        .unwrap();
+        let ctrl = Controller::new(
+            t,
+            Options {
+                io_queues: 1,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        for qd in [1usize, 4] {
+            let mut qp = ctrl
+                .create_io_queue_pair(QueuePairOptions {
+                    depth: 1024,
+                    ..QueuePairOptions::default()
+                })
+                .unwrap();
+            let bufs: Vec<_> = (0..qd)
+                .map(|_| ctrl.allocator().alloc(1 << 20, 4096).unwrap())
+                .collect();
+            let segs: Vec<_> = bufs.iter().map(|b| [b.as_segment()]).collect();
+            group.bench_with_input(BenchmarkId::new(name, qd), &qd, |b, _| {
+                let mut lba = 0u64;
+                b.iter_custom(|iters| run_reads(&mut qp, &segs, 2048, &mut lba, iters));
+            });
+            drop(qp);
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, reads, reads_1m);
 criterion_main!(benches);

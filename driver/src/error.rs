@@ -402,12 +402,13 @@ pub enum Error {
         /// Commands the queue holds.
         depth: u16,
     },
-    /// The request is larger than one command may transfer.
-    #[error("{command} transfers {bytes} bytes, more than the controller's limit of {max} bytes per command (MDTS); split it with split_by_mdts")]
+    /// One block (with its interleaved metadata) is larger than one command may
+    /// transfer, so the request cannot be split into commands.
+    #[error("{command} cannot be split into commands: one block takes {bytes} bytes of buffer, more than the controller's limit of {max} bytes per command (MDTS)")]
     ExceedsMdts {
         /// The command.
         command: CommandDesc,
-        /// Bytes requested.
+        /// Buffer bytes of one block.
         bytes: u64,
         /// The limit.
         max: u64,
@@ -559,6 +560,18 @@ pub enum Error {
         nsid: u32,
         /// What is unsupported.
         detail: &'static str,
+    },
+    /// A read or write needs more commands than the queue pair can hold at once.
+    #[error("{command} needs {commands} commands of at most {per_command} bytes each (MDTS) and the queue pair holds at most {queue_commands} commands: create it with a depth of at least {} or submit smaller requests", *commands as u64 + 1)]
+    RequestTooLarge {
+        /// The request.
+        command: CommandDesc,
+        /// Commands it is split into.
+        commands: u32,
+        /// Largest buffer bytes of one command.
+        per_command: u64,
+        /// Commands the queue pair holds at once (its depth minus one).
+        queue_commands: usize,
     },
 }
 

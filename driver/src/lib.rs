@@ -66,7 +66,7 @@ pub use error::{CommandDesc, Error, IoKind, PrpRule, SglRule, VfioCause};
 pub use hugepages::{DmaBuffer, DmaSegment};
 pub use namespace::Namespace;
 pub use options::{CompletionMode, Options, QueuePairOptions, SglMode};
-pub use queue::{CompareAndWrite, IoChunk, IoFlags, IoOptions, IoQueuePair};
+pub use queue::{commands_per_request, CompareAndWrite, IoFlags, IoOptions, IoQueuePair};
 pub use transport::{AnyTransport, Transport};
 
 /// Opens a controller by name (`emu`, `emu:OPTIONS`, or a PCI address) and brings it up.

@@ -269,42 +269,26 @@ fn segments_breaking_prp_rules_are_refused_before_submission() {
 }
 
 #[test]
-fn commands_above_mdts_are_refused_and_split_into_fitting_pieces() {
+fn commands_above_mdts_are_split_into_fitting_pieces_in_one_call() {
     // mdts=2: 16 KiB per command.
     let r = rig("size=8M,lba=512,mdts=2");
     let mut qp = r.ctrl.create_io_queue_pair(qp_opts(16)).unwrap();
     assert_eq!(qp.max_transfer_bytes(), 16384);
+    let log = r.emu.command_log();
+    log.enable();
     let src = patterned(&r.ctrl, 65536, 5);
-    let err = qp
-        .submit_write(1, 0, 128, &[src.as_segment()], IoFlags::empty(), 0)
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ExceedsMdts {
-                bytes: 65536,
-                max: 16384,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let chunks = qp.split_by_mdts(1, 0, 128, &[src.as_segment()]).unwrap();
-    assert_eq!(chunks.len(), 4);
-    for c in &chunks {
-        run_one(&mut qp, |q| {
-            q.submit_write(1, c.slba, c.blocks, &c.segments, IoFlags::empty(), 0)
-        })
-        .unwrap();
-    }
-    let rd = r.ctrl.allocator().alloc(65536, 4096).unwrap();
-    for c in qp.split_by_mdts(1, 0, 128, &[rd.as_segment()]).unwrap() {
-        run_one(&mut qp, |q| {
-            q.submit_read(1, c.slba, c.blocks, &c.segments, 0)
-        })
-        .unwrap();
-    }
+    qp.write_sync(1, 0, 128, &src, IoFlags::empty()).unwrap();
+    let mut rd = r.ctrl.allocator().alloc(65536, 4096).unwrap();
+    qp.read_sync(1, 0, 128, &mut rd).unwrap();
     assert!(contents(&rd) == contents(&src));
+    let got: Vec<_> = log
+        .io_entries()
+        .iter()
+        .map(|e| (e.opcode, e.slba, e.blocks))
+        .collect();
+    let pieces = |op| (0..4).map(move |k| (op, k * 32, 32));
+    let want: Vec<_> = pieces(0x01).chain(pieces(0x02)).collect();
+    assert_eq!(got, want);
 }
 
 #[test]
@@ -458,27 +442,21 @@ fn split_iovec_pieces_keep_prp_rules_and_data_order() {
         b.as_segment(),
         c.segment(0, 6144).unwrap(),
     ];
-    let chunks = qp.split_by_mdts(1, 100, 80, &segs).unwrap();
+    let log = r.emu.command_log();
+    log.enable();
+    run_one(&mut qp, |q| {
+        q.submit_write(1, 100, 80, &segs, IoFlags::empty(), 0)
+    })
+    .unwrap();
     assert_eq!(
-        chunks
+        log.io_entries()
             .iter()
-            .map(|c| (c.slba, c.blocks))
+            .map(|e| (e.slba, e.blocks))
             .collect::<Vec<_>>(),
         vec![(100, 32), (132, 32), (164, 16)]
     );
-    for ch in &chunks {
-        run_one(&mut qp, |q| {
-            q.submit_write(1, ch.slba, ch.blocks, &ch.segments, IoFlags::empty(), 0)
-        })
-        .unwrap();
-    }
-    let rd = r.ctrl.allocator().alloc(40960, 4096).unwrap();
-    for ch in qp.split_by_mdts(1, 100, 80, &[rd.as_segment()]).unwrap() {
-        run_one(&mut qp, |q| {
-            q.submit_read(1, ch.slba, ch.blocks, &ch.segments, 0)
-        })
-        .unwrap();
-    }
+    let mut rd = r.ctrl.allocator().alloc(40960, 4096).unwrap();
+    qp.read_sync(1, 100, 80, &mut rd).unwrap();
     let mut want = contents(&a)[2048..].to_vec();
     want.extend(contents(&b));
     want.extend(&contents(&c)[..6144]);

@@ -137,3 +137,58 @@ fn steady_state_sgl_io_with_separate_metadata_allocates_nothing() {
     assert_eq!(done, 8_000);
     assert_eq!(after - before, 0, "heap allocations during {done} SGL I/Os");
 }
+
+#[test]
+fn split_io_allocates_nothing() {
+    // 8 KiB per command: every 64 KiB request is split into 8 child commands.
+    let t = EmuTransport::from_name("emu:null,size=1G,lba=512,mdts=1").unwrap();
+    let ctrl = Controller::new(t, Options::default()).unwrap();
+    let mut qp = ctrl
+        .create_io_queue_pair(QueuePairOptions {
+            depth: 64,
+            ..QueuePairOptions::default()
+        })
+        .unwrap();
+    assert_eq!(qp.max_transfer_bytes(), 8192);
+    let bufs: Vec<_> = (0..4)
+        .map(|_| ctrl.allocator().alloc(65536, 4096).unwrap())
+        .collect();
+    let segs: Vec<_> = bufs.iter().map(|b| b.as_segment()).collect();
+    let mut run = |rounds: u64| {
+        let mut done = 0u64;
+        for round in 0..rounds {
+            for (i, seg) in segs.iter().enumerate() {
+                let lba = (round * 4 + i as u64) % 10_000 * 128;
+                let seg = std::slice::from_ref(seg);
+                if i % 2 == 0 {
+                    qp.submit_read(1, lba, 128, seg, i as u64).unwrap();
+                } else {
+                    qp.submit_write(1, lba, 128, seg, IoFlags::FUA, i as u64)
+                        .unwrap();
+                }
+            }
+            qp.ring();
+            let mut n = 0;
+            while n < segs.len() {
+                n += qp.process_completions(usize::MAX, |_, r| {
+                    if r.is_err() {
+                        panic!("I/O failed");
+                    }
+                    done += 1;
+                });
+            }
+        }
+        done
+    };
+    run(100);
+    let before = CountingAllocator::thread_allocations();
+    let done = run(1000);
+    let after = CountingAllocator::thread_allocations();
+    assert_eq!(done, 4000);
+    assert_eq!(qp.stats().submitted, 8 * 4 * 1100, "8 commands per request");
+    assert_eq!(
+        after - before,
+        0,
+        "heap allocations during {done} split I/Os"
+    );
+}

@@ -486,3 +486,47 @@ fn host_pi_runs_clean_and_verify_checks_the_tuples_read_back() {
         "{stderr}"
     );
 }
+
+#[test]
+fn io_sizes_above_mdts_are_split_by_the_driver_and_verify_clean() {
+    // mdts=1: 8 KiB per command, so each 1 MiB I/O is 128 commands (137 with 520-byte
+    // extended blocks).
+    for device in ["emu:size=64M,mdts=1", "emu:size=64M,ms=8,mset=ext,mdts=1"] {
+        let (code, stdout, stderr) = perf(&[
+            device, "-w", "randrw", "-o", "1M", "-q", "4", "--span", "16M", "--verify", "-t", "1",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{device}: stderr: {stderr}");
+        let j = json(&stdout);
+        assert_eq!(j["errors"], 0, "{device}: {j}");
+        assert_eq!(j["verify_failures"], 0, "{device}: {j}");
+        assert!(
+            f(&j, "reads") > 0.0 && f(&j, "writes") > 0.0,
+            "{device}: {j}"
+        );
+        assert!(f(&j, "verified_blocks") > 0.0, "{device}: {j}");
+        assert_eq!(j["config"]["io_size"], 1 << 20, "{j}");
+    }
+}
+
+#[test]
+fn an_io_size_needing_more_commands_than_a_queue_holds_is_refused() {
+    // 128 commands of 8 KiB per I/O; the controller's queues hold 63.
+    let (code, stdout, stderr) = perf(&[
+        "emu:size=64M,mdts=1,mqes=63",
+        "-o",
+        "1M",
+        "-q",
+        "1",
+        "-t",
+        "1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("split into 128 commands of at most 8192 bytes")
+            && stderr.contains("hold at most 63 commands"),
+        "{stderr}"
+    );
+}

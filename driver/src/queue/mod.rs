@@ -8,4 +8,4 @@ pub mod sgl;
 pub(crate) mod tracker;
 
 pub use flags::{IoFlags, IoOptions};
-pub use pair::{CompareAndWrite, IoChunk, IoQueuePair};
+pub use pair::{commands_per_request, CompareAndWrite, IoQueuePair};

@@ -54,6 +54,30 @@ impl SqRing {
         self.advance(self.tail) == self.head
     }
 
+    /// How many more entries fit before the ring is full.
+    pub fn free(&self) -> usize {
+        let n = usize::from(self.entries);
+        let used = (usize::from(self.tail) + n - usize::from(self.head)) % n;
+        n - 1 - used
+    }
+
+    /// The slot the next entry goes to.
+    pub fn tail(&self) -> u16 {
+        self.tail
+    }
+
+    /// Takes back every entry pushed since the tail was `tail`; only entries not yet
+    /// written to the doorbell can be taken back (the controller has never seen them).
+    pub fn rewind(&mut self, tail: u16) {
+        debug_assert!(tail < self.entries);
+        let n = u32::from(self.entries);
+        let dist = |from: u16, to: u16| (u32::from(to) + n - u32::from(from)) % n;
+        // `tail` must lie between the rung tail and the current tail.
+        if tail < self.entries && dist(self.rung_tail, tail) <= dist(self.rung_tail, self.tail) {
+            self.tail = tail;
+        }
+    }
+
     #[inline]
     fn advance(&self, i: u16) -> u16 {
         let n = i + 1;
@@ -333,6 +357,33 @@ mod tests {
             }
         }
         assert!(sq.is_full(), "a ring of 8 holds 7");
+    }
+
+    #[test]
+    fn free_entries_count_down_and_unrung_entries_can_be_taken_back() {
+        let a = alloc();
+        let mem = DmaMem::alloc(&a, 8 * 64, 4096, "test SQ").unwrap();
+        let mut sq = SqRing::new(mem, 8);
+        let sqe = SubmissionEntry::default();
+        assert_eq!(sq.free(), 7);
+        for _ in 0..6 {
+            sq.push(&sqe);
+        }
+        sq.mark_rung();
+        assert!(sq.set_head(6));
+        assert_eq!(sq.free(), 7, "the controller consumed all six");
+        let before = sq.tail();
+        for _ in 0..4 {
+            sq.push(&sqe);
+        }
+        assert_eq!((sq.tail(), sq.free()), (2, 3), "wrapped past the end");
+        sq.rewind(before);
+        assert_eq!((sq.tail(), sq.free()), (6, 7));
+        assert!(!sq.has_unrung());
+        sq.push(&sqe);
+        sq.mark_rung();
+        sq.rewind(before);
+        assert_eq!(sq.tail(), 7, "rung entries are never taken back");
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Slot<C> {
     pub aborted: bool,
     /// Whether a controller reset cut it short (its completion is still to be reported).
     pub failed: bool,
+    /// The split request this command is a child of, or [`NO_PARENT`].
+    pub parent: u16,
 }
 
 /// What the completion path needs of a released slot: a few words, cheap to move.
@@ -34,10 +36,15 @@ pub struct Released<C> {
     pub aborted: bool,
     /// Whether a controller reset cut the command short.
     pub failed: bool,
+    /// The split request the command is a child of, or [`NO_PARENT`].
+    pub parent: u16,
 }
 
 /// `Slot::submitted_ns` of a command the clock has not been read for since submission.
 pub const UNSTAMPED: u64 = u64::MAX;
+
+/// `Slot::parent` of a command that is a request of its own, not a child of a split one.
+pub const NO_PARENT: u16 = u16::MAX;
 
 /// A fixed pool of command slots; CID = slot index.
 #[derive(Debug)]
@@ -62,6 +69,7 @@ impl<C: Copy> TrackerPool<C> {
             in_use: false,
             aborted: false,
             failed: false,
+            parent: NO_PARENT,
         };
         let slots = vec![blank; usize::from(count)].into_boxed_slice();
         // Reverse order so that CID 0 is handed out first.
@@ -77,6 +85,16 @@ impl<C: Copy> TrackerPool<C> {
     /// Number of outstanding commands.
     pub fn outstanding(&self) -> usize {
         self.slots.len() - self.free_len
+    }
+
+    /// Number of free slots.
+    pub fn free(&self) -> usize {
+        self.free_len
+    }
+
+    /// Total number of slots.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
     }
 
     /// Takes a free slot, or `None` when all are in use.
@@ -95,6 +113,7 @@ impl<C: Copy> TrackerPool<C> {
             in_use: true,
             aborted: false,
             failed: false,
+            parent: NO_PARENT,
         };
         self.unstamped = true;
         Some(cid)
@@ -153,6 +172,7 @@ impl<C: Copy> TrackerPool<C> {
             ctx: slot.ctx,
             aborted: slot.aborted,
             failed: slot.failed,
+            parent: slot.parent,
         };
         // Cannot overflow: every in-use slot is absent from the free list.
         self.free[self.free_len] = cid;
@@ -185,6 +205,21 @@ impl<C: Copy> TrackerPool<C> {
     /// The slot `cid` when it is outstanding, mutably.
     pub fn get_mut(&mut self, cid: u16) -> Option<&mut Slot<C>> {
         self.slots.get_mut(usize::from(cid)).filter(|s| s.in_use)
+    }
+
+    /// Makes the outstanding command `cid` a child of split request `parent`.
+    pub fn set_parent(&mut self, cid: u16, parent: u16) {
+        if let Some(slot) = self.get_mut(cid) {
+            slot.parent = parent;
+        }
+    }
+
+    /// The slots taken since [`free`](Self::free) returned `free_before`, when none has
+    /// been released since (most recent first).
+    pub fn taken_since(&self, free_before: usize) -> &[u16] {
+        self.free
+            .get(self.free_len..free_before)
+            .unwrap_or_default()
     }
 
     /// Marks `cid` as aborted.
@@ -274,6 +309,36 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_child_keeps_its_parent_until_released_and_a_new_take_has_none() {
+        let mut pool = TrackerPool::new(2, 0u64);
+        let a = pool.take(5, desc()).unwrap();
+        assert_eq!(pool.get(a).unwrap().parent, NO_PARENT);
+        pool.set_parent(a, 3);
+        assert_eq!(pool.release_context(a).unwrap().parent, 3);
+        let b = pool.take(6, desc()).unwrap();
+        assert_eq!(b, a, "the same slot");
+        assert_eq!(pool.get(b).unwrap().parent, NO_PARENT);
+        pool.set_parent(1, 3);
+        assert!(pool.get(1).is_none(), "a free slot is left alone");
+    }
+
+    #[test]
+    fn slots_taken_since_a_free_count_are_listed_most_recent_first() {
+        let mut pool = TrackerPool::new(4, 0u64);
+        pool.take(0, desc()).unwrap();
+        let before = pool.free();
+        let b = pool.take(0, desc()).unwrap();
+        let c = pool.take(0, desc()).unwrap();
+        assert_eq!(pool.taken_since(before), &[c, b]);
+        pool.undo_take(c);
+        pool.undo_take(b);
+        assert_eq!(pool.free(), before);
+        assert!(pool.taken_since(before).is_empty());
+        assert_eq!(pool.take(0, desc()), Some(b), "the free list is as it was");
+        assert!(pool.taken_since(9).is_empty(), "out of range");
     }
 
     #[test]

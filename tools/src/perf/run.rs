@@ -166,6 +166,7 @@ fn classify(e: nvme::Error) -> SubmitError {
         nvme::Error::QueueFull { .. } => SubmitError::Full,
         nvme::Error::InvalidRequest(_)
         | nvme::Error::ExceedsMdts { .. }
+        | nvme::Error::RequestTooLarge { .. }
         | nvme::Error::BadSegment { .. }
         | nvme::Error::BadSglSegment { .. }
         | nvme::Error::NoSuchNamespace { .. } => SubmitError::Rejected(e.to_string()),
@@ -276,17 +277,22 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
     // `-o` counts data bytes; the buffer also holds each block's interleaved metadata.
     let buffer_block = format.block_bytes - u32::from(format.separate_metadata);
     let buffer_bytes = io / lba * u64::from(buffer_block);
+    // An I/O above the controller's limit per command is split by the driver; each
+    // takes this many of the queue's command slots.
     let max = ctrl.max_transfer_bytes();
-    if buffer_bytes > max {
-        let with_metadata = if buffer_bytes == io {
-            String::new()
-        } else {
-            format!(" ({buffer_bytes} with the interleaved metadata)")
-        };
-        return Err(ToolError::Invalid(format!(
-            "-o {io}{with_metadata}: the controller transfers at most {max} bytes per command (MDTS)"
-        )));
-    }
+    let commands_per_io =
+        nvme::commands_per_request(
+            max,
+            ctrl.page_size(),
+            buffer_block,
+            format.separate_metadata,
+            io / lba,
+        )
+        .ok_or_else(|| {
+            ToolError::Invalid(format!(
+                "-o {io}: one block takes {buffer_block} bytes of buffer, more than the controller transfers per command ({max} bytes, MDTS)"
+            ))
+        })?;
     let capacity = ns.capacity_bytes();
     let span = args.span.unwrap_or(capacity);
     if span > capacity {
@@ -321,7 +327,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             args.qpairs
         )));
     }
-    let max_entries = ctrl.cap().max_queue_entries();
+    let max_entries = ctrl.cap().max_queue_entries().min(u32::from(u16::MAX));
     if args.queue_depth + 1 > max_entries {
         return Err(ToolError::Invalid(format!(
             "-q {}: the controller's queues hold at most {} commands (CAP.MQES {})",
@@ -330,6 +336,8 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             ctrl.cap().mqes()
         )));
     }
+    let queue_entries = queue_entries(args.queue_depth, commands_per_io, max_entries, max)
+        .map_err(ToolError::Invalid)?;
     if args.inject_read_corruption {
         inject_read_corruption(&ctrl, args.nsid, ns.blocks)?;
     }
@@ -342,7 +350,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
     }
 
     let qp_options = nvme::QueuePairOptions {
-        depth: (args.queue_depth + 1) as u16,
+        depth: queue_entries,
         mode: if interrupt {
             CompletionMode::Interrupt
         } else {
@@ -451,6 +459,34 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         transfer: if args.sgl { "sgl" } else { "prp" }.to_string(),
     };
     Ok(Report::new(config, &total, args.time))
+}
+
+/// Entries of each queue pair: one command per I/O and `-q` I/Os in flight, or, for
+/// I/Os the driver splits into `commands_per_io` commands, room for that many commands
+/// per I/O, as far as the controller's queues (`max_entries`) allow.
+fn queue_entries(
+    queue_depth: u32,
+    commands_per_io: u64,
+    max_entries: u32,
+    max_transfer: u64,
+) -> Result<u16, String> {
+    let limit = u64::from(max_entries);
+    if commands_per_io + 1 > limit {
+        return Err(format!(
+            "each I/O is split into {commands_per_io} commands of at most {max_transfer} bytes (MDTS) and the controller's queues hold at most {} commands: use a smaller -o",
+            limit - 1
+        ));
+    }
+    let wanted = u64::from(queue_depth) * commands_per_io + 1;
+    if wanted > limit {
+        tracing::warn!(
+            "each I/O is split into {commands_per_io} commands and the controller's queues hold at most {} commands: at most {} of the {queue_depth} I/Os per queue pair are in flight at once",
+            limit - 1,
+            (limit - 1) / commands_per_io
+        );
+    }
+    // Cannot truncate: `max_entries` is at most 65535.
+    Ok(wanted.min(limit) as u16)
 }
 
 /// What a namespace's format means for the buffers `nvme-perf` allocates.

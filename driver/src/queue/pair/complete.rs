@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::queue::tracker::Released;
+use crate::queue::tracker::{Released, NO_PARENT};
 use crate::spec::Status;
 use crate::transport::Transport;
 use crate::Error;
@@ -61,6 +61,10 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             };
             self.stats.completed += 1;
             let status = cqe.status.without_phase();
+            if slot.parent != NO_PARENT {
+                n += self.child_cqe(cqe.cid, slot, status, f);
+                continue;
+            }
             let result = if !slot.failed && status.is_success() {
                 Ok(())
             } else {
@@ -81,6 +85,25 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             }
         }
         n
+    }
+
+    /// Reports the completion of a child of a split request to its parent (and the
+    /// request to `f` when it was the last child); out of line, so the loop above
+    /// keeps the shape it has for commands that are requests of their own.
+    #[inline(never)]
+    fn child_cqe(
+        &mut self,
+        cid: u16,
+        slot: Released<C>,
+        status: Status,
+        f: &mut impl FnMut(C, Result<(), Error>),
+    ) -> usize {
+        let result = if !slot.failed && status.is_success() {
+            Ok(())
+        } else {
+            Err(self.completion_error(cid, slot, status))
+        };
+        self.child_completed(slot.parent, result, f)
     }
 
     /// The error of a completion that did not succeed, or of a command a reset cut

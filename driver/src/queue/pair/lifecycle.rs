@@ -20,6 +20,7 @@ use crate::transport::Transport;
 use crate::Error;
 
 use super::clock::Clock;
+use super::split::Splits;
 use super::{IoQueuePair, POLLED_CQ_SLACK};
 
 /// Creates the CQ then the SQ of `qid` on the controller (CQ deleted again if the SQ fails).
@@ -191,6 +192,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 .as_ref()
                 .map(|_| Doorbells::shadow_slots(qid, dstrd)),
             slots: TrackerPool::new(slots, C::default()),
+            // A child's segments each touch at least one page of its transfer.
+            splits: Splits::new(slots, entries + 1, C::default()),
             lists,
             list_pages,
             page_size: shared.page_size,

@@ -9,7 +9,8 @@
 //! One module per job: [`lifecycle`] creates and deletes the controller's queues,
 //! [`submit`] builds and queues commands, [`complete`] reaps completions (the hot loop),
 //! [`recovery`] enforces deadlines and catches up with resets, [`wait`] blocks until
-//! commands finish; [`clock`] is the coarse clock deadlines are measured with.
+//! commands finish, [`split`] turns a read or write larger than one command into child
+//! commands; [`clock`] is the coarse clock deadlines are measured with.
 
 mod clock;
 mod compare;
@@ -17,6 +18,7 @@ mod complete;
 mod lifecycle;
 mod pi;
 mod recovery;
+mod split;
 mod submit;
 mod wait;
 
@@ -42,7 +44,8 @@ use crate::Error;
 
 use self::clock::Clock;
 pub use self::compare::CompareAndWrite;
-pub use self::submit::IoChunk;
+pub use self::split::commands_per_request;
+use self::split::Splits;
 
 /// Completion queue entries a polled queue pair adds beyond its submission queue's; its
 /// CQ head doorbell is written only once more than this many consumed entries await it.
@@ -63,6 +66,7 @@ pub struct IoQueuePair<T: Transport, C: Copy + Default = u64> {
     db: Doorbells,
     shadow: Option<ShadowSlots>,
     slots: TrackerPool<C>,
+    splits: Splits<C>,
     lists: DmaMem,
     list_pages: usize,
     page_size: u64,
@@ -91,7 +95,7 @@ impl<T: Transport, C: Copy + Default> std::fmt::Debug for IoQueuePair<T, C> {
         f.debug_struct("IoQueuePair")
             .field("qid", &self.qid)
             .field("depth", &self.sq.entries())
-            .field("outstanding", &self.slots.outstanding())
+            .field("outstanding", &self.outstanding())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -108,9 +112,10 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         self.sq.entries()
     }
 
-    /// Commands submitted and not yet reported.
+    /// Requests submitted and not yet reported (a request split into child commands
+    /// counts once).
     pub fn outstanding(&self) -> usize {
-        self.slots.outstanding()
+        self.slots.outstanding() - self.splits.children() + self.splits.requests()
     }
 
     /// The completion mode.
@@ -135,7 +140,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         self.sgl_mode
     }
 
-    /// The largest transfer of one command in bytes.
+    /// The largest transfer of one command in bytes; larger reads and writes are split
+    /// into several commands (see [`commands_per_request`]).
     pub fn max_transfer_bytes(&self) -> u64 {
         self.max_transfer
     }

@@ -66,8 +66,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                     },
                     None => Error::ControllerReset { command: slot.desc },
                 };
-                f(slot.ctx, Err(err));
-                n += 1;
+                n += self.report(slot.parent, slot.ctx, Err(err), f);
             }
         }
         self.failed_pending = 0;

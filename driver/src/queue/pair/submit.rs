@@ -18,23 +18,12 @@ use super::IoQueuePair;
 pub(super) const MAX_BLOCKS: u32 = 1 << 16;
 /// Most ranges in one Dataset Management command.
 const MAX_DSM_RANGES: usize = 256;
-/// A piece of a large request that fits one command (see [`IoQueuePair::split_by_mdts`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IoChunk {
-    /// First LBA of the piece.
-    pub slba: u64,
-    /// Number of blocks.
-    pub blocks: u32,
-    /// The data segments of the piece.
-    pub segments: Vec<Segment>,
-}
-
 /// The blocks one read or write command addresses.
 #[derive(Clone, Copy)]
-struct Blocks {
-    nsid: u32,
-    slba: u64,
-    blocks: u32,
+pub(super) struct Blocks {
+    pub(super) nsid: u32,
+    pub(super) slba: u64,
+    pub(super) blocks: u32,
 }
 
 /// What a data command moves: its data segments and, for a namespace with separate
@@ -72,26 +61,40 @@ impl ListPages for SlotLists<'_> {
 
 impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     #[inline]
-    fn check_epoch(&mut self) -> Result<(), Error> {
+    pub(super) fn check_epoch(&mut self) -> Result<(), Error> {
         if self.epoch != self.shared.epoch.load(Ordering::Acquire) {
             self.recover()?;
         }
         Ok(())
     }
 
-    /// Queues one command; `data` is described with PRPs or an SGL (as the pair's
-    /// [`crate::SglMode`] says) in the slot's list pages and its metadata buffer, if
-    /// any, with MPTR. This is the one place every transfer is
-    /// checked: the buffers must hold exactly the bytes the command moves.
+    /// Queues one command after catching up with a controller reset (see
+    /// [`Self::queue_command`]).
     #[inline(always)]
     pub(super) fn submit(
+        &mut self,
+        sqe: SubmissionEntry,
+        desc: CommandDesc,
+        data: Option<Transfer<'_>>,
+        ctx: C,
+    ) -> Result<(), Error> {
+        self.check_epoch()?;
+        self.queue_command(sqe, desc, data, ctx)
+    }
+
+    /// Queues one command; `data` is described with PRPs or an SGL (as the pair's
+    /// [`crate::SglMode`] says) in the slot's list pages, and its metadata buffer, if
+    /// any, with MPTR (an address or a metadata SGL). This is the one place every transfer is
+    /// checked: the buffers must hold exactly the bytes the command moves. Nothing
+    /// reaches the controller before the next [`Self::ring`].
+    #[inline(always)]
+    pub(super) fn queue_command(
         &mut self,
         mut sqe: SubmissionEntry,
         desc: CommandDesc,
         data: Option<Transfer<'_>>,
         ctx: C,
     ) -> Result<(), Error> {
-        self.check_epoch()?;
         if self.sq.is_full() {
             return Err(self.queue_full());
         }
@@ -140,7 +143,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         }
     }
 
-    #[inline]
+    // Always inlined into the `submit_*` calls: the split path's call below otherwise
+    // tips the inliner into an out-of-line call on every unsplit read and write.
+    #[inline(always)]
     fn rw(
         &mut self,
         kind: IoKind,
@@ -150,29 +155,46 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         ctx: C,
     ) -> Result<(), Error> {
         let Blocks { nsid, slba, blocks } = at;
-        let (block_bytes, md_block_bytes) =
-            self.block_sizes(nsid, opts.flags, opts.metadata.is_some())?;
+        let sizes = self.block_sizes(nsid, opts.flags, opts.metadata.is_some())?;
+        // The one size every data command is checked on: `submit` refuses a buffer
+        // whose segments do not add up to exactly this many bytes.
+        let bytes = u64::from(blocks) * u64::from(sizes.0);
+        if blocks == 0 || blocks > MAX_BLOCKS || bytes > self.max_transfer {
+            if blocks == 0 {
+                let desc = CommandDesc::Io {
+                    kind,
+                    nsid,
+                    slba,
+                    blocks,
+                };
+                return Err(Error::InvalidRequest(format!("{desc}: zero blocks")));
+            }
+            // Larger than one command: split into child commands (`split.rs`).
+            return self.submit_split(kind, at, data, opts, sizes, ctx);
+        }
+        self.check_epoch()?;
+        self.rw_command(kind, at, data, opts, sizes, ctx)
+    }
+
+    /// Builds and queues one Read or Write of `at` (at most one command's worth), with
+    /// `sizes` the data-buffer and separate-metadata bytes per block.
+    #[inline(always)]
+    pub(super) fn rw_command(
+        &mut self,
+        kind: IoKind,
+        at: Blocks,
+        data: &[Segment],
+        opts: &IoOptions,
+        (block_bytes, md_block_bytes): (u32, u16),
+        ctx: C,
+    ) -> Result<(), Error> {
+        let Blocks { nsid, slba, blocks } = at;
         let desc = CommandDesc::Io {
             kind,
             nsid,
             slba,
             blocks,
         };
-        // The one size every data command is checked on: `submit` refuses a buffer
-        // whose segments do not add up to exactly this many bytes.
-        let bytes = u64::from(blocks) * u64::from(block_bytes);
-        if blocks == 0 || blocks > MAX_BLOCKS || bytes > self.max_transfer {
-            if blocks == 0 {
-                return Err(Error::InvalidRequest(format!("{desc}: zero blocks")));
-            }
-            return Err(Error::ExceedsMdts {
-                command: desc,
-                bytes,
-                max: self
-                    .max_transfer
-                    .min(u64::from(MAX_BLOCKS) * u64::from(block_bytes)),
-            });
-        }
         let sqe = if kind == IoKind::Read {
             nvm::read(nsid, slba, blocks)
         } else {
@@ -183,11 +205,11 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         crate::pi::fill_command(&mut sqe, self.ns_geometry(nsid)?.pi.as_ref(), slba, opts);
         let transfer = Transfer {
             data,
-            bytes,
+            bytes: u64::from(blocks) * u64::from(block_bytes),
             metadata: opts.metadata,
             metadata_bytes: u64::from(blocks) * u64::from(md_block_bytes),
         };
-        self.submit(sqe, desc, Some(transfer), ctx)
+        self.queue_command(sqe, desc, Some(transfer), ctx)
     }
 
     /// Queues a Read of `blocks` blocks at `slba` into `data`.
@@ -196,6 +218,11 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     /// plus metadata for extended LBAs). The memory behind `data` must stay allocated
     /// until the completion is reported (dropping the pair waits for outstanding
     /// commands).
+    ///
+    /// A read larger than one command ([`Self::max_transfer_bytes`], or more than 65536
+    /// blocks) is split into child commands and still completes once, with the first
+    /// error of any child; it needs a free command slot per child
+    /// ([`super::commands_per_request`]), at most `depth() - 1`, or nothing is submitted.
     pub fn submit_read(
         &mut self,
         nsid: u32,
@@ -245,7 +272,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     /// Queues a Write of `blocks` blocks at `slba` from `data` with `flags`
     /// ([`IoFlags::FUA`] makes it durable before it completes). `data` must stay
     /// allocated until the completion is reported; it holds exactly `blocks` times the
-    /// namespace's data-buffer block size (data plus metadata for extended LBAs).
+    /// namespace's data-buffer block size (data plus metadata for extended LBAs). A
+    /// write larger than one command is split as [`Self::submit_read`] describes, with
+    /// the flags on every child.
     pub fn submit_write(
         &mut self,
         nsid: u32,
@@ -395,61 +424,6 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         Ok(())
     }
 
-    /// Splits a request of `blocks` blocks at `slba` over `data` into pieces that each
-    /// fit one command (MDTS and the 65536-block limit).
-    pub fn split_by_mdts(
-        &self,
-        nsid: u32,
-        slba: u64,
-        blocks: u64,
-        data: &[Segment],
-    ) -> Result<Vec<IoChunk>, Error> {
-        let block_bytes = u64::from(self.data_block_bytes(nsid, IoFlags::empty())?);
-        let per_cmd = (self.max_transfer / block_bytes)
-            .min(u64::from(MAX_BLOCKS))
-            .max(1);
-        let total: u64 = data.iter().map(|s| s.len as u64).sum();
-        if Some(total) != blocks.checked_mul(block_bytes) {
-            return Err(Error::BadSegment {
-                index: 0,
-                iova: data.first().map_or(0, |s| s.iova),
-                len: total as usize,
-                rule: PrpRule::LengthMismatch,
-            });
-        }
-        let mut chunks = Vec::new();
-        let mut seg_i = 0usize;
-        let mut seg_off = 0usize;
-        let mut done = 0u64;
-        while done < blocks {
-            let n = per_cmd.min(blocks - done);
-            let mut want = (n * block_bytes) as usize;
-            let mut segments = Vec::new();
-            while want > 0 {
-                let s = data[seg_i];
-                let take = (s.len - seg_off).min(want);
-                segments.push(Segment {
-                    iova: s.iova + seg_off as u64,
-                    len: take,
-                    ptr: s.ptr.wrapping_add(seg_off),
-                });
-                want -= take;
-                seg_off += take;
-                if seg_off == s.len {
-                    seg_i += 1;
-                    seg_off = 0;
-                }
-            }
-            chunks.push(IoChunk {
-                slba: slba + done,
-                blocks: n as u32,
-                segments,
-            });
-            done += n;
-        }
-        Ok(chunks)
-    }
-
     /// Shadow-doorbell update (Linux `nvme_dbbuf_update_and_check_event`): returns whether
     /// the MMIO doorbell must still be written.
     #[inline]
@@ -496,7 +470,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
 /// present exactly when the format needs one, exactly that long, and dword aligned
 /// (MPTR, NVMe Base 2.0 §4.1.1).
 #[inline]
-fn check_metadata(desc: CommandDesc, t: &Transfer<'_>) -> Result<(), Error> {
+pub(super) fn check_metadata(desc: CommandDesc, t: &Transfer<'_>) -> Result<(), Error> {
     match t.metadata {
         None if t.metadata_bytes == 0 => Ok(()),
         Some(m) if m.len as u64 == t.metadata_bytes && m.iova & 3 == 0 => Ok(()),

@@ -106,7 +106,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         result.map_err(|e| self.locate_end_to_end_error(e))
     }
 
-    /// Reads `blocks` blocks at `slba` into the start of `buf` and waits.
+    /// Reads `blocks` blocks at `slba` into the start of `buf` and waits; a read larger
+    /// than one command is split as [`Self::submit_read`] describes.
     pub fn read_sync(
         &mut self,
         nsid: u32,
@@ -122,7 +123,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         self.sync(|q| q.submit_read(nsid, slba, blocks, &[seg], C::default()))
     }
 
-    /// Writes `blocks` blocks at `slba` from the start of `buf` with `flags` and waits.
+    /// Writes `blocks` blocks at `slba` from the start of `buf` with `flags` and waits; a
+    /// write larger than one command is split as [`Self::submit_write`] describes.
     pub fn write_sync(
         &mut self,
         nsid: u32,
