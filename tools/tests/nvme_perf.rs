@@ -486,3 +486,31 @@ fn host_pi_runs_clean_and_verify_checks_the_tuples_read_back() {
         "{stderr}"
     );
 }
+
+#[test]
+fn number_ios_ends_the_run_after_that_many_ios_per_queue_pair() {
+    let (code, stdout, stderr) = perf(&[
+        "emu:size=16M",
+        "-w",
+        "randrw",
+        "-q",
+        "4",
+        "--qpairs",
+        "2",
+        "-d",
+        "300",
+        "-t",
+        "60",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let j = json(&stdout);
+    assert_eq!(j["ios"], 600, "{j}");
+    assert_eq!(j["config"]["number_ios"], 300, "{j}");
+    let seconds = f(&j, "seconds");
+    assert!(seconds > 0.0 && seconds < 60.0, "{j}");
+    assert!(
+        (f(&j, "iops") - 600.0 / seconds).abs() < 1e-6 * f(&j, "iops"),
+        "IOPS over the time the I/Os took, not -t: {j}"
+    );
+}

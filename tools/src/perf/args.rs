@@ -48,6 +48,12 @@ pub struct PerfArgs {
     #[arg(short = 't', long = "time", value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_seconds)]
     pub time: f64,
 
+    /// I/Os each queue pair submits before it stops, as an additional end of the run
+    /// (whichever of this and `-t` comes first); counts warm-up I/Os too.
+    #[arg(short = 'd', long = "number-ios", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub number_ios: Option<u64>,
+
     /// Seconds of I/O before measuring starts (not counted in the results).
     #[arg(long = "warmup", value_name = "SECONDS", default_value_t = 0.0, value_parser = parse_seconds_or_zero)]
     pub warmup: f64,
@@ -214,6 +220,9 @@ mod tests {
         assert_eq!(a.time, 5.0);
         assert_eq!(a.qpairs, 1);
         assert_eq!(a.mode, CompletionMode::Poll);
+        assert_eq!(a.number_ios, None);
+        let a = PerfArgs::try_parse_from(["nvme-perf", "emu", "-d", "1000"]).unwrap();
+        assert_eq!(a.number_ios, Some(1000));
     }
 
     #[test]
@@ -230,5 +239,6 @@ mod tests {
         assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-t", "0"]).is_err());
         assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-M", "101"]).is_err());
         assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-q", "65535"]).is_err());
+        assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-d", "0"]).is_err());
     }
 }

@@ -403,6 +403,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
                     seed: 0x5eed ^ ((i as u64) << 32) ^ start.elapsed().as_nanos() as u64,
                     measure_from,
                     end,
+                    max_ios: args.number_ios,
                     clock,
                 };
                 let progress = &progress;
@@ -421,9 +422,18 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             .map(|h| h.and_then(|h| h.join().map_err(|_| ToolError::Panicked)))
             .collect()
     });
+    let finished = Instant::now();
     if let Some(p) = printer {
         progress::stop(&progress, p);
     }
+    // With --number-ios the threads may stop before the time is up.
+    let seconds = match args.number_ios {
+        Some(_) => finished
+            .min(end)
+            .saturating_duration_since(measure_from)
+            .as_secs_f64(),
+        None => args.time,
+    };
     let mut total = ThreadStats::new();
     for r in results {
         total.merge(&r?);
@@ -449,8 +459,9 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         }
         .to_string(),
         transfer: if args.sgl { "sgl" } else { "prp" }.to_string(),
+        number_ios: args.number_ios,
     };
-    Ok(Report::new(config, &total, args.time))
+    Ok(Report::new(config, &total, seconds))
 }
 
 /// What a namespace's format means for the buffers `nvme-perf` allocates.

@@ -228,6 +228,8 @@ pub struct RunConfig {
     pub pi: String,
     /// How data buffers were described to the controller: `prp`, or `sgl` (`--sgl`).
     pub transfer: String,
+    /// I/Os each queue pair submitted at most (`--number-ios`), if limited.
+    pub number_ios: Option<u64>,
 }
 
 impl RunConfig {
@@ -405,6 +407,7 @@ mod tests {
             extended_lba: false,
             pi: "off".into(),
             transfer: "prp".into(),
+            number_ios: None,
         }
     }
 
