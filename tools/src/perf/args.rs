@@ -90,10 +90,11 @@ pub struct PerfArgs {
     #[arg(long = "span", value_parser = parse_bytes, value_name = "BYTES")]
     pub span: Option<u64>,
 
-    /// Protection information: `off` leaves the metadata to the tool (extended LBAs
-    /// carry the pattern in it); `pract` has the controller insert and strip the
-    /// tuple, on a format whose metadata is only that tuple; `host` fills the tuples
-    /// on the host and has the controller check them (extended LBAs).
+    /// Protection information: `off` leaves the metadata to the tool (it carries the
+    /// pattern); `pract` has the controller generate the tuple on writes (and strip
+    /// it on reads where the metadata is only the tuple); `host` fills the tuples on
+    /// the host and has the controller check them. With `--verify`, tuples that come
+    /// back are checked on the host too.
     #[arg(long = "pi", value_enum, default_value_t = PiMode::Off)]
     pub pi: PiMode,
 
@@ -169,12 +170,24 @@ pub enum CompletionMode {
 pub enum PiMode {
     /// Commands carry no PRINFO bits.
     Off,
-    /// Every read and write sets PRACT: the controller generates the tuple on writes
-    /// and strips it on reads, so buffers hold data only.
+    /// Every read and write sets PRACT: the controller generates the tuple on
+    /// writes; where the metadata is only the tuple it also strips it on reads and
+    /// buffers hold data only, otherwise the other metadata moves as without PI.
     Pract,
     /// The host generates each write's tuples (nvme::pi), reads and writes set PRCHK,
     /// and `--verify` also checks the tuples read back.
     Host,
+}
+
+impl PiMode {
+    /// The name as given on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PiMode::Off => "off",
+            PiMode::Pract => "pract",
+            PiMode::Host => "host",
+        }
+    }
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {

@@ -223,8 +223,8 @@ pub struct RunConfig {
     /// Whether the metadata is interleaved with the data (extended LBAs), so each
     /// buffer holds `lba_bytes + metadata_bytes` per block.
     pub extended_lba: bool,
-    /// `off`, or `pract` when the controller inserted and stripped the protection
-    /// information (buffers then hold data only).
+    /// How protection information was handled (`--pi`): `off`, `pract` (the
+    /// controller generated the tuples) or `host` (the tool did).
     pub pi: String,
     /// How data buffers were described to the controller: `prp`, or `sgl` (`--sgl`).
     pub transfer: String,
