@@ -316,11 +316,11 @@ fn host_generated_tuples_pass_the_controllers_checks_and_read_back_verified() {
         let (r, mut qp, p) = pi_rig(&format!("size=1M,{f}"));
         assert_eq!(p.guard == PiFormat::Guard64, f.contains("crc64"), "{f}");
         let (src, src_md) = buffers(&r, &p, 4, 7);
-        let opts = io_opts(IoFlags::PRCHK, &src_md, 0x4e56);
+        let opts = io_opts(p.checks(), &src_md, 0x4e56);
         pi::generate(&p, 40, &opts, src.mem(), src_md.as_ref().map(|m| m.mem())).unwrap();
         write(&mut qp, 40, 4, &src, &opts).unwrap_or_else(|e| panic!("{f}: {e}"));
         let (dst, dst_md) = buffers(&r, &p, 4, 99);
-        let ropts = io_opts(IoFlags::PRCHK, &dst_md, 0x4e56);
+        let ropts = io_opts(p.checks(), &dst_md, 0x4e56);
         read(&mut qp, 40, 4, &dst, &ropts).unwrap_or_else(|e| panic!("{f}: {e}"));
         pi::verify(&p, 40, &ropts, dst.mem(), dst_md.as_ref().map(|m| m.mem()))
             .unwrap_or_else(|e| panic!("{f}: {e}"));
@@ -364,8 +364,13 @@ fn each_wrong_field_of_a_write_fails_with_its_status_and_the_error_names_the_lba
             PiCheck::ReferenceTag,
         ] {
             let (r, mut qp, p) = pi_rig(&format!("size=1M,{f}"));
+            if check == PiCheck::ReferenceTag && p.pi_type == ProtectionType::Type3 {
+                // Type 3 has no reference tag to check (see
+                // `type_3_reference_tag_checks_and_a_type_1_tag_off_the_lba_are_invalid`).
+                continue;
+            }
             let (mut src, mut md) = buffers(&r, &p, 4, 3);
-            let opts = io_opts(IoFlags::PRCHK, &md, 0x1234);
+            let opts = io_opts(p.checks(), &md, 0x1234);
             pi::generate(&p, 8, &opts, src.mem(), md.as_ref().map(|m| m.mem())).unwrap();
             corrupt(&p, &mut src, &mut md, 2, check);
             let e = write(&mut qp, 8, 4, &src, &opts).unwrap_err();
@@ -489,7 +494,7 @@ fn escape_tags_skip_the_controllers_checks() {
     // Type 3: the reference tag must be all ones as well.
     let (r, mut qp, p) = pi_rig("size=1M,lba=512,ms=8,mset=ext,pi=3");
     let (mut src, mut md) = buffers(&r, &p, 2, 1);
-    let mut opts = io_opts(IoFlags::PRCHK, &md, 0xffff);
+    let mut opts = io_opts(p.checks(), &md, 0xffff);
     opts.ref_tag = Some(0x1234);
     pi::generate(&p, 0, &opts, src.mem(), None).unwrap();
     corrupt(&p, &mut src, &mut md, 0, PiCheck::Guard);
@@ -524,7 +529,7 @@ fn pract_inserts_the_tuple_where_pil_says_and_keeps_the_other_metadata() {
         let (r, mut qp, p) = pi_rig(&format!("size=1M,{f}"));
         assert!(!p.is_pi_only());
         let (src, src_md) = buffers(&r, &p, 4, 21);
-        let mut opts = io_opts(IoFlags::PRACT | IoFlags::PRCHK, &src_md, 0x55aa);
+        let mut opts = io_opts(IoFlags::PRACT | p.checks(), &src_md, 0x55aa);
         if p.pi_type == ProtectionType::Type3 {
             opts.ref_tag = Some(0x77);
         }
@@ -563,7 +568,7 @@ fn pract_inserts_the_tuple_where_pil_says_and_keeps_the_other_metadata() {
             60,
             4,
             &dst,
-            &io_opts(IoFlags::PRACT | IoFlags::PRCHK, &dst_md, 0x55aa).with_ref(opts.ref_tag),
+            &io_opts(IoFlags::PRACT | p.checks(), &dst_md, 0x55aa).with_ref(opts.ref_tag),
         )
         .unwrap_or_else(|e| panic!("{f}: {e}"));
     }
@@ -661,4 +666,40 @@ fn the_namespace_reports_its_protection_layout() {
     assert!(r.ctrl.namespace(1).unwrap().nvm.is_some());
     let plain = rig("size=1M,lba=512,ms=8");
     assert_eq!(plain.ctrl.namespace(1).unwrap().protection().unwrap(), None);
+}
+
+#[test]
+fn type_3_reference_tag_checks_and_a_type_1_tag_off_the_lba_are_invalid() {
+    // As on QEMU's controller: type 3 defines no reference tag to check, and type 1's
+    // initial reference tag is the LBA's; both are Invalid Protection Information
+    // before anything is stored.
+    let invalid = |e: &Error| {
+        e.status()
+            .map(|s| (s.sct() as u8, s.sc()))
+            .filter(|&c| c == (1, 0x81))
+            .is_some()
+    };
+    let (r, mut qp, p) = pi_rig("size=1M,lba=512,ms=8,mset=ext,pi=3");
+    assert!(!p.checks().contains(IoFlags::PRCHK_REF));
+    let (src, md) = buffers(&r, &p, 2, 1);
+    let opts = io_opts(IoFlags::PRCHK, &md, 0x1234);
+    pi::generate(&p, 4, &opts, src.mem(), None).unwrap();
+    let e = write(&mut qp, 4, 2, &src, &opts).unwrap_err();
+    assert!(invalid(&e), "{e:?}");
+    let e = read(&mut qp, 4, 2, &src, &opts).unwrap_err();
+    assert!(invalid(&e), "{e:?}");
+    write(&mut qp, 4, 2, &src, &io_opts(p.checks(), &md, 0x1234)).unwrap();
+
+    let (r, mut qp, p) = pi_rig("size=1M,lba=512,ms=8,mset=ext,pi=1");
+    assert_eq!(p.checks(), IoFlags::PRCHK);
+    let (src, md) = buffers(&r, &p, 2, 1);
+    let mut opts = io_opts(IoFlags::PRCHK, &md, 0x1234);
+    opts.ref_tag = Some(5);
+    pi::generate(&p, 4, &opts, src.mem(), None).unwrap();
+    let e = write(&mut qp, 4, 2, &src, &opts).unwrap_err();
+    assert!(invalid(&e), "{e:?}");
+    assert!(e.status().unwrap().dnr(), "{e:?}");
+    // Without the reference tag check the caller's tag is taken as it is.
+    opts.flags = IoFlags::PRCHK_GUARD | IoFlags::PRCHK_APP;
+    write(&mut qp, 4, 2, &src, &opts).unwrap();
 }

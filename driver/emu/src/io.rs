@@ -217,6 +217,9 @@ impl Ctrl {
         }
         let strip = strips_pi(ns, sqe);
         let ok = if crate::pi::active(ns, sqe) {
+            if let Err(s) = crate::pi::check_prinfo(ns, sqe) {
+                return done(s);
+            }
             if let Err(s) = self.read_pi(ctx, ns, sqe, strip) {
                 return done(s);
             }
@@ -257,6 +260,9 @@ impl Ctrl {
         let cached = !sqe.fua() && self.storage.write_cache.load(Ordering::Relaxed);
         let strip = strips_pi(ns, sqe);
         let written = if crate::pi::active(ns, sqe) {
+            if let Err(s) = crate::pi::check_prinfo(ns, sqe) {
+                return done(s);
+            }
             match self.write_pi(ctx, ns, sqe, strip, cached) {
                 Ok(()) => Ok(()),
                 Err(s) => return done(s),

@@ -16,6 +16,7 @@ use nvme_spec::pi::{
     self, Pi16, Pi8, APP_TAG_ESCAPE, PI16_STORAGE_REF_BITS, PRINFO_PRACT, PRINFO_PRCHK_APP,
     PRINFO_PRCHK_GUARD, PRINFO_PRCHK_REF,
 };
+use nvme_spec::status::CommandSpecificStatus;
 use nvme_spec::status::MediaStatus as M;
 use nvme_spec::{Status, SubmissionEntry};
 use zerocopy::IntoBytes;
@@ -28,6 +29,28 @@ use crate::namespace::{sg_copy_from, sg_copy_to, Namespace};
 #[inline]
 pub(crate) fn active(ns: &Namespace, sqe: &SubmissionEntry) -> bool {
     ns.metadata.pi != 0 && sqe.prinfo() != 0
+}
+
+/// Checks a read or write's PRINFO against the namespace's protection type before any
+/// data moves, as QEMU's controller does (`nvme_check_prinfo`): type 1 checks the
+/// reference tag only against the starting LBA, so an initial reference tag other than
+/// the LBA's low bits is Invalid Protection Information (with DNR); type 3 has no
+/// reference tag to check, so PRCHK's reference tag bit is Invalid Protection
+/// Information.
+pub(crate) fn check_prinfo(ns: &Namespace, sqe: &SubmissionEntry) -> Result<(), Status> {
+    let prinfo = sqe.prinfo();
+    if prinfo & PRINFO_PRCHK_REF == 0 {
+        return Ok(());
+    }
+    let invalid = Status::command_specific(CommandSpecificStatus::InvalidProtectionInformation);
+    let layout = Layout::of(ns);
+    match ns.metadata.pi {
+        1 if sqe.initial_ref_tag() & layout.ref_mask() != sqe.slba() & layout.ref_mask() => {
+            Err(invalid.with_dnr(true))
+        }
+        3 => Err(invalid),
+        _ => Ok(()),
+    }
 }
 
 /// What one command's tuples are generated from and checked against.

@@ -168,6 +168,20 @@ impl Protection {
         }
     }
 
+    /// The PRCHK checks a command on this namespace can ask the controller for: the
+    /// guard and the application tag always, the reference tag for types 1 and 2 only.
+    /// Type 3 defines no reference tag to check: controllers (QEMU's among them) fail a
+    /// type 3 command that asks for it with Invalid Protection Information, and Linux
+    /// never asks (`nvme_setup_rw`).
+    pub const fn checks(&self) -> crate::queue::IoFlags {
+        match self.pi_type {
+            ProtectionType::Type1 | ProtectionType::Type2 => crate::queue::IoFlags::PRCHK,
+            ProtectionType::None | ProtectionType::Type3 => {
+                crate::queue::IoFlags::PRCHK_GUARD.union(crate::queue::IoFlags::PRCHK_APP)
+            }
+        }
+    }
+
     /// Whether the metadata is nothing but the tuple (so PRACT moves no metadata).
     pub const fn is_pi_only(&self) -> bool {
         self.metadata_size as usize == self.tuple_size()

@@ -48,6 +48,12 @@ pub struct PerfArgs {
     #[arg(short = 't', long = "time", value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_seconds)]
     pub time: f64,
 
+    /// I/Os each queue pair submits before it stops, as an additional end of the run
+    /// (whichever of this and `-t` comes first); counts warm-up I/Os too.
+    #[arg(short = 'd', long = "number-ios", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub number_ios: Option<u64>,
+
     /// Seconds of I/O before measuring starts (not counted in the results).
     #[arg(long = "warmup", value_name = "SECONDS", default_value_t = 0.0, value_parser = parse_seconds_or_zero)]
     pub warmup: f64,
@@ -84,10 +90,11 @@ pub struct PerfArgs {
     #[arg(long = "span", value_parser = parse_bytes, value_name = "BYTES")]
     pub span: Option<u64>,
 
-    /// Protection information: `off` leaves the metadata to the tool (extended LBAs
-    /// carry the pattern in it); `pract` has the controller insert and strip the
-    /// tuple, on a format whose metadata is only that tuple; `host` fills the tuples
-    /// on the host and has the controller check them (extended LBAs).
+    /// Protection information: `off` leaves the metadata to the tool (it carries the
+    /// pattern); `pract` has the controller generate the tuple on writes (and strip
+    /// it on reads where the metadata is only the tuple); `host` fills the tuples on
+    /// the host and has the controller check them. With `--verify`, tuples that come
+    /// back are checked on the host too.
     #[arg(long = "pi", value_enum, default_value_t = PiMode::Off)]
     pub pi: PiMode,
 
@@ -163,12 +170,24 @@ pub enum CompletionMode {
 pub enum PiMode {
     /// Commands carry no PRINFO bits.
     Off,
-    /// Every read and write sets PRACT: the controller generates the tuple on writes
-    /// and strips it on reads, so buffers hold data only.
+    /// Every read and write sets PRACT: the controller generates the tuple on
+    /// writes; where the metadata is only the tuple it also strips it on reads and
+    /// buffers hold data only, otherwise the other metadata moves as without PI.
     Pract,
     /// The host generates each write's tuples (nvme::pi), reads and writes set PRCHK,
     /// and `--verify` also checks the tuples read back.
     Host,
+}
+
+impl PiMode {
+    /// The name as given on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PiMode::Off => "off",
+            PiMode::Pract => "pract",
+            PiMode::Host => "host",
+        }
+    }
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {
@@ -214,6 +233,9 @@ mod tests {
         assert_eq!(a.time, 5.0);
         assert_eq!(a.qpairs, 1);
         assert_eq!(a.mode, CompletionMode::Poll);
+        assert_eq!(a.number_ios, None);
+        let a = PerfArgs::try_parse_from(["nvme-perf", "emu", "-d", "1000"]).unwrap();
+        assert_eq!(a.number_ios, Some(1000));
     }
 
     #[test]
@@ -230,5 +252,6 @@ mod tests {
         assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-t", "0"]).is_err());
         assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-M", "101"]).is_err());
         assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-q", "65535"]).is_err());
+        assert!(PerfArgs::try_parse_from(["nvme-perf", "emu", "-d", "0"]).is_err());
     }
 }

@@ -88,6 +88,9 @@ pub struct ThreadPlan {
     pub measure_from: Instant,
     /// No I/O is submitted at or after this instant.
     pub end: Instant,
+    /// No I/O is submitted after this many have been (`--number-ios`); `None`: the
+    /// time alone ends the run.
+    pub max_ios: Option<u64>,
     /// The clock that times each I/O.
     pub clock: TickClock,
 }
@@ -121,6 +124,8 @@ pub fn run_thread<Q: PerfQueue>(q: &mut Q, plan: &ThreadPlan, counter: &Counter)
     let mut measuring = clock.now() >= measure_from;
     let mut cpu_start = thread_cpu_ns();
     let mut published = 0u64;
+    let mut submitted = 0u64;
+    let max_ios = plan.max_ios.unwrap_or(u64::MAX);
 
     if !plan.verify {
         // Writes without --verify still carry a recognisable pattern, written once.
@@ -139,10 +144,11 @@ pub fn run_thread<Q: PerfQueue>(q: &mut Q, plan: &ThreadPlan, counter: &Counter)
             cpu_start = thread_cpu_ns();
             measuring = true;
         }
-        let running = now < end_tick;
+        let running = now < end_tick && submitted < max_ios;
         if running {
             // Fill the queue.
-            while let Some(slot) = free.pop() {
+            while submitted < max_ios {
+                let Some(slot) = free.pop() else { break };
                 let Some(unit) = pick_unit(&mut gen, log.as_mut()) else {
                     free.push(slot);
                     break;
@@ -164,7 +170,7 @@ pub fn run_thread<Q: PerfQueue>(q: &mut Q, plan: &ThreadPlan, counter: &Counter)
                     start: Some(now),
                 };
                 match q.submit(read, lba, blocks, slot) {
-                    Ok(()) => {}
+                    Ok(()) => submitted += 1,
                     Err(e) => {
                         free.push(slot);
                         if let Some(log) = log.as_mut() {
@@ -394,9 +400,16 @@ mod tests {
         }
     }
 
-    fn plan(verify: bool, read_percent: u8, ms: u64) -> ThreadPlan {
-        let clock = TickClock::calibrate();
-        let now = Instant::now();
+    /// Most a test run may take; only a broken loop comes near it.
+    const SAFETY_NET: Duration = Duration::from_secs(60);
+
+    /// A plan that ends after `ios` I/Os, not after a time: a run on a loaded machine
+    /// does the same I/Os as one on an idle machine (a time-bounded run of a thread
+    /// descheduled past its end would do none). Measuring starts before the clock's
+    /// origin, so every I/O is measured.
+    fn plan(verify: bool, read_percent: u8, ios: u64) -> ThreadPlan {
+        let measure_from = Instant::now();
+        let clock = TickClock::instant();
         ThreadPlan {
             range: UnitRange {
                 first: 0,
@@ -411,8 +424,9 @@ mod tests {
             verify,
             interrupt: false,
             seed: 42,
-            measure_from: now,
-            end: now + Duration::from_millis(ms),
+            measure_from,
+            end: measure_from + SAFETY_NET,
+            max_ios: Some(ios),
             clock,
         }
     }
@@ -421,7 +435,8 @@ mod tests {
     fn a_clean_mixed_run_verifies_reads_without_mismatch() {
         let mut q = FakeQueue::new(64 * 8, 512, 4096, 8);
         let counter = Counter::default();
-        let s = run_thread(&mut q, &plan(true, 50, 50), &counter);
+        let s = run_thread(&mut q, &plan(true, 50, 400), &counter);
+        assert_eq!(s.ios(), 400, "{s:?}");
         assert!(s.reads > 0 && s.writes > 0, "{s:?}");
         assert!(s.verified_blocks > 0, "no read hit a written block");
         assert_eq!(s.verify_failures, 0, "{:?}", s.mismatches);
@@ -433,7 +448,7 @@ mod tests {
     fn corrupted_reads_are_counted_with_their_lba() {
         let mut q = FakeQueue::new(64 * 8, 512, 4096, 8);
         q.corrupt_reads = true;
-        let s = run_thread(&mut q, &plan(true, 50, 50), &Counter::default());
+        let s = run_thread(&mut q, &plan(true, 50, 400), &Counter::default());
         assert!(s.verify_failures > 0);
         let m = s.mismatches[0];
         assert_eq!(m.lba % 8, 0, "the first byte of each I/O is corrupted: {m}");
@@ -445,7 +460,7 @@ mod tests {
         // 512+8 extended LBAs: 8 blocks of 520 bytes per 4096-byte I/O.
         let extended = || ThreadPlan {
             block_bytes: 520,
-            ..plan(true, 50, 50)
+            ..plan(true, 50, 400)
         };
         let mut q = FakeQueue::new(64 * 8, 520, 8 * 520, 8);
         let s = run_thread(&mut q, &extended(), &Counter::default());
@@ -468,9 +483,14 @@ mod tests {
     fn failed_writes_are_errors_and_their_blocks_are_not_verified() {
         let mut q = FakeQueue::new(64 * 8, 512, 4096, 8);
         q.fail_writes = true;
-        let s = run_thread(&mut q, &plan(true, 50, 30), &Counter::default());
+        let s = run_thread(&mut q, &plan(true, 50, 400), &Counter::default());
         assert!(s.errors > 0);
         assert_eq!(s.writes, 0);
+        assert_eq!(
+            s.reads + s.errors,
+            400,
+            "every I/O is a read or a failed write"
+        );
         assert_eq!(s.verified_blocks, 0);
         assert_eq!(s.verify_failures, 0);
         assert!(s.first_error.as_deref().unwrap().contains("write fault"));
@@ -480,10 +500,38 @@ mod tests {
     fn without_verify_reads_are_not_checked() {
         let mut q = FakeQueue::new(64 * 8, 512, 4096, 8);
         q.corrupt_reads = true;
-        let s = run_thread(&mut q, &plan(false, 100, 20), &Counter::default());
-        assert!(s.reads > 0);
+        let s = run_thread(&mut q, &plan(false, 100, 400), &Counter::default());
+        assert_eq!(s.reads, 400);
         assert_eq!(s.writes, 0);
         assert_eq!(s.verified_blocks, 0);
         assert_eq!(s.verify_failures, 0);
+    }
+
+    #[test]
+    fn a_run_ends_after_its_io_count_and_waits_for_every_completion() {
+        for ios in [1, 7, 8, 9, 100] {
+            let mut q = FakeQueue::new(64 * 8, 512, 4096, 8);
+            let counter = Counter::default();
+            let s = run_thread(&mut q, &plan(true, 50, ios), &counter);
+            assert_eq!(s.ios(), ios, "{s:?}");
+            assert_eq!(s.errors, 0, "{s:?}");
+            assert!(q.pending.is_empty(), "an I/O was left in flight");
+            assert_eq!(counter.get(), ios);
+        }
+    }
+
+    #[test]
+    fn a_run_whose_time_is_up_submits_nothing() {
+        let mut q = FakeQueue::new(64 * 8, 512, 4096, 8);
+        let p = ThreadPlan {
+            max_ios: None,
+            ..plan(false, 100, 1)
+        };
+        let p = ThreadPlan {
+            end: p.measure_from,
+            ..p
+        };
+        let s = run_thread(&mut q, &p, &Counter::default());
+        assert_eq!((s.ios(), s.errors), (0, 0), "{s:?}");
     }
 }

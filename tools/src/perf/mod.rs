@@ -3,8 +3,8 @@
 pub mod args;
 pub mod cpu_clock;
 pub mod engine;
-pub mod host_pi;
 pub mod pattern;
+pub mod pi;
 pub mod progress;
 pub mod run;
 pub mod stats;

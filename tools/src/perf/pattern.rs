@@ -42,6 +42,25 @@ pub fn fill(buf: &mut [u8], first_lba: u64, block_size: usize, generation: u32) 
     }
 }
 
+/// Writes into `dst` the pattern bytes that [`fill`] puts at byte `start..` of block
+/// `lba` at `generation` (for any `start`, aligned to a word or not).
+pub fn fill_range(dst: &mut [u8], lba: u64, generation: u32, start: usize) {
+    for (k, byte) in dst.iter_mut().enumerate() {
+        let at = start + k;
+        *byte = word(lba, generation, (at / 8) as u64).to_le_bytes()[at % 8];
+    }
+}
+
+/// The LBA and generation a block's header names, `None` when the block does not
+/// start with this tool's header.
+pub fn header(block: &[u8]) -> Option<(u64, u32)> {
+    if block.len() < 16 {
+        return None;
+    }
+    let (w0, w1) = (read_word(block, 0), read_word(block, 1));
+    (w1 >> 32 == MAGIC).then_some((w0, w1 as u32))
+}
+
 /// What a block held instead of the expected pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mismatch {
@@ -258,6 +277,20 @@ mod tests {
             (m.lba, m.found),
             (2, Found::MetadataCorruptAt { offset: 0 })
         );
+    }
+
+    #[test]
+    fn a_filled_range_is_the_filled_blocks_bytes_and_the_header_names_the_block() {
+        let mut block = vec![0u8; 528];
+        fill(&mut block, 77, 528, 5);
+        assert_eq!(header(&block), Some((77, 5)));
+        for (start, len) in [(512, 8), (520, 8), (512, 16), (3, 13), (525, 3)] {
+            let mut part = vec![0u8; len];
+            fill_range(&mut part, 77, 5, start);
+            assert_eq!(part, block[start..start + len], "{start}+{len}");
+        }
+        assert_eq!(header(&[0u8; 512]), None);
+        assert_eq!(header(&block[..15]), None);
     }
 
     #[test]

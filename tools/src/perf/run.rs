@@ -4,13 +4,14 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use nvme::pi::Protection;
 use nvme::{
     AnyTransport, CompletionMode, Controller, DmaBuffer, DmaSegment, IoQueuePair, Transport,
 };
 
 use super::args::{CompletionMode as ModeArg, PerfArgs, PiMode};
 use super::engine::{run_thread, PerfQueue, SubmitError, ThreadPlan, WAIT_SLICE};
-use super::host_pi::HostPi;
+use super::pi::{PiTuples, TupleSource};
 use super::progress::{self, Progress};
 use super::stats::{Report, RunConfig, ThreadStats};
 use super::ticks::TickClock;
@@ -45,8 +46,9 @@ pub struct NvmeQueue<T: Transport> {
     /// Each slot's command options: the flags and its metadata buffer.
     opts: Vec<nvme::IoOptions>,
     layout: SlotLayout,
-    /// `--pi host`: tuples generated on the host, checked by the controller.
-    host_pi: Option<HostPi>,
+    /// Protection information tuples in the buffers (`--pi host`, or `--pi pract` with
+    /// metadata beside the tuple): filled before writes, checked after reads.
+    pi: Option<PiTuples>,
 }
 
 impl<T: Transport> NvmeQueue<T> {
@@ -98,7 +100,7 @@ impl<T: Transport> NvmeQueue<T> {
             md_bufs,
             opts,
             layout,
-            host_pi: None,
+            pi: None,
         })
     }
 
@@ -127,37 +129,15 @@ impl<T: Transport> NvmeQueue<T> {
         })
     }
 
-    /// Has every write carry host-generated protection information and every command
-    /// PRCHK (`--pi host`).
-    pub fn with_host_pi(mut self, host_pi: HostPi) -> Self {
-        self.host_pi = Some(host_pi);
+    /// Has the slots' buffers carry protection information tuples: every command
+    /// carries the tool's application tag, host tuples are generated before each write
+    /// and, with `--verify`, every read's tuples are checked.
+    pub fn with_pi(mut self, tuples: PiTuples) -> Self {
+        for o in &mut self.opts {
+            *o = tuples.command_options(*o);
+        }
+        self.pi = Some(tuples);
         self
-    }
-
-    /// Submits through `--pi host`: fills a write's tuples, then sends the command
-    /// with PRCHK and the application tag.
-    fn submit_host_pi(
-        &mut self,
-        read: bool,
-        lba: u64,
-        blocks: u32,
-        slot: usize,
-    ) -> Result<(), SubmitError> {
-        let (Some(h), Some(buf)) = (self.host_pi.as_mut(), self.bufs.get(slot)) else {
-            return Err(SubmitError::Rejected(format!("no buffer for slot {slot}")));
-        };
-        h.prepare(slot, lba, !read, buf)
-            .map_err(|e| SubmitError::Fatal(e.to_string()))?;
-        let opts = *h.options();
-        let seg = std::slice::from_ref(&self.segs[slot]);
-        let r = if read {
-            self.qp
-                .submit_read_ext(self.nsid, lba, blocks, seg, &opts, slot as u64)
-        } else {
-            self.qp
-                .submit_write_ext(self.nsid, lba, blocks, seg, &opts, slot as u64)
-        };
-        r.map_err(classify)
     }
 }
 
@@ -183,8 +163,9 @@ impl<T: Transport> PerfQueue for NvmeQueue<T> {
         blocks: u32,
         slot: usize,
     ) -> Result<(), SubmitError> {
-        if self.host_pi.is_some() {
-            return self.submit_host_pi(read, lba, blocks, slot);
+        if let (Some(t), Some(buf)) = (self.pi.as_mut(), self.bufs.get(slot)) {
+            t.prepare(slot, lba, !read, buf, self.md_bufs.get(slot))
+                .map_err(|e| SubmitError::Fatal(e.to_string()))?;
         }
         let seg = std::slice::from_ref(&self.segs[slot]);
         let opts = &self.opts[slot];
@@ -234,8 +215,8 @@ impl<T: Transport> PerfQueue for NvmeQueue<T> {
         if !ok {
             // Never verify stale bytes: a failed copy reads as zeros (a mismatch).
             dst.fill(0);
-        } else if let (Some(h), Some(b)) = (&self.host_pi, self.bufs.get(slot)) {
-            h.check_read(slot, b, dst);
+        } else if let (Some(t), Some(b)) = (&self.pi, self.bufs.get(slot)) {
+            t.check_read(slot, b, self.md_bufs.get(slot), dst);
         }
     }
 }
@@ -265,7 +246,13 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             args.nsid
         ))
     })?;
-    let format = check_format(args.nsid, &format, args.pi)?;
+    let prot = match args.pi {
+        PiMode::Off => None,
+        mode => ns
+            .protection()
+            .map_err(|e| ToolError::Invalid(format!("--pi {}: {e}", mode.name())))?,
+    };
+    let format = check_format(args.nsid, &format, prot.as_ref(), args.pi)?;
     let lba = u64::from(format.lba_bytes);
     let io = args.io_size;
     if io == 0 || io % lba != 0 {
@@ -372,9 +359,9 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
     for _ in &ranges {
         let qp = ctrl.create_io_queue_pair(qp_options)?;
         let q = NvmeQueue::new(&ctrl, qp, args.nsid, format.flags, depth, layout)?;
-        queues.push(match args.pi {
-            PiMode::Host => q.with_host_pi(host_pi(&ns, args.nsid, depth)?),
-            PiMode::Off | PiMode::Pract => q,
+        queues.push(match (prot, format.tuples) {
+            (Some(p), Some(source)) => q.with_pi(PiTuples::new(p, source, depth)),
+            _ => q,
         });
     }
 
@@ -411,6 +398,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
                     seed: 0x5eed ^ ((i as u64) << 32) ^ start.elapsed().as_nanos() as u64,
                     measure_from,
                     end,
+                    max_ios: args.number_ios,
                     clock,
                 };
                 let progress = &progress;
@@ -429,9 +417,18 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             .map(|h| h.and_then(|h| h.join().map_err(|_| ToolError::Panicked)))
             .collect()
     });
+    let finished = Instant::now();
     if let Some(p) = printer {
         progress::stop(&progress, p);
     }
+    // With --number-ios the threads may stop before the time is up.
+    let seconds = match args.number_ios {
+        Some(_) => finished
+            .min(end)
+            .saturating_duration_since(measure_from)
+            .as_secs_f64(),
+        None => args.time,
+    };
     let mut total = ThreadStats::new();
     for r in results {
         total.merge(&r?);
@@ -450,15 +447,11 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         lba_bytes: format.lba_bytes,
         metadata_bytes: format.metadata_bytes,
         extended_lba: format.extended,
-        pi: match args.pi {
-            PiMode::Off => "off",
-            PiMode::Pract => "pract",
-            PiMode::Host => "host",
-        }
-        .to_string(),
+        pi: args.pi.name().to_string(),
         transfer: if args.sgl { "sgl" } else { "prp" }.to_string(),
+        number_ios: args.number_ios,
     };
-    Ok(Report::new(config, &total, args.time))
+    Ok(Report::new(config, &total, seconds))
 }
 
 /// Entries of each queue pair: one command per I/O and `-q` I/Os in flight, or, for
@@ -499,74 +492,79 @@ pub struct BufferFormat {
     /// Whether the metadata is interleaved with the data (extended LBAs).
     pub extended: bool,
     /// Bytes per block the pattern covers: data plus metadata (interleaved in the I/O
-    /// buffer, or split into the separate metadata buffer), unless PRACT has the
-    /// controller keep the protection information.
+    /// buffer, or split into the separate metadata buffer), or data alone when PRACT
+    /// has the controller keep protection information that is the whole metadata.
     pub block_bytes: u32,
     /// The flags every read and write carries.
     pub flags: nvme::IoFlags,
     /// Metadata bytes per block in a separate metadata buffer (0: none).
     pub separate_metadata: u16,
+    /// Who fills the protection information tuples the buffers carry; `None` when
+    /// they carry none (`--pi off`, or PRACT with metadata of only the tuple).
+    pub tuples: Option<TupleSource>,
 }
 
 /// Accepts every format: blocks in the data buffer alone (no metadata, extended LBAs,
-/// or 8-byte protection information the controller inserts and strips with `--pi
-/// pract`), or data plus a separate metadata buffer per I/O.
+/// or protection information that is the whole metadata and that the controller
+/// inserts and strips with `--pi pract`), or data plus a separate metadata buffer per
+/// I/O. `prot` is the namespace's protection information layout; `--pi pract` and
+/// `--pi host` need one.
 pub fn check_format(
     nsid: u32,
     format: &nvme::spec::identify::NamespaceFormat,
+    prot: Option<&Protection>,
     pi: PiMode,
 ) -> Result<BufferFormat, ToolError> {
-    let pi_type = format
-        .protection
-        .is_enabled()
-        .then_some(format.protection as u8);
-    // PRACT moves data only when the metadata is nothing but the tuple.
-    let pi_only = pi_type.is_some() && format.metadata_size == 8;
     let describe = || {
         let placement = if format.is_extended() {
             "interleaved with the data (extended LBAs)"
         } else {
             "in a separate buffer"
         };
-        let pi = match pi_type {
-            Some(t) => format!("protection information type {t}"),
-            None => "no protection information".to_string(),
+        let pi = if format.protection.is_enabled() {
+            format!("protection information type {}", format.protection as u8)
+        } else {
+            "no protection information".to_string()
         };
         format!(
             "namespace {nsid} is formatted with {}-byte blocks and {} bytes of metadata per block {placement} ({pi})",
             format.data_size, format.metadata_size
         )
     };
-    let pract = pi == PiMode::Pract;
-    if pi == PiMode::Host && pi_type.is_none() {
-        return Err(ToolError::Invalid(format!(
-            "--pi host: {}; host protection information needs a format with protection information",
-            describe()
-        )));
-    }
-    if pract && !pi_only {
-        return Err(ToolError::Invalid(format!(
-            "--pi pract: {}; PRACT needs protection information and metadata of exactly its 8 bytes",
-            describe()
-        )));
-    }
-    if pi == PiMode::Host && format.separate_metadata_size() > 0 {
-        return Err(ToolError::Invalid(format!(
-            "--pi host: {}; nvme-perf generates host protection information on extended-LBA formats only (the tuple inside each block)",
-            describe()
-        )));
-    }
-    let separate_metadata = if pract {
+    let prot = match (pi, prot) {
+        (PiMode::Off, _) => None,
+        (_, Some(p)) => Some(p),
+        (mode, None) => {
+            return Err(ToolError::Invalid(format!(
+                "--pi {}: {}; it needs a format with protection information",
+                mode.name(),
+                describe()
+            )))
+        }
+    };
+    // PRACT moves data only when the metadata is nothing but the tuple; otherwise the
+    // rest of the metadata still moves, with the controller's tuple among it.
+    let data_only = pi == PiMode::Pract && prot.is_some_and(Protection::is_pi_only);
+    let separate_metadata = if data_only {
         0
     } else {
         format.separate_metadata_size()
     };
-    let (block_bytes, flags) = match pi {
-        PiMode::Pract => (format.data_size, nvme::IoFlags::PRACT),
-        PiMode::Host => (format.transfer_block_size(), nvme::IoFlags::PRCHK),
-        PiMode::Off => (
-            format.transfer_block_size() + u32::from(separate_metadata),
-            nvme::IoFlags::empty(),
+    let block_bytes = if data_only {
+        format.data_size
+    } else {
+        format.transfer_block_size() + u32::from(separate_metadata)
+    };
+    let (flags, tuples) = match pi {
+        PiMode::Off => (nvme::IoFlags::empty(), None),
+        PiMode::Pract => (
+            nvme::IoFlags::PRACT,
+            (!data_only).then_some(TupleSource::Controller),
+        ),
+        // The checks the protection type defines (no reference tag on type 3).
+        PiMode::Host => (
+            prot.map_or(nvme::IoFlags::PRCHK, |p| p.checks()),
+            Some(TupleSource::Host),
         ),
     };
     Ok(BufferFormat {
@@ -576,20 +574,8 @@ pub fn check_format(
         block_bytes,
         flags,
         separate_metadata,
+        tuples,
     })
-}
-
-/// The `--pi host` state of one queue pair, from the namespace's protection layout.
-fn host_pi(ns: &nvme::Namespace, nsid: u32, depth: usize) -> Result<HostPi, ToolError> {
-    let prot = ns
-        .protection()
-        .map_err(|e| ToolError::Invalid(format!("--pi host: {e}")))?
-        .ok_or_else(|| {
-            ToolError::Invalid(format!(
-                "--pi host: namespace {nsid} has no protection information"
-            ))
-        })?;
-    HostPi::new(nsid, prot, depth)
 }
 
 fn inject_read_corruption(
@@ -660,5 +646,67 @@ mod tests {
             (m.lba, m.found),
             (42, Found::MetadataCorruptAt { offset: 0 })
         );
+    }
+
+    fn format_of(device: &str) -> (nvme::spec::identify::NamespaceFormat, Option<Protection>) {
+        let ctrl = nvme::open(device, nvme::Options::default()).unwrap();
+        let ns = ctrl.namespace(1).unwrap();
+        (ns.identify.format().unwrap(), ns.protection().unwrap())
+    }
+
+    #[test]
+    fn pract_moves_data_alone_only_where_the_tuple_is_the_whole_metadata() {
+        use TupleSource::{Controller, Host};
+        // (device, pract: pattern block bytes, separate metadata bytes, tuples seen)
+        for (device, block, separate, tuples) in [
+            ("emu:size=1M,ms=8,mset=ext,pi=1", 512, 0, None),
+            ("emu:size=1M,ms=8,mset=sep,pi=2", 512, 0, None),
+            ("emu:size=1M,ms=16,mset=sep,pi=3,guard=crc64", 512, 0, None),
+            ("emu:size=1M,ms=16,mset=ext,pi=1", 528, 0, Some(Controller)),
+            ("emu:size=1M,ms=16,mset=sep,pi=1", 528, 16, Some(Controller)),
+            (
+                "emu:size=1M,ms=64,mset=sep,pi=2,guard=crc64",
+                576,
+                64,
+                Some(Controller),
+            ),
+        ] {
+            let (format, prot) = format_of(device);
+            let ms = format.metadata_size;
+            let sep = format.separate_metadata_size();
+            let f = check_format(1, &format, prot.as_ref(), PiMode::Pract).unwrap();
+            assert_eq!(
+                (f.block_bytes, f.separate_metadata, f.tuples, f.flags),
+                (block, separate, tuples, nvme::IoFlags::PRACT),
+                "{device}"
+            );
+            // Host tuples always move with the rest of the metadata.
+            let f = check_format(1, &format, prot.as_ref(), PiMode::Host).unwrap();
+            assert_eq!(
+                (f.block_bytes, f.separate_metadata, f.tuples, f.flags),
+                (512 + u32::from(ms), sep, Some(Host), prot.unwrap().checks()),
+                "{device}"
+            );
+            let f = check_format(1, &format, None, PiMode::Off).unwrap();
+            assert_eq!((f.block_bytes, f.tuples), (512 + u32::from(ms), None));
+            assert!(f.flags.is_empty());
+        }
+    }
+
+    #[test]
+    fn pi_modes_need_protection_information() {
+        let (format, prot) = format_of("emu:size=1M,ms=16,mset=sep");
+        assert_eq!(prot, None);
+        for mode in [PiMode::Pract, PiMode::Host] {
+            let e = check_format(7, &format, None, mode)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("--pi {}: namespace 7", mode.name()))
+                    && e.contains("16 bytes of metadata per block in a separate buffer")
+                    && e.contains("needs a format with protection information"),
+                "{e}"
+            );
+        }
     }
 }

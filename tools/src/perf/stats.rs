@@ -223,11 +223,13 @@ pub struct RunConfig {
     /// Whether the metadata is interleaved with the data (extended LBAs), so each
     /// buffer holds `lba_bytes + metadata_bytes` per block.
     pub extended_lba: bool,
-    /// `off`, or `pract` when the controller inserted and stripped the protection
-    /// information (buffers then hold data only).
+    /// How protection information was handled (`--pi`): `off`, `pract` (the
+    /// controller generated the tuples) or `host` (the tool did).
     pub pi: String,
     /// How data buffers were described to the controller: `prp`, or `sgl` (`--sgl`).
     pub transfer: String,
+    /// I/Os each queue pair submitted at most (`--number-ios`), if limited.
+    pub number_ios: Option<u64>,
 }
 
 impl RunConfig {
@@ -405,6 +407,7 @@ mod tests {
             extended_lba: false,
             pi: "off".into(),
             transfer: "prp".into(),
+            number_ios: None,
         }
     }
 
