@@ -22,7 +22,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use nvme::spec::identify::NamespaceFormat;
-use nvme::spec::pi::PI_TUPLE_SIZE;
 use nvme::{open, DmaBuffer, IoFlags, IoOptions, Options, QueuePairOptions};
 
 fn main() -> ExitCode {
@@ -174,9 +173,13 @@ enum Transfer<'a> {
 /// Per-block buffer sizes of a data-only transfer on `format`: the data bytes in the
 /// data buffer and the separate metadata bytes. Extended LBAs without PRACT are
 /// refused: their data buffer would interleave metadata with the file's bytes.
-fn data_only_layout(format: &NamespaceFormat, pract: bool) -> Result<(usize, usize), String> {
-    let pi_only =
-        format.protection.is_enabled() && usize::from(format.metadata_size) == PI_TUPLE_SIZE;
+/// `pi_only`: the metadata is nothing but the protection information tuple (8 bytes,
+/// or 16 with the 64-bit guard).
+fn data_only_layout(
+    format: &NamespaceFormat,
+    pi_only: bool,
+    pract: bool,
+) -> Result<(usize, usize), String> {
     if pract && !pi_only {
         return Err(format!(
             "pract needs protection information that is the whole metadata; this format \
@@ -218,7 +221,11 @@ fn transfer_blocks(
         .namespace(nsid)
         .ok_or_else(|| format!("{dev} has no active namespace {nsid}"))?;
     let format = ns.identify.format().map_err(|e| e.to_string())?;
-    let (block, md_block) = data_only_layout(&format, pract)?;
+    let pi_only = ns
+        .protection()
+        .map_err(|e| e.to_string())?
+        .is_some_and(|p| p.is_pi_only());
+    let (block, md_block) = data_only_layout(&format, pi_only, pract)?;
     let mut data = match &what {
         Transfer::Write { file } => {
             let data = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
