@@ -47,6 +47,7 @@ const FORMAT_CHECKS: &[(&str, &[&str])] = &[
     ("formats_perf_verify", &[TOOLS]),
     ("formats_kernel_reads_back", &[]),
     ("formats_transfer_above_mdts", &[TOOLS]),
+    ("formats_dio_compare_and_pract", &[TOOLS]),
 ];
 
 /// The package of nvme-identify, nvme-perf, nvme-dio and nvme-setup.
@@ -324,6 +325,14 @@ fn nvme_perf_verify_runs_clean_on_every_supported_metadata_format() {
 #[test]
 fn kernel_reads_back_what_we_wrote_on_metadata_and_protection_formats() {
     let log = format_check("formats_kernel_reads_back");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// nvme-dio through vfio: the device's Compare (match and mismatch), PRACT on
+/// protection-only formats read back by the kernel, refusal of other metadata formats.
+#[test]
+fn dio_compares_on_the_device_and_runs_through_pract_on_protection_formats() {
+    let log = format_check("formats_dio_compare_and_pract");
     eprintln!("{}", log.unwrap_or_default());
 }
 
