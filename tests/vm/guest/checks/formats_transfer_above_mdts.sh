@@ -21,7 +21,7 @@ failed=0
 for nsid in 1 $(ns_ids 1); do
     what="ns $nsid ($(ns_prop 1 "$nsid" lbs)+$(ns_prop 1 "$nsid" ms) mset=$(ns_prop 1 "$nsid" mset))"
     [ "$nsid" = 1 ] && what="ns 1 (512)"
-    if ! "$perf" "$bdf" --ns "$nsid" -w randrw -M 50 -o 1M -q 4 --verify --span 16M -t 2 --json \
+    if ! "$perf" "$bdf" --ns "$nsid" -w randrw -M 50 -o 1M -q 4 --verify --span 8M -t 2 --json \
         >/tmp/fbig-$nsid.json 2>/tmp/fbig-$nsid.err; then
         log "FAIL $what: nvme-perf -o 1M exited with an error: $(cat /tmp/fbig-$nsid.err)"
         failed=$((failed + 1))
