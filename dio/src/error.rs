@@ -30,7 +30,7 @@ pub enum DioError {
         reason: &'static str,
     },
     /// A device command completed with an error status.
-    #[error("device failed a {op} command: NVMe status {status:#06x} (retry {})", if *dnr { "not allowed" } else { "allowed" })]
+    #[error("device failed a {op} command: {} (retry {})", status_text(*status), if *dnr { "not allowed" } else { "allowed" })]
     Device {
         /// The command, such as `read`, `write`, `flush` or `write zeroes`.
         op: &'static str,
@@ -143,3 +143,28 @@ impl PartialEq for Cause {
 }
 
 impl Eq for Cause {}
+
+/// A status field as [`DioError::Device`] holds it (SCT in bits 10:8, SC in bits 7:0)
+/// by its name in the specification and its numbers.
+fn status_text(status: u16) -> String {
+    let (sct, sc) = ((status >> 8) & 0x7, status & 0xff);
+    nvme::spec::Status::from_raw(sct << 9 | sc << 1).to_string()
+}
+
+#[cfg(test)]
+mod status_text_tests {
+    use super::DioError;
+
+    #[test]
+    fn a_device_error_names_the_status_as_the_specification_does() {
+        let e = DioError::Device {
+            op: "compare",
+            status: 0x0181,
+            dnr: true,
+        };
+        assert_eq!(
+            e.to_string(),
+            "device failed a compare command: Invalid Protection Information (SCT 0x1, SC 0x81) (retry not allowed)"
+        );
+    }
+}

@@ -1,9 +1,9 @@
 # The direct-I/O layer through vfio-pci on the formats controller: nvme-dio's compare
 # has the device compare (NVMe Compare: a match exits 0, a difference exits 1 naming
 # the byte range); on a namespace whose metadata is only protection information
-# (namespace 6: 512+8, type 1, extended; namespace 5: 4096+8, type 1, separate) every
-# step runs with PRACT and files hold data only, and the kernel driver reads back what
-# dio wrote; on a metadata format without protection information (namespace 2) dio
+# (namespace 6: 512+8, type 1, extended; namespace 5: 4096+8, type 1, separate) writes
+# and reads run with PRACT and files hold data only, the kernel driver reads back what
+# dio wrote, and QEMU's refusal of Compare with PRACT arrives by name; on a metadata format without protection information (namespace 2) dio
 # refuses before any I/O, saying why. QEMU offers no fused Compare and Write (FUSES 0,
 # compared with nvme-cli by formats_identify_matches_nvme_cli).
 set -eu
@@ -14,12 +14,37 @@ bdf=$(bdf_of 0)
 bind_vfio "$bdf" >/dev/null
 head -c 65536 /dev/urandom >/tmp/fdio.in
 failed=0
-for nsid in 1 5 6; do
-    # 64 KiB at byte 1 MiB: written, compared equal, then compared against other bytes.
+# The plain namespace: written, compared equal by the device, read back; then compared
+# against other bytes, which the device reports as a miscompare.
+if ! "$dio" --ns 1 "$bdf" write --offset 1M --input /tmp/fdio.in --dsync \
+    + compare --offset 1M --input /tmp/fdio.in \
+    + read --offset 1M --length 64k --output /tmp/fdio-1.out >/tmp/fdio-1.log 2>&1; then
+    log "FAIL ns 1: write, compare and read through dio failed: $(cat /tmp/fdio-1.log)"
+    failed=$((failed + 1))
+elif ! cmp -s /tmp/fdio.in /tmp/fdio-1.out; then
+    log "FAIL ns 1: dio reads back other bytes than it wrote"
+    failed=$((failed + 1))
+else
+    status=0
+    "$dio" --ns 1 "$bdf" compare --offset 1M --pattern 7 --length 64k \
+        >/dev/null 2>/tmp/fdio-1.err || status=$?
+    if [ "$status" -ne 1 ] || ! grep -q "differs" /tmp/fdio-1.err; then
+        log "FAIL ns 1: a differing compare exited $status: $(cat /tmp/fdio-1.err)"
+        failed=$((failed + 1))
+    else
+        log "ns 1: dio write, device compare (match and mismatch) and read: ok; $(cat /tmp/fdio-1.err)"
+    fi
+fi
+
+# Protection-only namespaces: writes and reads run with PRACT. QEMU 7.2 does not
+# implement Compare with PRACT (it fails it with Invalid Protection Information, where
+# the NVM Command Set lets the controller compare the data and check the stored
+# protection information): the refusal must reach the caller by its name, never as a
+# miscompare.
+for nsid in 5 6; do
     if ! "$dio" --ns "$nsid" "$bdf" write --offset 1M --input /tmp/fdio.in --dsync \
-        + compare --offset 1M --input /tmp/fdio.in \
         + read --offset 1M --length 64k --output /tmp/fdio-$nsid.out >/tmp/fdio-$nsid.log 2>&1; then
-        log "FAIL ns $nsid: write, compare and read through dio failed: $(cat /tmp/fdio-$nsid.log)"
+        log "FAIL ns $nsid: write and read through dio with PRACT failed: $(cat /tmp/fdio-$nsid.log)"
         failed=$((failed + 1))
         continue
     fi
@@ -28,13 +53,16 @@ for nsid in 1 5 6; do
         failed=$((failed + 1))
     }
     status=0
-    "$dio" --ns "$nsid" "$bdf" compare --offset 1M --pattern 7 --length 64k \
+    "$dio" --ns "$nsid" "$bdf" compare --offset 1M --input /tmp/fdio.in \
         >/dev/null 2>/tmp/fdio-$nsid.err || status=$?
-    if [ "$status" -ne 1 ] || ! grep -q "differs" /tmp/fdio-$nsid.err; then
-        log "FAIL ns $nsid: a differing compare exited $status: $(cat /tmp/fdio-$nsid.err)"
+    if [ "$status" -eq 0 ]; then
+        log "FAIL ns $nsid: the device compared with PRACT; QEMU 7.2 refuses it: update this check"
+        failed=$((failed + 1))
+    elif ! grep -q "Invalid Protection Information" /tmp/fdio-$nsid.err; then
+        log "FAIL ns $nsid: compare with PRACT exited $status: $(cat /tmp/fdio-$nsid.err)"
         failed=$((failed + 1))
     else
-        log "ns $nsid: dio write, device compare (match and mismatch) and read: ok; $(cat /tmp/fdio-$nsid.err)"
+        log "ns $nsid: dio write and read with PRACT: ok; compare refused by QEMU: $(cat /tmp/fdio-$nsid.err)"
     fi
 done
 
