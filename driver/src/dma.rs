@@ -108,7 +108,7 @@ impl DmaMem {
     }
 
     /// Stores a submission entry at `offset` (64-aligned): eight 8-byte volatile stores.
-    #[inline]
+    #[inline(always)]
     pub fn write_sqe(&mut self, offset: usize, sqe: &SubmissionEntry) -> Result<(), Error> {
         Ok(self.mem().write_obj(offset, sqe)?)
     }

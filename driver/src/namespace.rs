@@ -119,17 +119,17 @@ impl NsTable {
     }
 
     #[inline]
-    pub fn get(&self, nsid: u32) -> Option<NsGeometry> {
+    pub fn get(&self, nsid: u32) -> Option<&NsGeometry> {
         let direct = (nsid as usize)
             .checked_sub(1)
             .and_then(|i| self.entries.get(i))
             .filter(|e| e.nsid == nsid);
         if let Some(e) = direct {
-            return Some(*e);
+            return Some(e);
         }
         self.entries
             .binary_search_by_key(&nsid, |e| e.nsid)
             .ok()
-            .map(|i| self.entries[i])
+            .map(|i| &self.entries[i])
     }
 }

@@ -246,7 +246,7 @@ impl<'a> VolatileSlice<'a> {
 
     /// Writes `value` at `offset`, with volatile stores chosen as in
     /// [`read_obj`](Self::read_obj).
-    #[inline]
+    #[inline(always)]
     pub fn write_obj<T: IntoBytes + Immutable>(
         &self,
         offset: usize,

@@ -105,12 +105,14 @@ fn page_addresses(segments: &[Segment], page_size: u64) -> impl Iterator<Item = 
 }
 
 /// Builds PRP1 and PRP2 for `segments`, writing a PRP list into `list` when needed.
+#[inline(always)]
 pub fn build(
     segments: &[Segment],
     page_size: u64,
     list: &mut impl ListPages,
 ) -> Result<(u64, u64), Error> {
-    // Fast path: one segment within two pages needs no list.
+    // Fast path (inlined into the submission): one segment within two pages needs no
+    // list.
     if let [s] = segments {
         let mask = page_size - 1;
         if s.len != 0 && s.iova & 3 == 0 && s.iova.checked_add(2 * page_size).is_some() {
@@ -123,6 +125,16 @@ pub fn build(
             }
         }
     }
+    build_list(segments, page_size, list)
+}
+
+/// [`build`] for buffers that need checking against the PRP rules or a PRP list.
+#[inline(never)]
+fn build_list(
+    segments: &[Segment],
+    page_size: u64,
+    list: &mut impl ListPages,
+) -> Result<(u64, u64), Error> {
     let entries = validate(segments, page_size)?;
     let mut pages = page_addresses(segments, page_size);
     let prp1 = pages.next().unwrap_or(0);

@@ -89,7 +89,7 @@ impl SqRing {
     }
 
     /// Copies `sqe` into the tail slot and advances the tail (no doorbell).
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, sqe: &SubmissionEntry) {
         let off = usize::from(self.tail) * 64;
         // `tail < entries` and `new` checked the memory holds `entries` slots.
@@ -213,7 +213,7 @@ impl CqRing {
     }
 
     /// The next new entry, consuming it, or `None` when the controller posted nothing.
-    #[inline]
+    #[inline(always)]
     pub fn pop(&mut self) -> Option<CompletionEntry> {
         // `head < entries` and `new` checked the memory holds `entries` slots.
         let cqe = match self.mem.read_cqe(usize::from(self.head) * 16, self.phase) {

@@ -238,7 +238,7 @@ pub fn build(
 
 /// Fills `sqe`'s data pointer (and MPTR for a separate metadata buffer) for `data` as
 /// `policy` says: PRPs when allowed and possible, otherwise SGLs.
-#[inline]
+#[inline(always)]
 pub(crate) fn set_data_pointer(
     sqe: &mut SubmissionEntry,
     data: &[Segment],
@@ -260,6 +260,19 @@ pub(crate) fn set_data_pointer(
             Err(e) => return Err(e),
         }
     }
+    set_sgl(sqe, data, metadata, page_size, policy, list)
+}
+
+/// The SGL half of [`set_data_pointer`].
+#[inline(never)]
+fn set_sgl(
+    sqe: &mut SubmissionEntry,
+    data: &[Segment],
+    metadata: Option<Segment>,
+    page_size: u64,
+    policy: SglPolicy,
+    list: &mut impl ListPages,
+) -> Result<(), Error> {
     if policy.metadata_sgl && metadata.is_some() {
         let (entry1, mptr) = build(data, metadata, policy.dword_aligned, page_size, list)?;
         sqe.set_sgl(entry1, Psdt::SglMptrSgl);

@@ -151,7 +151,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     }
 
     #[inline]
-    fn ns_geometry(&self, nsid: u32) -> Result<NsGeometry, Error> {
+    fn ns_geometry(&self, nsid: u32) -> Result<&NsGeometry, Error> {
         self.ns.get(nsid).ok_or_else(|| Error::NoSuchNamespace {
             device: self.shared.name.clone(),
             nsid,

@@ -202,7 +202,10 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         };
         let mut sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
         sqe.cdw12 |= opts.flags.bits();
-        crate::pi::fill_command(&mut sqe, self.ns_geometry(nsid)?.pi.as_ref(), slba, opts);
+        // The tags matter only to a command that asks for PRACT or PRCHK.
+        if opts.flags.intersects(IoFlags::PRACT.union(IoFlags::PRCHK)) {
+            crate::pi::fill_command(&mut sqe, self.ns_geometry(nsid)?.pi.as_ref(), slba, opts);
+        }
         let transfer = Transfer {
             data,
             bytes: u64::from(blocks) * u64::from(block_bytes),
