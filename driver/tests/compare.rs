@@ -315,3 +315,71 @@ fn a_fused_pair_described_by_sgls_runs_like_one_described_by_prps() {
     qp.read_sync(1, 8, 2, &mut back).unwrap();
     assert_eq!(contents(&back), contents(&new));
 }
+
+#[test]
+fn a_compare_above_mdts_is_split_and_completes_once() {
+    // mdts=1: 8 KiB per command, so a 256 KiB compare is 32 children.
+    let rig = rig("size=4M,mdts=1,log=on");
+    let mut qp = queue(&rig, 64);
+    let data = patterned(&rig.ctrl, 512 * 512, 4);
+    qp.write_sync(1, 64, 512, &data, IoFlags::empty()).unwrap();
+    rig.emu.command_log().clear();
+    qp.compare_sync(1, 64, 512, &data, &IoOptions::default())
+        .unwrap();
+    let compares = rig
+        .emu
+        .command_log()
+        .io_entries()
+        .iter()
+        .filter(|e| e.opcode == 0x05)
+        .count();
+    assert_eq!(compares, 32);
+    // One differing block in the 20th child: one completion, the Compare Failure.
+    let mut other = patterned(&rig.ctrl, 512 * 512, 4);
+    other.write(19 * 8192 + 100, &[0x5a]).unwrap();
+    qp.submit_compare(1, 64, 512, &[other.as_segment()], &IoOptions::default(), 7)
+        .unwrap();
+    qp.ring();
+    let done = drain(&mut qp);
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert!(
+        matches!(done[0], (7, Err(Error::CompareFailure { .. }))),
+        "{done:?}"
+    );
+}
+
+#[test]
+fn the_fused_write_with_pract_stores_the_reference_tags_of_its_lbas() {
+    let rig = rig("size=1M,lba=512,ms=8,mset=ext,pi=1");
+    let mut qp = queue(&rig, 16);
+    let old = patterned(&rig.ctrl, 2 * 512, 1);
+    let new = patterned(&rig.ctrl, 2 * 512, 2);
+    qp.write_sync(1, 40, 2, &old, IoFlags::PRACT).unwrap();
+    let pract = IoOptions {
+        flags: IoFlags::PRACT,
+        ..IoOptions::default()
+    };
+    let (e, n) = (old.as_segment(), new.as_segment());
+    let op = CompareAndWrite {
+        nsid: 1,
+        slba: 40,
+        blocks: 2,
+        compare: &[e],
+        compare_options: pract,
+        write: &[n],
+        write_options: pract,
+    };
+    qp.submit_compare_and_write(&op, 1, 2).unwrap();
+    qp.ring();
+    let done = drain(&mut qp);
+    assert!(done.iter().all(|(_, r)| r.is_ok()), "{done:?}");
+    // Read back with the tuples: the controller inserted the LBAs' reference tags.
+    let mut back = rig.ctrl.allocator().alloc(2 * 520, 4096).unwrap();
+    qp.read_sync(1, 40, 2, &mut back).unwrap();
+    let got = contents(&back);
+    for (i, block) in got.chunks(520).enumerate() {
+        assert_eq!(&block[..512], &contents(&new)[i * 512..(i + 1) * 512]);
+        let pi = nvme::spec::pi::Pi8::read(&block[512..]).unwrap();
+        assert_eq!(pi.ref_tag.get(), 40 + i as u32, "block {i}");
+    }
+}

@@ -16,7 +16,7 @@
 
 use crate::error::{CommandDesc, IoKind};
 use crate::queue::prp::Segment;
-use crate::queue::IoOptions;
+use crate::queue::{IoFlags, IoOptions};
 use crate::spec::command::Fuse;
 use crate::spec::identify::IdentifyController;
 use crate::spec::{nvm, SubmissionEntry};
@@ -24,7 +24,7 @@ use crate::transport::Transport;
 use crate::Error;
 use hugepages::DmaBuffer;
 
-use super::submit::{Transfer, MAX_BLOCKS};
+use super::submit::{Blocks, Transfer, MAX_BLOCKS};
 use super::IoQueuePair;
 
 /// The optional commands of this module the controller implements.
@@ -115,6 +115,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         };
         let mut sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
         sqe.cdw12 |= opts.flags.bits();
+        if opts.flags.intersects(IoFlags::PRACT.union(IoFlags::PRCHK)) {
+            crate::pi::fill_command(&mut sqe, self.ns_geometry(nsid)?.pi.as_ref(), slba, opts);
+        }
         Ok(Built {
             sqe,
             desc,
@@ -139,8 +142,10 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     ///
     /// A mismatch completes with [`Error::CompareFailure`]. `data` holds exactly
     /// `blocks` times the namespace's data-buffer block size and must stay allocated
-    /// until the completion is reported. Refused with [`Error::Unsupported`] when the
-    /// controller does not implement Compare (Identify Controller ONCS bit 0).
+    /// until the completion is reported. A compare larger than one command is split as
+    /// [`Self::submit_read`] describes and completes once. Refused with
+    /// [`Error::Unsupported`] when the controller does not implement Compare (Identify
+    /// Controller ONCS bit 0).
     pub fn submit_compare(
         &mut self,
         nsid: u32,
@@ -153,8 +158,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         if !self.support.compare {
             return Err(self.unsupported("the Compare command (Identify Controller ONCS bit 0)"));
         }
-        let c = self.build_data_command(IoKind::Compare, (nsid, slba, blocks), data, opts)?;
-        self.submit(c.sqe, c.desc, Some(c.transfer), ctx)
+        // Checked, built and, above one command's limit, split as a read is.
+        let at = Blocks { nsid, slba, blocks };
+        self.rw(IoKind::Compare, at, data, opts, ctx)
     }
 
     /// Queues the fused Compare and Write `op`: two entries in adjacent slots, announced

@@ -146,7 +146,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     // Always inlined into the `submit_*` calls: the split path's call below otherwise
     // tips the inliner into an out-of-line call on every unsplit read and write.
     #[inline(always)]
-    fn rw(
+    pub(super) fn rw(
         &mut self,
         kind: IoKind,
         at: Blocks,
@@ -195,10 +195,10 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             slba,
             blocks,
         };
-        let sqe = if kind == IoKind::Read {
-            nvm::read(nsid, slba, blocks)
-        } else {
-            nvm::write(nsid, slba, blocks)
+        let sqe = match kind {
+            IoKind::Read => nvm::read(nsid, slba, blocks),
+            IoKind::Compare => nvm::compare(nsid, slba, blocks),
+            _ => nvm::write(nsid, slba, blocks),
         };
         let mut sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
         sqe.cdw12 |= opts.flags.bits();
