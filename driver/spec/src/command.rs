@@ -409,6 +409,12 @@ opcodes! {
         RESERVATION_RELEASE = 0x15 => "Reservation Release",
         /// Copy.
         COPY = 0x19 => "Copy",
+        /// Zone Management Send (Zoned Namespace Command Set Specification 1.1, section 3.4.3).
+        ZONE_MANAGEMENT_SEND = 0x79 => "Zone Management Send",
+        /// Zone Management Receive (Zoned Namespace Command Set Specification 1.1, section 3.4.2).
+        ZONE_MANAGEMENT_RECEIVE = 0x7a => "Zone Management Receive",
+        /// Zone Append (Zoned Namespace Command Set Specification 1.1, section 3.4.1).
+        ZONE_APPEND = 0x7d => "Zone Append",
     }
 }
 

@@ -146,4 +146,18 @@ pub enum Error {
         /// The PIF field.
         pif: u8,
     },
+    /// A Zone Management Receive buffer size the NUMD field cannot express.
+    #[error("a zone report is a multiple of 4 bytes between 64 (one header) and 16 GiB; {bytes} bytes were requested")]
+    InvalidZoneReportLength {
+        /// The requested buffer size in bytes.
+        bytes: u64,
+    },
+    /// A zone descriptor holds a Zone State the specification reserves.
+    #[error("zone descriptor {index} reports zone state {zs:#x}, which is reserved; states 1h-4h and Dh-Fh exist")]
+    InvalidZoneState {
+        /// Index of the descriptor in the report.
+        index: usize,
+        /// The ZS field.
+        zs: u8,
+    },
 }

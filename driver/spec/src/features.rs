@@ -40,6 +40,8 @@ impl FeatureId {
     pub const TIMESTAMP: Self = Self(0x0e);
     /// Keep Alive Timer.
     pub const KEEP_ALIVE_TIMER: Self = Self(0x0f);
+    /// I/O Command Set Profile: the index of the enabled I/O command set combination.
+    pub const IO_COMMAND_SET_PROFILE: Self = Self(0x19);
 
     /// The specification's name for the feature, or `None` if unknown here.
     pub const fn name(self) -> Option<&'static str> {
@@ -59,6 +61,7 @@ impl FeatureId {
             0x0d => "Host Memory Buffer",
             0x0e => "Timestamp",
             0x0f => "Keep Alive Timer",
+            0x19 => "I/O Command Set Profile",
             _ => return None,
         })
     }

@@ -1,6 +1,6 @@
 //! The NVMe specification as plain data: registers, queue entries, command
-//! builders and decoders, identify structures, log pages, protection information
-//! and status codes.
+//! builders and decoders, identify structures, log pages, protection information,
+//! status codes and the Zoned Namespace Command Set.
 //! No I/O and no `unsafe`.
 //!
 //! All multi-byte fields are little endian on the wire; the fixed-layout types
@@ -22,6 +22,7 @@ pub mod pi;
 pub mod registers;
 pub mod sgl;
 pub mod status;
+pub mod zns;
 
 pub use command::{AdminOpcode, CompletionEntry, NvmOpcode, SubmissionEntry};
 pub use error::Error;
@@ -30,3 +31,4 @@ pub use log::{ErrorLogEntry, SmartLog};
 pub use nvm::DsmRange;
 pub use registers::{Aqa, Cap, Cc, Csts, Version};
 pub use status::{Status, StatusCode, StatusCodeType};
+pub use zns::{ZoneDescriptor, ZoneState};

@@ -487,6 +487,26 @@ status_codes! {
         AttemptedWriteToReadOnlyRange = 0x82 => "Attempted Write to Read Only Range",
         /// Command size limit exceeded.
         CommandSizeLimitExceeded = 0x83 => "Command Size Limit Exceeded",
+        /// The zone operation is not valid for the zone (Zoned Namespace Command Set).
+        InvalidZoneOperationRequest = 0xb6 => "Invalid Zone Operation Request",
+        /// No zone random write area resources are available (Zoned Namespace Command Set).
+        ZrwaResourcesUnavailable = 0xb7 => "ZRWA Resources Unavailable",
+        /// The command crosses a zone boundary (Zoned Namespace Command Set).
+        ZoneBoundaryError = 0xb8 => "Zone Boundary Error",
+        /// The zone is in the Full state (Zoned Namespace Command Set).
+        ZoneIsFull = 0xb9 => "Zone Is Full",
+        /// The zone is in the Read Only state (Zoned Namespace Command Set).
+        ZoneIsReadOnly = 0xba => "Zone Is Read Only",
+        /// The zone is in the Offline state (Zoned Namespace Command Set).
+        ZoneIsOffline = 0xbb => "Zone Is Offline",
+        /// The write does not start at the zone's write pointer (Zoned Namespace Command Set).
+        ZoneInvalidWrite = 0xbc => "Zone Invalid Write",
+        /// Activating the zone would exceed Maximum Active Resources (Zoned Namespace Command Set).
+        TooManyActiveZones = 0xbd => "Too Many Active Zones",
+        /// Opening the zone would exceed Maximum Open Resources (Zoned Namespace Command Set).
+        TooManyOpenZones = 0xbe => "Too Many Open Zones",
+        /// The zone cannot go from its state to the one requested (Zoned Namespace Command Set).
+        InvalidZoneStateTransition = 0xbf => "Invalid Zone State Transition",
     }
 }
 
@@ -650,6 +670,17 @@ mod tests {
                 "Feature Identifier Not Saveable",
             ),
             (C::ConflictingAttributes.into(), "Conflicting Attributes"),
+            (C::ZoneBoundaryError.into(), "Zone Boundary Error"),
+            (C::ZoneIsFull.into(), "Zone Is Full"),
+            (C::ZoneIsReadOnly.into(), "Zone Is Read Only"),
+            (C::ZoneIsOffline.into(), "Zone Is Offline"),
+            (C::ZoneInvalidWrite.into(), "Zone Invalid Write"),
+            (C::TooManyActiveZones.into(), "Too Many Active Zones"),
+            (C::TooManyOpenZones.into(), "Too Many Open Zones"),
+            (
+                C::InvalidZoneStateTransition.into(),
+                "Invalid Zone State Transition",
+            ),
             (M::WriteFault.into(), "Write Fault"),
             (M::UnrecoveredReadError.into(), "Unrecovered Read Error"),
             (
@@ -675,6 +706,8 @@ mod tests {
         assert_eq!(s.to_string(), "LBA Out of Range (SCT 0x0, SC 0x80, DNR)");
         let c = Status::command_specific(CommandSpecificStatus::InvalidQueueSize).with_phase(true);
         assert_eq!(c.to_string(), "Invalid Queue Size (SCT 0x1, SC 0x02)");
+        let z = Status::from_parts(StatusCodeType::CommandSpecific, 0xbc);
+        assert_eq!(z.to_string(), "Zone Invalid Write (SCT 0x1, SC 0xbc)");
     }
 
     #[test]
