@@ -23,6 +23,20 @@ pub enum IoKind {
     Verify,
     /// Compare.
     Compare,
+    /// Zone Append (`slba` is the zone's start LBA).
+    ZoneAppend,
+    /// Zone Management Receive (report zones from `slba`; `blocks` is 0).
+    ZoneReport,
+    /// Zone Management Send, Open Zone (`blocks` 1: the zone at `slba`; 0: every zone).
+    ZoneOpen,
+    /// Zone Management Send, Close Zone (`blocks` as for [`IoKind::ZoneOpen`]).
+    ZoneClose,
+    /// Zone Management Send, Finish Zone (`blocks` as for [`IoKind::ZoneOpen`]).
+    ZoneFinish,
+    /// Zone Management Send, Reset Zone (`blocks` as for [`IoKind::ZoneOpen`]).
+    ZoneReset,
+    /// Zone Management Send, Offline Zone (`blocks` as for [`IoKind::ZoneOpen`]).
+    ZoneOffline,
 }
 
 impl IoKind {
@@ -35,6 +49,13 @@ impl IoKind {
             IoKind::DatasetManagement => "dataset management",
             IoKind::Verify => "verify",
             IoKind::Compare => "compare",
+            IoKind::ZoneAppend => "zone append",
+            IoKind::ZoneReport => "zone report",
+            IoKind::ZoneOpen => "zone open",
+            IoKind::ZoneClose => "zone close",
+            IoKind::ZoneFinish => "zone finish",
+            IoKind::ZoneReset => "zone reset",
+            IoKind::ZoneOffline => "zone offline",
         }
     }
 }
@@ -70,6 +91,30 @@ impl fmt::Display for CommandDesc {
                 nsid,
                 ..
             } => write!(f, "{} on namespace {nsid}", kind.noun()),
+            CommandDesc::Io {
+                kind: IoKind::ZoneReport,
+                nsid,
+                slba,
+                ..
+            } => write!(f, "zone report from LBA {slba:#x} on namespace {nsid}"),
+            CommandDesc::Io {
+                kind:
+                    kind @ (IoKind::ZoneOpen
+                    | IoKind::ZoneClose
+                    | IoKind::ZoneFinish
+                    | IoKind::ZoneReset
+                    | IoKind::ZoneOffline),
+                nsid,
+                slba,
+                blocks,
+            } => match blocks {
+                0 => write!(f, "{} of every zone on namespace {nsid}", kind.noun()),
+                _ => write!(
+                    f,
+                    "{} of the zone at LBA {slba:#x} on namespace {nsid}",
+                    kind.noun()
+                ),
+            },
             CommandDesc::Io {
                 kind,
                 nsid,
@@ -573,6 +618,41 @@ pub enum Error {
         /// Commands the queue pair holds at once (its depth minus one).
         queue_commands: usize,
     },
+    /// The namespace uses an I/O command set this driver does not implement (or is
+    /// zoned with zone data that could not be read); it is listed, but I/O to it is
+    /// refused rather than sent as NVM commands.
+    #[error("namespace {nsid} uses the {csi} command set (CSI {:#04x}), which this driver cannot use (a command set it does not implement, or zone data it could not read at start-up); its I/O is refused", csi.0)]
+    UnsupportedCommandSet {
+        /// Namespace ID.
+        nsid: u32,
+        /// Its Command Set Identifier.
+        csi: crate::spec::identify::CommandSetId,
+    },
+    /// A zone command was sent to a namespace that is not zoned.
+    #[error("{command}: namespace {nsid} is not a zoned namespace (zone commands need the Zoned Namespace Command Set)")]
+    NotZoned {
+        /// The command.
+        command: CommandDesc,
+        /// Namespace ID.
+        nsid: u32,
+    },
+    /// The controller refused a command with a Zoned Namespace status (SCT 1h, SC
+    /// B8h..BFh): the zone and the LBA named, with the zone's write pointer where the
+    /// driver read it.
+    #[error("{command} failed in the zone at LBA {zone_start:#x}{}: {status}; {}", match write_pointer { Some(wp) => format!(" (write pointer {wp:#x})"), None => String::new() }, crate::zns::advice(*status))]
+    Zone {
+        /// The command.
+        command: CommandDesc,
+        /// The completion status.
+        status: Status,
+        /// Start LBA of the zone the command addressed.
+        zone_start: u64,
+        /// The zone's write pointer, once read with a zone report (the blocking calls
+        /// read it; otherwise `None`).
+        write_pointer: Option<u64>,
+        /// The LBA the command addressed (its SLBA).
+        lba: u64,
+    },
 }
 
 impl Error {
@@ -582,7 +662,8 @@ impl Error {
             Error::CommandFailed { status, .. }
             | Error::CompareFailure { status, .. }
             | Error::FusedCommandAborted { status, .. }
-            | Error::EndToEnd { status, .. } => Some(*status),
+            | Error::EndToEnd { status, .. }
+            | Error::Zone { status, .. } => Some(*status),
             _ => None,
         }
     }

@@ -58,6 +58,7 @@ mod options;
 pub mod pi;
 pub mod queue;
 pub mod transport;
+pub mod zns;
 
 pub use admin::{AsyncEvent, QueueStats};
 pub use controller::{Controller, ControllerState};
@@ -68,6 +69,7 @@ pub use namespace::Namespace;
 pub use options::{CompletionMode, Options, QueuePairOptions, SglMode};
 pub use queue::{commands_per_request, CompareAndWrite, IoFlags, IoOptions, IoQueuePair};
 pub use transport::{AnyTransport, Transport};
+pub use zns::ZonedInfo;
 
 /// Opens a controller by name (`emu`, `emu:OPTIONS`, or a PCI address) and brings it up.
 ///

@@ -1,7 +1,8 @@
 //! Active namespaces as the driver uses them on the I/O path.
 
 use crate::pi::Protection;
-use crate::spec::identify::{IdentifyNamespace, IdentifyNamespaceNvm};
+use crate::spec::identify::{CommandSetId, IdentifyNamespace, IdentifyNamespaceNvm};
+use crate::zns::ZonedInfo;
 
 /// One active namespace.
 #[derive(Debug, Clone)]
@@ -20,6 +21,12 @@ pub struct Namespace {
     /// and storage tag size), read when the controller reports extended LBA formats
     /// (CTRATT.ELBAS); `None` means every format uses the 16-bit guard.
     pub nvm: Option<Box<IdentifyNamespaceNvm>>,
+    /// The namespace's I/O command set (the CSI of its descriptor list; NVM when the
+    /// controller does not report one). I/O to a command set the driver does not
+    /// implement is refused with [`crate::Error::UnsupportedCommandSet`].
+    pub command_set: CommandSetId,
+    /// Zone geometry and limits of a zoned namespace (CSI 02h); `None` otherwise.
+    pub zoned: Option<ZonedInfo>,
 }
 
 impl Namespace {
@@ -48,8 +55,18 @@ pub(crate) struct NsGeometry {
     /// The protection information layout, when the namespace has one the driver can
     /// fill commands for.
     pub pi: Option<Protection>,
-    /// The format is reserved or inconsistent (`IdentifyNamespace::format` failed).
+    /// The format is reserved or inconsistent (`IdentifyNamespace::format` failed),
+    /// or the namespace's command set is one the driver does not implement.
     pub bad_format: bool,
+    /// The namespace's command set (CSI).
+    pub command_set: CommandSetId,
+    /// The driver cannot do I/O in the namespace's command set (one it does not
+    /// implement, or a zoned namespace whose zone data could not be read).
+    pub unusable_set: bool,
+    /// Blocks per zone of a zoned namespace; 0 when it is not zoned.
+    pub zone_blocks: u64,
+    /// Largest Zone Append in bytes (ZASL, else no limit beyond the transfer size).
+    pub zone_append_bytes: u64,
 }
 
 impl NsGeometry {
@@ -63,7 +80,14 @@ impl NsGeometry {
             pi_only: false,
             pi: None,
             bad_format: true,
+            command_set: n.command_set,
+            unusable_set: !is_usable(n),
+            zone_blocks: n.zoned.map_or(0, |z| z.zone_size_blocks),
+            zone_append_bytes: n.zoned.and_then(|z| z.zasl_bytes).unwrap_or(u64::MAX),
         };
+        if g.unusable_set {
+            return g;
+        }
         // An inconsistent protection format (a reserved guard format, metadata
         // smaller than its tuple) leaves the namespace unusable; one the driver cannot
         // generate tuples for is used without its help.
@@ -84,6 +108,11 @@ impl NsGeometry {
         g
     }
 
+    /// Start LBA of the zone holding `lba` (a zoned namespace: `zone_blocks` is not 0).
+    pub fn zone_start(&self, lba: u64) -> u64 {
+        lba - lba % self.zone_blocks.max(1)
+    }
+
     /// Data-buffer bytes per block for a command with `pract` set or not.
     #[inline]
     pub fn data_block_bytes(&self, pract: bool) -> u32 {
@@ -102,6 +131,16 @@ impl NsGeometry {
         } else {
             self.separate_md
         }
+    }
+}
+
+/// Whether the driver can do I/O in the namespace's command set: NVM, and Zoned
+/// Namespace (whose reads and writes are NVM commands) once its zones are known.
+fn is_usable(n: &Namespace) -> bool {
+    match n.command_set {
+        CommandSetId::NVM => true,
+        CommandSetId::ZONED => n.zoned.is_some(),
+        _ => false,
     }
 }
 

@@ -17,12 +17,15 @@ use crate::options::Options;
 use crate::queue::prp;
 use crate::spec::admin::{DoorbellBufferConfig, Identify, SetFeatures};
 use crate::spec::features::NumberOfQueues;
-use crate::spec::identify::{Cns, IdentifyController, IdentifyNamespace, IdentifyNamespaceNvm};
+use crate::spec::identify::{
+    Cns, CommandSetId, IdentifyController, IdentifyNamespace, IdentifyNamespaceNvm, NamespaceIds,
+};
 use crate::spec::registers::{offset, ShutdownNotification};
 use crate::spec::{Aqa, Cap, Cc, Csts, SubmissionEntry};
 use crate::transport::Transport;
 use crate::Error;
 
+use super::zns_identify;
 use super::{AtomicState, ControllerState, CtrlInfo, DbBuf, Shared};
 
 /// Waits until CSTS.RDY equals `ready`, within `timeout`.
@@ -108,8 +111,16 @@ fn enable<T: Transport>(
     t.write32(offset::AQA, aqa.into_bits());
     t.write64(offset::ASQ, admin.sq_iova());
     t.write64(offset::ACQ, admin.cq_iova());
+    // Every I/O command set the controller supports, as Linux `nvme_enable_ctrl` does;
+    // the I/O Command Set Profile feature keeps its default (index 0: the first
+    // combination the controller lists, which includes every supported set).
+    let css = if cap.css() & crate::spec::registers::CAP_CSS_IO_COMMAND_SETS != 0 {
+        crate::spec::registers::CC_CSS_ALL_IO
+    } else {
+        crate::spec::registers::CC_CSS_NVM
+    };
     let cc = Cc::new()
-        .with_css(crate::spec::registers::CC_CSS_NVM)
+        .with_css(css)
         .with_mps(mps)
         .with_ams(0)
         .with_shn(ShutdownNotification::None)
@@ -126,12 +137,12 @@ fn with_data(mut sqe: SubmissionEntry, buf: &DmaMem) -> SubmissionEntry {
     sqe
 }
 
-fn identify_sqe(cns: Cns, nsid: u32) -> SubmissionEntry {
+fn identify_sqe(cns: Cns, nsid: u32, csi: CommandSetId) -> SubmissionEntry {
     Identify {
         cns,
         nsid,
         cntid: 0,
-        csi: 0,
+        csi: csi.0,
     }
     .to_sqe()
 }
@@ -146,12 +157,25 @@ fn identify_page<T: Transport>(
     nsid: u32,
     timeout: Duration,
 ) -> Result<Vec<u8>, Error> {
+    identify_csi_page(t, name, q, alloc, (cns, CommandSetId::NVM), nsid, timeout)
+}
+
+/// Reads one 4 KiB Identify page of an I/O command set specific structure.
+pub(super) fn identify_csi_page<T: Transport>(
+    t: &T,
+    name: &str,
+    q: &mut AdminQueue,
+    alloc: &DmaAllocator,
+    (cns, csi): (Cns, CommandSetId),
+    nsid: u32,
+    timeout: Duration,
+) -> Result<Vec<u8>, Error> {
     let buf = DmaMem::alloc(alloc, 4096, 4096, "an Identify buffer")?;
     exec_admin(
         t,
         name,
         q,
-        with_data(identify_sqe(cns, nsid), &buf),
+        with_data(identify_sqe(cns, nsid, csi), &buf),
         timeout,
     )?;
     let mut out = vec![0u8; 4096];
@@ -164,7 +188,7 @@ fn identify_page<T: Transport>(
     Ok(out)
 }
 
-fn bad_data(name: &str, e: impl std::fmt::Display) -> Error {
+pub(super) fn bad_data(name: &str, e: impl std::fmt::Display) -> Error {
     Error::BadDeviceData {
         device: name.to_string(),
         detail: e.to_string(),
@@ -177,6 +201,7 @@ fn identify_all<T: Transport>(
     name: &str,
     q: &mut AdminQueue,
     alloc: &DmaAllocator,
+    cap: Cap,
     timeout: Duration,
 ) -> Result<(Box<IdentifyController>, Vec<Namespace>), Error> {
     let page = identify_page(t, name, q, alloc, Cns::CONTROLLER, 0, timeout)?;
@@ -207,6 +232,9 @@ fn identify_all<T: Transport>(
     let nsids =
         crate::spec::identify::parse_namespace_list(&list).map_err(|e| bad_data(name, e))?;
     let mut namespaces = Vec::with_capacity(nsids.len());
+    let multi_css = cap.css() & crate::spec::registers::CAP_CSS_IO_COMMAND_SETS != 0;
+    // ZASL, read once, with the first zoned namespace.
+    let mut zns_controller = None;
     for nsid in nsids {
         let page = identify_page(t, name, q, alloc, Cns::NAMESPACE, nsid, timeout)?;
         let id = IdentifyNamespace::parse(&page).map_err(|e| bad_data(name, e))?;
@@ -227,6 +255,27 @@ fn identify_all<T: Transport>(
         } else {
             None
         };
+        let command_set = if multi_css {
+            command_set(t, name, q, alloc, nsid, timeout)
+        } else {
+            CommandSetId::NVM
+        };
+        let zoned = if command_set == CommandSetId::ZONED {
+            let zasl = *zns_controller.get_or_insert_with(|| {
+                zns_identify::controller_zasl(t, name, q, alloc, cap, timeout)
+            });
+            let info = zns_identify::namespace(t, name, q, alloc, (nsid, &id), zasl, timeout);
+            // A zoned namespace whose zones cannot be read is kept, with I/O refused.
+            match info {
+                Ok(z) => Some(z),
+                Err(e) => {
+                    tracing::warn!(device = %name, nsid, error = %e, "zoned namespace without usable zone data; its I/O is refused");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         namespaces.push(Namespace {
             nsid,
             lba_size,
@@ -234,9 +283,45 @@ fn identify_all<T: Transport>(
             metadata_size: id.metadata_size().unwrap_or(0),
             identify: Box::new(id),
             nvm,
+            command_set,
+            zoned,
         });
     }
     Ok((ctrl, namespaces))
+}
+
+/// The I/O command set of namespace `nsid`, from its descriptor list (CNS 03h). A
+/// controller that does not say is taken to mean NVM, with a warning, as Linux
+/// `nvme_identify_ns_descs` does for controllers before NVMe 1.3.
+fn command_set<T: Transport>(
+    t: &T,
+    name: &str,
+    q: &mut AdminQueue,
+    alloc: &DmaAllocator,
+    nsid: u32,
+    timeout: Duration,
+) -> CommandSetId {
+    let ids = identify_page(
+        t,
+        name,
+        q,
+        alloc,
+        Cns::NAMESPACE_DESCRIPTOR_LIST,
+        nsid,
+        timeout,
+    )
+    .and_then(|page| NamespaceIds::parse(&page).map_err(|e| bad_data(name, e)));
+    match ids {
+        Ok(NamespaceIds { csi: Some(csi), .. }) => csi,
+        Ok(_) => {
+            tracing::warn!(device = %name, nsid, "no command set in the namespace's descriptor list; taken as NVM");
+            CommandSetId::NVM
+        }
+        Err(e) => {
+            tracing::warn!(device = %name, nsid, error = %e, "namespace descriptor list; the namespace is taken as NVM");
+            CommandSetId::NVM
+        }
+    }
 }
 
 /// Set Features Number of Queues; returns how many I/O queue pairs were granted.
@@ -348,7 +433,7 @@ pub(super) fn bring_up<T: Transport>(transport: T, options: Options) -> Result<S
 
     let timeout = options.admin_timeout;
     let up = enable(&t, &name, cap, mps, &admin).and_then(|()| {
-        let (identify, namespaces) = identify_all(&t, &name, &mut admin, &alloc, timeout)?;
+        let (identify, namespaces) = identify_all(&t, &name, &mut admin, &alloc, cap, timeout)?;
         let dbbuf = if options.shadow_doorbells && identify.supports_doorbell_buffer_config()
         {
             let shadow = DmaMem::alloc(&alloc, ps, ps, "shadow doorbells")?;

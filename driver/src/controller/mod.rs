@@ -5,6 +5,7 @@
 mod bringup;
 mod commands;
 mod state;
+mod zns_identify;
 
 pub(crate) use self::state::AtomicState;
 pub use self::state::ControllerState;

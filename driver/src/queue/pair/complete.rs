@@ -38,8 +38,46 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         }
         n
     }
+    /// [`Self::process_completions`] that also hands `f` the completion's command
+    /// specific result, dwords 0 and 1 as one value (dword 0 in the low half): the LBA
+    /// a Zone Append wrote, for example. A request split into child commands, or one
+    /// that did not reach the device, reports 0.
+    pub fn process_completions_with_result(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(C, Result<u64, Error>),
+    ) -> usize {
+        if self.epoch != self.shared.epoch.load(Ordering::Acquire) {
+            if let Err(e) = self.recover() {
+                tracing::warn!(qid = self.qid, error = %e, "queue recovery failed");
+            }
+        }
+        let mut n = 0;
+        if self.failed_pending > 0 {
+            n += self.deliver_failed(&mut |c, r: Result<(), Error>| f(c, r.map(|()| 0)));
+        }
+        self.ring();
+        n += self.reap_with_result(max.saturating_sub(n), &mut |c, r, dw| f(c, r.map(|()| dw)));
+        self.clock.countdown -= 1;
+        if self.clock.countdown == 0 {
+            self.clock.countdown = CLOCK_POLLS;
+            n += self.tick(&mut |c, r: Result<(), Error>| f(c, r.map(|()| 0)));
+        }
+        n
+    }
+
     #[inline]
     pub(super) fn reap(&mut self, max: usize, f: &mut impl FnMut(C, Result<(), Error>)) -> usize {
+        self.reap_with_result(max, &mut |c, r, _| f(c, r))
+    }
+
+    /// The reap loop; `f` also gets completion dwords 0 and 1 (dword 0 low).
+    #[inline(always)]
+    fn reap_with_result(
+        &mut self,
+        max: usize,
+        f: &mut impl FnMut(C, Result<(), Error>, u64),
+    ) -> usize {
         let mut n = 0;
         let mut consumed: u16 = 0;
         while n < max {
@@ -62,7 +100,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             self.stats.completed += 1;
             let status = cqe.status.without_phase();
             if slot.parent != NO_PARENT {
-                n += self.child_cqe(cqe.cid, slot, status, f);
+                n += self.child_cqe(cqe.cid, slot, status, &mut |c, r| f(c, r, 0));
                 continue;
             }
             let result = if !slot.failed && status.is_success() {
@@ -70,7 +108,11 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             } else {
                 Err(self.completion_error(cqe.cid, slot, status))
             };
-            f(slot.ctx, result);
+            f(
+                slot.ctx,
+                result,
+                u64::from(cqe.dw0) | u64::from(cqe.dw1) << 32,
+            );
             n += 1;
         }
         self.cq_unrung = self.cq_unrung.saturating_add(consumed);
@@ -122,7 +164,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 timeout: self.timeout,
             }
         } else {
-            crate::pi::command_error(command, status, self.qid, cid)
+            self.zone_error(crate::pi::command_error(command, status, self.qid, cid))
         }
     }
 }

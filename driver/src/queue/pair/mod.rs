@@ -10,7 +10,8 @@
 //! [`submit`] builds and queues commands, [`complete`] reaps completions (the hot loop),
 //! [`recovery`] enforces deadlines and catches up with resets, [`wait`] blocks until
 //! commands finish, [`split`] turns a read or write larger than one command into child
-//! commands; [`clock`] is the coarse clock deadlines are measured with.
+//! commands, [`zns`] sends zone commands; [`clock`] is the coarse clock deadlines are
+//! measured with.
 
 mod clock;
 mod compare;
@@ -21,6 +22,7 @@ mod recovery;
 mod split;
 mod submit;
 mod wait;
+mod zns;
 
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -147,7 +149,11 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     }
 
     fn ns_shift(&self, nsid: u32) -> Result<u32, Error> {
-        self.ns_geometry(nsid).map(|g| g.lba_shift)
+        let g = self.ns_geometry(nsid)?;
+        if g.unusable_set {
+            return Err(unusable(g));
+        }
+        Ok(g.lba_shift)
     }
 
     #[inline]
@@ -171,7 +177,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     ) -> Result<(u32, u16), Error> {
         let g = self.ns_geometry(nsid)?;
         if g.bad_format {
-            return Err(Error::UnusableFormat { nsid });
+            return Err(unusable(g));
         }
         let pract = flags.contains(IoFlags::PRACT);
         let metadata_bytes = g.metadata_block_bytes(pract);
@@ -189,5 +195,19 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     #[inline]
     fn data_block_bytes(&self, nsid: u32, flags: IoFlags) -> Result<u32, Error> {
         self.block_sizes(nsid, flags, false).map(|(b, _)| b)
+    }
+}
+
+/// Why I/O to a namespace marked unusable is refused: its command set, or its format.
+#[cold]
+#[inline(never)]
+fn unusable(g: &NsGeometry) -> Error {
+    if g.unusable_set {
+        Error::UnsupportedCommandSet {
+            nsid: g.nsid,
+            csi: g.command_set,
+        }
+    } else {
+        Error::UnusableFormat { nsid: g.nsid }
     }
 }

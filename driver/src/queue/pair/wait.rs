@@ -103,7 +103,13 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 result = r;
             }
         })?;
-        result.map_err(|e| self.locate_end_to_end_error(e))
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = self.locate_end_to_end_error(e);
+                Err(self.locate_zone_error(e))
+            }
+        }
     }
 
     /// Reads `blocks` blocks at `slba` into the start of `buf` and waits; a read larger
