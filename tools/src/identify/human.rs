@@ -138,6 +138,23 @@ fn render_namespace(s: &mut String, ns: &NamespaceJson) {
     if let Some(cs) = ns.command_set {
         let _ = writeln!(s, "  {:<36} {cs}", "Command Set");
     }
+    if let Some(z) = &ns.zoned {
+        let limit = |v: Option<u32>| v.map_or_else(|| "no limit".to_string(), |n| n.to_string());
+        let _ = writeln!(
+            s,
+            "  {:<36} {}",
+            "Zone Size (LBAs)",
+            with_bytes(z.zone_size_blocks)
+        );
+        let _ = writeln!(s, "  {:<36} {}", "Zones", z.zones);
+        let _ = writeln!(s, "  {:<36} {}", "Max Active Zones", limit(z.max_active));
+        let _ = writeln!(s, "  {:<36} {}", "Max Open Zones", limit(z.max_open));
+        let zasl = z.zasl_bytes.map_or_else(
+            || "the largest transfer (MDTS)".to_string(),
+            |b| size(u128::from(b)),
+        );
+        let _ = writeln!(s, "  {:<36} {zasl}", "Zone Append Size Limit");
+    }
     for (i, f) in ns.lbafs.iter().enumerate() {
         let ds = if (9..=31).contains(&f.ds) {
             (1u64 << f.ds).to_string()
@@ -150,6 +167,14 @@ fn render_namespace(s: &mut String, ns: &NamespaceJson) {
             f.ms, f.rp
         );
     }
+}
+
+/// One namespace's lines, for the model's tests.
+#[cfg(test)]
+pub(super) fn render_namespace_for_test(ns: &NamespaceJson) -> String {
+    let mut s = String::new();
+    render_namespace(&mut s, ns);
+    s
 }
 
 /// The in-use format in one line: data and metadata sizes, where the metadata

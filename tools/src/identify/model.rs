@@ -2,7 +2,8 @@
 //! (`nvme id-ctrl -o json`, `nvme id-ns -o json`), numbers as numbers, strings trimmed.
 
 use nvme::spec::identify::{
-    IdentifyController, IdentifyNamespace, IdentifyNamespaceNvm, NamespaceIds, PiLocation,
+    CommandSetId, IdentifyController, IdentifyNamespace, IdentifyNamespaceNvm, NamespaceIds,
+    PiLocation,
 };
 use nvme::spec::{Cap, Version};
 use serde::Serialize;
@@ -227,8 +228,9 @@ pub struct NamespaceJson {
     /// Where protection information sits in the metadata: `first` or `last`
     /// (`null` without protection information).
     pub pi_location: Option<&'static str>,
-    /// The Command Set Identifier's name (`nvm`, `key-value`, `zoned`, `reserved`),
-    /// from the descriptor list; `null` if the controller reports none.
+    /// The I/O command set the namespace is used with (`nvm`, `key-value`, `zoned`,
+    /// `reserved`): the descriptor list's Command Set Identifier, `nvm` when the
+    /// controller reports none.
     pub command_set: Option<&'static str>,
     /// The namespace identification descriptors; `null` if the controller does not
     /// answer Identify CNS 03h.
@@ -243,6 +245,41 @@ pub struct NamespaceJson {
     /// Guard bits of the protection information in use (16, 32 or 64; `null` without
     /// protection information or for a reserved format).
     pub pi_guard_bits: Option<u8>,
+    /// Zone geometry and limits of a zoned namespace (`command_set` `zoned`); `null`
+    /// otherwise, or when the zone data could not be read.
+    pub zoned: Option<ZonedJson>,
+}
+
+/// A zoned namespace's zones (Zoned Namespace Command Set Identify Namespace and
+/// Controller, CNS 05h/06h with CSI 02h).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZonedJson {
+    /// Logical blocks per zone (ZSZE of the in-use format).
+    pub zone_size_blocks: u64,
+    /// Zones in the namespace.
+    pub zones: u64,
+    /// Most active (open or closed) zones at once; `null`: no limit (MAR FFFFFFFFh).
+    pub max_active: Option<u32>,
+    /// Most open zones at once; `null`: no limit (MOR FFFFFFFFh).
+    pub max_open: Option<u32>,
+    /// Largest Zone Append in bytes (ZASL); `null`: the largest transfer (MDTS).
+    pub zasl_bytes: Option<u64>,
+    /// Zone descriptor extension bytes per zone (ZDES x 64).
+    pub zone_descriptor_extension_bytes: u32,
+}
+
+impl ZonedJson {
+    /// Formats what the driver read of a zoned namespace.
+    pub fn new(z: &nvme::ZonedInfo) -> Self {
+        Self {
+            zone_size_blocks: z.zone_size_blocks,
+            zones: z.zones,
+            max_active: z.max_active,
+            max_open: z.max_open,
+            zasl_bytes: z.zasl_bytes,
+            zone_descriptor_extension_bytes: z.zone_descriptor_extension_bytes,
+        }
+    }
 }
 
 /// Trims the spec's space padding (and any NULs) from an ASCII field; other bytes are
@@ -417,7 +454,16 @@ impl NamespaceJson {
             elbafs: None,
             // Without the NVM Command Set structure every format has the 16-bit guard.
             pi_guard_bits: pi_type.filter(|&t| t > 0).map(|_| 16),
+            zoned: None,
         }
+    }
+
+    /// Adds the command set the driver uses the namespace with and, for a zoned
+    /// namespace, its zones.
+    pub fn with_command_set(mut self, csi: CommandSetId, zoned: Option<&nvme::ZonedInfo>) -> Self {
+        self.command_set = Some(csi.name());
+        self.zoned = zoned.map(ZonedJson::new);
+        self
     }
 
     /// Adds the NVM Command Set Identify Namespace (CNS 05h) the driver read at
@@ -481,6 +527,39 @@ mod tests {
         assert_eq!(j.metadata_bytes, Some(8));
         assert_eq!(j.lbafs.len(), 2);
         assert_eq!(j.lbafs[1].ds, 12);
+    }
+
+    #[test]
+    fn zoned_namespace_reports_its_command_set_and_zones() {
+        let mut ns = IdentifyNamespace {
+            nsze: 0x10000,
+            ..IdentifyNamespace::default()
+        };
+        ns.lbaf[0] = LbaFormat::with_sizes(12, 0);
+        let zoned = nvme::ZonedInfo::new(0x1000, 0x10000, Some(14), None, Some(65536), 0).unwrap();
+        let j =
+            NamespaceJson::new(1, &ns, None).with_command_set(CommandSetId::ZONED, Some(&zoned));
+        let v = serde_json::to_value(&j).unwrap();
+        assert_eq!(v["command_set"], "zoned");
+        assert_eq!(v["zoned"]["zone_size_blocks"], 0x1000);
+        assert_eq!(v["zoned"]["zones"], 16);
+        assert_eq!(v["zoned"]["max_active"], 14);
+        assert!(v["zoned"]["max_open"].is_null());
+        assert_eq!(v["zoned"]["zasl_bytes"], 65536);
+        let text = super::super::human::render_namespace_for_test(&j);
+        assert!(
+            text.contains("Zones                                16"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Max Open Zones                       no limit"),
+            "{text}"
+        );
+        // An NVM namespace says so, even when its descriptor list does not.
+        let j = NamespaceJson::new(2, &ns, None).with_command_set(CommandSetId::NVM, None);
+        let v = serde_json::to_value(&j).unwrap();
+        assert_eq!(v["command_set"], "nvm");
+        assert!(v["zoned"].is_null());
     }
 
     #[test]

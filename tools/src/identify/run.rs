@@ -26,6 +26,7 @@ pub fn run(device: &str) -> Result<IdentifyReport, ToolError> {
             let ids = descriptors(&ctrl, n.nsid);
             NamespaceJson::new(n.nsid, &n.identify, ids.as_ref())
                 .with_nvm(&n.identify, n.nvm.as_deref())
+                .with_command_set(n.command_set, n.zoned.as_ref())
         })
         .collect();
     namespaces.sort_by_key(|n| n.nsid);
