@@ -387,4 +387,43 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn a_namespace_the_driver_cannot_use_is_kept_but_marked_unusable() {
+        use crate::namespace::{Namespace, NsTable};
+        use crate::spec::identify::{CommandSetId, IdentifyNamespace, LbaFormat};
+        let mut id = IdentifyNamespace {
+            nsze: 4096,
+            ..IdentifyNamespace::default()
+        };
+        id.lbaf[0] = LbaFormat::with_sizes(12, 0);
+        let ns = |nsid, command_set, zoned| Namespace {
+            nsid,
+            lba_size: 4096,
+            blocks: 4096,
+            metadata_size: 0,
+            identify: Box::new(id),
+            nvm: None,
+            command_set,
+            zoned,
+        };
+        let zoned = ZonedInfo::new(256, 4096, None, None, None, 0).unwrap();
+        let table = NsTable::new(&[
+            ns(1, CommandSetId::NVM, None),
+            ns(2, CommandSetId::ZONED, Some(zoned)),
+            ns(3, CommandSetId::KEY_VALUE, None),
+            ns(4, CommandSetId::ZONED, None),
+        ]);
+        let g = |nsid| *table.get(nsid).unwrap();
+        assert!(!g(1).unusable_set && !g(1).bad_format && g(1).zone_blocks == 0);
+        assert!(!g(2).unusable_set && !g(2).bad_format);
+        assert_eq!((g(2).zone_blocks, g(2).zone_start(300)), (256, 256));
+        // Key-value, and a zoned namespace whose zone data could not be read.
+        for nsid in [3, 4] {
+            assert!(
+                g(nsid).unusable_set && g(nsid).bad_format,
+                "namespace {nsid}"
+            );
+        }
+    }
 }
