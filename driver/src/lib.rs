@@ -14,6 +14,11 @@
 //!   doorbell once per batch, [`IoQueuePair::process_completions`] calls
 //!   `f(context, Result<(), Error>)` per completion. No lock, no allocation, no system
 //!   call per I/O; the transport is a type parameter, so no `dyn` either.
+//! * Zoned namespaces ([`zns`]): each [`Namespace`] names its command set and, when
+//!   zoned, its [`ZonedInfo`]; the pair sends Zone Append
+//!   ([`IoQueuePair::process_completions_with_result`] hands back the LBA written),
+//!   zone reports and zone actions, and a zone status is an [`Error::Zone`] naming the
+//!   zone.
 //! * Every failure is an [`Error`]; command failures carry the NVMe
 //!   [`spec::Status`] and print as a sentence.
 //!
