@@ -145,7 +145,7 @@ impl<T: Transport> NvmeQueue<T> {
     /// Copies the first bytes of slot `slot`'s data buffer into `dst` (zeros when the
     /// copy fails).
     pub(crate) fn fetch_head(&self, slot: usize, dst: &mut [u8]) {
-        if !self.bufs.get(slot).is_some_and(|b| b.read(0, dst).is_ok()) {
+        if self.bufs.get(slot).is_none_or(|b| b.read(0, dst).is_err()) {
             dst.fill(0);
         }
     }

@@ -75,6 +75,11 @@ impl ZoneReportJson {
     }
 }
 
+/// `v` in `0x` hexadecimal.
+fn hex(v: impl std::fmt::LowerHex) -> String {
+    format!("{v:#x}")
+}
+
 /// The report as a table: one line per zone, LBAs in hexadecimal, the zone
 /// attributes (ZA) and their information byte (ZAI) each in their own column.
 pub fn render(nr_zones: u64, zones: &[Zone]) -> String {
@@ -90,13 +95,13 @@ pub fn render(nr_zones: u64, zones: &[Zone]) -> String {
     for z in zones {
         line(format!(
             "{:<18} {:<18} {:<12} {:<11} {:<13} {:<5} {}",
-            format!("{:#x}", z.zslba),
-            format!("{:#x}", z.wp),
-            format!("{:#x}", z.zcap),
+            hex(z.zslba),
+            hex(z.wp),
+            hex(z.zcap),
             state_name(z.state),
             type_name(z),
-            format!("{:#x}", z.attrs.into_bits()),
-            format!("{:#x}", z.attrs_info),
+            hex(z.attrs.into_bits()),
+            hex(z.attrs_info),
         ));
     }
     out
