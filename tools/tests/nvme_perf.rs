@@ -637,8 +637,10 @@ fn io_sizes_above_mdts_are_split_by_the_driver_and_verify_clean() {
     // extended blocks).
     for device in ["emu:size=64M,mdts=1", "emu:size=64M,ms=8,mset=ext,mdts=1"] {
         let (code, stdout, stderr) = perf(&[
-            device, "-w", "randrw", "-o", "1M", "-q", "4", "--span", "16M", "--verify", "-t", "1",
-            "--json",
+            // A fixed number of I/Os, not a time: a loaded machine must not make the run
+            // too short to read back what it wrote.
+            device, "-w", "randrw", "-o", "1M", "-q", "4", "--span", "4M", "--verify", "-d", "64",
+            "-t", "120", "--json",
         ]);
         assert_eq!(code, 0, "{device}: stderr: {stderr}");
         let j = json(&stdout);
