@@ -155,19 +155,33 @@ impl Ctrl {
                 if sqe.nsid == 0 || sqe.nsid > nn {
                     return done(generic(G::InvalidNamespaceOrFormat));
                 }
-                identify::namespace_descriptors(&self.cfg.serial, sqe.nsid)
+                let zoned = self
+                    .storage
+                    .get(sqe.nsid)
+                    .is_some_and(|ns| ns.zones.is_some());
+                identify::namespace_descriptors(&self.cfg.serial, sqe.nsid, zoned)
             }
             0x05 => {
-                // Only the NVM Command Set (CSI 00h) is implemented.
-                if nvme_spec::admin::IdentifyCdw11::from_bits(sqe.cdw11).csi() != 0 {
-                    return done(generic(G::InvalidFieldInCommand));
-                }
+                let csi = nvme_spec::admin::IdentifyCdw11::from_bits(sqe.cdw11).csi();
                 if sqe.nsid == 0 || sqe.nsid > nn {
                     return done(generic(G::InvalidNamespaceOrFormat));
                 }
                 let ns = &self.storage.namespaces[(sqe.nsid - 1) as usize];
-                identify::namespace_nvm(ns.metadata)
+                match (csi, &ns.zones) {
+                    (0, _) => identify::namespace_nvm(ns.metadata),
+                    (2, Some(zones)) => identify::namespace_zns(zones),
+                    _ => return done(generic(G::InvalidFieldInCommand)),
+                }
             }
+            0x06 => match nvme_spec::admin::IdentifyCdw11::from_bits(sqe.cdw11).csi() {
+                // The NVM Command Set defines no controller fields the emulator sets.
+                0 => [0u8; 4096],
+                // ZASL 0: Zone Append is limited by MDTS.
+                2 if self.cfg.zoned.is_some() => {
+                    nvme_spec::zns::IdentifyControllerZns::default().encode()
+                }
+                _ => return done(generic(G::InvalidFieldInCommand)),
+            },
             _ => return done(generic(G::InvalidFieldInCommand)),
         };
         done(self.send_to_host(ctx, sqe, ps, &data, 4096))

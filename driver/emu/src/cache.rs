@@ -267,6 +267,15 @@ impl WriteCache {
         Ok(())
     }
 
+    /// The LBAs of every cached block.
+    pub(crate) fn lbas(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            out.extend(lock(shard).map.keys().copied());
+        }
+        out
+    }
+
     /// Discards everything (power loss); returns how many blocks were lost.
     pub(crate) fn discard(&self) -> usize {
         let mut lost = 0;

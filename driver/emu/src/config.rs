@@ -26,10 +26,16 @@
 //! | `pil`     | `first`, `last`                     | `last`      | where the protection information sits in the metadata |
 //! | `fuses`   | `on`, `off`                         | `on`        | Identify FUSES bit 0: the fused Compare and Write is offered and runs atomically; `off`: every fused command fails with Invalid Field in Command, as on QEMU's controller |
 //! | `sgl`     | `on`, `off`                         | `on`        | SGL support (Identify SGLS 01b, with metadata SGLs through MPTR): Data Block, Segment and Last Segment descriptors for data and metadata; `off`: SGLS 0 and a command with PSDT other than PRP fails with Invalid Field in Command |
+//! | `zoned`   | flag, or `zoned=on`/`zoned=off`     | off         | every namespace is zoned (Zoned Namespace Command Set, CSI 02h): sequential-write-required zones with the state machine, write pointer checks, Zone Append, Zone Management Send/Receive and resource limits of the ZNS specification; CAP.CSS then offers all I/O command sets and the host enables them with CC.CSS 110b (with CC.CSS 000b the zone commands are Invalid Command Opcode, as on QEMU's controller) |
+//! | `zone_size` | bytes, suffix `K` `M` `G` (binary) | `1M`     | zone size (ZSZE); a multiple of `lba` that divides `size` |
+//! | `zone_cap` | bytes, suffix `K` `M` `G` (binary) | `zone_size` | zone capacity (ZCAP): writable bytes of each zone, a multiple of `lba`, at most `zone_size` |
+//! | `max_open` | `0`..=zones                        | `0`         | Maximum Open Resources (MOR); `0` = no limit |
+//! | `max_active` | `0`..=zones                      | `0`         | Maximum Active Resources (MAR), at least `max_open` when both are set; `0` = no limit |
 //! | `guard`   | `crc16`, `crc64`                    | `crc16`     | protection information format: `crc16` the 8-byte tuple with a CRC-16/T10-DIF guard, `crc64` the 16-byte tuple with a CRC-64/NVME guard and a 48-bit reference tag (needs `ms` of at least 16 with `pi`); reported in the NVM Command Set Identify Namespace (CNS 05h) |
 //!
 //! Examples: `emu`, `emu:size=4G,lba=4096,vwc=off`, `emu:null,mode=threaded,qpairs=8`,
-//! `emu:file=disk.img,size=64M,ns=2`, `emu:lba=4096,ms=64,mset=sep,pi=1,pil=first`.
+//! `emu:file=disk.img,size=64M,ns=2`, `emu:lba=4096,ms=64,mset=sep,pi=1,pil=first`,
+//! `emu:zoned,size=64M,zone_size=1M,zone_cap=768K,max_open=4,max_active=8`.
 //!
 //! `size` counts data bytes; metadata is stored beside each block's data, so a RAM or
 //! file backend holds `size / lba * (lba + ms)` bytes per namespace.
@@ -41,7 +47,7 @@ use crate::error::EmuError;
 
 /// Every option name [`EmuConfig::from_str`] accepts.
 const ACCEPTED: &str =
-    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log, ms, mset, pi, pil, fuses, sgl, guard";
+    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log, ms, mset, pi, pil, fuses, sgl, guard, zoned, zone_size, zone_cap, max_open, max_active";
 
 /// Where namespace data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +140,36 @@ pub struct EmuConfig {
     pub fuses: bool,
     /// Whether SGLs are supported for data and metadata (Identify SGLS).
     pub sgl: bool,
+    /// The zone geometry when every namespace is zoned.
+    pub zoned: Option<ZonedConfig>,
 }
+
+/// Zone geometry and resource limits of a zoned namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZonedConfig {
+    /// Zone size in bytes.
+    pub zone_size: u64,
+    /// Zone capacity in bytes (at most `zone_size`).
+    pub zone_cap: u64,
+    /// Most zones open at once; 0 for no limit.
+    pub max_open: u32,
+    /// Most zones active (open or closed) at once; 0 for no limit.
+    pub max_active: u32,
+}
+
+impl Default for ZonedConfig {
+    fn default() -> Self {
+        Self {
+            zone_size: 1 << 20,
+            zone_cap: 1 << 20,
+            max_open: 0,
+            max_active: 0,
+        }
+    }
+}
+
+/// Most zones one namespace may have (bounds the zone table's memory).
+pub const MAX_ZONES: u64 = 1 << 20;
 
 impl Default for EmuConfig {
     fn default() -> Self {
@@ -159,6 +194,7 @@ impl Default for EmuConfig {
             metadata: MetadataFormat::default(),
             fuses: true,
             sgl: true,
+            zoned: None,
         }
     }
 }
@@ -237,6 +273,41 @@ impl EmuConfig {
                 reason: "the 16-byte protection information tuple (guard=crc64) needs at least 16 bytes of metadata (ms)",
             });
         }
+        if let Some(z) = &self.zoned {
+            let lba = u64::from(self.lba_size);
+            if z.zone_size == 0 || z.zone_size % lba != 0 || self.ns_size % z.zone_size != 0 {
+                return Err(EmuError::Conflict {
+                    reason: "zone_size must be a non-zero multiple of the logical block size (lba) that divides size",
+                });
+            }
+            if z.zone_cap == 0 || z.zone_cap % lba != 0 || z.zone_cap > z.zone_size {
+                return Err(EmuError::Conflict {
+                    reason: "zone_cap must be a non-zero multiple of the logical block size (lba), at most zone_size",
+                });
+            }
+            let zones = self.ns_size / z.zone_size;
+            if zones > MAX_ZONES {
+                return Err(EmuError::Conflict {
+                    reason: "a zoned namespace holds at most 1048576 zones: raise zone_size",
+                });
+            }
+            if u64::from(z.max_open) > zones || u64::from(z.max_active) > zones {
+                return Err(EmuError::Conflict {
+                    reason:
+                        "max_open and max_active are at most the number of zones (size / zone_size)",
+                });
+            }
+            if z.max_active != 0 && z.max_open > z.max_active {
+                return Err(EmuError::Conflict {
+                    reason: "max_open must not exceed max_active (an open zone is active)",
+                });
+            }
+            if self.metadata.pi != 0 {
+                return Err(EmuError::Conflict {
+                    reason: "zoned namespaces do not support protection information (pi) here",
+                });
+            }
+        }
         if self.aerl > 15 {
             return Err(invalid("aerl", self.aerl.to_string(), "0..=15"));
         }
@@ -311,6 +382,8 @@ impl FromStr for EmuConfig {
         };
         let mut cfg = Self::default();
         let mut vectors_set = false;
+        let mut zoned: Option<ZonedConfig> = None;
+        let mut cap_set = false;
         for item in rest.split(',').filter(|i| !i.is_empty()) {
             let (key, value) = match item.split_once('=') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
@@ -433,6 +506,49 @@ impl FromStr for EmuConfig {
                         v => return Err(invalid("guard", v.to_string(), "crc16 or crc64")),
                     }
                 }
+                "zoned" => {
+                    let on = match value {
+                        None => true,
+                        Some(v) => parse_switch("zoned", v)?,
+                    };
+                    cfg.zoned = on.then(|| cfg.zoned.unwrap_or_default());
+                }
+                "zone_size" | "zone_cap" | "max_open" | "max_active" => {
+                    let z = zoned.get_or_insert_with(ZonedConfig::default);
+                    match key {
+                        "zone_size" => {
+                            let v = need("zone_size", "a size such as 1M")?;
+                            z.zone_size = parse_size(v).ok_or_else(|| {
+                                invalid("zone_size", v.to_string(), "a size such as 1M")
+                            })?;
+                        }
+                        "zone_cap" => {
+                            let v = need("zone_cap", "a size such as 768K")?;
+                            cap_set = true;
+                            z.zone_cap = parse_size(v).ok_or_else(|| {
+                                invalid("zone_cap", v.to_string(), "a size such as 768K")
+                            })?;
+                        }
+                        "max_open" => {
+                            z.max_open = parse_num(
+                                "max_open",
+                                need("max_open", "a zone count")?,
+                                0,
+                                u32::MAX,
+                                "a zone count",
+                            )?;
+                        }
+                        _ => {
+                            z.max_active = parse_num(
+                                "max_active",
+                                need("max_active", "a zone count")?,
+                                0,
+                                u32::MAX,
+                                "a zone count",
+                            )?;
+                        }
+                    }
+                }
                 other => {
                     return Err(EmuError::UnknownOption {
                         option: other.to_string(),
@@ -443,6 +559,17 @@ impl FromStr for EmuConfig {
         }
         if !vectors_set {
             cfg.vectors = (cfg.qpairs + 1).min(2048);
+        }
+        if let Some(mut z) = zoned {
+            if !cap_set {
+                z.zone_cap = z.zone_size;
+            }
+            if cfg.zoned.is_none() {
+                return Err(EmuError::Conflict {
+                    reason: "zone_size, zone_cap, max_open and max_active need the zoned option",
+                });
+            }
+            cfg.zoned = Some(z);
         }
         cfg.validate()?;
         Ok(cfg)

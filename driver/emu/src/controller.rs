@@ -143,6 +143,7 @@ impl Ctrl {
         *lock(&self.settings) = AdminSettings::new(&self.cfg);
         self.events.reset();
         self.storage.reset_write_cache();
+        self.storage.close_open_zones();
         self.regs.cfs.store(false, Ordering::Release);
         self.irq.reset();
         GlobalCounters::bump(&self.counters.resets);
@@ -310,6 +311,7 @@ impl Ctrl {
                     continue;
                 };
                 let error_lba = scratch.error_lba.take();
+                let dw1 = std::mem::take(&mut scratch.dw1);
                 if !status.is_success() {
                     counters.failed += 1;
                     self.record_error(qid, &sqe, status, error_lba);
@@ -319,7 +321,7 @@ impl Ctrl {
                 }
                 let mut cqe = CompletionEntry {
                     dw0,
-                    dw1: 0,
+                    dw1,
                     sq_head: sq.head as u16,
                     sq_id: qid,
                     cid: sqe.cid(),

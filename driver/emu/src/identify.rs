@@ -99,15 +99,30 @@ fn nguid(serial: &str, nsid: u32) -> [u8; 16] {
 }
 
 /// Namespace Identification Descriptor list (CNS 03h): the same EUI-64 and NGUID as
-/// Identify Namespace, and the NVM Command Set identifier.
-pub(crate) fn namespace_descriptors(serial: &str, nsid: u32) -> [u8; 4096] {
+/// Identify Namespace, and the command set identifier (NVM, or Zoned with `zoned`).
+pub(crate) fn namespace_descriptors(serial: &str, nsid: u32, zoned: bool) -> [u8; 4096] {
     NamespaceIds {
         eui64: Some(eui64(nsid)),
         nguid: Some(nguid(serial, nsid)),
         uuid: None,
-        csi: Some(CommandSetId::NVM),
+        csi: Some(if zoned {
+            CommandSetId::ZONED
+        } else {
+            CommandSetId::NVM
+        }),
     }
     .encode()
+}
+
+/// Zoned Namespace Command Set Identify Namespace (CNS 05h, CSI 02h): the resource
+/// limits and the zone size of the one LBA format; no zone descriptor extension, no
+/// reads across zone boundaries.
+pub(crate) fn namespace_zns(zones: &crate::zns::Zones) -> [u8; 4096] {
+    let mut id = nvme_spec::zns::IdentifyNamespaceZns::default();
+    id.set_max_active_zones(Some(zones.max_active));
+    id.set_max_open_zones(Some(zones.max_open));
+    id.lbafe[0].zsze = zones.zone_blocks;
+    id.encode()
 }
 
 /// Identify Namespace (CNS 00h) for a namespace of `blocks` blocks of `1 << lba_shift`

@@ -67,6 +67,13 @@ impl Ctrl {
             }
             Op::VERIFY => self.verify(ns, sqe),
             Op::COMPARE => self.compare(ctx, ns, sqe, ps),
+            Op::ZONE_APPEND => {
+                let _range = ns.ranges.shared_all();
+                self.exec_zoned(ctx, ns, sqe, ps)
+            }
+            Op::ZONE_MANAGEMENT_SEND | Op::ZONE_MANAGEMENT_RECEIVE => {
+                self.exec_zoned(ctx, ns, sqe, ps)
+            }
             _ => done(generic(G::InvalidCommandOpcode)),
         }
     }
@@ -212,6 +219,9 @@ impl Ctrl {
             Ok(v) => v,
             Err(s) => return done(s),
         };
+        if let Some(Err(s)) = ns.zones.as_ref().map(|z| z.read(slba, nlb)) {
+            return done(s);
+        }
         if let Some(s) = self.media_fault(ns, slba, nlb) {
             return done(s);
         }
@@ -247,6 +257,28 @@ impl Ctrl {
     }
 
     pub(crate) fn write(
+        &self,
+        ctx: &mut Ctx<'_>,
+        ns: &Namespace,
+        sqe: &SubmissionEntry,
+        ps: u64,
+    ) -> Outcome {
+        let Some(zones) = &ns.zones else {
+            return self.write_data(ctx, ns, sqe, ps);
+        };
+        let (slba, nlb) = (sqe.slba(), u64::from(sqe.block_count()));
+        if let Err(s) = zones.write(slba, nlb) {
+            return done(s);
+        }
+        let outcome = self.write_data(ctx, ns, sqe, ps);
+        if matches!(outcome, Outcome::Done(_, s) if !s.is_success()) {
+            zones.rollback(slba, nlb);
+        }
+        outcome
+    }
+
+    /// Writes the command's blocks, with no zone check.
+    pub(crate) fn write_data(
         &self,
         ctx: &mut Ctx<'_>,
         ns: &Namespace,
@@ -303,6 +335,9 @@ impl Ctrl {
         let (slba, nlb) = (sqe.slba(), u64::from(sqe.block_count()));
         if !ns.holds(slba, nlb) {
             return done(generic(G::LbaOutOfRange));
+        }
+        if let Some(Err(s)) = ns.zones.as_ref().map(|z| z.write(slba, nlb)) {
+            return done(s);
         }
         // Zeroing (with or without DEAC) is made durable at once: allowed, since a
         // device may write its cache back at any time.

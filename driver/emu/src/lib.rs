@@ -39,13 +39,14 @@ mod ranges;
 mod registers;
 mod sgl;
 mod worker;
+mod zns;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use vmm_sys_util::eventfd::EventFd;
 
-pub use config::{BackendKind, EmuConfig, ExecMode, MetadataFormat};
+pub use config::{BackendKind, EmuConfig, ExecMode, MetadataFormat, ZonedConfig};
 pub use error::EmuError;
 pub use fault::{CommandMatch, FaultAction, FaultControl};
 pub use identify::{FIRMWARE, MODEL, VENDOR_ID};
@@ -167,6 +168,22 @@ impl EmuController {
     /// durable), or `None` for an unknown namespace.
     pub fn cached_blocks(&self, nsid: u32) -> Option<usize> {
         Some(self.ctrl.storage.get(nsid)?.cache.len())
+    }
+
+    /// Puts zone `zone` (its index) of namespace `nsid` in the Read Only state, or with
+    /// `offline` the Offline state, as a device does when its media wears out; returns
+    /// false if the namespace is not zoned or has no such zone.
+    pub fn fail_zone(&self, nsid: u32, zone: u64, offline: bool) -> bool {
+        let state = if offline {
+            nvme_spec::zns::ZoneState::Offline
+        } else {
+            nvme_spec::zns::ZoneState::ReadOnly
+        };
+        self.ctrl
+            .storage
+            .get(nsid)
+            .and_then(|ns| ns.zones.as_ref())
+            .is_some_and(|z| z.force_state(zone, state))
     }
 
     /// A snapshot of the controller's counters.

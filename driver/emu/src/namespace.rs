@@ -75,13 +75,11 @@ impl Storage {
                         })?)
                     }
                 };
-                Ok(Namespace::new(
-                    nsid,
-                    cfg.lba_size,
-                    cfg.metadata,
-                    blocks,
-                    backend,
-                ))
+                let mut ns = Namespace::new(nsid, cfg.lba_size, cfg.metadata, blocks, backend);
+                ns.zones = cfg
+                    .zoned
+                    .map(|z| crate::zns::Zones::new(&z, cfg.lba_size, blocks));
+                Ok(ns)
             })
             .collect::<Result<_, EmuError>>()?;
         Ok(Self {
@@ -119,6 +117,13 @@ impl Storage {
     pub(crate) fn reset_write_cache(&self) {
         if !self.write_cache_enabled() && self.write_cache_present {
             self.write_cache.store(true, Ordering::Release);
+        }
+    }
+
+    /// Controller reset: every open zone of a zoned namespace is closed.
+    pub(crate) fn close_open_zones(&self) {
+        for z in self.namespaces.iter().filter_map(|ns| ns.zones.as_ref()) {
+            z.close_open_zones();
         }
     }
 
@@ -179,6 +184,8 @@ pub(crate) struct Namespace {
     /// Held by commands that change blocks; a fused Compare and Write holds its blocks'
     /// exclusively.
     pub ranges: RangeLocks,
+    /// The zones, when the namespace is zoned.
+    pub zones: Option<crate::zns::Zones>,
 }
 
 impl Namespace {
@@ -199,6 +206,7 @@ impl Namespace {
             backend,
             cache: WriteCache::new(stride as usize),
             ranges: RangeLocks::default(),
+            zones: None,
         }
     }
 
@@ -334,6 +342,17 @@ impl Namespace {
 
     /// Loses every write not yet durable; returns the number of blocks lost.
     pub(crate) fn power_cut(&self) -> usize {
-        self.cache.discard()
+        let Some(zones) = &self.zones else {
+            return self.cache.discard();
+        };
+        // A zone's write pointer keeps only durable data: it goes back to the first
+        // block the cache loses, and what lies beyond it reads as deallocated.
+        let lost_lbas = self.cache.lbas();
+        let lost = self.cache.discard();
+        for (slba, nlb) in zones.power_cut(&lost_lbas) {
+            // Best effort: a backend that cannot zero keeps stale data past the pointer.
+            let _ = self.zero(slba, nlb);
+        }
+        lost
     }
 }

@@ -139,6 +139,8 @@ pub(crate) struct Scratch {
     /// The LBA a failed protection information check names, for the Error
     /// Information log entry of the command being executed.
     pub error_lba: Option<u64>,
+    /// Completion dword 1 of the command being executed (Zone Append's LBA, high half).
+    pub dw1: u32,
 }
 
 /// An I/O or admin submission queue.

@@ -27,6 +27,8 @@ pub(crate) struct Registers {
     pub cfs: AtomicBool,
     /// Memory page size as a shift, from CC.MPS when the controller was enabled.
     pub page_shift: AtomicU32,
+    /// CC.CSS was 110b when the controller was enabled: every I/O command set is on.
+    pub all_command_sets: AtomicBool,
 }
 
 /// CC, AQA, ASQ, ACQ and CSTS.SHST.
@@ -59,7 +61,11 @@ impl Registers {
             .with_cqr(true)
             .with_to(cfg.timeout)
             .with_dstrd(cfg.dstrd)
-            .with_css(nvme_spec::registers::CAP_CSS_NVM)
+            .with_css(if cfg.zoned.is_some() {
+                nvme_spec::registers::CAP_CSS_NVM | nvme_spec::registers::CAP_CSS_IO_COMMAND_SETS
+            } else {
+                nvme_spec::registers::CAP_CSS_NVM
+            })
             .with_mpsmin(cfg.mpsmin)
             .with_mpsmax(cfg.mpsmax);
         Self {
@@ -69,7 +75,14 @@ impl Registers {
             ready: AtomicBool::new(false),
             cfs: AtomicBool::new(false),
             page_shift: AtomicU32::new(12),
+            all_command_sets: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the host enabled every I/O command set (CC.CSS 110b), which the zoned
+    /// commands need.
+    pub(crate) fn all_command_sets(&self) -> bool {
+        self.all_command_sets.load(Ordering::Acquire)
     }
 
     /// The memory page size (CC.MPS) in bytes.
@@ -205,7 +218,9 @@ impl Ctrl {
     fn enable(&self, regs: &RegisterFile) -> Result<(), &'static str> {
         let cc = regs.cc;
         let cap = Cap::from_bits(self.regs.cap);
-        if cc.css() != nvme_spec::registers::CC_CSS_NVM {
+        let all_sets = cap.css() & nvme_spec::registers::CAP_CSS_IO_COMMAND_SETS != 0
+            && cc.css() == nvme_spec::registers::CC_CSS_ALL_IO;
+        if cc.css() != nvme_spec::registers::CC_CSS_NVM && !all_sets {
             return Err("CC.CSS selects an unsupported command set");
         }
         if cc.mps() < cap.mpsmin() || cc.mps() > cap.mpsmax() {
@@ -237,6 +252,9 @@ impl Ctrl {
         self.queues
             .create_admin(regs.asq, sq_entries, regs.acq, cq_entries);
         lock(&self.health).clean_shutdown = false;
+        self.regs
+            .all_command_sets
+            .store(all_sets, Ordering::Release);
         self.regs.ready.store(true, Ordering::Release);
         Ok(())
     }
