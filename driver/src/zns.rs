@@ -129,6 +129,8 @@ pub struct Zone {
     pub zone_type: u8,
     /// Zone attributes.
     pub attrs: ZoneAttributes,
+    /// Zone Attributes Information (ZAI: the reset and finish recommended limits).
+    pub attrs_info: u8,
 }
 
 impl Zone {
@@ -188,6 +190,7 @@ pub fn decode_report(
             state,
             zone_type: d.zt_bits(),
             attrs: d.za,
+            attrs_info: d.zai,
         });
     }
     Ok(ZoneReportPage {
@@ -283,6 +286,7 @@ mod tests {
     fn report_decodes_every_field() {
         let mut d = ZoneDescriptor::new(ZoneState::ImplicitlyOpened, 0x100, 0xf0, 0x123);
         d.za = ZoneAttributes::new().with_rzr(true);
+        d.zai = 0x4;
         let e = ZoneDescriptor::new(ZoneState::Full, 0x200, 0xf0, 0x2f0);
         let page = decode_report(&report(2, &[d, e], 4096), 0, 0x1000).unwrap();
         assert_eq!(page.nr_zones, 2);
@@ -295,6 +299,7 @@ mod tests {
                 state: ZoneState::ImplicitlyOpened,
                 zone_type: 2,
                 attrs: ZoneAttributes::new().with_rzr(true),
+                attrs_info: 0x4,
             }
         );
         assert!(page.zones[0].is_sequential_write_required());

@@ -522,3 +522,89 @@ fn compare_with_a_pattern_expects_zeros_in_unwritten_extents() {
         "{stderr}"
     );
 }
+
+#[test]
+fn zoned_writes_off_the_write_pointer_are_refused_before_any_io_and_reads_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.bin");
+    std::fs::write(&data, pattern(8192, 7)).unwrap();
+    let back = dir.path().join("back.bin");
+    let dev = "emu:zoned,size=8M,zone_size=1M";
+    // At the write pointers (the zone start, then where the first write ended, then a
+    // second zone), and the data reads back.
+    let (code, _, err) = dio(&[
+        dev,
+        "write",
+        "--offset",
+        "0",
+        "--input",
+        s(&data),
+        "+",
+        "write",
+        "--offset",
+        "8192",
+        "--input",
+        s(&data),
+        "+",
+        "write",
+        "--offset",
+        "1M",
+        "--input",
+        s(&data),
+        "+",
+        "read",
+        "--offset",
+        "8192",
+        "--length",
+        "8192",
+        "--output",
+        s(&back),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&back).unwrap(), pattern(8192, 7));
+    // A later step off the write pointer fails the script before its first step runs:
+    // the read's output is never created.
+    let never = dir.path().join("never.bin");
+    let (code, out, err) = dio(&[
+        dev,
+        "read",
+        "--offset",
+        "0",
+        "--length",
+        "4096",
+        "--output",
+        s(&never),
+        "+",
+        "write",
+        "--offset",
+        "0",
+        "--input",
+        s(&data),
+        "+",
+        "write",
+        "--offset",
+        "4096",
+        "--input",
+        s(&data),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.starts_with("nvme-dio: error: step 3 (write) at LBA 0x8 (offset 4096): it is not at the write pointer of the zone at LBA 0x0, which is at LBA 0x10 (offset 8192)"),
+        "{err}"
+    );
+    assert!(err.contains("nvme-zns"), "{err}");
+    assert!(!never.exists());
+    // Extent-layer files cannot keep to write pointers.
+    let (code, _, err) = dio(&[
+        dev,
+        "write",
+        "--file",
+        "a",
+        "--offset",
+        "0",
+        "--input",
+        s(&data),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("without --file"), "{err}");
+}

@@ -187,3 +187,30 @@ fn json_reports_extended_lba_formats_with_nvme_cli_names() {
     );
     assert_eq!(n["pi_guard_bits"], 16);
 }
+
+#[test]
+fn json_reports_the_command_set_and_zones_of_a_zoned_namespace() {
+    let j = identify_json("emu:zoned,size=64M,lba=4096,zone_size=4M,max_open=4,max_active=6");
+    let ns = &j["namespaces"][0];
+    assert_eq!(ns["command_set"], "zoned");
+    let z = &ns["zoned"];
+    assert_eq!(z["zone_size_blocks"], 1024);
+    assert_eq!(z["zones"], 16);
+    assert_eq!(z["max_open"], 4);
+    assert_eq!(z["max_active"], 6);
+    assert!(z.get("zasl_bytes").is_some(), "{z}");
+    let (code, stdout, _) = identify(&["emu:zoned,size=64M,lba=4096,zone_size=4M"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("Command Set                          zoned"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Max Open Zones                       no limit"),
+        "{stdout}"
+    );
+    // An NVM namespace says so, and has no zones.
+    let j = identify_json("emu:size=16M");
+    assert_eq!(j["namespaces"][0]["command_set"], "nvm");
+    assert!(j["namespaces"][0]["zoned"].is_null());
+}

@@ -674,3 +674,85 @@ fn an_io_size_needing_more_commands_than_a_queue_holds_is_refused() {
         "{stderr}"
     );
 }
+
+const ZONED: &str = "emu:zoned,size=16M,zone_size=1M";
+
+#[test]
+fn zoned_random_and_mixed_writes_are_refused_with_what_to_use() {
+    for w in ["randwrite", "randrw", "rw"] {
+        let (code, stdout, stderr) = perf(&[ZONED, "-w", w, "-t", "1"]);
+        assert_eq!(code, 1, "{w}: {stdout}");
+        assert!(
+            stderr.starts_with(&format!("nvme-perf: error: -w {w}: namespace 1 is zoned")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("-w write")
+                && stderr.contains("-w append")
+                && stderr.contains("write pointer"),
+            "{stderr}"
+        );
+        // Refused before any I/O: no report.
+        assert!(stdout.is_empty(), "{stdout}");
+    }
+    let (code, _, stderr) = perf(&["emu", "-w", "append", "-t", "1"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("-w append: namespace 1 is not zoned"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn zoned_appends_at_queue_depth_verify_clean_where_the_device_put_them() {
+    let (code, stdout, stderr) = perf(&[
+        ZONED, "-w", "append", "-q", "16", "-d", "1000", "--verify", "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let j = json(&stdout);
+    assert_eq!(f(&j, "ios"), 1000.0, "{j}");
+    assert_eq!(f(&j, "errors"), 0.0, "{j}");
+    assert_eq!(f(&j, "verify_failures"), 0.0, "{j}");
+    // Every appended block was read back: 1000 appends of 8 blocks.
+    assert_eq!(f(&j, "verified_blocks"), 8000.0, "{j}");
+    assert_eq!(j["config"]["workload"], "append", "{j}");
+    // And a corrupting device is caught.
+    let (code, stdout, _) = perf(&[
+        ZONED,
+        "-w",
+        "append",
+        "-q",
+        "4",
+        "-d",
+        "100",
+        "--verify",
+        "--json",
+        "--inject-read-corruption",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(f(&json(&stdout), "verify_failures"), 800.0);
+}
+
+#[test]
+fn zoned_sequential_writes_keep_to_the_write_pointers_then_reads_go_anywhere() {
+    // Two queue pairs, each with its own zones, four writers each: the device
+    // refuses any write off a write pointer, so no error means every write was at one.
+    let (code, stdout, stderr) = perf(&[
+        ZONED, "-w", "write", "-q", "4", "--qpairs", "2", "-d", "1500", "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let j = json(&stdout);
+    assert_eq!(f(&j, "ios"), 3000.0, "{j}");
+    assert_eq!(f(&j, "errors"), 0.0, "{j}");
+    for w in ["read", "randread"] {
+        let (code, stdout, stderr) = perf(&[ZONED, "-w", w, "-q", "8", "-d", "500", "--json"]);
+        assert_eq!(code, 0, "{w}: {stderr}");
+        assert_eq!(f(&json(&stdout), "errors"), 0.0);
+    }
+    // A span with fewer whole zones than writing queue pairs.
+    let (code, _, stderr) = perf(&[
+        ZONED, "-w", "write", "--span", "1M", "--qpairs", "2", "-t", "1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("1 whole zones"), "{stderr}");
+}

@@ -3,3 +3,4 @@
 pub mod args;
 pub mod run;
 pub mod script;
+pub mod zoned;

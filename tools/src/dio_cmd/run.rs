@@ -2,6 +2,7 @@
 
 use dio::nvme_qp::{IoBuffer, NvmeQueue};
 use dio::Dio;
+use nvme::spec::zns::ZoneReportFilter;
 use nvme::{CompletionMode, QueuePairOptions};
 
 use super::args::Step;
@@ -44,6 +45,19 @@ pub fn run(device: &str, nsid: u32, steps: &[Step]) -> Result<DioReport, ToolErr
             nsid,
             active: crate::cli::active_namespaces(&ctrl),
         });
+    }
+    let mut qp = qp;
+    if let Some(ns) = ctrl.namespace(nsid) {
+        if let Some(zoned) = ns.zoned {
+            // Writes off a write pointer are refused before any I/O.
+            let bytes = 64 * 1024;
+            let mut buf = ctrl
+                .allocator()
+                .alloc(bytes, ctrl.page_size() as usize)
+                .map_err(|source| ToolError::Memory { bytes, source })?;
+            let zones = qp.report_zones_all(nsid, ZoneReportFilter::All, &mut buf)?;
+            super::zoned::check_steps(steps, &zones, zoned.zone_size_blocks, ns.lba_size.into())?;
+        }
     }
     let queue = NvmeQueue::new(&ctrl, qp, nsid)?;
     let page = ctrl.page_size() as usize;

@@ -123,6 +123,8 @@ pub enum Workload {
     Rw,
     /// Random mix of reads and writes (`-M` sets the read share).
     Randrw,
+    /// Zone Append to the zones of a zoned namespace (the device places the data).
+    Append,
 }
 
 impl Workload {
@@ -138,7 +140,7 @@ impl Workload {
     pub fn read_percent(self, rwmixread: u8) -> u8 {
         match self {
             Workload::Read | Workload::Randread => 100,
-            Workload::Write | Workload::Randwrite => 0,
+            Workload::Write | Workload::Randwrite | Workload::Append => 0,
             Workload::Rw | Workload::Randrw => rwmixread.min(100),
         }
     }
@@ -152,6 +154,7 @@ impl Workload {
             Workload::Randwrite => "randwrite",
             Workload::Rw => "rw",
             Workload::Randrw => "randrw",
+            Workload::Append => "append",
         }
     }
 }

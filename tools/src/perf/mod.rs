@@ -11,3 +11,4 @@ pub mod stats;
 pub mod ticks;
 pub mod verify;
 pub mod workload;
+pub mod zoned;

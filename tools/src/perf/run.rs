@@ -141,6 +141,66 @@ impl<T: Transport> NvmeQueue<T> {
     }
 }
 
+impl<T: Transport> NvmeQueue<T> {
+    /// Copies the first bytes of slot `slot`'s data buffer into `dst` (zeros when the
+    /// copy fails).
+    pub(crate) fn fetch_head(&self, slot: usize, dst: &mut [u8]) {
+        if self.bufs.get(slot).is_none_or(|b| b.read(0, dst).is_err()) {
+            dst.fill(0);
+        }
+    }
+
+    /// Queues a Zone Append of slot `slot`'s buffer to the zone starting at `zslba`.
+    pub(crate) fn submit_append(
+        &mut self,
+        zslba: u64,
+        blocks: u32,
+        slot: usize,
+    ) -> Result<(), SubmitError> {
+        let seg = std::slice::from_ref(&self.segs[slot]);
+        self.qp
+            .submit_zone_append(self.nsid, zslba, blocks, seg, &self.opts[slot], slot as u64)
+            .map_err(classify)
+    }
+
+    /// Reaps completions by polling, calling `done(slot, result)` with each command's
+    /// value (a Zone Append's LBA) or its error; returns how many.
+    pub(crate) fn reap_with_result(
+        &mut self,
+        mut done: impl FnMut(usize, Result<u64, String>),
+    ) -> usize {
+        self.qp
+            .process_completions_with_result(usize::MAX, |ctx, r| {
+                done(ctx as usize, r.map_err(|e| e.to_string()))
+            })
+    }
+
+    /// Reads `blocks` blocks at `lba` into slot `slot`'s buffers and waits (an idle
+    /// queue pair).
+    pub(crate) fn read_slot_sync(
+        &mut self,
+        slot: usize,
+        lba: u64,
+        blocks: u32,
+    ) -> Result<(), nvme::Error> {
+        let seg = std::slice::from_ref(&self.segs[slot]);
+        let opts = self.opts[slot];
+        let nsid = self.nsid;
+        self.qp
+            .submit_read_ext(nsid, lba, blocks, seg, &opts, slot as u64)?;
+        let mut result = None;
+        let end = Instant::now() + Duration::from_secs(60);
+        while result.is_none() && Instant::now() < end {
+            self.qp.process_completions(1, |_, r| result = Some(r));
+        }
+        result.unwrap_or_else(|| {
+            Err(nvme::Error::InvalidRequest(format!(
+                "the read at LBA {lba:#x} did not complete within 60 s"
+            )))
+        })
+    }
+}
+
 fn classify(e: nvme::Error) -> SubmitError {
     match e {
         nvme::Error::QueueFull { .. } => SubmitError::Full,
@@ -240,6 +300,7 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             nsid: args.nsid,
             active: crate::cli::active_namespaces(&ctrl),
         })?;
+    super::zoned::check_workload(args, &ns)?;
     let format = ns.identify.format().map_err(|e| {
         ToolError::Invalid(format!(
             "namespace {}: its format cannot be used: {e}",
@@ -302,7 +363,9 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             MAX_VERIFY_UNITS * io
         )));
     }
-    if args.verify && read_percent == 0 {
+    if args.verify && args.workload == super::args::Workload::Append {
+        // Each append is read back where the device put it after the run.
+    } else if args.verify && read_percent == 0 {
         tracing::warn!("--verify with a write-only workload checks nothing; use -w rw or randrw");
     } else if args.verify && read_percent == 100 {
         tracing::warn!("--verify with a read-only workload checks nothing: only blocks this run wrote are verified; use -w rw or randrw");
@@ -356,13 +419,33 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
     };
     let depth = args.queue_depth as usize;
     let mut queues = Vec::with_capacity(ranges.len());
-    for _ in &ranges {
-        let qp = ctrl.create_io_queue_pair(qp_options)?;
+    let zoned_writes = super::zoned::writes_zones(args, &ns);
+    let mut zone_caps = Vec::new();
+    for t in 0..ranges.len() {
+        let mut qp = ctrl.create_io_queue_pair(qp_options)?;
+        if zoned_writes && t == 0 {
+            zone_caps = super::zoned::reset_span(&ctrl, &mut qp, &ns, span / lba, ranges.len())?;
+        }
         let q = NvmeQueue::new(&ctrl, qp, args.nsid, format.flags, depth, layout)?;
-        queues.push(match (prot, format.tuples) {
+        let q = match (prot, format.tuples) {
             (Some(p), Some(source)) => q.with_pi(PiTuples::new(p, source, depth)),
             _ => q,
-        });
+        };
+        let lanes = zoned_writes
+            .then(|| {
+                super::zoned::ZoneLanes::for_thread(
+                    &ns,
+                    &zone_caps,
+                    t,
+                    ranges.len(),
+                    args.workload == super::args::Workload::Append,
+                    (io / lba) as u32,
+                    depth,
+                    args.verify,
+                )
+            })
+            .flatten();
+        queues.push(super::zoned::ZonedQueue::new(q, lanes));
     }
 
     let clock = TickClock::calibrate();
@@ -405,8 +488,9 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
                 std::thread::Builder::new()
                     .name(format!("nvme-perf-{i}"))
                     .spawn_scoped(s, move || {
-                        let stats = run_thread(&mut q, &plan, progress.counter(i));
-                        tracing::debug!(qid = q.qp.qid(), counters = ?q.qp.stats(), "queue pair counters");
+                        let mut stats = run_thread(&mut q, &plan, progress.counter(i));
+                        q.verify_appends(&mut stats, plan.block_bytes, plan.lba_size);
+                        tracing::debug!(qid = q.inner.qp.qid(), counters = ?q.inner.qp.stats(), "queue pair counters");
                         stats
                     })
                     .map_err(ToolError::Spawn)
