@@ -1,6 +1,6 @@
 # nvme-perf on the zoned namespace through vfio-pci: -w append --verify (Zone
 # Append at queue depth 8, each block checked at the LBA the device returned) runs
-# clean over a few zones and over the whole namespace; -w randwrite is refused before any I/O with a message about zones.
+# clean over a few zones and over the whole namespace, -w write too; -w randwrite is refused before any I/O with a message about zones.
 set -eu
 . "$(dirname "$0")/../lib.sh"
 perf=$(need_bin nvme-perf)
@@ -15,21 +15,25 @@ grep -qi zone /tmp/zp-rw.err || fail "nvme-perf -w randwrite was refused without
 grep -qi "append" /tmp/zp-rw.err || fail "the refusal of -w randwrite does not point to -w append: $(cat /tmp/zp-rw.err)"
 grep -q "^" /tmp/zp-rw.out && log "(randwrite printed: $(head -c 300 /tmp/zp-rw.out))"
 log "randwrite refused: $(cat /tmp/zp-rw.err)"
-# Over 4 zones (within the open and active limits), then over the whole namespace
-# (32 zones, above them: nvme-perf must keep within the limits the namespace reports).
-for span in 4M whole; do
-    spanflag=""
-    [ "$span" = whole ] || spanflag="--span $span"
+# Appends over 4 zones (within the open and active limits) and over the whole
+# namespace (32 zones, above them: nvme-perf keeps within the limits the namespace
+# reports); then sequential writes (-w write, one writer per zone) over the whole
+# namespace, where no error means every write was at a write pointer.
+for row in append:4M append:whole write:whole; do
+    w=${row%%:*} span=${row#*:}
+    flags="-w $w"
+    [ "$w" = append ] && flags="$flags --verify"
+    [ "$span" = whole ] || flags="$flags --span $span"
     # shellcheck disable=SC2086
-    "$perf" "$bdf" --ns $nsid -w append --verify -o 16k -q 8 -t 2 $spanflag --json >/tmp/zp-$span.json 2>/tmp/zp-$span.err ||
-        fail "nvme-perf -w append --verify (span $span) exited with status $?: $(cat /tmp/zp-$span.err)"
-    python3 - $span <<'PY' || fail "nvme-perf -w append --verify (span $span) did not run clean (see above)"
+    "$perf" "$bdf" --ns $nsid $flags -o 16k -q 8 -t 2 --json >/tmp/zp-$w-$span.json 2>/tmp/zp-$w-$span.err ||
+        fail "nvme-perf $flags exited with status $?: $(cat /tmp/zp-$w-$span.err)"
+    python3 - "$w" "$span" <<'PY' || fail "nvme-perf -w $w (span $span) did not run clean (see above)"
 import json, sys
-span = sys.argv[1]
-j = json.load(open(f"/tmp/zp-{span}.json"))
+w, span = sys.argv[1:]
+j = json.load(open(f"/tmp/zp-{w}-{span}.json"))
 bad = [f"{k} {j.get(k)}" for k in ["errors", "verify_failures"] if j.get(k) != 0]
-bad += [f"no {k}" for k in ["writes", "verified_blocks"] if not j.get(k, 0) > 0]
-print(f"append --verify, span {span}: {j.get('ios')} I/Os, {j.get('writes')} appends, {j.get('verified_blocks')} blocks verified")
+bad += [f"no {k}" for k in (["writes", "verified_blocks"] if w == "append" else ["writes"]) if not j.get(k, 0) > 0]
+print(f"-w {w}, span {span}: {j.get('ios')} I/Os, {j.get('writes')} writes, {j.get('verified_blocks')} blocks verified")
 for b in bad:
     print("FAIL", b)
 sys.exit(1 if bad else 0)
