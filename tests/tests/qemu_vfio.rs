@@ -148,7 +148,7 @@ fn formats_guest() -> Guest {
         .controller(zoned)
         .env("NVME_E2E_BIN", &bin_dir.to_string_lossy())
         .share(&bin_dir)
-        .timeout(Duration::from_secs(360))
+        .timeout(Duration::from_secs(480))
 }
 
 /// Whether guests can run here; `false` (after a loud message) only outside CI.
