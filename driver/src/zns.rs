@@ -207,9 +207,11 @@ mod tests {
     use zerocopy::IntoBytes;
 
     fn zns_page(mar: u32, mor: u32, format: usize, zsze: u64, zdes: u8) -> IdentifyNamespaceZns {
-        let mut ns = IdentifyNamespaceZns::default();
-        ns.mar = mar;
-        ns.mor = mor;
+        let mut ns = IdentifyNamespaceZns {
+            mar,
+            mor,
+            ..IdentifyNamespaceZns::default()
+        };
         ns.lbafe[format].zsze = zsze;
         ns.lbafe[format].zdes = zdes;
         IdentifyNamespaceZns::parse(&ns.encode()).unwrap()
