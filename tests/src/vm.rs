@@ -163,6 +163,15 @@ impl Namespace {
             .prop("pil", if first { "1" } else { "0" })
     }
 
+    /// Makes the namespace zoned (QEMU's `zoned=true`) with zones of `zone_size_mib`
+    /// MiB, at most `max_open` open and `max_active` active zones at once.
+    pub fn zoned(self, zone_size_mib: u32, max_open: u32, max_active: u32) -> Self {
+        self.prop("zoned", "true")
+            .prop("zoned.zone_size", &format!("{zone_size_mib}M"))
+            .prop("zoned.max_open", &max_open.to_string())
+            .prop("zoned.max_active", &max_active.to_string())
+    }
+
     /// Sets any other `nvme-ns` property (`eui64`, `uuid`, ...).
     pub fn prop(mut self, key: &str, value: &str) -> Self {
         self.props.push((key.into(), value.into()));
@@ -527,6 +536,15 @@ mod tests {
             .metadata(16, true)
             .protection(2, true);
         assert_eq!(ext.spec(), "ns2=512:ms=16:mset=1:pi=2:pil=1,ns2size=64");
+    }
+
+    #[test]
+    fn zoned_namespace_spec_carries_qemu_zone_properties() {
+        let ns = Namespace::new(2, 4096).size_mib(32).zoned(1, 4, 6);
+        assert_eq!(
+            ns.spec(),
+            "ns2=4096:zoned=true:zoned.zone_size=1M:zoned.max_open=4:zoned.max_active=6,ns2size=32"
+        );
     }
 
     #[test]

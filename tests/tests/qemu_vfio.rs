@@ -3,7 +3,8 @@
 //!
 //! The checks run in two boots (TCG emulation is slow): the general guest
 //! ([`CHECKS`]) and the formats guest ([`FORMAT_CHECKS`]: namespaces with
-//! metadata and protection information, and a small-MDTS controller). Each test
+//! metadata and protection information, a small-MDTS controller and a zoned
+//! namespace). Each test
 //! function asserts the result of its own guest script,
 //! `tests/vm/guest/checks/<name>.sh`. To add a check: write the script, add its
 //! name to one of the lists and add a test function calling [`check`] or
@@ -48,6 +49,10 @@ const FORMAT_CHECKS: &[(&str, &[&str])] = &[
     ("formats_kernel_reads_back", &[]),
     ("formats_transfer_above_mdts", &[TOOLS]),
     ("formats_dio_compare_and_pract", &[TOOLS]),
+    ("zns_identify_matches_nvme_cli", &[TOOLS]),
+    ("zns_kernel_reads_back", &[]),
+    ("zns_report_matches_nvme_cli", &[TOOLS]),
+    ("zns_perf_append", &[TOOLS]),
 ];
 
 /// The package of nvme-identify, nvme-perf, nvme-dio and nvme-setup.
@@ -92,7 +97,10 @@ fn guest() -> Guest {
 /// namespaces 2 to 9 in every metadata layout, protection type and guard format
 /// (namespace 9: the 16-byte tuple with a 64-bit CRC guard) QEMU offers
 /// (identifiers on some, for the descriptor comparison); controller 1 at
-/// 0000:00:05.0 with MDTS 1 (8 KiB per command) and an extended-LBA namespace 2.
+/// 0000:00:05.0 with MDTS 1 (8 KiB per command) and an extended-LBA namespace 2;
+/// controller 2 at 0000:00:06.0 with a zoned namespace 2 (32 zones of 1 MiB in
+/// 4096-byte blocks, at most 4 open and 6 active) and a Zone Append Size Limit of
+/// 2^5 pages (128 KiB, below its MDTS).
 fn formats_guest() -> Guest {
     let bin_dir = bin_dir();
     let ns = |nsid, lba| Namespace::new(nsid, lba).size_mib(16);
@@ -130,12 +138,17 @@ fn formats_guest() -> Guest {
         .size_mib(32)
         .mdts(1)
         .namespace(ns(2, 512).metadata(8, true));
+    let zoned = Controller::new("e2e-zns")
+        .size_mib(16)
+        .prop("zoned.zasl", "5")
+        .namespace(ns(2, 4096).size_mib(32).zoned(1, 4, 6));
     Guest::new()
         .controller(formats)
         .controller(small_mdts)
+        .controller(zoned)
         .env("NVME_E2E_BIN", &bin_dir.to_string_lossy())
         .share(&bin_dir)
-        .timeout(Duration::from_secs(360))
+        .timeout(Duration::from_secs(480))
 }
 
 /// Whether guests can run here; `false` (after a loud message) only outside CI.
@@ -340,5 +353,40 @@ fn dio_compares_on_the_device_and_runs_through_pract_on_protection_formats() {
 #[test]
 fn transfer_above_mdts_is_split_and_verifies() {
     let log = format_check("formats_transfer_above_mdts");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// The zoned namespace: identify through vfio = `nvme id-ns`, `nvme zns id-ns` and
+/// `nvme zns id-ctrl` through the kernel (command set, zone size from the LBA format
+/// extension, MAR, MOR, ZASL), the configuration and the kernel's zoned block device.
+#[test]
+fn identify_reports_the_zoned_namespace_as_nvme_cli_and_the_kernel_see_it() {
+    let log = format_check("zns_identify_matches_nvme_cli");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// Zones written through vfio with sequential writes and Zone Appends (each at the
+/// write pointer) read back identically through the kernel's zoned block device, and
+/// a zone the kernel wrote reads back through ours; a write off the write pointer is
+/// refused as Zone Invalid Write, an append above ZASL before it reaches the device.
+#[test]
+fn zones_written_with_appends_and_writes_read_back_through_the_kernel() {
+    let log = format_check("zns_kernel_reads_back");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// nvme-zns report --json = `nvme zns report-zones -o json` for every zone, with
+/// zones empty, open, closed, full and partly written, and after reset --all.
+#[test]
+fn zone_report_matches_nvme_cli_for_every_zone() {
+    let log = format_check("zns_report_matches_nvme_cli");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// nvme-perf -w append --verify runs clean on the zoned namespace; -w randwrite is
+/// refused with a message about zones.
+#[test]
+fn nvme_perf_appends_verify_and_random_writes_are_refused_on_zones() {
+    let log = format_check("zns_perf_append");
     eprintln!("{}", log.unwrap_or_default());
 }

@@ -736,6 +736,26 @@ fn zoned_appends_at_queue_depth_verify_clean_where_the_device_put_them() {
 }
 
 #[test]
+fn zoned_writes_stay_within_the_open_and_active_zone_limits() {
+    // 16 zones, at most 2 open and 3 active: writing every zone of the span at once
+    // would meet Too Many Active/Open Zones from the device.
+    let limited = "emu:zoned,size=16M,zone_size=1M,max_open=2,max_active=3";
+    for w in ["append", "write"] {
+        let (code, stdout, stderr) = perf(&[limited, "-w", w, "-q", "8", "-d", "200", "--json"]);
+        assert_eq!(code, 0, "-w {w}: {stderr}");
+        let j = json(&stdout);
+        assert_eq!(f(&j, "errors"), 0.0, "-w {w}: {j}");
+        assert_eq!(f(&j, "ios"), 200.0, "-w {w}: {j}");
+    }
+    let (code, _, stderr) = perf(&[limited, "-w", "append", "--qpairs", "3", "-t", "1"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("the namespace lets 2 zones be open and active at once"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn zoned_sequential_writes_keep_to_the_write_pointers_then_reads_go_anywhere() {
     // Two queue pairs, each with its own zones, four writers each: the device
     // refuses any write off a write pointer, so no error means every write was at one.

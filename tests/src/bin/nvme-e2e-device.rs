@@ -15,6 +15,10 @@
 //! nvme-e2e-device DEVICE read-blocks NSID LBA BLOCKS FILE [pract]
 //!     read BLOCKS blocks at LBA and store their data bytes in FILE; with `pract`
 //!     the controller strips the protection information
+//! nvme-e2e-device DEVICE zone-append NSID ZSLBA FILE BLOCKS
+//!     append FILE (whole blocks) to the zone starting at ZSLBA with Zone Append
+//!     commands of BLOCKS blocks, one at a time; each must land at the zone's write
+//!     pointer (printed as `appended_lba=`), then the zone as a report shows it
 //! ```
 //! Facts are printed as `key=value` lines for the guest scripts.
 
@@ -22,6 +26,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use nvme::spec::identify::NamespaceFormat;
+use nvme::spec::zns::ZoneReportFilter;
 use nvme::{open, DmaBuffer, IoFlags, IoOptions, Options, QueuePairOptions};
 
 fn main() -> ExitCode {
@@ -41,12 +46,14 @@ fn main() -> ExitCode {
                 transfer_blocks(dev, ns, lba, Transfer::Read { blocks, file }, pract)
             })
         }
+        [dev, "zone-append", ns, zslba, file, blocks] => zone_append(dev, ns, zslba, file, blocks),
         _ => {
             eprintln!(
                 "usage: nvme-e2e-device DEVICE reset-roundtrip FILE LBA [NSID]\n       \
                  nvme-e2e-device DEVICE read-past-end [NSID]\n       \
                  nvme-e2e-device DEVICE write-blocks NSID LBA FILE [pract]\n       \
-                 nvme-e2e-device DEVICE read-blocks NSID LBA BLOCKS FILE [pract]"
+                 nvme-e2e-device DEVICE read-blocks NSID LBA BLOCKS FILE [pract]\n       \
+                 nvme-e2e-device DEVICE zone-append NSID ZSLBA FILE BLOCKS"
             );
             return ExitCode::from(2);
         }
@@ -150,6 +157,74 @@ fn read_past_end(dev: &str, ns: &str) -> Result<(), String> {
             }
         }
     }
+}
+
+/// Appends a file to the zone at `zslba` in Zone Appends of `blocks` blocks, one
+/// outstanding at a time, so each must be written at the zone's write pointer;
+/// prints every LBA the device returned and the zone's state afterwards.
+fn zone_append(dev: &str, ns: &str, zslba: &str, file: &str, blocks: &str) -> Result<(), String> {
+    let nsid: u32 = number("NSID", ns)?;
+    let zslba: u64 = number("ZSLBA", zslba)?;
+    let per_cmd: u32 = number("BLOCKS", blocks)?;
+    let data = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    let ctrl = open(dev, Options::default()).map_err(|e| e.to_string())?;
+    let ns = ctrl
+        .namespace(nsid)
+        .ok_or_else(|| format!("{dev} has no active namespace {nsid}"))?;
+    let zoned = ns
+        .zoned
+        .ok_or_else(|| format!("namespace {nsid} of {dev} is not zoned"))?;
+    let block = ns.lba_size as usize;
+    if per_cmd == 0 || data.is_empty() || data.len() % block != 0 {
+        return Err(format!(
+            "{file} is {} bytes and BLOCKS is {per_cmd}: both must be non-zero, the file whole {block}-byte blocks",
+            data.len()
+        ));
+    }
+    if zoned.zone_start(zslba) != zslba {
+        return Err(format!(
+            "LBA {zslba} is not a zone start (zones of {} blocks)",
+            zoned.zone_size_blocks
+        ));
+    }
+    let mut qp = ctrl
+        .create_io_queue_pair(QueuePairOptions::default())
+        .map_err(|e| e.to_string())?;
+    let mut report = ctrl
+        .allocator()
+        .alloc(4096, 4096)
+        .map_err(|e| e.to_string())?;
+    let zone_of = |qp: &mut nvme::IoQueuePair<_>, report: &mut DmaBuffer| {
+        qp.report_zones(nsid, zslba, ZoneReportFilter::All, true, report)
+            .map_err(|e| format!("report of zone {zslba}: {e}"))?
+            .zones
+            .into_iter()
+            .find(|z| z.zslba == zslba)
+            .ok_or_else(|| format!("the report from LBA {zslba} does not hold that zone"))
+    };
+    let mut expected = zone_of(&mut qp, &mut report)?.wp;
+    let mut buf = ctrl
+        .allocator()
+        .alloc(per_cmd as usize * block, 4096)
+        .map_err(|e| e.to_string())?;
+    for chunk in data.chunks(per_cmd as usize * block) {
+        let n = u32::try_from(chunk.len() / block).map_err(|e| e.to_string())?;
+        buf.write(0, chunk).map_err(|e| e.to_string())?;
+        let lba = qp
+            .zone_append_sync(nsid, zslba, n, &buf, IoFlags::empty())
+            .map_err(|e| format!("zone append of {n} blocks to zone {zslba}: {e}"))?;
+        println!("appended_lba={lba}");
+        if lba != expected {
+            return Err(format!(
+                "the device wrote {n} appended blocks at LBA {lba}, not at the write pointer {expected}"
+            ));
+        }
+        expected += u64::from(n);
+    }
+    let zone = zone_of(&mut qp, &mut report)?;
+    println!("zone_state={}", zone.state);
+    println!("zone_wp={}", zone.wp);
+    Ok(())
 }
 
 /// The optional last argument of `write-blocks` and `read-blocks`.

@@ -6,7 +6,8 @@
 //! of the thread's share of the span, round robin. A `-w write` zone has at most one
 //! write in flight (the next starts at the write pointer the last one moved); an
 //! `-w append` zone takes appends until its capacity is reserved. The run's zones are
-//! reset first. When every zone of the share is full, no more writes are submitted
+//! reset first; it writes no more zones than the namespace's open and active zone
+//! limits allow at once. When every zone of the share is full, no more writes are submitted
 //! and the run idles until its time is up (a larger --span or a shorter -t avoids it).
 //! With `--verify`, every append is recorded with the LBA the device returned, and
 //! after the run each one is read back there and checked against its pattern.
@@ -49,8 +50,9 @@ pub fn writes_zones(args: &PerfArgs, ns: &Namespace) -> bool {
 }
 
 /// Resets the zones that lie wholly in the first `span_blocks` blocks (all zones at
-/// once when the span is the whole namespace) and reports them, so `threads` writers
-/// can share them; refuses a span with fewer zones than writers.
+/// once when the span is the whole namespace) and reports the first of them, at most
+/// as many as the namespace's open and active zone limits allow to be written at
+/// once, so `threads` writers can share them; refuses fewer zones than writers.
 pub fn reset_span<T: Transport>(
     ctrl: &nvme::Controller<T>,
     qp: &mut IoQueuePair<T, u64>,
@@ -61,17 +63,23 @@ pub fn reset_span<T: Transport>(
     let Some(z) = ns.zoned else {
         return Ok(Vec::new());
     };
-    let zones = span_blocks.min(ns.blocks) / z.zone_size_blocks;
+    let whole = span_blocks.min(ns.blocks) / z.zone_size_blocks;
+    // Each zone written at once is open and active: stay within both limits.
+    let limit = [z.max_open, z.max_active].into_iter().flatten().min();
+    let zones = limit.map_or(whole, |l| whole.min(u64::from(l)));
     if zones < threads as u64 {
+        let limits = limit.map_or(String::new(), |l| {
+            format!(" (the namespace lets {l} zones be open and active at once)")
+        });
         return Err(ToolError::Invalid(format!(
-            "--span holds {zones} whole zones of {} blocks, fewer than the {threads} queue pairs that each write their own zones; enlarge --span or lower --qpairs",
+            "--span holds {whole} whole zones of {} blocks{limits}, fewer than the {threads} queue pairs that each write their own zones; enlarge --span or lower --qpairs",
             z.zone_size_blocks
         )));
     }
     if span_blocks >= ns.blocks {
         qp.zone_action(ns.nsid, 0, ZoneSendAction::Reset, true)?;
     } else {
-        for k in 0..zones {
+        for k in 0..whole {
             let zslba = k * z.zone_size_blocks;
             qp.zone_action(ns.nsid, zslba, ZoneSendAction::Reset, false)
                 .map_err(|e| qp.locate_zone_error(e))?;

@@ -137,7 +137,7 @@ for n in ours["namespaces"]:
     for t in ["eui64", "nguid", "uuid", "csi"]:
         k = theirs.get(t)
         if t == "csi" and k is not None:
-            k = int(k)
+            k = int(k, 0)  # nvme-cli prints "0" for NVM, "0x2" for zoned
         same(f"ns {nsid} descriptor {t}", od.get(t), k)
     if "eui64" in c:
         same(f"ns {nsid} descriptor eui64 (configured)", od.get("eui64"), f"{int(c['eui64'], 0):016x}")
