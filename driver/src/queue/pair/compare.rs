@@ -16,7 +16,7 @@
 
 use crate::error::{CommandDesc, IoKind};
 use crate::queue::prp::Segment;
-use crate::queue::{IoFlags, IoOptions};
+use crate::queue::IoOptions;
 use crate::spec::command::Fuse;
 use crate::spec::identify::IdentifyController;
 use crate::spec::{nvm, SubmissionEntry};
@@ -87,8 +87,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         data: &'a [Segment],
         opts: &IoOptions,
     ) -> Result<Built<'a>, Error> {
-        let (block_bytes, md_block_bytes) =
-            self.block_sizes(nsid, opts.flags, opts.metadata.is_some())?;
+        let sizes = self.block_sizes(nsid, opts.flags, opts.metadata.is_some())?;
+        let block_bytes = sizes.0;
         let desc = CommandDesc::Io {
             kind,
             nsid,
@@ -113,20 +113,13 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             IoKind::Compare => nvm::compare(nsid, slba, blocks),
             _ => nvm::write(nsid, slba, blocks),
         };
-        let mut sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
-        sqe.cdw12 |= opts.flags.bits();
-        if opts.flags.intersects(IoFlags::PRACT.union(IoFlags::PRCHK)) {
-            crate::pi::fill_command(&mut sqe, self.ns_geometry(nsid)?.pi.as_ref(), slba, opts);
-        }
+        let sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
+        let at = Blocks { nsid, slba, blocks };
+        let (sqe, transfer) = self.data_command(sqe, at, data, opts, sizes)?;
         Ok(Built {
             sqe,
             desc,
-            transfer: Transfer {
-                data,
-                bytes,
-                metadata: opts.metadata,
-                metadata_bytes: u64::from(blocks) * u64::from(md_block_bytes),
-            },
+            transfer,
         })
     }
 

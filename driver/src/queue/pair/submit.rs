@@ -185,7 +185,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         at: Blocks,
         data: &[Segment],
         opts: &IoOptions,
-        (block_bytes, md_block_bytes): (u32, u16),
+        sizes: (u32, u16),
         ctx: C,
     ) -> Result<(), Error> {
         let Blocks { nsid, slba, blocks } = at;
@@ -200,7 +200,25 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             IoKind::Compare => nvm::compare(nsid, slba, blocks),
             _ => nvm::write(nsid, slba, blocks),
         };
-        let mut sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
+        let sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
+        let (sqe, transfer) = self.data_command(sqe, at, data, opts, sizes)?;
+        self.queue_command(sqe, desc, Some(transfer), ctx)
+    }
+
+    /// Completes `sqe`, a data command on the blocks `at`, with `opts`: its flags, its
+    /// protection information tags, and the transfer `submit` checks, with `sizes` the
+    /// data-buffer and separate-metadata bytes per block. Reads, writes, compares and
+    /// zone appends all take this path.
+    #[inline(always)]
+    pub(super) fn data_command<'a>(
+        &self,
+        mut sqe: SubmissionEntry,
+        at: Blocks,
+        data: &'a [Segment],
+        opts: &IoOptions,
+        (block_bytes, md_block_bytes): (u32, u16),
+    ) -> Result<(SubmissionEntry, Transfer<'a>), Error> {
+        let Blocks { nsid, slba, blocks } = at;
         sqe.cdw12 |= opts.flags.bits();
         // The tags matter only to a command that asks for PRACT or PRCHK.
         if opts.flags.intersects(IoFlags::PRACT.union(IoFlags::PRCHK)) {
@@ -212,7 +230,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             metadata: opts.metadata,
             metadata_bytes: u64::from(blocks) * u64::from(md_block_bytes),
         };
-        self.queue_command(sqe, desc, Some(transfer), ctx)
+        Ok((sqe, transfer))
     }
 
     /// Queues a Read of `blocks` blocks at `slba` into `data`.

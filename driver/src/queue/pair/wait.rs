@@ -69,7 +69,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         &mut self,
         mut f: impl FnMut(C, Result<(), Error>),
     ) -> Result<(), Error> {
-        let limit = self.timeout + self.shared.options.abort_timeout * 2 + Duration::from_secs(1);
+        let limit = self.sync_limit();
         let end = Instant::now() + limit;
         while self.slots.outstanding() > 0 {
             if Instant::now() >= end {
@@ -84,10 +84,15 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         Ok(())
     }
 
-    pub(super) fn sync(
-        &mut self,
-        submit: impl FnOnce(&mut Self) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    /// How long a blocking call waits for its command: the I/O timeout, then an abort
+    /// and a reset that may each take the abort timeout, and a second to spare.
+    pub(super) fn sync_limit(&self) -> Duration {
+        self.timeout + self.shared.options.abort_timeout * 2 + Duration::from_secs(1)
+    }
+
+    /// Refuses a blocking call on a pair with commands outstanding: it could not tell
+    /// its own completion from theirs.
+    pub(super) fn require_idle(&self) -> Result<(), Error> {
         if self.slots.outstanding() > 0 {
             return Err(Error::InvalidRequest(format!(
                 "a blocking call on queue {} needs an idle queue pair ({} commands outstanding)",
@@ -95,6 +100,14 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 self.slots.outstanding()
             )));
         }
+        Ok(())
+    }
+
+    pub(super) fn sync(
+        &mut self,
+        submit: impl FnOnce(&mut Self) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.require_idle()?;
         submit(self)?;
         self.ring();
         let mut result = Ok(());

@@ -6,7 +6,7 @@
 //! pointer. A Zone Append is never split (the device places each command on its own),
 //! so one larger than ZASL or the largest transfer is refused.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hugepages::DmaBuffer;
 
@@ -22,7 +22,7 @@ use crate::transport::Transport;
 use crate::zns::{decode_report, is_zone_status, Zone, ZoneReportPage};
 use crate::Error;
 
-use super::submit::{Transfer, MAX_BLOCKS};
+use super::submit::{Blocks, Transfer, MAX_BLOCKS};
 use super::IoQueuePair;
 
 impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
@@ -76,19 +76,15 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 MAX_BLOCKS
             )));
         }
-        let pi = g.pi;
-        let mut sqe = zns::zone_append(nsid, zslba, blocks)
+        let sqe = zns::zone_append(nsid, zslba, blocks)
             .map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
-        sqe.cdw12 |= opts.flags.bits();
-        if opts.flags.intersects(IoFlags::PRACT.union(IoFlags::PRCHK)) {
-            crate::pi::fill_command(&mut sqe, pi.as_ref(), zslba, opts);
-        }
-        let transfer = Transfer {
-            data,
-            bytes,
-            metadata: opts.metadata,
-            metadata_bytes: u64::from(blocks) * u64::from(md_block_bytes),
+        let at = Blocks {
+            nsid,
+            slba: zslba,
+            blocks,
         };
+        let (sqe, transfer) =
+            self.data_command(sqe, at, data, opts, (block_bytes, md_block_bytes))?;
         self.submit(sqe, desc, Some(transfer), ctx)
     }
 
@@ -366,16 +362,10 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         &mut self,
         submit: impl FnOnce(&mut Self) -> Result<(), Error>,
     ) -> Result<u64, Error> {
-        if self.slots.outstanding() > 0 {
-            return Err(Error::InvalidRequest(format!(
-                "a blocking call on queue {} needs an idle queue pair ({} commands outstanding)",
-                self.qid,
-                self.slots.outstanding()
-            )));
-        }
+        self.require_idle()?;
         submit(self)?;
         self.ring();
-        let limit = self.timeout + self.shared.options.abort_timeout * 2 + Duration::from_secs(1);
+        let limit = self.sync_limit();
         let end = Instant::now() + limit;
         let mut backoff = Backoff::new();
         let mut result = None;
