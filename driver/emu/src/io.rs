@@ -171,30 +171,25 @@ impl Ctrl {
         true
     }
 
-    /// Gathers the data segments and the separate metadata buffer into stored blocks
-    /// in `ctx.scratch.a`; returns their length. With `strip` the controller generates
-    /// each block's protection information instead (PRACT), as a write does.
-    fn gather_separate(
-        ctx: &mut Ctx<'_>,
-        ns: &Namespace,
-        sqe: &SubmissionEntry,
-        nlb: u64,
-        strip: bool,
-    ) -> usize {
+    /// Gathers a write's or compare's data (and separate metadata unless `strip`) into
+    /// stored blocks in `ctx.scratch.a`; returns their length. Metadata that does not
+    /// move (`strip`) is zero until the tuple is inserted.
+    pub(crate) fn gather_blocks(ctx: &mut Ctx<'_>, ns: &Namespace, nlb: u64, strip: bool) -> usize {
         let (ds, stride) = (1usize << ns.lba_shift, ns.block_size());
         let ms = stride - ds;
+        let per_block = strip || ns.separate_metadata_size() != 0;
         let scratch = &mut *ctx.scratch;
         let len = nlb as usize * stride;
         scratch.a.resize(len, 0);
-        let layout = crate::pi::Layout::of(ns);
-        let tags = layout.tags(sqe);
+        if !per_block {
+            sg_copy_to(&scratch.segs, 0, &mut scratch.a[..len]);
+            return len;
+        }
         for (i, block) in scratch.a[..len].chunks_mut(stride).enumerate() {
             let (data, md) = block.split_at_mut(ds);
             sg_copy_to(&scratch.segs, i * ds, data);
             if strip {
-                // The tuple from the command's tags (CDW14, CDW15), as for a write.
                 md.fill(0);
-                layout.insert(&tags, i as u64, block);
             } else {
                 sg_copy_to(&scratch.md, i * ms, md);
             }
@@ -300,7 +295,7 @@ impl Ctrl {
                 Err(s) => return done(s),
             }
         } else if strip || ns.separate_metadata_size() != 0 {
-            let len = Self::gather_separate(ctx, ns, sqe, nlb, strip);
+            let len = Self::gather_blocks(ctx, ns, nlb, strip);
             ns.write_buf(slba, &ctx.scratch.a[..len], cached)
         } else {
             ns.write(slba, &ctx.scratch.segs, cached)
@@ -407,14 +402,7 @@ impl Ctrl {
             return done(s);
         }
         let strip = strips_pi(ns, sqe);
-        let len = if strip || ns.separate_metadata_size() != 0 {
-            Self::gather_separate(ctx, ns, sqe, nlb, strip)
-        } else {
-            let len = (nlb * ns.block_size() as u64) as usize;
-            ctx.scratch.a.resize(len, 0);
-            sg_copy_to(&ctx.scratch.segs, 0, &mut ctx.scratch.a[..len]);
-            len
-        };
+        let len = Self::gather_blocks(ctx, ns, nlb, strip);
         let scratch = &mut *ctx.scratch;
         scratch.b.resize(len, 0);
         if ns.read_buf(slba, &mut scratch.b[..len]).is_err() {

@@ -23,7 +23,7 @@ use zerocopy::IntoBytes;
 
 use crate::config::MetadataFormat;
 use crate::controller::{Ctrl, Ctx};
-use crate::namespace::{sg_copy_from, sg_copy_to, Namespace};
+use crate::namespace::{sg_copy_from, Namespace};
 
 /// Whether a read or write goes through protection information handling.
 #[inline]
@@ -193,32 +193,6 @@ impl Layout {
 }
 
 impl Ctrl {
-    /// Gathers a write's data (and separate metadata unless `strip`) into stored
-    /// blocks in `ctx.scratch.a`; returns their length. Metadata that does not move
-    /// (`strip`) is zero until the tuple is inserted.
-    fn gather_blocks(ctx: &mut Ctx<'_>, ns: &Namespace, nlb: u64, strip: bool) -> usize {
-        let (ds, stride) = (1usize << ns.lba_shift, ns.block_size());
-        let ms = stride - ds;
-        let per_block = strip || ns.separate_metadata_size() != 0;
-        let scratch = &mut *ctx.scratch;
-        let len = nlb as usize * stride;
-        scratch.a.resize(len, 0);
-        if !per_block {
-            sg_copy_to(&scratch.segs, 0, &mut scratch.a[..len]);
-            return len;
-        }
-        for (i, block) in scratch.a[..len].chunks_mut(stride).enumerate() {
-            let (data, md) = block.split_at_mut(ds);
-            sg_copy_to(&scratch.segs, i * ds, data);
-            if strip {
-                md.fill(0);
-            } else {
-                sg_copy_to(&scratch.md, i * ms, md);
-            }
-        }
-        len
-    }
-
     /// A write with PRINFO set: PRACT inserts the controller's tuples, otherwise the
     /// host's are checked as PRCHK asks; then the blocks are stored.
     pub(crate) fn write_pi(
