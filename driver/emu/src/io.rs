@@ -154,13 +154,27 @@ impl Ctrl {
         if ns.backend.is_null() {
             return true;
         }
-        let (ds, stride) = (1usize << ns.lba_shift, ns.block_size());
-        let ms = stride - ds;
         let scratch = &mut *ctx.scratch;
-        let len = nlb as usize * stride;
+        let len = nlb as usize * ns.block_size();
         scratch.a.resize(len, 0);
         if ns.read_buf(slba, &mut scratch.a[..len]).is_err() {
             return false;
+        }
+        Self::scatter_blocks(ctx, ns, len, strip);
+        true
+    }
+
+    /// Moves the stored blocks in `ctx.scratch.a[..len]` to the host: the data to the
+    /// data segments, the metadata to the separate metadata buffer (unless `strip`),
+    /// or both to the data segments on an extended-LBA format. The inverse of
+    /// [`Self::gather_blocks`].
+    pub(crate) fn scatter_blocks(ctx: &mut Ctx<'_>, ns: &Namespace, len: usize, strip: bool) {
+        let (ds, stride) = (1usize << ns.lba_shift, ns.block_size());
+        let ms = stride - ds;
+        let scratch = &mut *ctx.scratch;
+        if !strip && ns.separate_metadata_size() == 0 {
+            sg_copy_from(&scratch.segs, 0, &scratch.a[..len]);
+            return;
         }
         for (i, block) in scratch.a[..len].chunks(stride).enumerate() {
             sg_copy_from(&scratch.segs, i * ds, &block[..ds]);
@@ -168,7 +182,6 @@ impl Ctrl {
                 sg_copy_from(&scratch.md, i * ms, &block[ds..]);
             }
         }
-        true
     }
 
     /// Gathers a write's or compare's data (and separate metadata unless `strip`) into

@@ -23,7 +23,7 @@ use zerocopy::IntoBytes;
 
 use crate::config::MetadataFormat;
 use crate::controller::{Ctrl, Ctx};
-use crate::namespace::{sg_copy_from, Namespace};
+use crate::namespace::Namespace;
 
 /// Whether a read or write goes through protection information handling.
 #[inline]
@@ -234,8 +234,7 @@ impl Ctrl {
             return Ok(());
         }
         let (slba, nlb) = (sqe.slba(), u64::from(sqe.block_count()));
-        let (ds, stride) = (1usize << ns.lba_shift, ns.block_size());
-        let ms = stride - ds;
+        let stride = ns.block_size();
         let layout = Layout::of(ns);
         let tags = layout.tags(sqe);
         let scratch = &mut *ctx.scratch;
@@ -251,16 +250,7 @@ impl Ctrl {
                 return Err(s);
             }
         }
-        if strip || ns.separate_metadata_size() != 0 {
-            for (i, block) in scratch.a[..len].chunks(stride).enumerate() {
-                sg_copy_from(&scratch.segs, i * ds, &block[..ds]);
-                if !strip {
-                    sg_copy_from(&scratch.md, i * ms, &block[ds..]);
-                }
-            }
-        } else {
-            sg_copy_from(&scratch.segs, 0, &scratch.a[..len]);
-        }
+        Self::scatter_blocks(ctx, ns, len, strip);
         Ok(())
     }
 }
