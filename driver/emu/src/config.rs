@@ -260,6 +260,19 @@ impl EmuConfig {
                 "0, 8, 16 or 64",
             ));
         }
+        // Data and metadata of every namespace must be addressable by a u64 (a RAM
+        // backend's length, a file backend's offsets).
+        let per_block = u64::from(self.lba_size) + u64::from(self.metadata.size);
+        if self
+            .blocks_per_namespace()
+            .checked_mul(per_block)
+            .and_then(|bytes| bytes.checked_mul(u64::from(self.namespaces)))
+            .is_none()
+        {
+            return Err(EmuError::Conflict {
+                reason: "size times ns, with metadata (ms), exceeds 2^64 bytes: choose a smaller size",
+            });
+        }
         if self.metadata.pi > 3 {
             return Err(invalid("pi", self.metadata.pi.to_string(), "0..=3"));
         }
