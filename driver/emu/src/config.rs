@@ -270,7 +270,8 @@ impl EmuConfig {
             .is_none()
         {
             return Err(EmuError::Conflict {
-                reason: "size times ns, with metadata (ms), exceeds 2^64 bytes: choose a smaller size",
+                reason:
+                    "size times ns, with metadata (ms), exceeds 2^64 bytes: choose a smaller size",
             });
         }
         if self.metadata.pi > 3 {

@@ -43,14 +43,48 @@ const OPTIONS: &[&str] = &[
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "0", "1", "3", "8", "15", "16", "64", "255", "512", "4096", "65535", "65536", "on",
-            "off", "inline", "threaded", "ext", "sep", "first", "last", "crc16", "crc64", "1M",
-            "768K", "4M", "64M", "1G", "16383P", "18446744073709551615", "17179869183G", "-1",
-            "", " 1 ", "1T", "8E",
+            "0",
+            "1",
+            "3",
+            "8",
+            "15",
+            "16",
+            "64",
+            "255",
+            "512",
+            "4096",
+            "65535",
+            "65536",
+            "on",
+            "off",
+            "inline",
+            "threaded",
+            "ext",
+            "sep",
+            "first",
+            "last",
+            "crc16",
+            "crc64",
+            "1M",
+            "768K",
+            "4M",
+            "64M",
+            "1G",
+            "16383P",
+            "18446744073709551615",
+            "17179869183G",
+            "-1",
+            "",
+            " 1 ",
+            "1T",
+            "8E",
         ])
         .prop_map(String::from),
         any::<u64>().prop_map(|n| n.to_string()),
-        (any::<u32>(), prop::sample::select(vec!["", "K", "M", "G", "T", "KiB", "b"]))
+        (
+            any::<u32>(),
+            prop::sample::select(vec!["", "K", "M", "G", "T", "KiB", "b"])
+        )
             .prop_map(|(n, unit)| format!("{n}{unit}")),
         "[ -~]{0,12}",
     ]

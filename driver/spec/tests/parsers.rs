@@ -90,13 +90,21 @@ fn check_namespace(id: &IdentifyNamespace) {
 
 /// Exercises every helper of a decoded controller page.
 fn check_controller(id: &IdentifyController, mpsmin: u8) {
-    let _ = (id.serial_number(), id.model_number(), id.firmware_revision());
+    let _ = (
+        id.serial_number(),
+        id.model_number(),
+        id.firmware_revision(),
+    );
     let _ = id.subsystem_nqn();
     let page = 1u64 << (12 + u32::from(mpsmin));
     if let Some(max) = id.max_transfer_bytes(page) {
         assert!(max >= page, "MDTS {} gave {max} bytes", id.mdts);
     }
-    let _ = (id.error_log_entries(), id.abort_limit(), id.async_event_limit());
+    let _ = (
+        id.error_log_entries(),
+        id.abort_limit(),
+        id.async_event_limit(),
+    );
     let _ = (id.total_capacity(), id.unallocated_capacity());
     let _ = (id.sqes.required(), id.sqes.maximum(), id.cqes.required());
 }
