@@ -130,7 +130,7 @@ impl Ctrl {
     fn identify(&self, ctx: &mut Ctx<'_>, sqe: &SubmissionEntry, ps: u64) -> Outcome {
         let cns = IdentifyCdw10::from_bits(sqe.cdw10).cns();
         let nn = self.cfg.namespaces;
-        let data = match cns {
+        let mut data = match cns {
             0x00 => {
                 if sqe.nsid == 0 || sqe.nsid > nn {
                     return done(generic(G::InvalidNamespaceOrFormat));
@@ -184,6 +184,9 @@ impl Ctrl {
             },
             _ => return done(generic(G::InvalidFieldInCommand)),
         };
+        if let Some(h) = &self.hostile {
+            h.identify(cns, &mut data);
+        }
         done(self.send_to_host(ctx, sqe, ps, &data, 4096))
     }
 

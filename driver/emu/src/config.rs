@@ -32,6 +32,8 @@
 //! | `max_open` | `0`..=zones                        | `0`         | Maximum Open Resources (MOR); `0` = no limit |
 //! | `max_active` | `0`..=zones                      | `0`         | Maximum Active Resources (MAR), at least `max_open` when both are set; `0` = no limit |
 //! | `guard`   | `crc16`, `crc64`                    | `crc16`     | protection information format: `crc16` the 8-byte tuple with a CRC-16/T10-DIF guard, `crc64` the 16-byte tuple with a CRC-64/NVME guard and a 48-bit reference tag (needs `ms` of at least 16 with `pi`); reported in the NVM Command Set Identify Namespace (CNS 05h) |
+//! | `hostile` | a seed, `0`..=`2^64-1`             | off         | the hostile device: every answer (completions, Identify pages, register reads, interrupts, DMA) may be a lie picked by a generator with this seed; see [`crate::hostile`] |
+//! | `hostile_rate` | `0`..=`1000`                   | `50`        | probability of a lie per answer, per mille (needs `hostile`) |
 //!
 //! Examples: `emu`, `emu:size=4G,lba=4096,vwc=off`, `emu:null,mode=threaded,qpairs=8`,
 //! `emu:file=disk.img,size=64M,ns=2`, `emu:lba=4096,ms=64,mset=sep,pi=1,pil=first`,
@@ -47,7 +49,7 @@ use crate::error::EmuError;
 
 /// Every option name [`EmuConfig::from_str`] accepts.
 const ACCEPTED: &str =
-    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log, ms, mset, pi, pil, fuses, sgl, guard, zoned, zone_size, zone_cap, max_open, max_active";
+    "size, lba, ns, vwc, file, null, mode, qpairs, mqes, dstrd, mdts, mpsmin, mpsmax, to, vectors, aerl, serial, log, ms, mset, pi, pil, fuses, sgl, guard, zoned, zone_size, zone_cap, max_open, max_active, hostile, hostile_rate";
 
 /// Where namespace data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +144,8 @@ pub struct EmuConfig {
     pub sgl: bool,
     /// The zone geometry when every namespace is zoned.
     pub zoned: Option<ZonedConfig>,
+    /// The hostile device's seed and rate, when it lies.
+    pub hostile: Option<crate::hostile::HostileConfig>,
 }
 
 /// Zone geometry and resource limits of a zoned namespace.
@@ -195,6 +199,7 @@ impl Default for EmuConfig {
             fuses: true,
             sgl: true,
             zoned: None,
+            hostile: None,
         }
     }
 }
@@ -398,6 +403,7 @@ impl FromStr for EmuConfig {
         let mut vectors_set = false;
         let mut zoned: Option<ZonedConfig> = None;
         let mut cap_set = false;
+        let mut hostile_rate = None;
         for item in rest.split(',').filter(|i| !i.is_empty()) {
             let (key, value) = match item.split_once('=') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
@@ -563,10 +569,39 @@ impl FromStr for EmuConfig {
                         }
                     }
                 }
+                "hostile" => {
+                    let seed = parse_num(
+                        "hostile",
+                        need("hostile", "a seed, 0..=18446744073709551615")?,
+                        0,
+                        u64::MAX,
+                        "a seed, 0..=18446744073709551615",
+                    )?;
+                    cfg.hostile = Some(crate::hostile::HostileConfig::new(seed));
+                }
+                "hostile_rate" => {
+                    hostile_rate = Some(parse_num(
+                        "hostile_rate",
+                        need("hostile_rate", "0..=1000")?,
+                        0,
+                        1000,
+                        "0..=1000",
+                    )?);
+                }
                 other => {
                     return Err(EmuError::UnknownOption {
                         option: other.to_string(),
                         accepted: ACCEPTED,
+                    })
+                }
+            }
+        }
+        if let Some(rate) = hostile_rate {
+            match &mut cfg.hostile {
+                Some(h) => h.rate_permille = rate,
+                None => {
+                    return Err(EmuError::Conflict {
+                        reason: "hostile_rate needs the hostile option (its seed)",
                     })
                 }
             }

@@ -50,6 +50,8 @@ use crate::error::EmuError;
 use crate::events::{AsyncEvents, Interrupts, AER_INVALID_DOORBELL_VALUE};
 use crate::fault::{FaultAction, FaultState};
 use crate::health::Health;
+use crate::hostile::completion::{self, CqeLie};
+use crate::hostile::Hostile;
 use crate::iommu::{Iommu, MemView};
 use crate::log::{LogEntry, LogState};
 use crate::namespace::Storage;
@@ -98,6 +100,8 @@ pub(crate) struct Ctrl {
     pub worker: OnceLock<Worker>,
     /// This controller, for the threads it starts.
     pub weak: OnceLock<Weak<Ctrl>>,
+    /// The hostile device, when configured: every answer may be a lie.
+    pub hostile: Option<Hostile>,
 }
 
 impl Ctrl {
@@ -120,9 +124,13 @@ impl Ctrl {
             counters: GlobalCounters::default(),
             worker: OnceLock::new(),
             weak: OnceLock::new(),
+            hostile: cfg.hostile.map(Hostile::new),
             cfg,
         });
         let _ = ctrl.weak.set(Arc::downgrade(&ctrl));
+        if ctrl.hostile.is_some() {
+            ctrl.queues.record_segments();
+        }
         let weak = Arc::downgrade(&ctrl);
         iommu.set_refresh(Box::new(move |regions| {
             if let Some(ctrl) = weak.upgrade() {
@@ -283,6 +291,9 @@ impl Ctrl {
                 } else {
                     None
                 };
+                if let Some(h) = &self.hostile {
+                    h.wild_walk(view, sqe.prp1, sqe.prp2);
+                }
                 let mut ctx = Ctx {
                     view,
                     scratch,
@@ -307,6 +318,10 @@ impl Ctrl {
                         }
                     }
                 };
+                if let Some(h) = &self.hostile {
+                    let slba = io_lbas(qid, &sqe).map_or(0, |r| r.start);
+                    h.record(qid, sqe.opcode(), slba, &view.take_trace());
+                }
                 let Outcome::Done(dw0, status) = outcome else {
                     continue;
                 };
@@ -341,7 +356,11 @@ impl Ctrl {
                     Some(FaultAction::WrongSqid) => cqe.sq_id ^= 0x8000,
                     _ => {}
                 }
-                if cq.post(cq_view, cqe).is_err() {
+                let lie = match &self.hostile {
+                    Some(h) => h.completion(&mut cqe, sq.size),
+                    None => CqeLie::Post,
+                };
+                if completion::post(cq, cq_view, cq_db, cqe, lie).is_err() {
                     GlobalCounters::bump(&self.counters.dma_errors);
                     failed_fatally = true;
                     break;
@@ -375,6 +394,13 @@ impl Ctrl {
         }
         if posted && cq.ien {
             self.signal(cq.iv);
+        }
+        if let Some(iv) = self
+            .hostile
+            .as_ref()
+            .and_then(|h| h.spurious_vector(lock(&self.irq.vectors).len() as u16))
+        {
+            self.signal(iv);
         }
         if failed_fatally {
             self.regs.fatal();

@@ -70,6 +70,9 @@ impl Iommu {
         MemView {
             regions: self.snapshot(),
             last: 0,
+            accesses: 0,
+            refused: 0,
+            trace: None,
         }
     }
 
@@ -158,6 +161,13 @@ impl DmaMapper for IommuMapper {
 pub(crate) struct MemView {
     regions: Arc<[Region]>,
     last: usize,
+    /// Translations asked for (every DMA access goes through one or more).
+    pub accesses: u64,
+    /// Translations refused: the IOVA was not mapped.
+    pub refused: u64,
+    /// When recording, the (IOVA, length) of every data segment handed out by
+    /// [`MemView::host_slice`] since the last [`MemView::take_trace`].
+    trace: Option<Vec<(u64, u64)>>,
 }
 
 impl MemView {
@@ -174,6 +184,7 @@ impl MemView {
         iova: u64,
         len: usize,
     ) -> Result<VolatileSlice<'static>, DmaFault> {
+        self.accesses += 1;
         let regions = &*self.regions;
         let region = match regions.get(self.last) {
             Some(r) if iova >= r.iova && iova < r.end() => r,
@@ -184,7 +195,10 @@ impl MemView {
                         self.last = i;
                         r
                     }
-                    _ => return Err(DmaFault { iova }),
+                    _ => {
+                        self.refused += 1;
+                        return Err(DmaFault { iova });
+                    }
                 }
             }
         };
@@ -361,6 +375,20 @@ impl MemView {
     /// when a region ends first).
     #[inline]
     pub(crate) fn host_slice(&mut self, iova: u64, len: usize) -> Result<HostSlice, DmaFault> {
-        self.translate(iova, len).map(HostSlice)
+        let s = self.translate(iova, len)?;
+        if let Some(trace) = &mut self.trace {
+            trace.push((iova, s.len() as u64));
+        }
+        Ok(HostSlice(s))
+    }
+
+    /// Starts recording the data segments handed out (see [`MemView::take_trace`]).
+    pub(crate) fn record_segments(&mut self) {
+        self.trace.get_or_insert_with(Vec::new);
+    }
+
+    /// The data segments handed out since the last call, when recording.
+    pub(crate) fn take_trace(&mut self) -> Vec<(u64, u64)> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
     }
 }

@@ -29,6 +29,7 @@ mod events;
 mod fused;
 mod health;
 mod held;
+pub mod hostile;
 mod io;
 mod iommu;
 mod namespace;
@@ -49,6 +50,7 @@ use vmm_sys_util::eventfd::EventFd;
 pub use config::{BackendKind, EmuConfig, ExecMode, MetadataFormat, ZonedConfig};
 pub use error::EmuError;
 pub use fault::{CommandMatch, FaultAction, FaultControl};
+pub use hostile::{DataAccess, HostileConfig, HostileStats};
 pub use identify::{FIRMWARE, MODEL, VENDOR_ID};
 pub use iommu::{IOMMU_PAGE, IOVA_LIMIT};
 pub use log::{CommandLog, LogEntry};
@@ -209,6 +211,37 @@ impl EmuController {
             resets: g.resets.load(Ordering::Relaxed),
         }
     }
+
+    /// DMA translations the IOMMU model was asked for and how many it refused (the
+    /// IOVA was not mapped), over every queue's accesses since creation.
+    pub fn dma_counts(&self) -> DmaCounts {
+        let (accesses, refused) = self.ctrl.queues.dma_counts();
+        DmaCounts { accesses, refused }
+    }
+
+    /// The hostile device's counters, or `None` when it is not hostile.
+    pub fn hostile_stats(&self) -> Option<HostileStats> {
+        self.ctrl.hostile.as_ref().map(|h| h.stats())
+    }
+
+    /// The data segments commands moved since the last call (recorded only on a hostile
+    /// device), for checking that every transfer stayed inside its command's buffers.
+    pub fn take_data_accesses(&self) -> Vec<DataAccess> {
+        self.ctrl
+            .hostile
+            .as_ref()
+            .map(|h| h.take_accesses())
+            .unwrap_or_default()
+    }
+}
+
+/// DMA accesses seen by the IOMMU model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DmaCounts {
+    /// Translations asked for.
+    pub accesses: u64,
+    /// Translations refused because the IOVA was not mapped.
+    pub refused: u64,
 }
 
 // The driver shares one controller between threads.

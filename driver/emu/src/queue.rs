@@ -105,6 +105,35 @@ impl Queues {
         c
     }
 
+    /// DMA translations asked for and refused, summed over every queue's view.
+    pub(crate) fn dma_counts(&self) -> (u64, u64) {
+        let mut sum = (0, 0);
+        for view in self
+            .sqs
+            .iter()
+            .map(|s| lock(s))
+            .map(|s| (s.view.accesses, s.view.refused))
+        {
+            sum = (sum.0 + view.0, sum.1 + view.1);
+        }
+        for view in self
+            .cqs
+            .iter()
+            .map(|s| lock(s))
+            .map(|s| (s.view.accesses, s.view.refused))
+        {
+            sum = (sum.0 + view.0, sum.1 + view.1);
+        }
+        sum
+    }
+
+    /// Makes every submission queue's view record the data segments it hands out.
+    pub(crate) fn record_segments(&self) {
+        for slot in self.sqs.iter() {
+            lock(slot).view.record_segments();
+        }
+    }
+
     /// Deletes every queue and clears the doorbells (counters and views stay).
     pub(crate) fn reset(&self) {
         for (slot, db) in self.sqs.iter().zip(self.doorbells.iter()) {

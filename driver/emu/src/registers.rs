@@ -99,6 +99,14 @@ impl Registers {
 
 impl Ctrl {
     pub(crate) fn read32(&self, off: usize) -> u32 {
+        let value = self.read32_honest(off);
+        match &self.hostile {
+            Some(h) => h.register(off, value),
+            None => value,
+        }
+    }
+
+    fn read32_honest(&self, off: usize) -> u32 {
         if self.faults.gone.load(Ordering::Acquire) {
             return u32::MAX;
         }
