@@ -72,6 +72,8 @@ pub struct QueueStats {
     pub doorbell_writes: u64,
     /// Doorbell updates that the shadow doorbell's EventIdx made unnecessary.
     pub doorbell_writes_skipped: u64,
+    /// Commands resubmitted after a failure that allowed a retry.
+    pub retries: u64,
 }
 
 /// The admin submission and completion queues.

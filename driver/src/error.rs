@@ -653,6 +653,20 @@ pub enum Error {
         /// The LBA the command addressed (its SLBA).
         lba: u64,
     },
+    /// A command failed on every attempt: it was resubmitted after each failure that
+    /// allowed a retry (a controller reset, a transient status without DNR) until the
+    /// retry budget ([`crate::Options::command_retries`]) ran out. `source` is the
+    /// last attempt's error.
+    #[error("{command} retried {retries} times without success; the last attempt: {source}")]
+    RetriesExhausted {
+        /// The command.
+        command: CommandDesc,
+        /// Resubmissions made after the first attempt.
+        retries: u8,
+        /// The error of the last attempt.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -664,6 +678,7 @@ impl Error {
             | Error::FusedCommandAborted { status, .. }
             | Error::EndToEnd { status, .. }
             | Error::Zone { status, .. } => Some(*status),
+            Error::RetriesExhausted { source, .. } => source.status(),
             _ => None,
         }
     }

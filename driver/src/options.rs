@@ -29,6 +29,12 @@ pub struct Options {
     pub async_events: u16,
     /// VFIO transport options.
     pub vfio: VfioOptions,
+    /// How many times an I/O command is resubmitted after a failure that allows a
+    /// retry (cut short by a controller reset, aborted after its deadline, or a
+    /// transient status without DNR) before it fails with
+    /// [`crate::Error::RetriesExhausted`]; 0 turns retries off. Linux's
+    /// `nvme_max_retries` is 5 too.
+    pub command_retries: u8,
 }
 
 impl Default for Options {
@@ -45,6 +51,7 @@ impl Default for Options {
             max_transfer_bytes: 2 << 20,
             async_events: 4,
             vfio: VfioOptions::default(),
+            command_retries: 5,
         }
     }
 }

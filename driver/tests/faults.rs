@@ -43,6 +43,18 @@ fn collect(q: &mut Qp, n: usize) -> Vec<(u64, Result<(), Error>)> {
     out
 }
 
+/// A rig whose driver reports the first error of every command (no retries): for the
+/// tests of the error each failure path reports.
+fn no_retries(opts: &str) -> Rig {
+    rig_with(
+        opts,
+        nvme::Options {
+            command_retries: 0,
+            ..fast_options()
+        },
+    )
+}
+
 fn read_one(r: &Rig, q: &mut Qp, lba: u64, ctx: u64) -> nvme::DmaBuffer {
     let buf = r.ctrl.allocator().alloc(4096, 4096).unwrap();
     q.submit_read(1, lba, 8, &[buf.as_segment()], ctx).unwrap();
@@ -110,7 +122,7 @@ fn media_error_surfaces_as_unrecovered_read_error() {
 
 #[test]
 fn held_command_past_its_deadline_is_aborted_and_reported_as_timed_out() {
-    let r = rig("size=1M,lba=512");
+    let r = no_retries("size=1M,lba=512");
     let mut q = qp(&r);
     r.emu.faults().hold_next(1);
     let _buf = read_one(&r, &mut q, 0, 7);
@@ -134,7 +146,7 @@ fn held_command_past_its_deadline_is_aborted_and_reported_as_timed_out() {
 
 #[test]
 fn dropped_command_leads_to_abort_then_reset_and_the_queue_works_after() {
-    let r = rig("size=1M,lba=512");
+    let r = no_retries("size=1M,lba=512");
     let mut q = qp(&r);
     r.emu
         .faults()
@@ -170,7 +182,7 @@ fn dropped_command_leads_to_abort_then_reset_and_the_queue_works_after() {
 
 #[test]
 fn unknown_cid_and_wrong_sq_id_are_counted_never_trusted() {
-    let r = rig("size=1M,lba=512");
+    let r = no_retries("size=1M,lba=512");
     let mut q = qp(&r);
     r.emu.faults().wrong_cid_next(1);
     let _a = read_one(&r, &mut q, 0, 1);
@@ -205,7 +217,7 @@ fn fatal_status_is_detected_and_cleared_by_reset() {
 
 #[test]
 fn fatal_status_during_io_resets_and_fails_outstanding_commands() {
-    let r = rig("size=1M,lba=512");
+    let r = no_retries("size=1M,lba=512");
     let mut q = qp(&r);
     r.emu.faults().hold_next(1);
     let _a = read_one(&r, &mut q, 0, 1);
@@ -308,7 +320,7 @@ fn delayed_completion_within_the_deadline_is_a_success() {
 
 #[test]
 fn delayed_completion_past_the_deadline_is_aborted() {
-    let r = rig("size=1M,lba=512");
+    let r = no_retries("size=1M,lba=512");
     let mut q = qp(&r);
     r.emu.faults().delay_next(1, Duration::from_secs(5));
     let _a = read_one(&r, &mut q, 0, 3);
@@ -327,6 +339,7 @@ fn two_pairs_timing_out_together_reset_the_controller_once() {
         "size=1M,lba=512",
         nvme::Options {
             io_queues: 2,
+            command_retries: 0,
             ..fast_options()
         },
     );

@@ -222,7 +222,14 @@ fn the_first_failing_child_decides_the_result_and_the_request_completes_once() {
 
 #[test]
 fn a_child_past_its_deadline_is_aborted_and_the_request_completes_once_timed_out() {
-    let r = rig("size=8M,lba=512,mdts=1");
+    // Retries off: the error a child reports is what is checked here.
+    let r = rig_with(
+        "size=8M,lba=512,mdts=1",
+        nvme::Options {
+            command_retries: 0,
+            ..fast_options()
+        },
+    );
     let mut q = qp(&r, 256);
     r.emu
         .faults()
@@ -247,7 +254,14 @@ fn a_child_past_its_deadline_is_aborted_and_the_request_completes_once_timed_out
 
 #[test]
 fn a_reset_cutting_children_short_completes_the_request_once_and_the_queue_works_after() {
-    let r = rig("size=8M,lba=512,mdts=1");
+    // Retries off: the error a child reports is what is checked here.
+    let r = rig_with(
+        "size=8M,lba=512,mdts=1",
+        nvme::Options {
+            command_retries: 0,
+            ..fast_options()
+        },
+    );
     let mut q = qp(&r, 256);
     // Child 10 never completes (its abort fails too, so the controller is reset);
     // child 20 is held, so the reset cuts it short.

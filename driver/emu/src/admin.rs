@@ -34,6 +34,9 @@ pub(crate) struct AdminSettings {
     pub async_config: u32,
     /// Shadow doorbell and EventIdx buffer addresses (Doorbell Buffer Config).
     pub dbbuf: Option<(u64, u64)>,
+    /// Advanced Command Retry Enable (Host Behavior Support, byte 0): completions
+    /// carry CRD only when it is set.
+    pub acre: bool,
 }
 
 impl AdminSettings {
@@ -46,9 +49,14 @@ impl AdminSettings {
             coalescing: 0,
             async_config: 0,
             dbbuf: None,
+            acre: false,
         }
     }
 }
+
+/// Host Behavior Support (NVMe Base 2.0 §5.27.1.22): a 512-byte data structure.
+const HOST_BEHAVIOR_SUPPORT: Fid = Fid(0x16);
+const HOST_BEHAVIOR_BYTES: usize = 512;
 
 fn cs(code: Cs) -> Status {
     Status::command_specific(code)
@@ -70,6 +78,11 @@ impl Ctrl {
         match sqe.admin_opcode() {
             Op::IDENTIFY => self.identify(ctx, sqe, ps),
             Op::GET_LOG_PAGE => self.get_log_page(ctx, sqe, ps),
+            Op::GET_FEATURES | Op::SET_FEATURES
+                if Fid((sqe.cdw10 & 0xff) as u8) == HOST_BEHAVIOR_SUPPORT =>
+            {
+                self.host_behavior(ctx, sqe, ps)
+            }
             Op::GET_FEATURES => self.get_features(sqe),
             Op::SET_FEATURES => self.set_features(sqe),
             Op::CREATE_IO_CQ => self.create_cq(sqe, ps),
@@ -125,6 +138,45 @@ impl Ctrl {
             at += n;
         }
         Status::SUCCESS
+    }
+
+    /// Get or Set Features Host Behavior Support: byte 0 is ACRE; the rest is kept
+    /// zero (the other host behaviors are not modelled).
+    fn host_behavior(&self, ctx: &mut Ctx<'_>, sqe: &SubmissionEntry, ps: u64) -> Outcome {
+        if sqe.admin_opcode() == Op::GET_FEATURES {
+            let mut data = [0u8; HOST_BEHAVIOR_BYTES];
+            data[0] = u8::from(lock(&self.settings).acre);
+            return done(self.send_to_host(ctx, sqe, ps, &data, HOST_BEHAVIOR_BYTES));
+        }
+        if SetFeaturesCdw10::from_bits(sqe.cdw10).sv() {
+            return done(cs(Cs::FeatureIdentifierNotSaveable));
+        }
+        match prp::collect(
+            ctx.view,
+            sqe.prp1,
+            sqe.prp2,
+            HOST_BEHAVIOR_BYTES,
+            ps,
+            &mut ctx.scratch.segs,
+        ) {
+            Ok(()) => {}
+            Err(PrpError::Offset) => return done(generic(G::PrpOffsetInvalid)),
+            Err(PrpError::Dma(_)) => {
+                ctx.counters.dma_errors += 1;
+                return done(generic(G::DataTransferError));
+            }
+        }
+        let mut acre = [0u8; 1];
+        match ctx.scratch.segs.first() {
+            Some(s) if s.len() > 0 => s.copy_to(0, &mut acre),
+            _ => return done(generic(G::DataTransferError)),
+        }
+        // ACRE is one bit; other values of the byte are reserved.
+        if acre[0] > 1 {
+            return done(generic(G::InvalidFieldInCommand));
+        }
+        lock(&self.settings).acre = acre[0] == 1;
+        ok(0)
     }
 
     fn identify(&self, ctx: &mut Ctx<'_>, sqe: &SubmissionEntry, ps: u64) -> Outcome {

@@ -146,6 +146,8 @@ pub struct EmuConfig {
     pub zoned: Option<ZonedConfig>,
     /// The hostile device's seed and rate, when it lies.
     pub hostile: Option<crate::hostile::HostileConfig>,
+    /// Command Retry Delay Times CRDT1..3 of Identify Controller, in 100 ms units.
+    pub crdt: [u16; 3],
 }
 
 /// Zone geometry and resource limits of a zoned namespace.
@@ -200,6 +202,7 @@ impl Default for EmuConfig {
             sgl: true,
             zoned: None,
             hostile: None,
+            crdt: [0; 3],
         }
     }
 }
@@ -472,6 +475,17 @@ impl FromStr for EmuConfig {
                 }
                 "mqes" => {
                     cfg.mqes = parse_num("mqes", need("mqes", "1..=65535")?, 1, 65535, "1..=65535")?
+                }
+                "crdt" => {
+                    const EXPECTED: &str = "three delays in 100 ms units, such as 1:5:10";
+                    let v = need("crdt", EXPECTED)?;
+                    let parts: Vec<&str> = v.split(':').collect();
+                    if parts.len() != 3 {
+                        return Err(invalid("crdt", v.to_string(), EXPECTED));
+                    }
+                    for (slot, part) in cfg.crdt.iter_mut().zip(parts) {
+                        *slot = parse_num("crdt", part, 0, u16::MAX, EXPECTED)?;
+                    }
                 }
                 "dstrd" => cfg.dstrd = parse_num("dstrd", need("dstrd", "0..=8")?, 0, 8, "0..=8")?,
                 "mdts" => cfg.mdts = parse_num("mdts", need("mdts", "0..=15")?, 0, 15, "0..=15")?,

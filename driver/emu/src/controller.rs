@@ -307,6 +307,14 @@ impl Ctrl {
                 let outcome = match action {
                     _ if aborted => Outcome::Done(0, generic(GenericStatus::CommandAbortRequested)),
                     Some(FaultAction::Fail(status)) => Outcome::Done(0, status),
+                    Some(FaultAction::FailWith { status, crd, dnr }) => {
+                        let crd = if lock(&self.settings).acre {
+                            crd & 3
+                        } else {
+                            0
+                        };
+                        Outcome::Done(0, status.with_crd(crd).with_dnr(dnr))
+                    }
                     _ if sqe.cdw0.fuse() != Fuse::Normal => {
                         self.exec_fused(&mut ctx, sq, qid, &sqe, page_size)
                     }

@@ -87,6 +87,17 @@ pub enum FaultAction {
     WrongCid,
     /// Execute it and post the completion with a submission queue id that does not exist.
     WrongSqid,
+    /// Complete it with `status` without executing it, with Command Retry Delay `crd`
+    /// (0..=3; posted only while the host has enabled ACRE, as the specification
+    /// says) and Do Not Retry set as `dnr` says.
+    FailWith {
+        /// The status code (its CRD and DNR bits are replaced).
+        status: Status,
+        /// Command Retry Delay: which CRDT the host waits before retrying (0: none).
+        crd: u8,
+        /// Do Not Retry.
+        dnr: bool,
+    },
 }
 
 struct Rule {

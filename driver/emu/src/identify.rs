@@ -35,6 +35,7 @@ pub(crate) fn controller(cfg: &EmuConfig, vwc_present: bool) -> [u8; 4096] {
     id.rab = 6;
     id.ieee = [0x00, 0x54, 0x52];
     id.mdts = cfg.mdts;
+    [id.crdt1, id.crdt2, id.crdt3] = cfg.crdt;
     id.cntlid = 1;
     id.ver = Version::V1_4;
     id.oaes = 1 << 8; // namespace attribute notices

@@ -358,6 +358,51 @@ fn config_dbbuf<T: Transport>(
     exec_admin(t, name, q, sqe, timeout).map(|_| ())
 }
 
+/// Host Behavior Support (NVMe Base 2.0 §5.27.1.22) and its data structure's size.
+const HOST_BEHAVIOR_SUPPORT: crate::spec::features::FeatureId =
+    crate::spec::features::FeatureId(0x16);
+const HOST_BEHAVIOR_BYTES: usize = 512;
+
+/// Enables Advanced Command Retry (ACRE, byte 0 of Host Behavior Support) when the
+/// controller reports a Command Retry Delay Time, so its transient failures name the
+/// delay to wait before a retry (Linux `nvme_configure_acre`). A controller that
+/// refuses keeps its default, retries without delay: the failure is logged, not
+/// returned.
+fn configure_acre<T: Transport>(
+    t: &T,
+    name: &str,
+    q: &mut AdminQueue,
+    alloc: &DmaAllocator,
+    id: &IdentifyController,
+    timeout: Duration,
+) {
+    if [id.crdt1, id.crdt2, id.crdt3] == [0; 3] {
+        return;
+    }
+    let mut set = || -> Result<(), Error> {
+        // Page aligned, so the structure lies in one page: PRP1 alone describes it.
+        let mut buf = DmaMem::alloc(alloc, HOST_BEHAVIOR_BYTES, 4096, "Host Behavior Support")?;
+        buf.write_u32(0, 1)?;
+        let sqe = with_data(SetFeatures::new(HOST_BEHAVIOR_SUPPORT, 0).to_sqe(), &buf);
+        match exec_admin(t, name, q, sqe, timeout) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if matches!(e, Error::CommandTimedOut { .. }) {
+                    // The controller may still read the page: never hand it out again.
+                    std::mem::forget(buf);
+                }
+                Err(e)
+            }
+        }
+    };
+    match set() {
+        Ok(()) => tracing::debug!(device = %name, "Advanced Command Retry enabled"),
+        Err(e) => {
+            tracing::warn!(device = %name, error = %e, "Set Features Host Behavior Support (ACRE) failed; retries take no delay")
+        }
+    }
+}
+
 fn max_transfer(id: &IdentifyController, cap: Cap, page_size: u64, options: &Options) -> u64 {
     let by_mdts = id
         .max_transfer_bytes(cap.min_page_size())
@@ -453,6 +498,7 @@ pub(super) fn bring_up<T: Transport>(transport: T, options: Options) -> Result<S
             None
         };
         let io_queues = set_queue_count(&t, &name, &mut admin, options.io_queues, timeout)?;
+        configure_acre(&t, &name, &mut admin, &alloc, &identify, timeout);
         Ok((identify, namespaces, dbbuf, io_queues))
     });
     let (identify, namespaces, dbbuf, io_queues) = match up {
@@ -535,6 +581,7 @@ impl<T: Transport> Shared<T> {
         if granted < wanted {
             tracing::warn!(device = %name, wanted, granted, "fewer I/O queues granted after reset");
         }
+        configure_acre(t, name, q, &self.alloc, &self.info().identify, timeout);
         let aers = self
             .options
             .async_events

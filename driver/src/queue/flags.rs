@@ -3,8 +3,8 @@
 bitflags::bitflags! {
     /// Flags of one read or write command.
     ///
-    /// Each flag's value is its bit in command dword 12 of the NVM Read and Write
-    /// commands (NVM Command Set 1.0, §3.2.4 and §3.2.6), so Limited Retry (bit 31) and
+    /// Each flag's value (except the host-only [`IoFlags::NO_RETRY`]) is its bit in
+    /// command dword 12 of the NVM Read and Write commands (NVM Command Set 1.0, §3.2.4 and §3.2.6), so Limited Retry (bit 31) and
     /// the protection-information field PRINFO (PRACT bit 29, PRCHK bits 26..=28) fit
     /// beside FUA when they are offered.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -28,6 +28,11 @@ bitflags::bitflags! {
         const PRCHK_REF = 1 << 26;
         /// All three protection information checks.
         const PRCHK = Self::PRCHK_GUARD.bits() | Self::PRCHK_APP.bits() | Self::PRCHK_REF.bits();
+        /// Host only, never sent to the controller: the driver does not resubmit this
+        /// command after a failure (a controller reset, a transient status); its first
+        /// error is reported. Its value is a bit of dword 12 the NVM Read and Write
+        /// commands reserve (bit 16), cleared from the command before it is queued.
+        const NO_RETRY = 1 << 16;
     }
 }
 

@@ -23,6 +23,10 @@ pub struct Slot<C> {
     pub failed: bool,
     /// The split request this command is a child of, or [`NO_PARENT`].
     pub parent: u16,
+    /// Times the command has been resubmitted after a failure.
+    pub retries: u8,
+    /// Whether the caller asked for its first error, without retries.
+    pub no_retry: bool,
 }
 
 /// What the completion path needs of a released slot: a few words, cheap to move.
@@ -70,6 +74,8 @@ impl<C: Copy> TrackerPool<C> {
             aborted: false,
             failed: false,
             parent: NO_PARENT,
+            retries: 0,
+            no_retry: false,
         };
         let slots = vec![blank; usize::from(count)].into_boxed_slice();
         // Reverse order so that CID 0 is handed out first.
@@ -114,6 +120,8 @@ impl<C: Copy> TrackerPool<C> {
             aborted: false,
             failed: false,
             parent: NO_PARENT,
+            retries: 0,
+            no_retry: false,
         };
         self.unstamped = true;
         Some(cid)
@@ -190,6 +198,24 @@ impl<C: Copy> TrackerPool<C> {
             },
             |s| s.desc,
         )
+    }
+
+    /// Resubmissions of the last command in slot `cid`, outstanding or released (until
+    /// the slot is taken again).
+    pub fn retries(&self, cid: u16) -> u8 {
+        self.slots.get(usize::from(cid)).map_or(0, |s| s.retries)
+    }
+
+    /// Readies the outstanding command `cid` for its resubmission: one more retry,
+    /// neither aborted nor failed, its deadline restarting at the next clock reading.
+    pub fn restart(&mut self, cid: u16) {
+        if let Some(slot) = self.get_mut(cid) {
+            slot.retries = slot.retries.saturating_add(1);
+            slot.aborted = false;
+            slot.failed = false;
+            slot.submitted_ns = UNSTAMPED;
+            self.unstamped = true;
+        }
     }
 
     /// Puts back a slot that was taken but never submitted.

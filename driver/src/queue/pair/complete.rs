@@ -8,6 +8,7 @@ use crate::transport::Transport;
 use crate::Error;
 
 use super::clock::CLOCK_POLLS;
+use super::retry::Disposition;
 use super::IoQueuePair;
 
 impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
@@ -28,6 +29,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         let mut n = 0;
         if self.failed_pending > 0 {
             n += self.deliver_failed(&mut f);
+        }
+        if self.retry.waiting() {
+            self.resubmit_due();
         }
         self.ring();
         n += self.reap(max.saturating_sub(n), &mut f);
@@ -55,6 +59,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         let mut n = 0;
         if self.failed_pending > 0 {
             n += self.deliver_failed(&mut |c, r: Result<(), Error>| f(c, r.map(|()| 0)));
+        }
+        if self.retry.waiting() {
+            self.resubmit_due();
         }
         self.ring();
         n += self.reap_with_result(max.saturating_sub(n), &mut |c, r, dw| f(c, r.map(|()| dw)));
@@ -92,13 +99,27 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 self.stats.bad_sq_head += 1;
                 warn_bad_sq_head(self.qid, cqe.sq_head);
             }
+            let status = cqe.status.without_phase();
+            let mut exhausted = None;
+            if !status.is_success() {
+                match self.retry_after_status(cqe.cid, status) {
+                    Disposition::Retried => continue,
+                    Disposition::Exhausted(r) => exhausted = Some(r),
+                    Disposition::Complete => {}
+                }
+            }
             let Some(slot) = self.slots.release_context(cqe.cid) else {
                 self.stats.unknown_cid += 1;
                 warn_unknown_cid(self.qid, cqe.cid);
                 continue;
             };
             self.stats.completed += 1;
-            let status = cqe.status.without_phase();
+            if let Some(retries) = exhausted {
+                let e = self.completion_error(cqe.cid, slot, status);
+                let e = self.retries_exhausted(cqe.cid, retries, e);
+                n += self.report(slot.parent, slot.ctx, Err(e), &mut |c, r| f(c, r, 0));
+                continue;
+            }
             if slot.parent != NO_PARENT {
                 n += self.child_cqe(cqe.cid, slot, status, &mut |c, r| f(c, r, 0));
                 continue;

@@ -20,6 +20,7 @@ use crate::transport::Transport;
 use crate::Error;
 
 use super::clock::Clock;
+use super::retry::Retries;
 use super::split::Splits;
 use super::{IoQueuePair, POLLED_CQ_SLACK};
 
@@ -211,6 +212,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             sgl,
             _not_sync: PhantomData,
             support: super::compare::CommandSupport::of(&info.identify),
+            retry: Retries::new(slots, shared.options.command_retries, &info.identify),
             shared,
         })
     }

@@ -10,8 +10,8 @@
 //! [`submit`] builds and queues commands, [`complete`] reaps completions (the hot loop),
 //! [`recovery`] enforces deadlines and catches up with resets, [`wait`] blocks until
 //! commands finish, [`split`] turns a read or write larger than one command into child
-//! commands, [`zns`] sends zone commands; [`clock`] is the coarse clock deadlines are
-//! measured with.
+//! commands, [`zns`] sends zone commands, [`retry`] resubmits commands after a reset
+//! or a transient status; [`clock`] is the coarse clock deadlines are measured with.
 
 mod clock;
 mod compare;
@@ -19,6 +19,7 @@ mod complete;
 mod lifecycle;
 mod pi;
 mod recovery;
+mod retry;
 mod split;
 mod submit;
 mod wait;
@@ -87,6 +88,8 @@ pub struct IoQueuePair<T: Transport, C: Copy + Default = u64> {
     _not_sync: PhantomData<Cell<()>>,
     /// Compare and fused Compare and Write support, from Identify Controller.
     support: compare::CommandSupport,
+    /// Saved submission entries and delayed retries.
+    retry: retry::Retries,
     // Last: the rings and lists above are unmapped while the transport (possibly owned
     // only through this Arc) still exists.
     shared: Arc<Shared<T>>,

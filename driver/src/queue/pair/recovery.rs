@@ -10,6 +10,7 @@ use crate::transport::Transport;
 use crate::Error;
 
 use super::lifecycle::create_hw_queues;
+use super::retry::Disposition;
 use super::IoQueuePair;
 
 impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
@@ -53,6 +54,14 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             .collect();
         let mut n = 0;
         for cid in cids {
+            // A live controller re-created the queues: retry what may be retried.
+            let disposition = match down {
+                None => self.retry_after_reset(cid),
+                Some(_) => Disposition::Complete,
+            };
+            if disposition == Disposition::Retried {
+                continue;
+            }
             if let Some(slot) = self.slots.release(cid) {
                 let err = match down {
                     _ if slot.aborted => Error::CommandTimedOut {
@@ -65,6 +74,10 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                         reason,
                     },
                     None => Error::ControllerReset { command: slot.desc },
+                };
+                let err = match disposition {
+                    Disposition::Exhausted(retries) => self.retries_exhausted(cid, retries, err),
+                    _ => err,
                 };
                 n += self.report(slot.parent, slot.ctx, Err(err), f);
             }

@@ -132,6 +132,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         }
         sqe.set_cid(cid);
         self.sq.push(&sqe);
+        self.retry.save(cid, &sqe);
         self.stats.submitted += 1;
         Ok(())
     }
@@ -202,7 +203,28 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         };
         let sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
         let (sqe, transfer) = self.data_command(sqe, at, data, opts, sizes)?;
+        if opts.flags.contains(IoFlags::NO_RETRY) {
+            return self.queue_without_retry(sqe, desc, transfer, ctx);
+        }
         self.queue_command(sqe, desc, Some(transfer), ctx)
+    }
+
+    /// [`Self::queue_command`] for a command the caller asked not to be retried.
+    #[cold]
+    #[inline(never)]
+    fn queue_without_retry(
+        &mut self,
+        sqe: SubmissionEntry,
+        desc: CommandDesc,
+        transfer: Transfer<'_>,
+        ctx: C,
+    ) -> Result<(), Error> {
+        let cid = self.slots.next_cid();
+        self.queue_command(sqe, desc, Some(transfer), ctx)?;
+        if let Some(slot) = cid.and_then(|c| self.slots.get_mut(c)) {
+            slot.no_retry = true;
+        }
+        Ok(())
     }
 
     /// Completes `sqe`, a data command on the blocks `at`, with `opts`: its flags, its
@@ -219,7 +241,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         (block_bytes, md_block_bytes): (u32, u16),
     ) -> Result<(SubmissionEntry, Transfer<'a>), Error> {
         let Blocks { nsid, slba, blocks } = at;
-        sqe.cdw12 |= opts.flags.bits();
+        // NO_RETRY is the host's alone: never sent.
+        sqe.cdw12 |= opts.flags.difference(IoFlags::NO_RETRY).bits();
         // The tags matter only to a command that asks for PRACT or PRCHK.
         if opts.flags.intersects(IoFlags::PRACT.union(IoFlags::PRCHK)) {
             crate::pi::fill_command(&mut sqe, self.ns_geometry(nsid)?.pi.as_ref(), slba, opts);
@@ -441,6 +464,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         sqe.set_prp(self.lists.iova() + base as u64, 0);
         sqe.set_cid(cid);
         self.sq.push(&sqe);
+        self.retry.save(cid, &sqe);
         self.stats.submitted += 1;
         Ok(())
     }
