@@ -29,6 +29,11 @@ pub struct Options {
     pub async_events: u16,
     /// VFIO transport options.
     pub vfio: VfioOptions,
+    /// How long a queue pair with commands outstanding polls (or waits for its
+    /// interrupt) without a completion before it reads CSTS to see whether the device
+    /// is gone (all ones: surprise removal). Read on the pair's coarse clock, so the
+    /// effective interval is at least one timer tick.
+    pub removal_check_interval: Duration,
 }
 
 impl Default for Options {
@@ -45,6 +50,7 @@ impl Default for Options {
             max_transfer_bytes: 2 << 20,
             async_events: 4,
             vfio: VfioOptions::default(),
+            removal_check_interval: Duration::from_millis(1),
         }
     }
 }

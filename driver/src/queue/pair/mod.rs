@@ -11,11 +11,12 @@
 //! [`recovery`] enforces deadlines and catches up with resets, [`wait`] blocks until
 //! commands finish, [`split`] turns a read or write larger than one command into child
 //! commands, [`zns`] sends zone commands; [`clock`] is the coarse clock deadlines are
-//! measured with.
+//! measured with; [`gone`] notices a device that disappeared.
 
 mod clock;
 mod compare;
 mod complete;
+mod gone;
 mod lifecycle;
 mod pi;
 mod recovery;
@@ -81,6 +82,7 @@ pub struct IoQueuePair<T: Transport, C: Copy + Default = u64> {
     failed_pending: usize,
     stats: QueueStats,
     clock: Clock,
+    removal: gone::RemovalWatch,
     timeout: Duration,
     sgl_mode: SglMode,
     sgl: SglPolicy,

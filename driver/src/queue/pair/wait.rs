@@ -40,9 +40,11 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             }
             match &self.irq {
                 Some((fd, epoll)) => {
-                    // Wake at least every 10 ms so deadlines are still enforced.
+                    // Wake at least every 10 ms so deadlines are still enforced, and
+                    // at the removal check interval so a vanished device is noticed.
                     let ms = (end - now)
                         .min(Duration::from_millis(10))
+                        .min(self.shared.options.removal_check_interval)
                         .as_millis()
                         .max(1);
                     let mut events = [EpollEvent::default(); 1];
