@@ -92,6 +92,24 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         self.timeout + self.shared.options.abort_timeout * 2 + Duration::from_secs(1)
     }
 
+    /// The longest a command may stay outstanding on this pair, while it is polled,
+    /// before the pair reports a verdict for it: the I/O timeout and the deadline
+    /// check's granularity (a quarter of it), the abort timeout, then a controller
+    /// reset (CC.EN off and on, each within CAP.TO, and its admin commands: Doorbell
+    /// Buffer Config, Set Features Number of Queues) and the re-creation of this pair's
+    /// queues (two admin commands), a second to spare. A caller that lends the device a
+    /// buffer waits at least this long before it takes the buffer back.
+    pub fn verdict_limit(&self) -> Duration {
+        let o = &self.shared.options;
+        let ready = self.shared.cap.timeout().max(Duration::from_millis(500));
+        self.timeout
+            + self.timeout / 4
+            + o.abort_timeout
+            + ready * 2
+            + o.admin_timeout * 4
+            + Duration::from_secs(1)
+    }
+
     /// Refuses a blocking call on a pair with commands outstanding: it could not tell
     /// its own completion from theirs.
     pub(super) fn require_idle(&self) -> Result<(), Error> {
