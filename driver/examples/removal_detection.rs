@@ -20,6 +20,9 @@ use nvme_emu::{CommandMatch, EmuController, FaultAction};
 
 const OUTSTANDING: u64 = 8;
 
+/// One path's measurement on an emulated controller of the given mode.
+type Path = fn(&str) -> Duration;
+
 fn bring_up(mode: &str) -> (EmuController, Controller<EmuTransport>) {
     let t =
         EmuTransport::from_name(&format!("emu:size=4M,lba=512,mode={mode}")).expect("emu config");
@@ -143,7 +146,7 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("ROUNDS is a number"))
         .unwrap_or(25);
-    let paths: [(&str, fn(&str) -> Duration); 3] = [
+    let paths: [(&str, Path); 3] = [
         ("polled", polled),
         ("admin", admin),
         ("interrupt", interrupt),
