@@ -106,7 +106,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     /// [`wait_tag`](Self::wait_tag) past its first reap.
     #[inline(never)]
     fn wait_tag_loop(&mut self, tag: u64, poll: bool) -> Result<CommandStatus, DioError> {
-        let mut idle = Idle::checking_every(self.timeout, if poll { 64 } else { 1 });
+        let mut idle = Idle::checking_every(self.wait_limit(), if poll { 64 } else { 1 });
         loop {
             if !poll {
                 self.qp

@@ -10,7 +10,7 @@ use crate::iomap::{CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps, Mapp
 use crate::iov::IovIter;
 use crate::kiocb::{Kiocb, KiocbFlags};
 use crate::queue::{DeviceCaps, DioQueue, QueueError};
-use crate::slot::{make_tag, AsyncCtx, Op, Slot, SlotState, GEN_MASK, MAX_SLOTS};
+use crate::slot::{make_tag, tag_op_name, AsyncCtx, Op, Slot, SlotState, GEN_MASK, MAX_SLOTS};
 
 /// Most DMA segments the layer puts in one command.
 pub(crate) const MAX_SEGMENTS: usize = 16;
@@ -302,9 +302,19 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         self.max_command
     }
 
-    /// How long a waiter waits for a device that makes no progress.
+    /// How long a waiter waits for a device that makes no progress. A wait for
+    /// commands the device may still move data for never ends sooner than the queue's
+    /// [`DioQueue::verdict_limit`]: until the queue reports them, the buffers stay
+    /// the request's.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
+    }
+
+    /// How long a wait for this queue's commands goes on without progress: the
+    /// layer's timeout, and never less than the queue's verdict limit.
+    #[inline]
+    pub(crate) fn wait_limit(&self) -> Duration {
+        self.timeout.max(self.qp.verdict_limit())
     }
 
     /// The device properties.
@@ -697,6 +707,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         s.write = write;
         s.size = 0;
         s.error = None;
+        s.queue_failed = None;
         s.flags = completion_flags(write, flags);
     }
 
@@ -710,6 +721,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             s.drop_ctx();
         }
         s.error = None;
+        s.queue_failed = None;
         if slot == self.sync_slot {
             self.sync_tag = make_tag(slot, s.gen, Op::Read);
         } else {
@@ -730,7 +742,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
     /// Waits until every command of `slot` has completed.
     #[inline]
     fn wait_slot(&mut self, slot: usize, poll: bool) -> Result<(), DioError> {
-        let mut idle = Idle::checking_every(self.timeout, if poll { 64 } else { 1 });
+        let mut idle = Idle::checking_every(self.wait_limit(), if poll { 64 } else { 1 });
         while !self.slots[slot].finished {
             if !poll {
                 self.qp
@@ -744,6 +756,22 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         Ok(())
     }
 
+    /// The error of the command tagged `tag`, which the queue failed without a device
+    /// status: the queue's cause when it kept one, otherwise `recorded`.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn driver_error(&mut self, tag: u64, recorded: Option<DioError>) -> DioError {
+        match self.qp.take_cause(tag) {
+            Some(cause) => DioError::Driver {
+                op: tag_op_name(tag),
+                cause,
+            },
+            None => recorded.unwrap_or(DioError::Io {
+                reason: "the driver failed a command without a device status",
+            }),
+        }
+    }
+
     /// Reports a finished request: end_io, EOF truncation, position update.
     #[inline]
     pub(crate) fn complete<D: DioOps + ?Sized>(
@@ -754,8 +782,11 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         dops: &D,
         done_before: usize,
     ) -> Result<usize, DioError> {
+        let mut error = self.slots[slot].error.take();
+        if let Some(tag) = self.slots[slot].queue_failed.take() {
+            error = Some(self.driver_error(tag, error));
+        }
         let s = &mut self.slots[slot];
-        let error = s.error.take();
         let hook = dops.end_io(iocb, s.size, error.as_ref(), s.flags);
         if let Some(e) = error {
             return Err(e);
@@ -868,8 +899,9 @@ pub(crate) fn queue_error(e: QueueError) -> DioError {
             reason: "the submission queue is full",
         },
         QueueError::Invalid(reason) => DioError::InvalidRequest { reason },
-        QueueError::Failed(_) => DioError::Io {
-            reason: "the queue pair failed",
+        QueueError::Failed(cause) => DioError::Driver {
+            op: "request",
+            cause,
         },
     }
 }

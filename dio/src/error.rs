@@ -83,6 +83,21 @@ pub enum DioError {
     /// Failure, or nonzero bytes compared with a hole or unwritten extent).
     #[error("miscompare: the data differs from the buffers")]
     Miscompare,
+    /// The queue pair failed a command itself, without a device status: the driver's
+    /// error says why (the command timed out and was aborted, a controller reset cut it
+    /// short, the device is gone, its retries ran out) and is the [`source`]
+    /// (`Error::source`), so a caller can downcast it to the driver's error type.
+    ///
+    /// [`source`]: std::error::Error::source
+    #[error("driver failed the {op}: {cause}")]
+    Driver {
+        /// What failed: a command (`read`, `write`, `write zeroes`, `flush`, `compare`)
+        /// or `request` (a submission or a wait the queue pair refused).
+        op: &'static str,
+        /// The driver's error.
+        #[source]
+        cause: Cause,
+    },
 }
 
 impl DioError {
@@ -90,7 +105,7 @@ impl DioError {
     pub fn errno(&self) -> i32 {
         match self {
             DioError::Inval { .. } | DioError::InvalidRequest { .. } => libc::EINVAL,
-            DioError::Io { .. } | DioError::Device { .. } => libc::EIO,
+            DioError::Io { .. } | DioError::Device { .. } | DioError::Driver { .. } => libc::EIO,
             DioError::Again { .. } | DioError::Busy { .. } => libc::EAGAIN,
             DioError::Fault { .. } => libc::EFAULT,
             DioError::NoSpace { .. } => libc::ENOSPC,
@@ -101,13 +116,10 @@ impl DioError {
     }
 }
 
-/// A lower layer's error kept as the cause of a [`QueueError`](crate::QueueError):
-/// it prints as that error and hands on its source. Two causes are equal when
-/// they print the same.
-///
-/// [`DioError`] holds no cause on purpose: without drop glue it keeps the
-/// single-command path lean (an owning cause in it cost 38 instructions per
-/// 4 KiB read; see `PERF.md`).
+/// A lower layer's error kept as the cause of a [`QueueError`](crate::QueueError) or a
+/// [`DioError::Driver`]: it prints as that error, and as a `#[source]` field it is
+/// that error (it dereferences to it), so `source()` downcasts to the driver's type.
+/// Two causes are equal when they print the same.
 #[derive(Clone)]
 pub struct Cause(Arc<dyn Error + Send + Sync + 'static>);
 
@@ -130,9 +142,11 @@ impl fmt::Display for Cause {
     }
 }
 
-impl Error for Cause {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.0.source()
+impl std::ops::Deref for Cause {
+    type Target = dyn Error + Send + Sync + 'static;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
     }
 }
 

@@ -496,7 +496,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         tag: u64,
         first: QueueError,
     ) -> Result<(), DioError> {
-        let mut idle = Idle::new(self.timeout);
+        let mut idle = Idle::new(self.wait_limit());
         let mut err = first;
         loop {
             match err {

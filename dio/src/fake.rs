@@ -289,6 +289,11 @@ impl DioQueue for FakeQueue {
         self.waits += 1;
         Ok(())
     }
+
+    /// The fake moves data at submission: nothing touches a buffer later.
+    fn verdict_limit(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 pub fn caps(lba: u32, vwc: bool, write_zeroes: bool) -> DeviceCaps {

@@ -11,9 +11,6 @@ use crate::queue::{CommandStatus, DeviceCaps, DioQueue, IoCommand, QueueError, S
 
 /// Most data segments one command takes from the layer.
 pub const MAX_SEGMENTS: usize = 16;
-/// Generic Command Status "Internal Error": reported for commands the driver
-/// failed itself (timeout, reset, dead controller) rather than with a device status.
-const INTERNAL_ERROR: u16 = 0x06;
 
 /// One driver queue pair bound to one namespace.
 pub struct NvmeQueue<T: Transport> {
@@ -24,6 +21,9 @@ pub struct NvmeQueue<T: Transport> {
     caps: DeviceCaps,
     /// Completions reaped while waiting for the interrupt; handed out by the next poll.
     stash: Vec<(u64, CommandStatus)>,
+    /// The driver's errors of commands it failed without a device status, by tag, until
+    /// the layer takes them (at most the queue depth: the oldest goes first).
+    causes: Vec<(u64, nvme::Error)>,
 }
 
 /// The flags every command on a namespace of format `id` carries, or why file data cannot
@@ -74,12 +74,14 @@ impl<T: Transport> NvmeQueue<T> {
             max_segments: MAX_SEGMENTS,
         };
         let stash = Vec::with_capacity(usize::from(qp.depth()));
+        let causes = Vec::with_capacity(usize::from(qp.depth()));
         Ok(NvmeQueue {
             qp,
             nsid,
             flags,
             caps,
             stash,
+            causes,
         })
     }
 
@@ -104,9 +106,10 @@ impl<T: Transport> NvmeQueue<T> {
         }
         let mut n = k;
         if n < max {
+            let causes = &mut self.causes;
             n += self
                 .qp
-                .process_completions(max - n, |tag, r| done(tag, status_of(r)));
+                .process_completions(max - n, |tag, r| done(tag, status_of(causes, tag, r)));
         }
         n
     }
@@ -171,28 +174,35 @@ impl<T: Transport> NvmeQueue<T> {
 }
 
 #[inline]
-fn status_of(r: Result<(), nvme::Error>) -> CommandStatus {
+fn status_of(
+    causes: &mut Vec<(u64, nvme::Error)>,
+    tag: u64,
+    r: Result<(), nvme::Error>,
+) -> CommandStatus {
     match r {
         Ok(()) => CommandStatus::SUCCESS,
-        Err(e) => error_status(e),
+        Err(e) => error_status(causes, tag, e),
     }
 }
 
-/// The status of a failed command (kept out of line: the success path is hot).
+/// The status of a failed command (kept out of line: the success path is hot). A
+/// failure without a device status is [`CommandStatus::QUEUE_FAILED`], its error kept
+/// in `causes` for [`DioQueue::take_cause`].
 #[cold]
 #[inline(never)]
-fn error_status(e: nvme::Error) -> CommandStatus {
+fn error_status(causes: &mut Vec<(u64, nvme::Error)>, tag: u64, e: nvme::Error) -> CommandStatus {
     match e.status() {
         Some(status) => CommandStatus {
             status: (u16::from(status.sct().into_bits()) << 8) | u16::from(status.sc()),
             dnr: status.dnr(),
         },
         None => {
-            tracing::warn!(error = %e, "command failed without a device status");
-            CommandStatus {
-                status: INTERNAL_ERROR,
-                dnr: false,
+            if causes.len() == causes.capacity() && !causes.is_empty() {
+                // Never taken (a request given up): the oldest makes room, no allocation.
+                causes.remove(0);
             }
+            causes.push((tag, e));
+            CommandStatus::QUEUE_FAILED
         }
     }
 }
@@ -292,9 +302,10 @@ impl<T: Transport> DioQueue for NvmeQueue<T> {
         if !self.stash.is_empty() {
             return Ok(self.poll_stashed(max, done));
         }
+        let causes = &mut self.causes;
         Ok(self
             .qp
-            .process_completions(max, |tag, r| done(tag, status_of(r))))
+            .process_completions(max, |tag, r| done(tag, status_of(causes, tag, r))))
     }
 
     #[inline(always)]
@@ -304,8 +315,9 @@ impl<T: Transport> DioQueue for NvmeQueue<T> {
             return self.stash.pop();
         }
         let mut one = None;
+        let causes = &mut self.causes;
         self.qp
-            .process_completions(1, |tag, r| one = Some((tag, status_of(r))));
+            .process_completions(1, |tag, r| one = Some((tag, status_of(causes, tag, r))));
         one
     }
 
@@ -315,10 +327,24 @@ impl<T: Transport> DioQueue for NvmeQueue<T> {
             return Ok(());
         }
         let stash = &mut self.stash;
+        let causes = &mut self.causes;
         self.qp
-            .wait_completions(room, timeout, |tag, r| stash.push((tag, status_of(r))))
+            .wait_completions(room, timeout, |tag, r| {
+                stash.push((tag, status_of(causes, tag, r)))
+            })
             .map(|_| ())
             .map_err(|e| QueueError::Failed(Cause::new(e)))
+    }
+
+    /// The driver's: its I/O timeout, abort and reset (see
+    /// [`IoQueuePair::verdict_limit`]).
+    fn verdict_limit(&self) -> Duration {
+        self.qp.verdict_limit()
+    }
+
+    fn take_cause(&mut self, tag: u64) -> Option<Cause> {
+        let i = self.causes.iter().position(|&(t, _)| t == tag)?;
+        Some(Cause::new(self.causes.swap_remove(i).1))
     }
 }
 

@@ -113,6 +113,15 @@ impl CommandStatus {
         dnr: false,
     };
 
+    /// The queue pair failed the command itself, without a device status (it timed out
+    /// and was aborted, a reset cut it short, the device is gone):
+    /// [`DioQueue::take_cause`] has the queue's error. Bits 15:11 are set, which no
+    /// device status has.
+    pub const QUEUE_FAILED: CommandStatus = CommandStatus {
+        status: u16::MAX,
+        dnr: false,
+    };
+
     /// Whether the command succeeded.
     #[inline]
     pub fn is_success(&self) -> bool {
@@ -148,4 +157,17 @@ pub trait DioQueue {
 
     /// Sleeps until the queue's interrupt fires or `timeout` passes.
     fn wait_interrupt(&mut self, timeout: Duration) -> Result<(), QueueError>;
+
+    /// The longest a command may stay outstanding, while the queue is polled, before
+    /// the queue reports it (its own timeout, abort and reset included). Until then
+    /// the device may still move data to or from the command's buffers, so the layer
+    /// never gives up waiting for a command sooner.
+    fn verdict_limit(&self) -> Duration;
+
+    /// The error of the command tagged `tag` that completed with
+    /// [`CommandStatus::QUEUE_FAILED`], handed over once (`None`: not kept).
+    fn take_cause(&mut self, tag: u64) -> Option<Cause> {
+        let _ = tag;
+        None
+    }
 }

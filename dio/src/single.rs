@@ -148,7 +148,11 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             Ok(()) => None,
         };
         if !status.is_success() && error.is_none() {
-            error = Some(device_error(op, status));
+            error = Some(if status == CommandStatus::QUEUE_FAILED {
+                self.driver_error(tag, None)
+            } else {
+                device_error(op, status)
+            });
         }
         let hook = dops.end_io(iocb, bytes, error.as_ref(), flags);
         if let Some(e) = error {

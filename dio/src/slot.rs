@@ -100,6 +100,9 @@ pub(crate) struct Slot<B> {
     pub size: u64,
     /// First error; later ones are dropped.
     pub error: Option<DioError>,
+    /// The tag of the command whose failure without a device status is `error`: the
+    /// queue holds its cause ([`crate::DioQueue::take_cause`]).
+    pub queue_failed: Option<u64>,
     pub ctx: Option<AsyncCtx<B>>,
 }
 
@@ -116,6 +119,7 @@ impl<B> Slot<B> {
             flags: CompletionFlags::empty(),
             size: 0,
             error: None,
+            queue_failed: None,
             ctx: None,
         }
     }
@@ -145,6 +149,14 @@ impl<B> Slot<B> {
     pub(crate) fn device_error(&mut self, tag: u64, status: u16, dnr: bool) {
         if status == COMPARE_FAILURE {
             return self.set_error(DioError::Miscompare);
+        }
+        if status == crate::CommandStatus::QUEUE_FAILED.status {
+            if self.error.is_none() {
+                self.queue_failed = Some(tag);
+            }
+            return self.set_error(DioError::Io {
+                reason: "the driver failed a command without a device status",
+            });
         }
         self.set_error(DioError::Device {
             op: tag_op_name(tag),

@@ -2,7 +2,7 @@
 //! against the commands the controller actually executed (its command log).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dio::nvme_qp::{IoBuffer, NvmeQueue};
 use dio::providers::{ExtentFs, FileHandle, RawNamespace};
@@ -799,43 +799,117 @@ fn asynchronous_sync_write_flushes_from_completion_before_the_callback() {
 }
 
 #[test]
-fn a_device_that_never_completes_times_out_and_the_engine_recovers() {
+fn a_device_that_never_completes_keeps_the_buffer_until_the_driver_reports_the_timeout() {
     let r = rig("size=16M,lba=512,vwc=on");
     let mut dio = r.dio();
+    // Far below the driver's 1 s I/O timeout: the layer still waits for its verdict.
     dio.set_timeout(Duration::from_millis(200));
     let raw = RawNamespace::new(dio.caps());
     r.emu.faults().drop_next(1);
     let mut it = r.iter(4096, 0);
     let mut io = Kiocb::default();
+    let start = Instant::now();
     let e = dio.read(&mut io, &mut it, &raw, &NoHooks).unwrap_err();
-    assert!(matches!(e, DioError::Timeout { millis: 200 }), "{e}");
-    assert_eq!(io.pos, 0);
-    assert_eq!(dio.in_flight(), 1);
-    // While the abandoned request holds the reserved slot, requests still run
-    // (in the shared pool).
-    let mut it = r.iter(4096, 0);
-    assert_eq!(
-        dio.read(
-            &mut Kiocb::new(4096, KiocbFlags::HIPRI),
-            &mut it,
-            &raw,
-            &NoHooks
-        ),
-        Ok(4096)
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
     );
-    assert_eq!(dio.in_flight(), 1);
-    // The abandoned request is released once the driver aborts the lost command.
-    let mut spins = 0;
-    while dio.in_flight() > 0 && spins < 1000 {
-        dio.wait_completions(Duration::from_millis(10)).unwrap();
-        spins += 1;
-    }
+    assert!(
+        matches!(driver_cause(&e), nvme::Error::CommandTimedOut { .. }),
+        "{e}"
+    );
+    assert!(e.to_string().starts_with("driver failed the read: "), "{e}");
+    assert!(e.to_string().contains("timed out"), "{e}");
+    assert_eq!(io.pos, 0);
+    // Nothing was given up: no command of the request is left in flight.
     assert_eq!(dio.in_flight(), 0);
     let mut it = r.iter(4096, 0);
     assert_eq!(
         dio.read(&mut Kiocb::default(), &mut it, &raw, &NoHooks),
         Ok(4096)
     );
+}
+
+/// The driver's error a [`DioError::Driver`] carries as its source.
+fn driver_cause(e: &DioError) -> &nvme::Error {
+    assert!(matches!(e, DioError::Driver { .. }), "{e:?}");
+    std::error::Error::source(e)
+        .expect("a source")
+        .downcast_ref::<nvme::Error>()
+        .expect("the driver's error")
+}
+
+#[test]
+fn a_completion_held_longer_than_the_layer_timeout_still_lands_in_the_request_buffer() {
+    for (flags, mode) in [
+        (KiocbFlags::HIPRI, CompletionMode::Polled),
+        (KiocbFlags::empty(), CompletionMode::Polled),
+        (KiocbFlags::empty(), CompletionMode::Interrupt),
+    ] {
+        let r = rig("size=16M,lba=512");
+        let mut dio = r.dio_mode(mode);
+        dio.set_timeout(Duration::from_millis(50));
+        let raw = RawNamespace::new(dio.caps());
+        let mut data = r.iter(8192, 0x5a);
+        dio.write(&mut Kiocb::default(), &mut data, &raw, &NoHooks)
+            .unwrap();
+        r.emu.faults().hold_next(1);
+        let mut it = r.iter(8192, 0);
+        let got = std::thread::scope(|s| {
+            let emu = &r.emu;
+            s.spawn(move || {
+                // Well past the layer's 50 ms, well inside the driver's 1 s.
+                std::thread::sleep(Duration::from_millis(300));
+                assert_eq!(emu.faults().release_held(), 1);
+            });
+            dio.read(&mut Kiocb::new(0, flags), &mut it, &raw, &NoHooks)
+        });
+        assert_eq!(got, Ok(8192), "{flags:?} {mode:?}");
+        assert!(bytes(&it).iter().all(|&b| b == 0x5a), "{flags:?} {mode:?}");
+        assert_eq!(dio.in_flight(), 0);
+    }
+}
+
+#[test]
+fn a_removed_device_fails_the_request_with_the_driver_device_gone_as_its_source() {
+    for mode in [CompletionMode::Polled, CompletionMode::Interrupt] {
+        let r = rig("size=16M,lba=512,mode=threaded");
+        let mut dio = r.dio_mode(mode);
+        let raw = RawNamespace::new(dio.caps());
+        r.emu.faults().hold_next(1);
+        let mut it = r.iter(4096, 0);
+        let (e, waited) = std::thread::scope(|s| {
+            let emu = &r.emu;
+            let gone = s.spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                emu.faults().set_device_gone(true);
+                Instant::now()
+            });
+            let e = dio
+                .read(&mut Kiocb::default(), &mut it, &raw, &NoHooks)
+                .unwrap_err();
+            (e, gone.join().unwrap().elapsed())
+        });
+        // The driver's I/O timeout is 1 s: this is the removal check, not a deadline.
+        assert!(waited < Duration::from_millis(900), "{mode:?}: {waited:?}");
+        assert!(
+            matches!(driver_cause(&e), nvme::Error::DeviceGone { .. }),
+            "{mode:?}: {e}"
+        );
+        assert!(e.to_string().contains("is gone"), "{e}");
+        assert_eq!(e.errno(), 5, "EIO");
+        assert_eq!(dio.in_flight(), 0);
+        // Later requests fail at once with the same cause.
+        let mut it = r.iter(4096, 0);
+        let e = dio
+            .read(&mut Kiocb::default(), &mut it, &raw, &NoHooks)
+            .unwrap_err();
+        assert!(
+            matches!(driver_cause(&e), nvme::Error::DeviceGone { .. }),
+            "{mode:?}: {e}"
+        );
+    }
 }
 
 #[test]

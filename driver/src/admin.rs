@@ -74,6 +74,8 @@ pub struct QueueStats {
     pub doorbell_writes_skipped: u64,
     /// Commands resubmitted after a failure that allowed a retry.
     pub retries: u64,
+    /// Times this queue found the device gone (registers reading all ones).
+    pub removals: u64,
 }
 
 /// The admin submission and completion queues.
@@ -261,7 +263,9 @@ pub(crate) fn exec_admin<T: Transport>(
             });
         }
         polls += 1;
-        if polls % 64 == 0 {
+        // Once the backoff sleeps (after 128 rounds), every round: a device that is gone
+        // is noticed within the backoff's longest sleep (1 ms), not at the deadline.
+        if polls % 64 == 0 || polls > 128 {
             if let Err(e) = check_csts(t, name, desc_during(opcode)) {
                 q.abandon(cid);
                 return Err(e);

@@ -35,6 +35,11 @@ pub struct Options {
     /// [`crate::Error::RetriesExhausted`]; 0 turns retries off. Linux's
     /// `nvme_max_retries` is 5 too.
     pub command_retries: u8,
+    /// How long a queue pair with commands outstanding polls (or waits for its
+    /// interrupt) without a completion before it reads CSTS to see whether the device
+    /// is gone (all ones: surprise removal). Read on the pair's coarse clock, so the
+    /// effective interval is at least one timer tick.
+    pub removal_check_interval: Duration,
 }
 
 impl Default for Options {
@@ -52,6 +57,7 @@ impl Default for Options {
             async_events: 4,
             vfio: VfioOptions::default(),
             command_retries: 5,
+            removal_check_interval: Duration::from_millis(1),
         }
     }
 }

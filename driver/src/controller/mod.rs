@@ -174,7 +174,9 @@ impl<T: Transport> Controller<T> {
     /// Reads CSTS: `Ok` when the controller is ready and healthy.
     pub fn check_health(&self) -> Result<(), Error> {
         self.shared.check_live("a health check")?;
-        check_csts(&self.shared.t, &self.shared.name, "a health check").map(|_| ())
+        check_csts(&self.shared.t, &self.shared.name, "a health check")
+            .map(|_| ())
+            .inspect_err(|e| self.shared.note_gone(e))
     }
 
     /// Resets the controller (CC.EN 1→0→1) and brings the admin queue back. Queue pairs
@@ -210,6 +212,10 @@ impl<T: Transport> Shared<T> {
                 device: self.name.clone(),
                 during,
             }),
+            ControllerState::Gone => Err(Error::DeviceGone {
+                device: self.name.clone(),
+                during,
+            }),
             _ => Err(Error::ControllerFatal {
                 device: self.name.clone(),
                 during,
@@ -228,8 +234,22 @@ impl<T: Transport> Shared<T> {
             let mut q = lock(&self.admin);
             exec_admin(&self.t, &self.name, &mut q, sqe, timeout)
         };
+        if let Err(e) = &result {
+            self.note_gone(e);
+        }
         self.deliver_events();
         result
+    }
+
+    /// Marks the device gone when `e` says it is (registers read all ones): every
+    /// later call on the controller and its queue pairs fails with
+    /// [`Error::DeviceGone`], and queue pairs report their outstanding commands so at
+    /// their next call (the epoch changes).
+    pub fn note_gone(&self, e: &Error) {
+        if matches!(e, Error::DeviceGone { .. }) && self.state.mark_gone() {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            tracing::error!(device = %self.name, error = %e, "device is gone; failing every call");
+        }
     }
 
     /// Polls the admin completion queue once.
@@ -263,7 +283,10 @@ impl<T: Transport> Shared<T> {
     /// caller observed epoch `seen` (two queue pairs timing out together reset once).
     pub fn reset_unless_past(&self, seen: Option<u64>) -> Result<(), Error> {
         let _g = lock(&self.reset_lock);
-        if self.state.load(Ordering::Acquire) == ControllerState::ShutDown {
+        if matches!(
+            self.state.load(Ordering::Acquire),
+            ControllerState::ShutDown | ControllerState::Gone
+        ) {
             return self.check_live("reset");
         }
         if let Some(seen) = seen {
@@ -274,18 +297,17 @@ impl<T: Transport> Shared<T> {
             }
         }
         let mut q = lock(&self.admin);
-        self.state
-            .store(ControllerState::Resetting, Ordering::Release);
+        self.state.store_unless_gone(ControllerState::Resetting);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         let r = self.reset_locked(&mut q);
-        self.state.store(
-            if r.is_ok() {
-                ControllerState::Live
-            } else {
-                ControllerState::Failed
-            },
-            Ordering::Release,
-        );
+        self.state.store_unless_gone(if r.is_ok() {
+            ControllerState::Live
+        } else {
+            ControllerState::Failed
+        });
+        if matches!(r, Err(Error::DeviceGone { .. })) {
+            self.state.mark_gone();
+        }
         // Pairs compare epochs; bump again so a pair that looked mid-reset re-checks.
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Err(e) = &r {
@@ -298,7 +320,8 @@ impl<T: Transport> Shared<T> {
         let _g = lock(&self.reset_lock);
         let prev = self.state.swap(ControllerState::ShutDown, Ordering::AcqRel);
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        if prev == ControllerState::ShutDown {
+        if matches!(prev, ControllerState::ShutDown | ControllerState::Gone) {
+            // Nothing to tell a device that is gone.
             return Ok(());
         }
         let mut q = lock(&self.admin);

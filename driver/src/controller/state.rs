@@ -15,6 +15,9 @@ pub enum ControllerState {
     Failed = 2,
     /// Shut down (the `Controller` was dropped or `shutdown` called).
     ShutDown = 3,
+    /// The device is gone (registers read all ones: surprise removal); every call fails
+    /// with [`crate::Error::DeviceGone`] and no reset is tried.
+    Gone = 4,
 }
 
 impl ControllerState {
@@ -23,6 +26,7 @@ impl ControllerState {
             0 => ControllerState::Live,
             1 => ControllerState::Resetting,
             2 => ControllerState::Failed,
+            4 => ControllerState::Gone,
             _ => ControllerState::ShutDown,
         }
     }
@@ -42,11 +46,28 @@ impl AtomicState {
         ControllerState::from_u8(self.0.load(order))
     }
 
-    pub fn store(&self, state: ControllerState, order: Ordering) {
-        self.0.store(state as u8, order);
-    }
-
     pub fn swap(&self, state: ControllerState, order: Ordering) -> ControllerState {
         ControllerState::from_u8(self.0.swap(state as u8, order))
+    }
+
+    /// Marks the device gone unless it was shut down; returns whether this call did it
+    /// (false when it was already gone or shut down).
+    pub fn mark_gone(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                let s = ControllerState::from_u8(v);
+                (s != ControllerState::Gone && s != ControllerState::ShutDown)
+                    .then_some(ControllerState::Gone as u8)
+            })
+            .is_ok()
+    }
+
+    /// Stores `state` unless the device is gone, which no reset undoes.
+    pub fn store_unless_gone(&self, state: ControllerState) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                (ControllerState::from_u8(v) != ControllerState::Gone).then_some(state as u8)
+            });
     }
 }

@@ -207,6 +207,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             failed_pending: 0,
             stats: QueueStats::default(),
             clock: Clock::new(now),
+            removal: Default::default(),
             timeout: shared.options.io_timeout,
             sgl_mode: options.sgl,
             sgl,

@@ -11,11 +11,13 @@
 //! [`recovery`] enforces deadlines and catches up with resets, [`wait`] blocks until
 //! commands finish, [`split`] turns a read or write larger than one command into child
 //! commands, [`zns`] sends zone commands, [`retry`] resubmits commands after a reset
-//! or a transient status; [`clock`] is the coarse clock deadlines are measured with.
+//! or a transient status, [`gone`] notices a device that disappeared; [`clock`] is the
+//! coarse clock deadlines are measured with.
 
 mod clock;
 mod compare;
 mod complete;
+mod gone;
 mod lifecycle;
 mod pi;
 mod recovery;
@@ -82,6 +84,7 @@ pub struct IoQueuePair<T: Transport, C: Copy + Default = u64> {
     failed_pending: usize,
     stats: QueueStats,
     clock: Clock,
+    removal: gone::RemovalWatch,
     timeout: Duration,
     sgl_mode: SglMode,
     sgl: SglPolicy,

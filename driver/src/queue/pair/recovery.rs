@@ -33,6 +33,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     ) -> usize {
         self.clock.now_ns = now_ns;
         self.slots.stamp(now_ns);
+        if let Some(n) = self.watch_removal(now_ns, f) {
+            return n;
+        }
         if now_ns < self.clock.next_check_ns {
             return 0;
         }
@@ -42,7 +45,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     }
     /// Reports every command a reset cut short.
     pub(super) fn deliver_failed(&mut self, f: &mut impl FnMut(C, Result<(), Error>)) -> usize {
-        let down = match self.shared.state.load(Ordering::Acquire) {
+        let state = self.shared.state.load(Ordering::Acquire);
+        let down = match state {
             ControllerState::Live => None,
             ControllerState::ShutDown => Some("was shut down"),
             _ => Some("failed and could not be reset"),
@@ -68,6 +72,10 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                         command: slot.desc,
                         timeout: self.timeout,
                     },
+                    Some(_) if state == ControllerState::Gone => Error::DeviceGone {
+                        device: self.shared.name.clone(),
+                        during: "I/O",
+                    },
                     Some(reason) => Error::ControllerDown {
                         command: slot.desc,
                         device: self.shared.name.clone(),
@@ -90,6 +98,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     /// does not bring it back. Also notices a fatal or vanished controller.
     fn check_deadlines(&mut self, f: &mut impl FnMut(C, Result<(), Error>)) -> usize {
         if let Err(e) = check_csts(&self.shared.t, &self.shared.name, "I/O") {
+            if matches!(e, Error::DeviceGone { .. }) {
+                return self.device_gone(f);
+            }
             tracing::error!(qid = self.qid, error = %e, "controller failed; resetting");
             let _ = self.shared.reset_unless_past(Some(self.epoch));
             let _ = self.recover();

@@ -40,9 +40,11 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             }
             match &self.irq {
                 Some((fd, epoll)) => {
-                    // Wake at least every 10 ms so deadlines are still enforced.
+                    // Wake at least every 10 ms so deadlines are still enforced, and
+                    // at the removal check interval so a vanished device is noticed.
                     let ms = (end - now)
                         .min(Duration::from_millis(10))
+                        .min(self.shared.options.removal_check_interval)
                         .as_millis()
                         .max(1);
                     let mut events = [EpollEvent::default(); 1];
@@ -88,6 +90,24 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     /// and a reset that may each take the abort timeout, and a second to spare.
     pub(super) fn sync_limit(&self) -> Duration {
         self.timeout + self.shared.options.abort_timeout * 2 + Duration::from_secs(1)
+    }
+
+    /// The longest a command may stay outstanding on this pair, while it is polled,
+    /// before the pair reports a verdict for it: the I/O timeout and the deadline
+    /// check's granularity (a quarter of it), the abort timeout, then a controller
+    /// reset (CC.EN off and on, each within CAP.TO, and its admin commands: Doorbell
+    /// Buffer Config, Set Features Number of Queues) and the re-creation of this pair's
+    /// queues (two admin commands), a second to spare. A caller that lends the device a
+    /// buffer waits at least this long before it takes the buffer back.
+    pub fn verdict_limit(&self) -> Duration {
+        let o = &self.shared.options;
+        let ready = self.shared.cap.timeout().max(Duration::from_millis(500));
+        self.timeout
+            + self.timeout / 4
+            + o.abort_timeout
+            + ready * 2
+            + o.admin_timeout * 4
+            + Duration::from_secs(1)
     }
 
     /// Refuses a blocking call on a pair with commands outstanding: it could not tell
