@@ -26,11 +26,17 @@ struct Rig {
 }
 
 fn rig(opts: &str) -> Rig {
+    rig_with(opts, Options::default().command_retries)
+}
+
+/// A rig whose driver resubmits a failed command at most `retries` times.
+fn rig_with(opts: &str, retries: u8) -> Rig {
     let t = EmuTransport::from_name(&format!("emu:{opts}")).expect("emu config");
     let emu = t.emu().clone();
     let options = Options {
         io_timeout: Duration::from_secs(1),
         abort_timeout: Duration::from_millis(500),
+        command_retries: retries,
         ..Options::default()
     };
     let ctrl = Controller::new(t, options).expect("bring-up");
@@ -799,8 +805,35 @@ fn asynchronous_sync_write_flushes_from_completion_before_the_callback() {
 }
 
 #[test]
-fn a_device_that_never_completes_keeps_the_buffer_until_the_driver_reports_the_timeout() {
+fn a_dropped_completion_is_retried_by_the_driver_and_the_request_succeeds() {
     let r = rig("size=16M,lba=512,vwc=on");
+    let mut dio = r.dio();
+    // Far below the driver's 1 s I/O timeout: the layer waits for the driver, which
+    // aborts, resets the controller and resubmits the read.
+    dio.set_timeout(Duration::from_millis(200));
+    let raw = RawNamespace::new(dio.caps());
+    let mut it = r.iter(4096, 0x5a);
+    let mut io = Kiocb::new(0, KiocbFlags::SYNC);
+    assert_eq!(dio.write(&mut io, &mut it, &raw, &NoHooks), Ok(4096));
+    r.emu.faults().drop_next(1);
+    let mut it = r.iter(4096, 0xee);
+    let start = Instant::now();
+    assert_eq!(
+        dio.read(&mut Kiocb::default(), &mut it, &raw, &NoHooks),
+        Ok(4096)
+    );
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(bytes(&it), vec![0x5a; 4096]);
+    assert_eq!(dio.in_flight(), 0);
+}
+
+#[test]
+fn a_device_that_never_completes_keeps_the_buffer_until_the_driver_reports_the_timeout() {
+    let r = rig_with("size=16M,lba=512,vwc=on", 0);
     let mut dio = r.dio();
     // Far below the driver's 1 s I/O timeout: the layer still waits for its verdict.
     dio.set_timeout(Duration::from_millis(200));
