@@ -22,9 +22,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         mut f: impl FnMut(C, Result<(), Error>),
     ) -> usize {
         if self.epoch != self.shared.epoch.load(Ordering::Acquire) {
-            if let Err(e) = self.recover() {
-                tracing::warn!(qid = self.qid, error = %e, "queue recovery failed");
-            }
+            self.catch_up();
         }
         let mut n = 0;
         if self.failed_pending > 0 {
@@ -52,9 +50,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         mut f: impl FnMut(C, Result<u64, Error>),
     ) -> usize {
         if self.epoch != self.shared.epoch.load(Ordering::Acquire) {
-            if let Err(e) = self.recover() {
-                tracing::warn!(qid = self.qid, error = %e, "queue recovery failed");
-            }
+            self.catch_up();
         }
         let mut n = 0;
         if self.failed_pending > 0 {

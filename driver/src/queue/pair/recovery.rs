@@ -143,6 +143,21 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         n
     }
 
+    /// [`Self::recover`] from the completion path, which has no caller to return an
+    /// error to: a failure to re-create the queues of a live controller is logged; a
+    /// controller that is down or gone is not (every command reports it, and the pair
+    /// would otherwise log it on every poll).
+    #[cold]
+    pub(super) fn catch_up(&mut self) {
+        if let Err(e) = self.recover() {
+            if self.shared.state.load(Ordering::Acquire) == ControllerState::Live {
+                tracing::warn!(qid = self.qid, error = %e, "queue recovery failed");
+            } else {
+                tracing::debug!(qid = self.qid, error = %e, "controller is down");
+            }
+        }
+    }
+
     /// Catches up with a controller reset or shutdown: outstanding commands are marked
     /// failed (reported by the next `process_completions`), the rings emptied and the
     /// queues re-created.
