@@ -115,7 +115,9 @@ impl PatternCheckReport {
             }
             BlockState::Torn { offset } => {
                 self.torn += 1;
-                format!("LBA {lba:#x}: torn: its bytes from offset {offset} on belong to another write")
+                format!(
+                    "LBA {lba:#x}: torn: its bytes from offset {offset} on belong to another write"
+                )
             }
             BlockState::Garbage => {
                 self.garbage += 1;
@@ -238,7 +240,9 @@ fn check_area<T: Transport>(
     let mut lba = 0;
     while lba < blocks {
         q.read_slot_sync(0, lba, per_read).map_err(|e| {
-            ToolError::Invalid(format!("--check-pattern: the read at LBA {lba:#x} failed: {e}"))
+            ToolError::Invalid(format!(
+                "--check-pattern: the read at LBA {lba:#x} failed: {e}"
+            ))
         })?;
         q.fetch(0, &mut buf);
         for (i, block) in buf.chunks_exact(block_bytes).enumerate() {
@@ -336,7 +340,11 @@ mod tests {
         );
         assert!(!r.passed());
         assert_eq!(r.bad_blocks.len(), 3);
-        assert!(r.bad_blocks[0].starts_with("LBA 0x1: torn"), "{:?}", r.bad_blocks);
+        assert!(
+            r.bad_blocks[0].starts_with("LBA 0x1: torn"),
+            "{:?}",
+            r.bad_blocks
+        );
     }
 
     #[test]
