@@ -38,6 +38,8 @@ const CHECKS: &[(&str, &[&str])] = &[
     ("namespaces_and_mdts", &[TOOLS]),
     ("reset_shutdown", &[]),
     ("read_past_end", &[]),
+    ("perf_kill_verify", &[TOOLS]),
+    ("dio_kill_dsync", &[TOOLS]),
     // The measurement last: alternating kernel and nvme-perf rounds.
     ("perf_vs_kernel", &[TOOLS]),
 ];
@@ -301,6 +303,24 @@ fn reset_and_shutdown_leave_device_usable_by_kernel_driver() {
 #[test]
 fn read_past_namespace_end_reports_lba_out_of_range_by_name() {
     check("read_past_end");
+}
+
+/// `nvme-perf --verify` (random reads and writes at QD 32) killed with SIGKILL: the
+/// next open works, every block of the area is whole (old or new pattern, never
+/// torn), the kernel driver takes the controller back, the hugepages are free.
+#[test]
+fn perf_killed_mid_write_leaves_whole_blocks_and_a_reusable_controller() {
+    let log = check("perf_kill_verify");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// `nvme-dio` writing with `--dsync` killed with SIGKILL: every write it reported
+/// done reads back byte for byte through our driver and the kernel's; writes never
+/// started read as before; the hugepages are free.
+#[test]
+fn dio_dsync_writes_reported_done_before_sigkill_read_back() {
+    let log = check("dio_kill_dsync");
+    eprintln!("{}", log.unwrap_or_default());
 }
 
 /// Measurement, printed with `--nocapture`: our polled 4 KiB randread against

@@ -17,6 +17,9 @@ fn main() -> ExitCode {
     let before = args.script.len();
     args.script.retain(|w| w != "--json");
     args.json |= args.script.len() != before;
+    let before = args.script.len();
+    args.script.retain(|w| w != "--report-writes");
+    args.report_writes |= args.script.len() != before;
     let steps = match parse_script(&args.script) {
         Ok(steps) => steps,
         Err(ScriptError::Help(text)) => {
@@ -29,7 +32,12 @@ fn main() -> ExitCode {
         }
     };
     nvme_tools::init_logging();
-    match run::run(&args.device.to_string(), args.nsid, &steps) {
+    match run::run(
+        &args.device.to_string(),
+        args.nsid,
+        &steps,
+        args.report_writes,
+    ) {
         Ok(report) => {
             if args.json {
                 cli::print_json(&report);

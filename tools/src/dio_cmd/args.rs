@@ -48,6 +48,12 @@ pub struct DioArgs {
     #[arg(long = "json")]
     pub json: bool,
 
+    /// Print a JSON line on stdout as each write request completes (step, file,
+    /// offset, length, crc32 of its bytes), flushed at once: what a process that
+    /// is killed had acknowledged.
+    #[arg(long = "report-writes")]
+    pub report_writes: bool,
+
     /// Namespace ID.
     #[arg(long = "ns", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub nsid: u32,

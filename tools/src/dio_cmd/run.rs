@@ -6,7 +6,9 @@ use nvme::spec::zns::ZoneReportFilter;
 use nvme::{CompletionMode, QueuePairOptions};
 
 use super::args::Step;
-use super::script::{self, DioReport};
+use std::io::Write;
+
+use super::script::{self, DioReport, WriteDone};
 use crate::cli::ToolError;
 
 /// Requests the engine keeps in flight (the script runs one at a time).
@@ -14,8 +16,14 @@ const SLOTS: usize = 4;
 /// Queue entries of the pair.
 const QUEUE_DEPTH: u16 = 64;
 
-/// Runs `steps` on namespace `nsid` of `device`.
-pub fn run(device: &str, nsid: u32, steps: &[Step]) -> Result<DioReport, ToolError> {
+/// Runs `steps` on namespace `nsid` of `device`; with `report_writes`, prints a
+/// [`WriteDone`] JSON line on stdout (flushed) as each write request completes.
+pub fn run(
+    device: &str,
+    nsid: u32,
+    steps: &[Step],
+    report_writes: bool,
+) -> Result<DioReport, ToolError> {
     let ctrl = nvme::open(
         device,
         nvme::Options {
@@ -67,5 +75,20 @@ pub fn run(device: &str, nsid: u32, steps: &[Step]) -> Result<DioReport, ToolErr
         source,
     })?;
     let mut engine = Dio::new(queue, Some(zero), SLOTS)?;
-    Ok(script::run(&mut engine, alloc, steps)?)
+    if !report_writes {
+        return Ok(script::run(&mut engine, alloc, steps)?);
+    }
+    let print = |w: &WriteDone| {
+        // A line that cannot be written reports nothing: the caller does not count it.
+        if let Ok(line) = serde_json::to_string(w) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+        }
+    };
+    Ok(script::run_reporting_writes(
+        &mut engine,
+        alloc,
+        steps,
+        print,
+    )?)
 }

@@ -218,16 +218,48 @@ pub enum StepError {
     },
 }
 
+/// One write request that completed (the data is on the device; with `--dsync` or
+/// `--sync`, durably).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WriteDone {
+    /// 1-based step number.
+    pub step: usize,
+    /// The extent-layer file, or `null` for the raw namespace.
+    pub file: Option<String>,
+    /// Byte offset of the request.
+    pub offset: u64,
+    /// Bytes the request wrote.
+    pub length: u64,
+    /// CRC-32 (ISO-HDLC, as zlib's `crc32`) of the bytes written.
+    pub crc32: u32,
+}
+
+/// CRC of the bytes each completed write request carried.
+static WRITE_CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
 /// Runs `steps` on `dio`; `alloc` hands out zeroed DMA buffers of at least `len` bytes.
-pub fn run<Q, B, A>(
+pub fn run<Q, B, A>(dio: &mut Dio<Q, B>, alloc: A, steps: &[Step]) -> Result<DioReport, StepError>
+where
+    Q: DioQueue,
+    B: DmaBuf,
+    A: FnMut(usize) -> Result<B, hugepages::Error>,
+{
+    run_reporting_writes(dio, alloc, steps, |_| {})
+}
+
+/// [`run`], calling `write_done` as each write request completes, before the next
+/// request is sent.
+pub fn run_reporting_writes<Q, B, A, W>(
     dio: &mut Dio<Q, B>,
     mut alloc: A,
     steps: &[Step],
+    mut write_done: W,
 ) -> Result<DioReport, StepError>
 where
     Q: DioQueue,
     B: DmaBuf,
     A: FnMut(usize) -> Result<B, hugepages::Error>,
+    W: FnMut(&WriteDone),
 {
     let caps = *dio.caps();
     let lba = caps.lba_size;
@@ -375,6 +407,13 @@ where
                     if wrote == 0 {
                         break;
                     }
+                    write_done(&WriteDone {
+                        step: n,
+                        file: step.file().map(String::from),
+                        offset: offset + done,
+                        length: wrote as u64,
+                        crc32: WRITE_CRC.checksum(&staging[..wrote.min(len)]),
+                    });
                     done += wrote as u64;
                 }
                 (*offset, size)

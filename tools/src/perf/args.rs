@@ -106,6 +106,13 @@ pub struct PerfArgs {
     /// reads, to prove that --verify catches mismatches.
     #[arg(long = "inject-read-corruption", hide = true)]
     pub inject_read_corruption: bool,
+
+    /// Instead of a workload: read the --span area once (-o bytes per read) and check
+    /// that every block is a whole block of the --verify pattern for its own LBA, of
+    /// any write generation (after a writer was killed: old or new data, never torn);
+    /// counts blocks per outcome and fails on any torn, misplaced or foreign block.
+    #[arg(long = "check-pattern")]
+    pub check_pattern: bool,
 }
 
 /// The I/O pattern (`-w`).

@@ -4,6 +4,7 @@ pub mod args;
 pub mod cpu_clock;
 pub mod engine;
 pub mod pattern;
+pub mod pattern_check;
 pub mod pi;
 pub mod progress;
 pub mod run;
