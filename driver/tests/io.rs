@@ -482,9 +482,14 @@ fn a_100_tib_ram_namespace_opens_with_little_memory_and_its_last_blocks_work() {
     let mut dst = r.ctrl.allocator().alloc(8192, 4096).unwrap();
     dst.write(0, &[0xa5; 8192]).unwrap();
     qp.read_sync(1, blocks - 2, 2, &mut dst).unwrap();
-    assert_eq!(contents(&dst), vec![0; 8192], "unwritten blocks read as zeros");
+    assert_eq!(
+        contents(&dst),
+        vec![0; 8192],
+        "unwritten blocks read as zeros"
+    );
     let src = patterned(&r.ctrl, 4096, 11);
-    qp.write_sync(1, blocks - 1, 1, &src, IoFlags::empty()).unwrap();
+    qp.write_sync(1, blocks - 1, 1, &src, IoFlags::empty())
+        .unwrap();
     qp.read_sync(1, blocks - 2, 2, &mut dst).unwrap();
     let got = contents(&dst);
     assert_eq!(&got[..4096], &[0; 4096][..]);
@@ -497,5 +502,8 @@ fn a_100_tib_ram_namespace_opens_with_little_memory_and_its_last_blocks_work() {
         ))
     );
     let used = resident_bytes().saturating_sub(before);
-    assert!(used < 256 << 20, "I/O near the end took {used} bytes of memory");
+    assert!(
+        used < 256 << 20,
+        "I/O near the end took {used} bytes of memory"
+    );
 }

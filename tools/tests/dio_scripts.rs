@@ -38,7 +38,7 @@ fn number() -> impl Strategy<Value = u64> {
         2 => (prop::sample::select(NS_BYTES.to_vec()), -2i64..=2)
             .prop_map(|(end, k)| end.wrapping_add_signed(k * 4096)),
         1 => (0u64..8).prop_map(|k| u64::MAX - k * 512),
-        1 => (0u64..8).prop_map(|k| (u64::MAX & !4095) - k * 4096),
+        1 => (0u64..8).prop_map(|k| !4095u64 - k * 4096),
         1 => (0u64..4).prop_map(|k| (1u64 << 63) - k * 4096),
         1 => any::<u64>(),
     ]
