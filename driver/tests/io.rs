@@ -462,3 +462,48 @@ fn split_iovec_pieces_keep_prp_rules_and_data_order() {
     want.extend(&contents(&c)[..6144]);
     assert!(contents(&rd) == want);
 }
+
+/// Resident memory of this process in bytes (`/proc/self/statm`, second field).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[test]
+fn a_100_tib_ram_namespace_opens_with_little_memory_and_its_last_blocks_work() {
+    let before = resident_bytes();
+    let r = rig("size=100T,lba=4096");
+    let opened = resident_bytes().saturating_sub(before);
+    // One tracking bit per 4 KiB up front would be 3.3 GB; the sparse store is ~1.4 MB.
+    assert!(opened < 256 << 20, "opening took {opened} bytes of memory");
+    let blocks = (100u64 << 40) / 4096;
+    let mut qp = r.ctrl.create_io_queue_pair(qp_opts(16)).unwrap();
+    let mut dst = r.ctrl.allocator().alloc(8192, 4096).unwrap();
+    dst.write(0, &[0xa5; 8192]).unwrap();
+    qp.read_sync(1, blocks - 2, 2, &mut dst).unwrap();
+    assert_eq!(
+        contents(&dst),
+        vec![0; 8192],
+        "unwritten blocks read as zeros"
+    );
+    let src = patterned(&r.ctrl, 4096, 11);
+    qp.write_sync(1, blocks - 1, 1, &src, IoFlags::empty())
+        .unwrap();
+    qp.read_sync(1, blocks - 2, 2, &mut dst).unwrap();
+    let got = contents(&dst);
+    assert_eq!(&got[..4096], &[0; 4096][..]);
+    assert_eq!(&got[4096..], &contents(&src)[..]);
+    let past_end = qp.read_sync(1, blocks - 1, 2, &mut dst).unwrap_err();
+    assert_eq!(
+        past_end.status().map(|s| s.code_only()),
+        Some(nvme::spec::Status::generic(
+            nvme::spec::status::GenericStatus::LbaOutOfRange
+        ))
+    );
+    let used = resident_bytes().saturating_sub(before);
+    assert!(
+        used < 256 << 20,
+        "I/O near the end took {used} bytes of memory"
+    );
+}

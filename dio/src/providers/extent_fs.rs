@@ -60,6 +60,20 @@ pub struct ExtentInfo {
     pub shared: bool,
 }
 
+/// The largest file size, Linux's `MAX_LFS_FILESIZE` on 64-bit (`i64::MAX`): the end of
+/// every block of a file then fits in 64 bits.
+pub const MAX_FILE_BYTES: u64 = i64::MAX as u64;
+
+/// Refuses a range that ends past [`MAX_FILE_BYTES`] (Linux's `EFBIG`).
+fn check_file_range(offset: u64, len: u64) -> Result<(), DioError> {
+    match offset.checked_add(len) {
+        Some(end) if end <= MAX_FILE_BYTES => Ok(()),
+        _ => Err(DioError::InvalidRequest {
+            reason: "the range ends past the largest file size (2^63 - 1 bytes)",
+        }),
+    }
+}
+
 /// An in-memory extent-mapped file layer over a region of a namespace.
 #[derive(Debug)]
 pub struct ExtentFs {
@@ -228,11 +242,7 @@ impl FileHandle {
     /// the file size grows to cover the range.
     pub fn preallocate(&self, offset: u64, len: u64) -> Result<(), DioError> {
         let b = self.fs.block;
-        if offset.checked_add(len).is_none() {
-            return Err(DioError::InvalidRequest {
-                reason: "offset + length overflows a 64-bit offset",
-            });
-        }
+        check_file_range(offset, len)?;
         let mut st = self.fs.lock();
         st.file(self.id)?;
         let mut fb = offset / b;
@@ -401,7 +411,9 @@ impl FileHandle {
             );
         }
         let mut mflags = MappingFlags::NEW;
-        if (fb + n) * b > size {
+        // Blocks ending past the size (or past 2^64, at the last block of the offset
+        // space) extend the file.
+        if (fb + n).checked_mul(b).is_none_or(|end| end > size) {
             mflags |= MappingFlags::DIRTY;
         }
         Ok(Mapping {
@@ -425,6 +437,7 @@ impl IomapOps for FileHandle {
 
     fn begin(&self, pos: u64, len: u64, flags: IomapFlags) -> Result<Mapping, DioError> {
         let b = self.fs.block;
+        check_file_range(pos, len)?;
         let mut guard = self.fs.lock_nowait(flags.contains(IomapFlags::NOWAIT))?;
         let st = &mut *guard;
         let size = st.file(self.id)?.size;

@@ -223,3 +223,23 @@ fn raw_write_crossing_the_namespace_end_is_cut_at_the_end_before_any_io() {
         assert!(dev.log().is_empty());
     }
 }
+
+#[test]
+fn file_ranges_past_the_largest_file_size_are_refused_before_any_io() {
+    let (dev, mut dio, _fs, f) = file_setup();
+    // The last block below 2^64 would end at 2^64; a block ending past 2^63 - 1 is refused too.
+    for pos in [!4095u64, crate::providers::MAX_FILE_BYTES & !4095] {
+        let mut it = iter(&dev, 4096, 1);
+        let e = f.write(&mut dio, &mut at(pos), &mut it, DioFlags::empty());
+        assert!(
+            matches!(e, Err(DioError::InvalidRequest { .. })),
+            "{pos:#x}: {e:?}"
+        );
+    }
+    assert!(matches!(
+        f.preallocate(crate::providers::MAX_FILE_BYTES, 4096),
+        Err(DioError::InvalidRequest { .. })
+    ));
+    assert!(dev.log().is_empty());
+    assert_eq!(f.size(), 0);
+}

@@ -8,48 +8,34 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use hugepages::VolatileSlice;
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::iommu::HostSlice;
 
-/// Bytes one bit of the written-page map stands for (the kernel's page size).
+/// Bytes one bit of a chunk's written-page map stands for (the kernel's page size).
 const PAGE: usize = 4096;
+/// Bytes of namespace one chunk covers: one mapping and its written-page map (128 KiB),
+/// both made on the first write into the chunk's range.
+const CHUNK_BYTES: usize = 1 << 32;
 
-/// Sparse RAM: one private anonymous mapping reserved up front (without swap
-/// reservation). The kernel hands out zeroed pages on first write, a page at a time, so
-/// an untouched namespace costs no memory and a write costs only the pages it touches.
-/// A bitmap of written pages lets reads of the rest fill zeros without touching the
-/// mapping at all.
-pub(crate) struct RamStore {
-    // Field order is drop order: `mem` points into `map`.
-    /// The mapping's bytes (empty when the store is).
+/// One chunk of a RAM store: a private anonymous mapping (without swap reservation),
+/// whose pages the kernel hands out zeroed on first write, and a bitmap of the pages
+/// written, so reads of the rest fill zeros without touching the mapping.
+struct Chunk {
+    // Field order is drop order: `mem` points into `_map`.
+    /// The mapping's bytes.
     mem: VolatileSlice<'static>,
-    /// The mapping; `None` when the store is empty. Held for its `Drop`, which unmaps.
-    _map: Option<MmapRaw>,
-    len: usize,
-    /// Bit `p` set once a write reached page `p`; clear bits read as zeros.
+    /// The mapping, held for its `Drop`, which unmaps.
+    _map: MmapRaw,
+    /// Bit `p` set once a write reached page `p` of the chunk; clear bits read as zeros.
     written: Box<[AtomicU64]>,
 }
 
-impl RamStore {
-    /// Reserves `size` bytes of address space.
-    pub(crate) fn new(size: u64) -> io::Result<Self> {
-        let len = usize::try_from(size).map_err(|_| {
-            io::Error::new(io::ErrorKind::OutOfMemory, "size exceeds the address space")
-        })?;
-        let written = (0..len.div_ceil(PAGE).div_ceil(64))
-            .map(|_| AtomicU64::new(0))
-            .collect();
-        if len == 0 {
-            return Ok(Self {
-                mem: VolatileSlice::empty(),
-                _map: None,
-                len,
-                written,
-            });
-        }
+impl Chunk {
+    fn new(len: usize) -> io::Result<Self> {
         let map = MmapRaw::from(MmapOptions::new().len(len).no_reserve_swap().map_anon()?);
         let ptr = ptr::NonNull::new(map.as_mut_ptr())
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
@@ -57,23 +43,14 @@ impl RamStore {
         // (both fields of this value, `mem` dropped first); nothing references them.
         // Concurrent commands on the same blocks race as they would on hardware.
         let mem = unsafe { VolatileSlice::new(ptr, len) };
+        let written = (0..len.div_ceil(PAGE).div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
         Ok(Self {
             mem,
-            _map: Some(map),
-            len,
+            _map: map,
             written,
         })
-    }
-
-    /// Checks that `off..off+len` lies inside the store; returns `off` as an index.
-    fn check(&self, off: u64, len: usize) -> io::Result<usize> {
-        match usize::try_from(off) {
-            Ok(o) if o.checked_add(len).is_some_and(|end| end <= self.len) => Ok(o),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "range beyond the end of the RAM namespace",
-            )),
-        }
     }
 
     fn is_written(&self, page: usize) -> bool {
@@ -91,54 +68,6 @@ impl RamStore {
         }
     }
 
-    /// Copies `dst.len()` bytes at `off` to host memory; pages never written read as
-    /// zeros.
-    fn copy_out(&self, off: u64, dst: &VolatileSlice<'_>) -> io::Result<()> {
-        let o = self.check(off, dst.len())?;
-        let mut r = Ok(());
-        self.pages(o, dst.len(), |at, n, written| {
-            if r.is_ok() {
-                r = if written {
-                    self.mem.copy_to(o + at, dst, at, n)
-                } else {
-                    dst.fill(at, n, 0)
-                };
-            }
-        });
-        r.map_err(io::Error::other)
-    }
-
-    /// Copies `dst.len()` bytes at `off` into `dst`; pages never written read as zeros.
-    fn read_into(&self, off: u64, dst: &mut [u8]) -> io::Result<()> {
-        let o = self.check(off, dst.len())?;
-        let mut r = Ok(());
-        self.pages(o, dst.len(), |at, n, written| {
-            if written && r.is_ok() {
-                r = self.mem.read(o + at, &mut dst[at..at + n]);
-            } else {
-                dst[at..at + n].fill(0);
-            }
-        });
-        r.map_err(io::Error::other)
-    }
-
-    /// Copies `src.len()` bytes from host memory to `off`.
-    fn copy_in(&self, off: u64, src: &VolatileSlice<'_>) -> io::Result<()> {
-        let o = self.check(off, src.len())?;
-        src.copy_to(0, &self.mem, o, src.len())
-            .map_err(io::Error::other)?;
-        self.mark_written(o, src.len());
-        Ok(())
-    }
-
-    /// Copies `src` to `off`.
-    fn write_from(&self, off: u64, src: &[u8]) -> io::Result<()> {
-        let o = self.check(off, src.len())?;
-        self.mem.write(o, src).map_err(io::Error::other)?;
-        self.mark_written(o, src.len());
-        Ok(())
-    }
-
     /// Marks the pages of `o..o+len` written, after the copy, so a reader that sees the
     /// bit sees the data.
     fn mark_written(&self, o: usize, len: usize) {
@@ -153,10 +82,9 @@ impl RamStore {
         }
     }
 
-    /// Zeroes `off..off+len`: whole pages go back to the kernel and read as zeros
-    /// again; written pages cut by the range are cleared in place.
-    fn zero(&self, off: u64, len: usize) -> io::Result<()> {
-        let o = self.check(off, len)?;
+    /// Zeroes `o..o+len`: whole pages go back to the kernel and read as zeros again;
+    /// written pages cut by the range are cleared in place.
+    fn zero(&self, o: usize, len: usize) -> io::Result<()> {
         let first = o.next_multiple_of(PAGE).min(o + len);
         let last = ((o + len) / PAGE * PAGE).max(first);
         for (from, to) in [(o, first), (last, o + len)] {
@@ -170,9 +98,9 @@ impl RamStore {
             for page in first / PAGE..last / PAGE {
                 self.written[page / 64].fetch_and(!(1 << (page % 64)), Ordering::AcqRel);
             }
-            // SAFETY: `first..last` is page-aligned and inside the mapping this store owns;
-            // MADV_DONTNEED on a private anonymous mapping frees the pages, which read as
-            // zeros if touched again.
+            // SAFETY: `first..last` is page-aligned and inside the mapping this chunk
+            // owns; MADV_DONTNEED on a private anonymous mapping frees the pages, which
+            // read as zeros if touched again.
             let r = unsafe {
                 libc::madvise(
                     self.mem.as_ptr().add(first).cast(),
@@ -185,6 +113,169 @@ impl RamStore {
             }
         }
         Ok(())
+    }
+}
+
+/// Sparse RAM in chunks of `CHUNK_BYTES`, each mapped on the first write into it: an
+/// untouched namespace of any size costs only its chunk table (under 64 bytes per 4 GiB) and
+/// no address space, and a write costs only the pages it touches. Finding a chunk is
+/// one acquire load; no lock.
+pub(crate) struct RamStore {
+    /// Chunk `c` holds bytes `c * CHUNK_BYTES..`; an unset chunk reads as zeros.
+    chunks: Box<[OnceLock<Chunk>]>,
+    len: usize,
+}
+
+impl RamStore {
+    /// A store of `size` bytes, all zeros.
+    pub(crate) fn new(size: u64) -> io::Result<Self> {
+        let len = usize::try_from(size).map_err(|_| {
+            io::Error::new(io::ErrorKind::OutOfMemory, "size exceeds the address space")
+        })?;
+        let chunks = (0..len.div_ceil(CHUNK_BYTES))
+            .map(|_| OnceLock::new())
+            .collect();
+        Ok(Self { chunks, len })
+    }
+
+    /// Checks that `off..off+len` lies inside the store; returns `off` as an index.
+    fn check(&self, off: u64, len: usize) -> io::Result<usize> {
+        match usize::try_from(off) {
+            Ok(o) if o.checked_add(len).is_some_and(|end| end <= self.len) => Ok(o),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "range beyond the end of the RAM namespace",
+            )),
+        }
+    }
+
+    /// Calls `f(chunk, offset_in_chunk, offset_in_range, piece_len)` for each chunk
+    /// piece of `o..o+len` (a range `check` accepted), stopping at the first error.
+    fn pieces(
+        &self,
+        o: usize,
+        len: usize,
+        mut f: impl FnMut(usize, usize, usize, usize) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut done = 0;
+        while done < len {
+            let pos = o + done;
+            let n = (CHUNK_BYTES - pos % CHUNK_BYTES).min(len - done);
+            f(pos / CHUNK_BYTES, pos % CHUNK_BYTES, done, n)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Chunk `c`, mapped now if no write reached it before.
+    fn chunk_for_write(&self, c: usize) -> io::Result<&Chunk> {
+        let cell = &self.chunks[c];
+        if let Some(chunk) = cell.get() {
+            return Ok(chunk);
+        }
+        let len = CHUNK_BYTES.min(self.len - c * CHUNK_BYTES);
+        // A writer that loses the race to map the chunk drops (unmaps) its own.
+        let _ = cell.set(Chunk::new(len)?);
+        cell.get()
+            .ok_or_else(|| io::Error::other("RAM namespace chunk not mapped"))
+    }
+
+    /// Copies `dst.len()` bytes at `off` to host memory; pages never written read as
+    /// zeros.
+    fn copy_out(&self, off: u64, dst: &VolatileSlice<'_>) -> io::Result<()> {
+        let o = self.check(off, dst.len())?;
+        self.pieces(o, dst.len(), |c, in_chunk, at, n| {
+            let Some(chunk) = self.chunks[c].get() else {
+                return dst.fill(at, n, 0).map_err(io::Error::other);
+            };
+            let mut r = Ok(());
+            chunk.pages(in_chunk, n, |p, pn, written| {
+                if r.is_ok() {
+                    r = if written {
+                        chunk.mem.copy_to(in_chunk + p, dst, at + p, pn)
+                    } else {
+                        dst.fill(at + p, pn, 0)
+                    };
+                }
+            });
+            r.map_err(io::Error::other)
+        })
+    }
+
+    /// Copies `dst.len()` bytes at `off` into `dst`; pages never written read as zeros.
+    fn read_into(&self, off: u64, dst: &mut [u8]) -> io::Result<()> {
+        let o = self.check(off, dst.len())?;
+        self.pieces(o, dst.len(), |c, in_chunk, at, n| {
+            let dst = &mut dst[at..at + n];
+            let Some(chunk) = self.chunks[c].get() else {
+                dst.fill(0);
+                return Ok(());
+            };
+            let mut r = Ok(());
+            chunk.pages(in_chunk, n, |p, pn, written| {
+                if written && r.is_ok() {
+                    r = chunk.mem.read(in_chunk + p, &mut dst[p..p + pn]);
+                } else {
+                    dst[p..p + pn].fill(0);
+                }
+            });
+            r.map_err(io::Error::other)
+        })
+    }
+
+    /// Copies `src.len()` bytes from host memory to `off`.
+    fn copy_in(&self, off: u64, src: &VolatileSlice<'_>) -> io::Result<()> {
+        let o = self.check(off, src.len())?;
+        self.pieces(o, src.len(), |c, in_chunk, at, n| {
+            let chunk = self.chunk_for_write(c)?;
+            src.copy_to(at, &chunk.mem, in_chunk, n)
+                .map_err(io::Error::other)?;
+            chunk.mark_written(in_chunk, n);
+            Ok(())
+        })
+    }
+
+    /// Copies `src` to `off`.
+    fn write_from(&self, off: u64, src: &[u8]) -> io::Result<()> {
+        let o = self.check(off, src.len())?;
+        self.pieces(o, src.len(), |c, in_chunk, at, n| {
+            let chunk = self.chunk_for_write(c)?;
+            chunk
+                .mem
+                .write(in_chunk, &src[at..at + n])
+                .map_err(io::Error::other)?;
+            chunk.mark_written(in_chunk, n);
+            Ok(())
+        })
+    }
+
+    /// Zeroes `off..off+len`; chunks never written are zeros already.
+    fn zero(&self, off: u64, len: usize) -> io::Result<()> {
+        let o = self.check(off, len)?;
+        self.pieces(o, len, |c, in_chunk, _, n| match self.chunks[c].get() {
+            Some(chunk) => chunk.zero(in_chunk, n),
+            None => Ok(()),
+        })
+    }
+
+    /// Heap bytes the store's bookkeeping holds: the chunk table and the written-page
+    /// maps of the chunks mapped so far.
+    #[cfg(test)]
+    fn bookkeeping_bytes(&self) -> usize {
+        let table = std::mem::size_of_val::<[OnceLock<Chunk>]>(&self.chunks);
+        let maps: usize = self
+            .chunks
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(|c| std::mem::size_of_val::<[AtomicU64]>(&c.written))
+            .sum();
+        table + maps
+    }
+
+    /// Chunks mapped so far.
+    #[cfg(test)]
+    fn mapped_chunks(&self) -> usize {
+        self.chunks.iter().filter_map(OnceLock::get).count()
     }
 }
 
@@ -406,5 +497,60 @@ mod tests {
         assert!(b.read_buf(8192 - 256, &mut buf).is_err());
         assert!(b.write_buf(u64::MAX - 10, &buf).is_err());
         assert!(b.zero(8192, 1).is_err());
+    }
+
+    #[test]
+    fn a_100_tib_ram_store_maps_and_tracks_only_the_chunks_written() {
+        let size = 100u64 << 40;
+        let ram = RamStore::new(size).unwrap();
+        let table = ram.bookkeeping_bytes();
+        // One table entry per 4 GiB (1.4 MB); no mapping, no bit of a written-page map yet.
+        assert!(table <= 2 << 20, "{table} bytes before any write");
+        assert_eq!(ram.mapped_chunks(), 0);
+        let b = Backend::Ram(ram);
+        let end = size - 4096;
+        assert_eq!(read(&b, end, 4096), vec![0; 4096]);
+        assert_eq!(read(&b, 0, 512), vec![0; 512]);
+        b.write_buf(end + 512, &[5; 1024]).unwrap();
+        let got = read(&b, end, 4096);
+        assert!(got[..512].iter().all(|&x| x == 0));
+        assert!(got[512..1536].iter().all(|&x| x == 5));
+        assert!(got[1536..].iter().all(|&x| x == 0));
+        // The write mapped the one chunk covering the last 4 GiB.
+        let Backend::Ram(ram) = &b else {
+            unreachable!()
+        };
+        assert_eq!(ram.mapped_chunks(), 1);
+        let grown = ram.bookkeeping_bytes() - table;
+        assert_eq!(grown, CHUNK_BYTES / PAGE / 8);
+        // Zeroing the whole namespace skips the chunks never written.
+        b.zero(0, size).unwrap();
+        assert_eq!(read(&b, end, 4096), vec![0; 4096]);
+    }
+
+    #[test]
+    fn reads_and_writes_across_a_chunk_boundary_split_and_the_last_chunk_is_the_rest() {
+        // One whole chunk and five pages after it.
+        let size = CHUNK_BYTES as u64 + 5 * 4096;
+        let b = Backend::Ram(RamStore::new(size).unwrap());
+        let at = CHUNK_BYTES as u64 - 1024;
+        let data: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+        b.write_buf(at, &data).unwrap();
+        assert_eq!(read(&b, at, 8192), data);
+        assert_eq!(read(&b, at - 4096, 4096), vec![0; 4096]);
+        b.zero(at + 512, 1024).unwrap();
+        let got = read(&b, at, 8192);
+        assert_eq!(&got[..512], &data[..512]);
+        assert_eq!(&got[512..1536], &[0; 1024][..]);
+        assert_eq!(&got[1536..], &data[1536..]);
+        let Backend::Ram(ram) = &b else {
+            unreachable!()
+        };
+        assert_eq!(ram.mapped_chunks(), 2);
+        let table = 2 * std::mem::size_of::<OnceLock<Chunk>>();
+        assert_eq!(
+            ram.bookkeeping_bytes(),
+            table + (CHUNK_BYTES / PAGE / 8) + 8
+        );
     }
 }
