@@ -24,6 +24,7 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
         self.ready.push(slot);
         self.process_ready();
         let mut iocb = Kiocb::new(0, KiocbFlags::SYNC);
-        self.finish_sync(slot, &mut iocb, 0, &NoHooks, 0).map(|_| ())
+        self.finish_sync(slot, &mut iocb, 0, &NoHooks, 0)
+            .map(|_| ())
     }
 }

@@ -215,8 +215,7 @@ impl IomapOps for FileOps<'_> {
         }
         // IOMAP_F_DIRTY: the size changes, or metadata that O_DSYNC must make
         // durable is still in the journal's memory.
-        if (pos + len).min(map.offset + map.length) > f.size || !self.store.is_durable(f.data_lsn)
-        {
+        if (pos + len).min(map.offset + map.length) > f.size || !self.store.is_durable(f.data_lsn) {
             map.flags |= MappingFlags::DIRTY;
         }
         Ok(map)

@@ -10,6 +10,9 @@ use crate::io::StoreIo;
 use crate::meta::{Image, MAX_NAME};
 use crate::store::{load, lock, read_superblock, Region, Store};
 
+/// A file's name, size and block map (file block, data block, unwritten).
+type FileSummary = (String, u64, Vec<(u64, u64, bool)>);
+
 /// What [`Store::fsck`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FsckReport {
@@ -50,17 +53,30 @@ pub(crate) fn check_image(img: &Image, transient: &HashSet<u64>, report: &mut Fs
     let mut names = HashSet::new();
     for f in img.files.values() {
         if f.name.is_empty() || f.name.len() > MAX_NAME {
-            p.push(format!("file {} has a name of {} bytes", f.id, f.name.len()));
+            p.push(format!(
+                "file {} has a name of {} bytes",
+                f.id,
+                f.name.len()
+            ));
         }
         if !names.insert(f.name.as_str()) {
-            p.push(format!("the name {:?} is used by more than one file", f.name));
+            p.push(format!(
+                "the name {:?} is used by more than one file",
+                f.name
+            ));
         }
         if f.id >= img.next_id {
-            p.push(format!("file {} is numbered past the next free number {}", f.id, img.next_id));
+            p.push(format!(
+                "file {} is numbered past the next free number {}",
+                f.id, img.next_id
+            ));
         }
         for (&fb, b) in &f.blocks {
             let Some(c) = count.get_mut(b.dev as usize) else {
-                p.push(format!("file {} block {fb} maps data block {} outside the data area", f.id, b.dev));
+                p.push(format!(
+                    "file {} block {fb} maps data block {} outside the data area",
+                    f.id, b.dev
+                ));
                 continue;
             };
             *c += 1;
@@ -77,7 +93,9 @@ pub(crate) fn check_image(img: &Image, transient: &HashSet<u64>, report: &mut Fs
             p.push(format!("free runs overlap at data block {s}"));
         }
         if l == 0 || s + l > total {
-            p.push(format!("free run {s}+{l} is empty or outside the data area"));
+            p.push(format!(
+                "free run {s}+{l} is empty or outside the data area"
+            ));
             continue;
         }
         end = s + l;
@@ -87,12 +105,17 @@ pub(crate) fn check_image(img: &Image, transient: &HashSet<u64>, report: &mut Fs
         }
     }
     if sum != img.alloc.free_blocks {
-        p.push(format!("free runs hold {sum} blocks but the free count says {}", img.alloc.free_blocks));
+        p.push(format!(
+            "free runs hold {sum} blocks but the free count says {}",
+            img.alloc.free_blocks
+        ));
     }
     for d in 0..total as usize {
         let c = count[d];
         if free[d] && c > 0 {
-            p.push(format!("data block {d} is both free and used by {c} file blocks"));
+            p.push(format!(
+                "data block {d} is both free and used by {c} file blocks"
+            ));
         }
         if !free[d] && c == 0 && !transient.contains(&(d as u64)) {
             p.push(format!("data block {d} is neither free nor used (leaked)"));
@@ -101,13 +124,17 @@ pub(crate) fn check_image(img: &Image, transient: &HashSet<u64>, report: &mut Fs
         if c > 1 {
             report.shared_blocks += 1;
             if r != Some(c) {
-                p.push(format!("data block {d} has {c} references but a count of {r:?}"));
+                p.push(format!(
+                    "data block {d} has {c} references but a count of {r:?}"
+                ));
             }
             if unwritten[d] {
                 p.push(format!("data block {d} is shared while unwritten"));
             }
         } else if let Some(r) = r {
-            p.push(format!("data block {d} has a reference count of {r} but {c} references"));
+            p.push(format!(
+                "data block {d} has a reference count of {r} but {c} references"
+            ));
         }
         if c > 0 {
             report.used_blocks += 1;
@@ -151,7 +178,9 @@ impl Store {
         let sb = read_superblock(io, region)?;
         let mut report = Store::check(io, region)?;
         if sb != self.sb {
-            report.problems.push("the superblock on the device differs from the one opened".into());
+            report
+                .problems
+                .push("the superblock on the device differs from the one opened".into());
         }
         let disk = load(io, &sb)?.image;
         let live = self.live_image();
@@ -164,19 +193,23 @@ impl Store {
         for e in live_report.problems {
             report.problems.push(format!("in memory: {e}"));
         }
-        let summary = |img: &Image| -> BTreeMap<u64, (String, u64, Vec<(u64, u64, bool)>)> {
+        let summary = |img: &Image| -> BTreeMap<u64, FileSummary> {
             img.files
                 .values()
                 .map(|f| {
-                    let map = f.blocks.iter().map(|(&k, b)| (k, b.dev, b.unwritten)).collect();
+                    let map = f
+                        .blocks
+                        .iter()
+                        .map(|(&k, b)| (k, b.dev, b.unwritten))
+                        .collect();
                     (f.id, (f.name.clone(), f.size, map))
                 })
                 .collect()
         };
         if summary(&disk) != summary(&live) {
-            report
-                .problems
-                .push("the committed metadata on the device differs from the metadata in memory".into());
+            report.problems.push(
+                "the committed metadata on the device differs from the metadata in memory".into(),
+            );
         }
         Ok(report)
     }

@@ -54,7 +54,12 @@ impl<Q: DioQueue, B: DmaBuf> StoreIo<Q, B> {
         let mut it = IovIter::new(vec![buf]);
         let n = self
             .dio
-            .read(&mut Kiocb::new(addr, KiocbFlags::empty()), &mut it, &raw, &NoHooks)
+            .read(
+                &mut Kiocb::new(addr, KiocbFlags::empty()),
+                &mut it,
+                &raw,
+                &NoHooks,
+            )
             .map_err(StoreError::io("reading metadata"))?;
         if n != len {
             return Err(StoreError::Invalid {
@@ -101,6 +106,8 @@ impl<Q: DioQueue, B: DmaBuf> StoreIo<Q, B> {
 
     /// Makes every completed write durable.
     pub(crate) fn flush(&mut self) -> Result<(), StoreError> {
-        self.dio.flush().map_err(StoreError::io("flushing the write cache"))
+        self.dio
+            .flush()
+            .map_err(StoreError::io("flushing the write cache"))
     }
 }

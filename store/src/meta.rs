@@ -170,19 +170,55 @@ impl Alloc {
 /// A logical metadata change, as the journal holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Record {
-    Create { id: u64, name: String, time: u64 },
-    Unlink { id: u64 },
-    Rename { id: u64, name: String, time: u64 },
-    SetSize { id: u64, size: u64, time: u64 },
-    Times { id: u64, mtime: u64, ctime: u64 },
+    Create {
+        id: u64,
+        name: String,
+        time: u64,
+    },
+    Unlink {
+        id: u64,
+    },
+    Rename {
+        id: u64,
+        name: String,
+        time: u64,
+    },
+    SetSize {
+        id: u64,
+        size: u64,
+        time: u64,
+    },
+    Times {
+        id: u64,
+        mtime: u64,
+        ctime: u64,
+    },
     /// Allocates `[dev, dev + n)` as unwritten blocks at file block `fb`.
-    Alloc { id: u64, fb: u64, dev: u64, n: u64 },
+    Alloc {
+        id: u64,
+        fb: u64,
+        dev: u64,
+        n: u64,
+    },
     /// Marks file blocks `[fb, fb + n)` written.
-    Convert { id: u64, fb: u64, n: u64 },
+    Convert {
+        id: u64,
+        fb: u64,
+        n: u64,
+    },
     /// Copy on write: `[dev, dev + n)` (written) replaces file blocks `[fb, fb + n)`.
-    Remap { id: u64, fb: u64, dev: u64, n: u64 },
+    Remap {
+        id: u64,
+        fb: u64,
+        dev: u64,
+        n: u64,
+    },
     /// Removes file blocks `[fb, fb + n)`.
-    Punch { id: u64, fb: u64, n: u64 },
+    Punch {
+        id: u64,
+        fb: u64,
+        n: u64,
+    },
     /// File `dst` blocks `[dfb, dfb + n)` share `src` blocks `[sfb, sfb + n)`.
     Clone {
         src: u64,
@@ -230,14 +266,22 @@ impl Record {
                 e.u64(*ctime);
             }
             Record::Alloc { id, fb, dev, n } | Record::Remap { id, fb, dev, n } => {
-                e.u8(if matches!(self, Record::Alloc { .. }) { 6 } else { 8 });
+                e.u8(if matches!(self, Record::Alloc { .. }) {
+                    6
+                } else {
+                    8
+                });
                 e.u64(*id);
                 e.u64(*fb);
                 e.u64(*dev);
                 e.u64(*n);
             }
             Record::Convert { id, fb, n } | Record::Punch { id, fb, n } => {
-                e.u8(if matches!(self, Record::Convert { .. }) { 7 } else { 9 });
+                e.u8(if matches!(self, Record::Convert { .. }) {
+                    7
+                } else {
+                    9
+                });
                 e.u64(*id);
                 e.u64(*fb);
                 e.u64(*n);
@@ -324,7 +368,9 @@ impl Record {
 /// A bound on run lengths in records, so a damaged record cannot make replay loop for ages.
 fn check_run(a: &Alloc, fb: u64, n: u64) -> Result<(), String> {
     if n == 0 || n > a.total || fb.checked_add(n).is_none() {
-        return Err(format!("a record's run of {n} blocks at {fb} is out of range"));
+        return Err(format!(
+            "a record's run of {n} blocks at {fb} is out of range"
+        ));
     }
     Ok(())
 }
@@ -385,7 +431,13 @@ pub(crate) fn apply_file(
             for i in 0..n {
                 match f.blocks.get_mut(&(fb + i)) {
                     Some(b) => b.unwritten = false,
-                    None => return Err(format!("file {} block {} converted but unmapped", f.id, fb + i)),
+                    None => {
+                        return Err(format!(
+                            "file {} block {} converted but unmapped",
+                            f.id,
+                            fb + i
+                        ))
+                    }
                 }
             }
         }
@@ -676,7 +728,8 @@ pub(crate) fn decode_snapshot(b: &[u8], total: u64) -> Result<Image, String> {
         if name.is_empty() || name.len() > MAX_NAME {
             return Err(format!("file {id} has a name of {} bytes", name.len()));
         }
-        let name = String::from_utf8(name.to_vec()).map_err(|_| format!("file {id}'s name is not UTF-8"))?;
+        let name = String::from_utf8(name.to_vec())
+            .map_err(|_| format!("file {id}'s name is not UTF-8"))?;
         let mut f = new_file(id, name, 0);
         f.size = d.u64().map_err(s)?;
         f.mtime = d.u64().map_err(s)?;
@@ -688,11 +741,24 @@ pub(crate) fn decode_snapshot(b: &[u8], total: u64) -> Result<Image, String> {
             let dev = d.u64().map_err(s)?;
             let n = d.u64().map_err(s)?;
             let unwritten = d.u8().map_err(s)? != 0;
-            if n == 0 || dev.checked_add(n).is_none_or(|e| e > total) || fb.checked_add(n).is_none() {
-                return Err(format!("file {id} has a run of {n} blocks at data block {dev} outside the data area"));
+            if n == 0 || dev.checked_add(n).is_none_or(|e| e > total) || fb.checked_add(n).is_none()
+            {
+                return Err(format!(
+                    "file {id} has a run of {n} blocks at data block {dev} outside the data area"
+                ));
             }
             for i in 0..n {
-                if f.blocks.insert(fb + i, Blk { dev: dev + i, unwritten, shared: false }).is_some() {
+                if f.blocks
+                    .insert(
+                        fb + i,
+                        Blk {
+                            dev: dev + i,
+                            unwritten,
+                            shared: false,
+                        },
+                    )
+                    .is_some()
+                {
                     return Err(format!("file {id} maps block {} twice", fb + i));
                 }
             }

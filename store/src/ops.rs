@@ -8,7 +8,9 @@ use dio::{DioQueue, DmaBuf, IovIter, Kiocb, KiocbFlags, Request};
 use crate::error::StoreError;
 use crate::file::{File, FileOps};
 use crate::io::StoreIo;
-use crate::meta::{apply_clone, apply_file, clone_sources, new_file, FileMeta, Mode, Record, MAX_NAME};
+use crate::meta::{
+    apply_clone, apply_file, clone_sources, new_file, FileMeta, Mode, Record, MAX_NAME,
+};
 use crate::store::{lock, now, FileNode, Store};
 
 /// A file's attributes.
@@ -293,7 +295,12 @@ impl Store {
                     fb += 1;
                     continue;
                 }
-                let next = f.blocks.range(fb..).next().map_or(end_fb, |(&k, _)| k).min(end_fb);
+                let next = f
+                    .blocks
+                    .range(fb..)
+                    .next()
+                    .map_or(end_fb, |(&k, _)| k)
+                    .min(end_fb);
                 let Some((dev, n)) = a.pick(next - fb) else {
                     // What was allocated so far stays (journaled); report the shortfall.
                     let free = a.free_blocks;
@@ -386,7 +393,12 @@ impl Store {
             let start = size / b * b;
             let buf = io.buffer(b as usize)?;
             let mut it = IovIter::new(vec![buf]);
-            self.read(io, file, &mut Kiocb::new(start, KiocbFlags::empty()), &mut it)?;
+            self.read(
+                io,
+                file,
+                &mut Kiocb::new(start, KiocbFlags::empty()),
+                &mut it,
+            )?;
             let buf = it.into_buffers().remove(0);
             if !buf.zero((size - start) as usize, (b - (size - start)) as usize) {
                 return Err(StoreError::NoBuffer { len: b as usize });

@@ -12,7 +12,7 @@ use crate::codec::{crc32c, Dec, Enc};
 use crate::error::StoreError;
 use crate::io::StoreIo;
 use crate::layout::{CheckpointHeader, Geometry, JournalHeader, Superblock, JBLOCK_HEADER};
-use crate::meta::{encode_snapshot, decode_snapshot, Alloc, FileMeta, Image, Record};
+use crate::meta::{decode_snapshot, encode_snapshot, Alloc, FileMeta, Image, Record};
 
 /// Where the store lives on the namespace, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -428,7 +428,9 @@ impl Store {
         j.head = (j.head + count) % jblocks;
         j.used += count;
         j.next_seq += 1;
-        self.counters.journal_commits.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .journal_commits
+            .fetch_add(1, Ordering::Relaxed);
         self.counters
             .journal_blocks
             .fetch_add(count, Ordering::Relaxed);
@@ -444,14 +446,19 @@ impl Store {
         lock(&self.alloc).release_busy(self.durable.load(Ordering::Acquire));
     }
 
-    pub(crate) fn count_io<Q: DioQueue, B: DmaBuf>(&self, io: &StoreIo<Q, B>, before: dio::DioStats) {
+    pub(crate) fn count_io<Q: DioQueue, B: DmaBuf>(
+        &self,
+        io: &StoreIo<Q, B>,
+        before: dio::DioStats,
+    ) {
         let after = io.stats();
         self.counters
             .fua_commands
             .fetch_add(after.fua_commands - before.fua_commands, Ordering::Relaxed);
-        self.counters
-            .flush_commands
-            .fetch_add(after.flush_commands - before.flush_commands, Ordering::Relaxed);
+        self.counters.flush_commands.fetch_add(
+            after.flush_commands - before.flush_commands,
+            Ordering::Relaxed,
+        );
     }
 
     /// Locks the whole metadata in order (file table, files by number,
@@ -628,7 +635,9 @@ pub(crate) fn load<Q: DioQueue, B: DmaBuf>(
     let bs = geo.block_size as usize;
     let jb = geo.journal_blocks;
     if h.journal_head >= jb {
-        return Err(StoreError::corrupt("the checkpoint's journal position is outside the journal"));
+        return Err(StoreError::corrupt(
+            "the checkpoint's journal position is outside the journal",
+        ));
     }
     let journal = io.read_raw(geo.addr(geo.journal_start()), jb as usize * bs)?;
     let block = |i: u64| &journal[(i % jb) as usize * bs..((i % jb) as usize + 1) * bs];
@@ -649,7 +658,11 @@ pub(crate) fn load<Q: DioQueue, B: DmaBuf>(
             let Ok(x) = JournalHeader::open(blk, h.epoch) else {
                 break 'txns;
             };
-            if x.seq != seq || u64::from(x.index) != i || x.count != first.count || x.total_crc != first.total_crc {
+            if x.seq != seq
+                || u64::from(x.index) != i
+                || x.count != first.count
+                || x.total_crc != first.total_crc
+            {
                 break 'txns;
             }
             payload.extend_from_slice(&blk[JBLOCK_HEADER..JBLOCK_HEADER + x.used as usize]);

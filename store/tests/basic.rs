@@ -43,7 +43,10 @@ fn every_operation_persists_across_close_and_reopen() {
     // Copy on write: b's shared blocks get new blocks; a keeps its data.
     put(&r, &mut io, &s, &b, 8192, &[4; 4096], KiocbFlags::empty());
     s.fsync(&mut io, &a).unwrap();
-    assert!(get(&r, &mut io, &s, &a, 0, 4096) == vec![1; 4096], "a's data before reopen");
+    assert!(
+        get(&r, &mut io, &s, &a, 0, 4096) == vec![1; 4096],
+        "a's data before reopen"
+    );
     assert_clean(&mut io, &s);
     let before: Vec<_> = s.list();
     drop((a, b, c, s));
@@ -52,7 +55,9 @@ fn every_operation_persists_across_close_and_reopen() {
     let s = Store::open(&mut io, REGION).unwrap();
     let after = s.list();
     let strip = |v: &[store::FileStat]| -> Vec<(String, u64, u64)> {
-        v.iter().map(|f| (f.name.clone(), f.size, f.blocks)).collect()
+        v.iter()
+            .map(|f| (f.name.clone(), f.size, f.blocks))
+            .collect()
     };
     assert_eq!(strip(&after), strip(&before));
     let names: Vec<_> = after.iter().map(|f| f.name.as_str()).collect();
@@ -70,7 +75,11 @@ fn every_operation_persists_across_close_and_reopen() {
     want_b.resize(16384, 0);
     let got_b = get(&r, &mut io, &s, &b, 0, 16384);
     let diff = got_b.iter().zip(&want_b).position(|(x, y)| x != y);
-    assert!(diff.is_none(), "b differs at {diff:?}: {:?}", diff.map(|d| got_b[d]));
+    assert!(
+        diff.is_none(),
+        "b differs at {diff:?}: {:?}",
+        diff.map(|d| got_b[d])
+    );
     // Truncated to 12000, then extended by the copy-on-write write to 12288.
     assert_eq!(s.stat(&b).unwrap().size, 12288);
     assert_eq!(get(&r, &mut io, &s, &d, 0, 4096), vec![3; 4096]);
@@ -159,7 +168,11 @@ fn a_freed_block_given_to_another_file_never_shows_the_old_data_after_a_power_cu
     s.sync(&mut io).unwrap();
     let new = s.create(&mut io, "new").unwrap();
     s.preallocate(&mut io, &new, 0, 4096).unwrap();
-    assert_eq!(s.extents(&new).unwrap()[0].addr, addr, "the freed block is reused");
+    assert_eq!(
+        s.extents(&new).unwrap()[0].addr,
+        addr,
+        "the freed block is reused"
+    );
     s.fsync(&mut io, &new).unwrap();
     r.emu.power_cut();
     let mut io = r.io();
@@ -205,10 +218,19 @@ fn names_are_checked_and_unique() {
     let mut io = r.io();
     let s = r.format(&mut io);
     s.create(&mut io, "x").unwrap();
-    assert!(matches!(s.create(&mut io, "x"), Err(StoreError::Exists { .. })));
-    assert!(matches!(s.create(&mut io, ""), Err(StoreError::Invalid { .. })));
+    assert!(matches!(
+        s.create(&mut io, "x"),
+        Err(StoreError::Exists { .. })
+    ));
+    assert!(matches!(
+        s.create(&mut io, ""),
+        Err(StoreError::Invalid { .. })
+    ));
     let long = "n".repeat(256);
-    assert!(matches!(s.create(&mut io, &long), Err(StoreError::Invalid { .. })));
+    assert!(matches!(
+        s.create(&mut io, &long),
+        Err(StoreError::Invalid { .. })
+    ));
     s.create(&mut io, &"n".repeat(255)).unwrap();
     s.create(&mut io, "y").unwrap();
     s.rename(&mut io, "y", "x").unwrap();

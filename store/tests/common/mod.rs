@@ -96,7 +96,9 @@ pub fn put(
     let b = r.buf(data.len());
     b.write(0, data).unwrap();
     let mut it = IovIter::new(vec![b]);
-    let n = s.write(io, f, &mut Kiocb::new(pos, flags), &mut it).unwrap();
+    let n = s
+        .write(io, f, &mut Kiocb::new(pos, flags), &mut it)
+        .unwrap();
     assert_eq!(n, data.len());
 }
 
