@@ -56,6 +56,7 @@ mod completion;
 mod engine;
 mod error;
 mod extent_io;
+mod flush;
 mod iomap;
 mod iov;
 mod kiocb;

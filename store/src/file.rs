@@ -1,0 +1,302 @@
+//! One file as the dio layer sees it: the mapping provider ([`IomapOps`]) and
+//! the completion hooks ([`DioOps`]), after XFS's `xfs_direct_write_iomap_begin`
+//! and `xfs_dio_write_end_io`.
+
+use std::sync::Arc;
+
+use dio::{
+    CompletionFlags, DioError, DioOps, IomapFlags, IomapOps, Kiocb, Mapping, MappingFlags,
+    MappingKind,
+};
+
+use crate::meta::{apply_file, FileMeta, Mode, Record};
+use crate::store::{lock, now, FileNode, Store};
+
+/// An open file of a [`Store`]: cheap to clone, valid until the file is unlinked.
+#[derive(Debug, Clone)]
+pub struct File {
+    pub(crate) node: Arc<FileNode>,
+}
+
+impl File {
+    /// The file's number (stable for its life).
+    pub fn id(&self) -> u64 {
+        self.node.id
+    }
+}
+
+/// The provider for one request on one file.
+pub(crate) struct FileOps<'a> {
+    pub store: &'a Store,
+    pub node: &'a FileNode,
+}
+
+fn gone(id: u64) -> DioError {
+    DioError::NoEntry { file: id }
+}
+
+impl FileOps<'_> {
+    fn block(&self) -> u64 {
+        u64::from(self.store.geo.block_size)
+    }
+
+    /// Maps a hole: for reads the run of absent blocks; for writes newly
+    /// allocated, journaled unwritten blocks.
+    fn map_hole(
+        &self,
+        f: &mut FileMeta,
+        fb: u64,
+        end_fb: u64,
+        flags: IomapFlags,
+    ) -> Result<Mapping, DioError> {
+        let b = self.block();
+        let next = f
+            .blocks
+            .range(fb..)
+            .next()
+            .map_or(end_fb, |(&k, _)| k)
+            .min(end_fb);
+        if !flags.contains(IomapFlags::WRITE) {
+            return Ok(Mapping {
+                kind: MappingKind::Hole,
+                flags: MappingFlags::empty(),
+                offset: fb * b,
+                length: (next - fb) * b,
+                addr: 0,
+            });
+        }
+        if flags.intersects(IomapFlags::NOWAIT | IomapFlags::OVERWRITE_ONLY) {
+            return Err(DioError::Again {
+                reason: "the write needs block allocation",
+            });
+        }
+        let mut a = lock(&self.store.alloc);
+        let Some((dev, n)) = a.pick(next - fb) else {
+            return Err(DioError::NoSpace {
+                needed: (next - fb) * b,
+                free: 0,
+            });
+        };
+        let rec = Record::Alloc {
+            id: f.id,
+            fb,
+            dev,
+            n,
+        };
+        apply_file(&rec, f, &mut a, Mode::Replay).map_err(|_| DioError::Io {
+            reason: "the store's allocator handed out a block that is not free",
+        })?;
+        let lsn = self.store.append(vec![rec], false);
+        drop(a);
+        f.data_lsn = lsn;
+        f.meta_lsn = lsn;
+        // The blocks read as zeros until end_io converts them: stale data never shows.
+        let mut mflags = MappingFlags::NEW;
+        if (fb + n) * b > f.size {
+            mflags |= MappingFlags::DIRTY;
+        }
+        Ok(Mapping {
+            kind: MappingKind::Mapped,
+            flags: mflags,
+            offset: fb * b,
+            length: n * b,
+            addr: self.store.geo.data_addr(dev),
+        })
+    }
+}
+
+impl IomapOps for FileOps<'_> {
+    fn size(&self) -> u64 {
+        lock(&self.node.meta).size
+    }
+
+    fn block_size(&self) -> u32 {
+        self.store.geo.block_size
+    }
+
+    fn begin(&self, pos: u64, len: u64, flags: IomapFlags) -> Result<Mapping, DioError> {
+        let b = self.block();
+        let mut f = lock(&self.node.meta);
+        if f.gone {
+            return Err(gone(f.id));
+        }
+        let fb = pos / b;
+        let end_fb = (pos + len).div_ceil(b);
+        let write = flags.contains(IomapFlags::WRITE);
+        let Some(first) = f.blocks.get(&fb).copied() else {
+            return self.map_hole(&mut f, fb, end_fb, flags);
+        };
+        // The allocator is asked only for blocks a clone may have shared.
+        let first_shared = first.shared && {
+            let shared = lock(&self.store.alloc).shared(first.dev);
+            if !shared {
+                if let Some(x) = f.blocks.get_mut(&fb) {
+                    x.shared = false;
+                }
+            }
+            shared
+        };
+        let mut n = 1;
+        while fb + n < end_fb {
+            match f.blocks.get(&(fb + n)) {
+                Some(x)
+                    if x.dev == first.dev + n
+                        && x.unwritten == first.unwritten
+                        && x.shared == first_shared =>
+                {
+                    n += 1
+                }
+                _ => break,
+            }
+        }
+        let mut map = Mapping {
+            kind: if first.unwritten {
+                MappingKind::Unwritten
+            } else {
+                MappingKind::Mapped
+            },
+            flags: MappingFlags::empty(),
+            offset: fb * b,
+            length: n * b,
+            addr: self.store.geo.data_addr(first.dev),
+        };
+        if !write {
+            if first_shared {
+                map.flags |= MappingFlags::SHARED;
+            }
+            return Ok(map);
+        }
+        if flags.contains(IomapFlags::OVERWRITE_ONLY) && (first.unwritten || first_shared) {
+            return Err(DioError::Again {
+                reason: "the write needs extent conversion or copy-on-write",
+            });
+        }
+        if first_shared && !first.unwritten {
+            if (pos | len) % b != 0 {
+                return Err(DioError::InvalidRequest {
+                    reason: "a write to shared blocks must cover whole store blocks",
+                });
+            }
+            if flags.contains(IomapFlags::NOWAIT) {
+                return Err(DioError::Again {
+                    reason: "the write needs copy-on-write allocation",
+                });
+            }
+            // Stage (or reuse) copy-on-write blocks, in memory only: end_io
+            // journals the remap; a crash before it leaves them free.
+            let (dev, k) = match f.cow.get(&fb).copied() {
+                Some(d) => {
+                    let mut k = 1;
+                    while k < n && f.cow.get(&(fb + k)) == Some(&(d + k)) {
+                        k += 1;
+                    }
+                    (d, k)
+                }
+                None => {
+                    let mut a = lock(&self.store.alloc);
+                    let Some((d, k)) = a.pick(n) else {
+                        return Err(DioError::NoSpace {
+                            needed: n * b,
+                            free: 0,
+                        });
+                    };
+                    a.take(d, k).map_err(|_| DioError::Io {
+                        reason: "the store's allocator handed out a block that is not free",
+                    })?;
+                    for i in 0..k {
+                        f.cow.insert(fb + i, d + i);
+                    }
+                    (d, k)
+                }
+            };
+            map.flags |= MappingFlags::SHARED;
+            map.addr = self.store.geo.data_addr(dev);
+            map.length = k * b;
+        }
+        // IOMAP_F_DIRTY: the size changes, or metadata that O_DSYNC must make
+        // durable is still in the journal's memory.
+        if (pos + len).min(map.offset + map.length) > f.size || !self.store.is_durable(f.data_lsn) {
+            map.flags |= MappingFlags::DIRTY;
+        }
+        Ok(map)
+    }
+}
+
+impl DioOps for FileOps<'_> {
+    fn end_io(
+        &self,
+        iocb: &Kiocb,
+        size: u64,
+        error: Option<&DioError>,
+        flags: CompletionFlags,
+    ) -> Result<(), DioError> {
+        if !flags.contains(CompletionFlags::WRITE) || error.is_some() || size == 0 {
+            return Ok(());
+        }
+        let b = self.block();
+        let mut f = lock(&self.node.meta);
+        if f.gone {
+            return Err(gone(f.id));
+        }
+        let first = iocb.pos / b;
+        let end = (iocb.pos + size).div_ceil(b);
+        let mut recs = Vec::new();
+        let mut fb = first;
+        while fb < end {
+            if let Some(&dev) = f.cow.get(&fb) {
+                let mut k = 1;
+                while fb + k < end && f.cow.get(&(fb + k)) == Some(&(dev + k)) {
+                    k += 1;
+                }
+                recs.push(Record::Remap {
+                    id: f.id,
+                    fb,
+                    dev,
+                    n: k,
+                });
+                fb += k;
+            } else if f.blocks.get(&fb).is_some_and(|x| x.unwritten) {
+                let mut k = 1;
+                while fb + k < end
+                    && !f.cow.contains_key(&(fb + k))
+                    && f.blocks.get(&(fb + k)).is_some_and(|x| x.unwritten)
+                {
+                    k += 1;
+                }
+                recs.push(Record::Convert { id: f.id, fb, n: k });
+                fb += k;
+            } else {
+                fb += 1;
+            }
+        }
+        let t = now();
+        if iocb.pos + size > f.size {
+            recs.push(Record::SetSize {
+                id: f.id,
+                size: iocb.pos + size,
+                time: t,
+            });
+        }
+        f.mtime = t;
+        f.times_dirty = true;
+        if recs.is_empty() {
+            return Ok(());
+        }
+        // Whether the data is already durable (write-through, or flushed by the
+        // layer for O_DSYNC): if not, committing these records needs a flush first.
+        let durable = !self.store.vwc
+            || flags.intersects(CompletionFlags::NEED_SYNC | CompletionFlags::WRITE_THROUGH);
+        let mut a = lock(&self.store.alloc);
+        let lsn = self.store.next_lsn();
+        for r in &recs {
+            apply_file(r, &mut f, &mut a, Mode::Live(lsn)).map_err(|_| DioError::Io {
+                reason: "the store's metadata refused a completion update (run fsck)",
+            })?;
+        }
+        let lsn = self.store.append(recs, !durable);
+        drop(a);
+        f.data_lsn = lsn;
+        f.meta_lsn = lsn;
+        Ok(())
+    }
+}

@@ -1,0 +1,108 @@
+//! A persistent, crash-consistent extent store of named files on an NVMe
+//! namespace (or a region of one), under the dio layer.
+//!
+//! Each file is a map from file blocks to data blocks, written or unwritten,
+//! possibly shared with other files (clones, copy on write). The store
+//! implements the dio layer's mapping provider and completion hooks
+//! ([`dio::IomapOps`], [`dio::DioOps`]), so every data and metadata I/O goes
+//! through the caller's [`dio::Dio`] and follows its FUA and flush rules. A
+//! [`Store`] is shared by threads in an `Arc`; each thread passes its own
+//! [`StoreIo`] (its dio engine on its own queue pair, and a DMA buffer source).
+//!
+//! # On-disk format (version 1)
+//!
+//! ```text
+//!  region start                                                     region end
+//!  ┌────┬──────────────────┬──────────────────┬──────────────┬───────────────────┐
+//!  │ SB │ checkpoint A     │ checkpoint B     │ journal      │ data blocks       │
+//!  │ 1  │ C blocks         │ C blocks         │ J blocks     │ the rest          │
+//!  └────┴──────────────────┴──────────────────┴──────────────┴───────────────────┘
+//!   SB: magic "NVMSTORE", version, block size, UUID, region offset, area sizes, CRC-32C
+//!
+//!  checkpoint area:  ┌──────────────────────────┬──────────────────────────────┐
+//!                    │ header: magic, version,  │ payload: next file number,   │
+//!                    │ format id, epoch, seq,   │ files (number, name, size,   │
+//!                    │ journal head, payload    │ times, flags, block runs with│
+//!                    │ length + CRC, header CRC │ unwritten bit), reference    │
+//!                    │                          │ counts, free runs            │
+//!                    └──────────────────────────┴──────────────────────────────┘
+//!  journal (circular), one transaction = `count` consecutive blocks:
+//!   ┌────────────────────────────────────────────────────┬──────────────────┐
+//!   │ magic, version, epoch, seq, index, count, bytes,   │ records (create, │
+//!   │ CRC of the transaction's payload, CRC of the block │ unlink, rename,  │
+//!   └────────────────────────────────────────────────────┤ size, times,     │
+//!                                                        │ alloc unwritten, │
+//!    the last block of a transaction is its commit record│ convert, remap,  │
+//!                                                        │ punch, clone)    │
+//!                                                        └──────────────────┘
+//! ```
+//!
+//! All integers are little endian; every structure carries the format version
+//! and a CRC-32C. The superblock is written once, at format, with FUA. The two
+//! checkpoint areas are written alternately; each holds a full snapshot and the
+//! journal position where replay starts (kept in the checkpoint rather than the
+//! superblock, so the superblock is never rewritten and cannot be torn).
+//!
+//! # Crash consistency
+//! - **Open** reads the superblock (a damaged one is [`StoreError::BadSuperblock`]),
+//!   loads the newest checkpoint whose checksums hold (both bad:
+//!   [`StoreError::NoCheckpoint`]), and replays the transactions after it in
+//!   sequence order, stopping at the first block with a bad checksum, another
+//!   epoch, a wrong sequence number or a missing commit block: a torn tail is
+//!   discarded, never trusted. Open then writes a checkpoint with a new random
+//!   epoch, so blocks left by an earlier mount can never pass for new ones.
+//! - **Records are applied by one function** both live and during replay, so the
+//!   image in memory is the image replay rebuilds.
+//! - **Stale data is never exposed**: a write into a hole allocates unwritten
+//!   blocks (journaled), the data goes out, and end_io journals the conversion.
+//!   A commit holding a conversion whose data may still be in the volatile
+//!   cache issues a Flush first (XFS's log write with PREFLUSH). Blocks freed
+//!   by a record are reused only once that record is durable, so after any
+//!   crash a block is never both in its old file and holding a new file's data.
+//! - **A commit** is one durable write of the transaction's blocks (FUA, or a
+//!   write and a Flush without FUA), two where it wraps; the journal is
+//!   checkpointed once more than half full, or when a transaction does not fit.
+//!
+//! # Durability (the dio layer's rules)
+//! - An O_DSYNC pure overwrite (written, unshared blocks, no size change, no
+//!   uncommitted metadata for the file) is one FUA write and no journal I/O.
+//! - An O_DSYNC write that allocated, converted or extended the file (the
+//!   mapping had NEW or DIRTY) returns after the layer's flush and a journal
+//!   commit: data write, Flush, one FUA journal write.
+//! - [`Store::fsync`] commits the file's metadata (times too) and flushes;
+//!   [`Store::fdatasync`] skips a commit that would only change times.
+//!
+//! # Atomicity
+//! Each metadata operation (create, unlink, rename, preallocate, punch,
+//! truncate, clone, and each write's allocation and completion) is wholly there
+//! or wholly absent after a crash. A write's data is not atomic: a write not
+//! acknowledged as durable may show some of its new blocks and not others, each
+//! block holding either the new data, the old data of that file, or zeros.
+//! Times are journaled only by fsync (and held by every checkpoint).
+//!
+//! # Concurrency
+//! Per-file locks guard the block maps; the allocator lock guards free space
+//! and reference counts and orders the journal's records; the journal lock
+//! serialises commits (one commit carries every pending record: group commit).
+//! The pure-overwrite path takes only its file's lock.
+
+#![forbid(unsafe_code)]
+
+mod codec;
+mod error;
+mod file;
+mod fsck;
+mod io;
+mod layout;
+mod meta;
+mod ops;
+mod store;
+
+pub use error::StoreError;
+pub use file::File;
+pub use fsck::FsckReport;
+pub use io::StoreIo;
+pub use layout::{Geometry, Superblock, FORMAT_VERSION};
+pub use meta::MAX_NAME;
+pub use ops::{ExtentInfo, FileStat};
+pub use store::{FormatOptions, Region, Store, StoreCounters};
