@@ -167,6 +167,8 @@ struct Model {
     /// Operations that returned success, and those acknowledged durable.
     ok_ops: u64,
     durable_ops: u64,
+    /// Each operation run, for a failure's message.
+    log: Vec<String>,
 }
 
 fn pool_name(t: usize, k: usize) -> String {
@@ -188,6 +190,7 @@ impl Model {
             shared: BTreeMap::new(),
             ok_ops: 0,
             durable_ops: 0,
+            log: Vec::new(),
         };
         for k in 0..POOL {
             let name = pool_name(t, k);
@@ -270,12 +273,13 @@ impl Model {
             return Ok(());
         }
         Err(format!(
-            "thread {}: no prefix of its operations from the acknowledged step {} of {} matches the store: read {:?}; {}",
+            "thread {}: no prefix of its operations from the acknowledged step {} of {} matches the store: read {:x?}; {}; operations: {}",
             self.t,
             self.acked,
             self.step(),
             mine,
-            why.join("; ")
+            why.join("; "),
+            self.log.join("; ")
         ))
     }
 }
@@ -353,6 +357,7 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                     m.touched[o] = step;
                 }
                 m.steps.push(m.snapshot());
+                m.log.push(format!("{step}: write {name} {blk}+{n} {flags:?} {tags:x?}"));
                 let r = write_blocks(rd, &mut io, &name, blk, &tags, flags);
                 if r.is_ok() && flags.contains(KiocbFlags::DSYNC) {
                     for (i, &v) in tags.iter().enumerate() {
@@ -370,6 +375,7 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 let v = tag();
                 m.shared.get_mut(&blk).unwrap().set(v);
                 m.steps.push(m.snapshot());
+                m.log.push(format!("{step}: write shared {blk} {flags:?} {v:x}"));
                 let r = write_blocks(rd, &mut io, "shared", blk, &[v], flags);
                 if r.is_ok() && flags.contains(KiocbFlags::DSYNC) {
                     m.shared.insert(blk, Blk::durable(v));
@@ -389,12 +395,14 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 m.touched.push(step);
                 m.names.insert(name.clone(), m.objs.len() - 1);
                 m.steps.push(m.snapshot());
+                m.log.push(format!("{step}: create {name}"));
                 s.create(&mut io, &name).map(drop).map_err(|e| e.to_string())
             }
             54..=58 => {
                 let Some(name) = m.existing(rng) else { continue };
                 m.names.remove(&name);
                 m.steps.push(m.snapshot());
+                m.log.push(format!("{step}: unlink {name}"));
                 s.unlink(&mut io, &name).map_err(|e| e.to_string())
             }
             59..=64 => {
@@ -407,6 +415,7 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 m.names.insert(to.clone(), o);
                 m.touched[o] = step;
                 m.steps.push(m.snapshot());
+                m.log.push(format!("{step}: rename {from} {to}"));
                 s.rename(&mut io, &from, &to).map_err(|e| e.to_string())
             }
             65..=69 => {
@@ -420,6 +429,7 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 }
                 m.steps.push(m.snapshot());
                 let f = s.open_file(&name).unwrap();
+                m.log.push(format!("{step}: preallocate {name} {blk}+{n}"));
                 s.preallocate(&mut io, &f, blk * BS, n * BS)
                     .map_err(|e| e.to_string())
             }
@@ -434,6 +444,7 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 m.touched[o] = step;
                 m.steps.push(m.snapshot());
                 let f = s.open_file(&name).unwrap();
+                m.log.push(format!("{step}: punch {name} {blk}+{n}"));
                 s.punch_hole(&mut io, &f, blk * BS, n * BS)
                     .map_err(|e| e.to_string())
             }
@@ -448,6 +459,7 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 m.touched[o] = step;
                 m.steps.push(m.snapshot());
                 let f = s.open_file(&name).unwrap();
+                m.log.push(format!("{step}: truncate {name} {keep}"));
                 s.truncate(&mut io, &f, keep * BS)
                     .map_err(|e| e.to_string())
             }
@@ -475,6 +487,7 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 m.touched[d] = step;
                 m.steps.push(m.snapshot());
                 let (fs, fd) = (s.open_file(&src).unwrap(), s.open_file(&dst).unwrap());
+                m.log.push(format!("{step}: clone {src} {sblk} {dst} {dblk}+{n}"));
                 s.clone_range(&mut io, &fs, sblk * BS, &fd, dblk * BS, n * BS)
                     .map_err(|e| e.to_string())
             }
@@ -482,6 +495,7 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 let data = choice >= 93;
                 m.steps.push(m.snapshot());
                 if rng.below(3) == 0 {
+                    m.log.push(format!("{step}: fsync shared data={data}"));
                     let f = s.open_file("shared").unwrap();
                     let r = if data {
                         s.fdatasync(&mut io, &f)
@@ -499,6 +513,7 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                         continue;
                     };
                     let o = m.names[&name];
+                    m.log.push(format!("{step}: fsync {name} data={data}"));
                     let f = s.open_file(&name).unwrap();
                     let r = if data {
                         s.fdatasync(&mut io, &f)
@@ -515,6 +530,7 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
             }
             _ => {
                 m.steps.push(m.snapshot());
+                m.log.push(format!("{step}: sync"));
                 let r = s.sync(&mut io).map_err(|e| e.to_string());
                 if r.is_ok() {
                     m.acked = m.step();
@@ -523,6 +539,12 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 r
             }
         };
+        if let Some(l) = m.log.last_mut() {
+            l.push_str(if res.is_ok() { " ok" } else { " failed" });
+            if l.contains(" ok") {
+                l.push_str(&format!(" (acked {})", m.acked));
+            }
+        }
         match res {
             Ok(()) => m.ok_ops += 1,
             Err(e) => {
@@ -627,6 +649,7 @@ fn run(cuts: u64, seed: u64) -> Figures {
             });
         });
         fig.commands_before_cut += cmds.load(Ordering::Relaxed);
+        let counters = s.counters();
         // Every thread has stopped: the cache is lost, the controller reset.
         r.emu.power_cut();
         drop(s);
@@ -636,6 +659,7 @@ fn run(cuts: u64, seed: u64) -> Figures {
         emu.function_reset();
         r = boot(&emu);
         let mut io = r.io();
+        let pre = Store::check(&mut io, REGION);
         s = Store::open(&mut io, REGION)
             .unwrap_or_else(|e| panic!("seed {seed:#x} cut {cut}: open after the cut: {e}"));
         let rep = s.fsck(&mut io).unwrap();
@@ -648,7 +672,7 @@ fn run(cuts: u64, seed: u64) -> Figures {
             .unwrap_or_else(|e| panic!("seed {seed:#x} cut {cut}: {e}"));
         for m in &models {
             if let Err(e) = m.verify(&seen) {
-                panic!("seed {seed:#x} cut {cut} ({threads} threads): {e}");
+                panic!("seed {seed:#x} cut {cut} ({threads} threads): {e}; before open: {pre:?}; counters before the cut: {counters:?}");
             }
             fig.ops += m.ok_ops;
             fig.durable_ops += m.durable_ops;
