@@ -172,8 +172,7 @@ impl Alloc {
 
     /// Whether `dev` is shared, or was until a record not yet durable.
     pub(crate) fn shared(&self, dev: u64) -> bool {
-        self.refs.get(&dev).is_some_and(|&r| r > 1)
-            || self.unsharing.iter().any(|&(_, d)| d == dev)
+        self.refs.get(&dev).is_some_and(|&r| r > 1) || self.unsharing.iter().any(|&(_, d)| d == dev)
     }
 }
 

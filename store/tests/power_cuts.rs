@@ -77,7 +77,8 @@ fn boot(emu: &EmuController) -> Rig {
         io_timeout: Duration::from_secs(5),
         ..Options::default()
     };
-    let ctrl = Arc::new(Controller::new(EmuTransport::new(emu.clone()), options).expect("bring-up"));
+    let ctrl =
+        Arc::new(Controller::new(EmuTransport::new(emu.clone()), options).expect("bring-up"));
     Rig {
         emu: emu.clone(),
         ctrl,
@@ -342,7 +343,9 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
         let choice = rng.below(100);
         let res: Result<(), String> = match choice {
             0..=34 => {
-                let Some(name) = m.existing(rng) else { continue };
+                let Some(name) = m.existing(rng) else {
+                    continue;
+                };
                 let o = m.names[&name];
                 let blk = rng.below(BLOCKS);
                 let n = 1 + rng.below(3.min(BLOCKS - blk));
@@ -357,7 +360,9 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                     m.touched[o] = step;
                 }
                 m.steps.push(m.snapshot());
-                m.log.push(format!("{step}: write {name} {blk}+{n} {flags:?} {tags:x?}"));
+                m.log.push(format!(
+                    "{step}: write {name} {blk}+{n} {flags:?} {tags:x?}"
+                ));
                 let r = write_blocks(rd, &mut io, &name, blk, &tags, flags);
                 if r.is_ok() && flags.contains(KiocbFlags::DSYNC) {
                     for (i, &v) in tags.iter().enumerate() {
@@ -375,7 +380,8 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 let v = tag();
                 m.shared.get_mut(&blk).unwrap().set(v);
                 m.steps.push(m.snapshot());
-                m.log.push(format!("{step}: write shared {blk} {flags:?} {v:x}"));
+                m.log
+                    .push(format!("{step}: write shared {blk} {flags:?} {v:x}"));
                 let r = write_blocks(rd, &mut io, "shared", blk, &[v], flags);
                 if r.is_ok() && flags.contains(KiocbFlags::DSYNC) {
                     m.shared.insert(blk, Blk::durable(v));
@@ -396,17 +402,23 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 m.names.insert(name.clone(), m.objs.len() - 1);
                 m.steps.push(m.snapshot());
                 m.log.push(format!("{step}: create {name}"));
-                s.create(&mut io, &name).map(drop).map_err(|e| e.to_string())
+                s.create(&mut io, &name)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
             }
             54..=58 => {
-                let Some(name) = m.existing(rng) else { continue };
+                let Some(name) = m.existing(rng) else {
+                    continue;
+                };
                 m.names.remove(&name);
                 m.steps.push(m.snapshot());
                 m.log.push(format!("{step}: unlink {name}"));
                 s.unlink(&mut io, &name).map_err(|e| e.to_string())
             }
             59..=64 => {
-                let Some(from) = m.existing(rng) else { continue };
+                let Some(from) = m.existing(rng) else {
+                    continue;
+                };
                 let to = pool_name(t, rng.below(POOL as u64) as usize);
                 if to == from {
                     continue;
@@ -419,7 +431,9 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 s.rename(&mut io, &from, &to).map_err(|e| e.to_string())
             }
             65..=69 => {
-                let Some(name) = m.existing(rng) else { continue };
+                let Some(name) = m.existing(rng) else {
+                    continue;
+                };
                 let o = m.names[&name];
                 let blk = rng.below(BLOCKS);
                 let n = 1 + rng.below(BLOCKS - blk);
@@ -434,7 +448,9 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                     .map_err(|e| e.to_string())
             }
             70..=75 => {
-                let Some(name) = m.existing(rng) else { continue };
+                let Some(name) = m.existing(rng) else {
+                    continue;
+                };
                 let o = m.names[&name];
                 let blk = rng.below(BLOCKS);
                 let n = 1 + rng.below(BLOCKS - blk);
@@ -449,7 +465,9 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                     .map_err(|e| e.to_string())
             }
             76..=80 => {
-                let Some(name) = m.existing(rng) else { continue };
+                let Some(name) = m.existing(rng) else {
+                    continue;
+                };
                 let o = m.names[&name];
                 let keep = rng.below(BLOCKS + 1);
                 for b in keep..BLOCKS {
@@ -487,7 +505,8 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 m.touched[d] = step;
                 m.steps.push(m.snapshot());
                 let (fs, fd) = (s.open_file(&src).unwrap(), s.open_file(&dst).unwrap());
-                m.log.push(format!("{step}: clone {src} {sblk} {dst} {dblk}+{n}"));
+                m.log
+                    .push(format!("{step}: clone {src} {sblk} {dst} {dblk}+{n}"));
                 s.clone_range(&mut io, &fs, sblk * BS, &fd, dblk * BS, n * BS)
                     .map_err(|e| e.to_string())
             }
@@ -575,7 +594,10 @@ fn observe(r: &Rig, io: &mut Io, s: &Store) -> Result<Seen, String> {
         let mut out = vec![0; len];
         it.buffers()[0].read(0, &mut out).unwrap();
         if st.size > len as u64 {
-            return Err(format!("{} has size {} past the workload's range", st.name, st.size));
+            return Err(format!(
+                "{} has size {} past the workload's range",
+                st.name, st.size
+            ));
         }
         let mut tags = Vec::new();
         for (b, blk) in out.chunks(BS as usize).enumerate() {
@@ -668,8 +690,7 @@ fn run(cuts: u64, seed: u64) -> Figures {
             "seed {seed:#x} cut {cut}: fsck: {:?}",
             rep.problems
         );
-        seen = observe(&r, &mut io, &s)
-            .unwrap_or_else(|e| panic!("seed {seed:#x} cut {cut}: {e}"));
+        seen = observe(&r, &mut io, &s).unwrap_or_else(|e| panic!("seed {seed:#x} cut {cut}: {e}"));
         for m in &models {
             if let Err(e) = m.verify(&seen) {
                 panic!("seed {seed:#x} cut {cut} ({threads} threads): {e}; before open: {pre:?}; counters before the cut: {counters:?}");
