@@ -80,6 +80,10 @@ pub enum StoreError {
         /// Bytes asked for.
         len: usize,
     },
+    /// An earlier journal or checkpoint write failed, so metadata changed in
+    /// memory may never reach the device: the store commits nothing more.
+    #[error("the store is shut down after a failed metadata write; reopen it (the journal replays what was durable)")]
+    ShutDown,
 }
 
 impl StoreError {

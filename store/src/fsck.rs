@@ -214,3 +214,119 @@ impl Store {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::Record;
+
+    /// Two files: "a" with data blocks 0..2 written, "b" sharing block 0.
+    fn image() -> Image {
+        let mut img = Image::empty(16);
+        for (id, name) in [(1, "a"), (2, "b")] {
+            let rec = Record::Create {
+                id,
+                name: name.into(),
+                time: 0,
+            };
+            img.replay(&rec).unwrap();
+        }
+        for rec in [
+            Record::Alloc {
+                id: 1,
+                fb: 0,
+                dev: 0,
+                n: 2,
+            },
+            Record::Convert { id: 1, fb: 0, n: 2 },
+            Record::Clone {
+                src: 1,
+                sfb: 0,
+                dst: 2,
+                dfb: 0,
+                n: 1,
+            },
+        ] {
+            img.replay(&rec).unwrap();
+        }
+        img
+    }
+
+    fn problems(img: &Image) -> Vec<String> {
+        let mut r = FsckReport::default();
+        check_image(img, &HashSet::new(), &mut r);
+        r.problems
+    }
+
+    fn has(p: &[String], what: &str) -> bool {
+        p.iter().any(|e| e.contains(what))
+    }
+
+    #[test]
+    fn a_consistent_image_is_clean() {
+        assert_eq!(problems(&image()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_mapped_block_that_is_also_free_is_reported() {
+        let mut img = image();
+        img.alloc.release(1, 1);
+        let p = problems(&img);
+        assert!(has(&p, "data block 1 is both free and used"), "{p:?}");
+    }
+
+    #[test]
+    fn a_reference_count_off_by_one_is_reported() {
+        let mut img = image();
+        img.alloc.refs.insert(0, 3);
+        let p = problems(&img);
+        assert!(
+            has(&p, "data block 0 has 2 references but a count of Some(3)"),
+            "{p:?}"
+        );
+        let mut img = image();
+        img.alloc.refs.insert(1, 2);
+        let p = problems(&img);
+        assert!(
+            has(
+                &p,
+                "data block 1 has a reference count of 2 but 1 references"
+            ),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn two_files_with_one_name_are_reported() {
+        let mut img = image();
+        if let Some(f) = img.files.get_mut(&2) {
+            f.name = "a".into();
+        }
+        let p = problems(&img);
+        assert!(
+            has(&p, "the name \"a\" is used by more than one file"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn an_extent_past_the_data_area_is_reported() {
+        let mut img = image();
+        // The same maps on a data area too small for them.
+        img.alloc.total = 1;
+        img.alloc.free.clear();
+        img.alloc.free_blocks = 0;
+        let p = problems(&img);
+        assert!(has(&p, "maps data block 1 outside the data area"), "{p:?}");
+    }
+
+    #[test]
+    fn a_leaked_block_and_a_wrong_free_count_are_reported() {
+        let mut img = image();
+        img.alloc.take(5, 1).unwrap();
+        img.alloc.free_blocks += 3;
+        let p = problems(&img);
+        assert!(has(&p, "data block 5 is neither free nor used"), "{p:?}");
+        assert!(has(&p, "but the free count says"), "{p:?}");
+    }
+}

@@ -58,6 +58,10 @@ pub(crate) struct Alloc {
     /// reused only once the free is on disk, so a crash never leaves a block
     /// both in its old file and holding a new file's data.
     pub busy: Vec<(u64, u64)>,
+    /// Blocks whose sharing ended by records not yet durable, with those
+    /// records' positions: still written by copy on write until the record is
+    /// on disk, since after a crash the other file may still hold them.
+    pub unsharing: Vec<(u64, u64)>,
 }
 
 /// Whether a record is applied as it happens or replayed from disk.
@@ -141,6 +145,9 @@ impl Alloc {
             *r -= 1;
             if *r <= 1 {
                 self.refs.remove(&dev);
+                if let Mode::Live(lsn) = mode {
+                    self.unsharing.push((lsn, dev));
+                }
             }
             return;
         }
@@ -152,6 +159,7 @@ impl Alloc {
 
     /// Makes the blocks freed by records up to `durable` allocatable.
     pub(crate) fn release_busy(&mut self, durable: u64) {
+        self.unsharing.retain(|&(lsn, _)| lsn > durable);
         let busy = std::mem::take(&mut self.busy);
         for (lsn, dev) in busy {
             if lsn <= durable {
@@ -162,8 +170,9 @@ impl Alloc {
         }
     }
 
+    /// Whether `dev` is shared, or was until a record not yet durable.
     pub(crate) fn shared(&self, dev: u64) -> bool {
-        self.refs.get(&dev).is_some_and(|&r| r > 1)
+        self.refs.get(&dev).is_some_and(|&r| r > 1) || self.unsharing.iter().any(|&(_, d)| d == dev)
     }
 }
 

@@ -197,14 +197,30 @@ impl Store {
                     fs = lock(&node.meta);
                     ft = lock(&target.meta);
                 }
-                self.apply_live(&mut ft, vec![Record::Unlink { id: target.id }])?;
-                drop(ft);
+                // One append, so one transaction: the replaced file's unlink
+                // and the rename are durable together or not at all.
                 let rec = Record::Rename {
                     id: node.id,
                     name: to.into(),
                     time: t,
                 };
-                self.apply_live(&mut fs, vec![rec])?;
+                let mut a = lock(&self.alloc);
+                let lsn = self.next_lsn();
+                apply_file(
+                    &Record::Unlink { id: target.id },
+                    &mut ft,
+                    &mut a,
+                    Mode::Live(lsn),
+                )
+                .map_err(refused)?;
+                apply_file(&rec, &mut fs, &mut a, Mode::Live(lsn)).map_err(refused)?;
+                let lsn = self.append(vec![Record::Unlink { id: target.id }, rec], false);
+                drop(a);
+                ft.meta_lsn = lsn;
+                ft.data_lsn = lsn;
+                fs.meta_lsn = lsn;
+                fs.data_lsn = lsn;
+                drop(ft);
             } else {
                 let mut fs = lock(&node.meta);
                 let rec = Record::Rename {

@@ -116,6 +116,10 @@ pub struct Store {
     /// Position of the last record known durable.
     pub(crate) durable: AtomicU64,
     counters: Counters,
+    /// A journal or checkpoint write failed: records applied in memory may
+    /// never reach the device, so nothing is committed or acknowledged again
+    /// until the store is reopened (XFS's shutdown on a log I/O error).
+    shut_down: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -248,6 +252,7 @@ impl Store {
             }),
             durable: AtomicU64::new(0),
             counters: Counters::default(),
+            shut_down: std::sync::atomic::AtomicBool::new(false),
         });
         let mut j = lock(&store.jio);
         j.epoch = random_u64();
@@ -370,6 +375,44 @@ impl Store {
             drop(j);
             return flush_only(io);
         }
+        self.check_live()?;
+        let r = self.commit_locked(io, &mut j, flush_data);
+        self.stop_on_error(r)
+    }
+
+    /// Refuses to commit after a failed metadata write.
+    fn check_live(&self) -> Result<(), StoreError> {
+        if self.shut_down.load(Ordering::Acquire) {
+            return Err(StoreError::ShutDown);
+        }
+        Ok(())
+    }
+
+    /// Shuts the store down when a commit or checkpoint failed: the records
+    /// it took are lost from the pending transaction, so no later commit may
+    /// claim them durable.
+    fn stop_on_error<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if r.is_err() {
+            self.shut_down.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    /// The body of [`commit`](Self::commit), with the journal locked.
+    fn commit_locked<Q: DioQueue, B: DmaBuf>(
+        &self,
+        io: &mut StoreIo<Q, B>,
+        j: &mut JournalIo,
+        flush_data: bool,
+    ) -> Result<(), StoreError> {
+        let flush_only = |io: &mut StoreIo<Q, B>| -> Result<(), StoreError> {
+            if flush_data {
+                let before = io.stats();
+                io.flush()?;
+                self.count_io(io, before);
+            }
+            Ok(())
+        };
         let (recs, last, needs_flush) = {
             let mut p = lock(&self.pending);
             let recs = std::mem::take(&mut p.recs);
@@ -379,7 +422,6 @@ impl Store {
         };
         if recs.is_empty() {
             self.set_durable(last);
-            drop(j);
             return flush_only(io);
         }
         let mut e = Enc::default();
@@ -392,7 +434,7 @@ impl Store {
         let jblocks = self.geo.journal_blocks;
         if j.used + count > jblocks {
             // No room: the checkpoint holds these records (they are applied in memory).
-            return self.checkpoint(io, &mut j);
+            return self.checkpoint(io, j);
         }
         let bs = self.geo.block_size as usize;
         let total_crc = crc32c(&payload);
@@ -436,7 +478,7 @@ impl Store {
             .fetch_add(count, Ordering::Relaxed);
         self.set_durable(last);
         if j.used > jblocks / 2 {
-            self.checkpoint(io, &mut j)?;
+            self.checkpoint(io, j)?;
         }
         Ok(())
     }
@@ -503,6 +545,17 @@ impl Store {
     /// Writes a checkpoint of the whole metadata to the other area and
     /// restarts the journal after it.
     pub(crate) fn checkpoint<Q: DioQueue, B: DmaBuf>(
+        &self,
+        io: &mut StoreIo<Q, B>,
+        j: &mut JournalIo,
+    ) -> Result<(), StoreError> {
+        self.check_live()?;
+        let r = self.checkpoint_locked(io, j);
+        self.stop_on_error(r)
+    }
+
+    /// The body of [`checkpoint`](Self::checkpoint).
+    fn checkpoint_locked<Q: DioQueue, B: DmaBuf>(
         &self,
         io: &mut StoreIo<Q, B>,
         j: &mut JournalIo,

@@ -122,7 +122,7 @@ fn a_corrupted_superblock_or_both_checkpoints_are_refused_with_typed_errors() {
 }
 
 #[test]
-fn fsck_detects_a_checkpoint_that_maps_a_free_block() {
+fn fsck_is_clean_and_counts_the_shared_blocks_of_a_clone() {
     let r = rig("size=16M,lba=512,vwc=on");
     let mut io = r.io();
     let s = r.format(&mut io);
@@ -289,4 +289,63 @@ fn acknowledged_data_survives_a_hundred_random_power_cuts() {
     for seed in 1..=100u64 {
         crash_run(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     }
+}
+
+#[test]
+fn a_failed_journal_write_shuts_the_store_down_instead_of_acknowledging_lost_records() {
+    use nvme::spec::{Status, StatusCodeType};
+    use nvme_emu::{CommandMatch, FaultAction};
+    let r = rig("size=16M,lba=512,vwc=on");
+    let mut io = r.io();
+    let s = r.format(&mut io);
+    let g = s.geometry();
+    s.create(&mut io, "f").unwrap();
+    let lba = |b: u64| g.addr(b) / 512;
+    let status = Status::from_parts(StatusCodeType::MediaAndDataIntegrity, 0x80).with_dnr(true);
+    r.emu.faults().inject(
+        CommandMatch {
+            lbas: Some(lba(g.journal_start())..lba(g.data_start())),
+            ..CommandMatch::io_opcode(WRITE)
+        },
+        FaultAction::Fail(status),
+        None,
+    );
+    assert!(matches!(s.sync(&mut io), Err(StoreError::Io { .. })));
+    r.emu.faults().clear();
+    // The create's record was taken by the failed commit: a later sync must
+    // not report it durable.
+    assert!(matches!(s.sync(&mut io), Err(StoreError::ShutDown)));
+    let f = s.open_file("f").unwrap();
+    assert!(matches!(s.fsync(&mut io, &f), Err(StoreError::ShutDown)));
+    drop((f, s));
+    r.emu.power_cut();
+    let s = Store::open(&mut io, REGION).unwrap();
+    assert!(s.list().is_empty());
+    assert_clean(&mut io, &s);
+}
+
+#[test]
+fn a_block_unshared_by_an_unlink_not_yet_durable_is_still_copied_on_write() {
+    let r = rig("size=16M,lba=512,vwc=on");
+    let mut io = r.io();
+    let s = r.format(&mut io);
+    let a = s.create(&mut io, "a").unwrap();
+    let b = s.create(&mut io, "b").unwrap();
+    put(&r, &mut io, &s, &a, 0, &[1; 4096], KiocbFlags::DSYNC);
+    s.clone_range(&mut io, &a, 0, &b, 0, 4096).unwrap();
+    s.sync(&mut io).unwrap();
+    s.unlink(&mut io, "a").unwrap();
+    // b's block is no longer shared in memory, but a still holds it on disk.
+    put(&r, &mut io, &s, &b, 0, &[2; 4096], KiocbFlags::DSYNC);
+    drop((a, b, s));
+    r.emu.power_cut();
+    let mut io = r.io();
+    let s = Store::open(&mut io, REGION).unwrap();
+    // Either the unlink is durable, or a keeps its own data (never b's).
+    if let Ok(a) = s.open_file("a") {
+        assert_eq!(get(&r, &mut io, &s, &a, 0, 4096), vec![1; 4096]);
+    }
+    let b = s.open_file("b").unwrap();
+    assert_eq!(get(&r, &mut io, &s, &b, 0, 4096), vec![2; 4096]);
+    assert_clean(&mut io, &s);
 }

@@ -297,12 +297,20 @@ impl Namespace {
                 sg_copy_to(segs, (i * self.stride) as usize, buf)
             })?;
         } else {
-            let mut off = slba * self.stride;
-            for s in segs {
-                self.backend.write_host(off, *s)?;
-                off += s.len() as u64;
+            // A write-back running meanwhile may put older cached data of these
+            // blocks on the medium after ours: write again if one ran.
+            loop {
+                let generation = self.cache.generation();
+                let mut off = slba * self.stride;
+                for s in segs {
+                    self.backend.write_host(off, *s)?;
+                    off += s.len() as u64;
+                }
+                self.cache.invalidate(slba, nlb);
+                if self.cache.generation() == generation {
+                    break;
+                }
             }
-            self.cache.invalidate(slba, nlb);
         }
         Ok(())
     }
@@ -321,8 +329,15 @@ impl Namespace {
                 buf.copy_from_slice(&src[at..at + bs]);
             })?;
         } else {
-            self.backend.write_buf(slba * self.stride, src)?;
-            self.cache.invalidate(slba, nlb);
+            // As in `write`: redo the write if a write-back ran meanwhile.
+            loop {
+                let generation = self.cache.generation();
+                self.backend.write_buf(slba * self.stride, src)?;
+                self.cache.invalidate(slba, nlb);
+                if self.cache.generation() == generation {
+                    break;
+                }
+            }
         }
         Ok(())
     }
