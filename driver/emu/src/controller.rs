@@ -139,7 +139,8 @@ impl Ctrl {
     pub(crate) fn reset(&self) {
         self.regs.ready.store(false, Ordering::Release);
         self.queues.reset();
-        self.faults.held.clear();
+        let discarded = self.faults.held.clear();
+        self.faults.count_discarded(discarded);
         *lock(&self.settings) = AdminSettings::new(&self.cfg);
         self.events.reset();
         self.storage.reset_write_cache();

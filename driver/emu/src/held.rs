@@ -28,8 +28,12 @@ pub(crate) struct HeldCompletions {
 
 impl HeldCompletions {
     /// Forgets every held completion (controller reset: their queues are gone).
-    pub(crate) fn clear(&self) {
-        lock(&self.list).clear();
+    /// Returns how many there were.
+    pub(crate) fn clear(&self) -> usize {
+        let mut held = lock(&self.list);
+        let n = held.len();
+        held.clear();
+        n
     }
 
     /// Removes and returns every held completion for which `which` is true, in order.
@@ -90,6 +94,7 @@ impl Ctrl {
         for h in &released {
             self.post_async(h.cqid, h.cqe);
         }
+        self.faults.count_released(released.len());
         released.len()
     }
 }

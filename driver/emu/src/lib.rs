@@ -48,7 +48,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 pub use config::{BackendKind, EmuConfig, ExecMode, MetadataFormat, ZonedConfig};
 pub use error::EmuError;
-pub use fault::{CommandMatch, FaultAction, FaultControl};
+pub use fault::{CommandMatch, FaultAction, FaultControl, FaultCounts};
 pub use identify::{FIRMWARE, MODEL, VENDOR_ID};
 pub use iommu::{IOMMU_PAGE, IOVA_LIMIT};
 pub use log::{CommandLog, LogEntry};
