@@ -92,7 +92,19 @@ impl Ctrl {
     pub(crate) fn release_held(&self, which: impl Fn(&Held) -> bool) -> usize {
         let released = self.faults.held.take(which);
         for h in &released {
-            self.post_async(h.cqid, h.cqe);
+            // A completion carries the SQ head as it is when posted, not when the command
+            // ran: a stale head would point behind the host's. The SQ lock is taken before
+            // the CQ's, in the order the device path takes them.
+            let sq = self
+                .queues
+                .sqs
+                .get(usize::from(h.cqe.sq_id))
+                .map(|s| lock(s));
+            let mut cqe = h.cqe;
+            if let Some(q) = sq.as_ref().and_then(|s| s.q.as_ref()) {
+                cqe.sq_head = q.head as u16;
+            }
+            self.post_async(h.cqid, cqe);
         }
         self.faults.count_released(released.len());
         released.len()

@@ -337,3 +337,18 @@ fn random_rules_fire_at_their_rate_and_repeat_with_their_seed() {
     assert_eq!(run(7), a, "the same seed draws the same faults");
     assert_ne!(run(8), a);
 }
+
+#[test]
+fn a_delayed_completion_reports_the_sq_head_when_it_is_posted() {
+    let mut h = Harness::with_io("emu", 16);
+    h.ctrl.faults().delay_next(1, Duration::from_millis(20));
+    let buf = h.alloc(PAGE);
+    let late = h.submit(1, rw(0x02, 1, 0, 1, buf.iova, 0));
+    let on_time = h.submit(1, rw(0x02, 1, 0, 1, buf.iova, 0));
+    let c = h.wait(1);
+    assert_eq!((c.cid, c.sq_head), (on_time, 2));
+    let c = h.wait(1);
+    assert_eq!(c.cid, late);
+    assert_eq!(c.sq_head, 2, "not the head of when the command ran (1)");
+    h.keep(buf);
+}
