@@ -7,6 +7,7 @@ pub mod pattern;
 pub mod pi;
 pub mod progress;
 pub mod run;
+pub mod soak;
 pub mod stats;
 pub mod ticks;
 pub mod verify;
