@@ -147,7 +147,8 @@ impl Ctrl {
     pub(crate) fn reset(&self) {
         self.regs.ready.store(false, Ordering::Release);
         self.queues.reset();
-        self.faults.held.clear();
+        let discarded = self.faults.held.clear();
+        self.faults.count_discarded(discarded);
         *lock(&self.settings) = AdminSettings::new(&self.cfg);
         self.events.reset();
         self.storage.reset_write_cache();
@@ -426,7 +427,7 @@ impl Ctrl {
 
     /// Posts the completions CQ `cqid` holds back as far as its free entries allow,
     /// signals them, and marks the queue stalled while some are still held.
-    fn drain_held(&self, cqid: u16, cq: &mut CqState, view: &mut MemView) {
+    pub(crate) fn drain_held(&self, cqid: u16, cq: &mut CqState, view: &mut MemView) {
         match cq.drain_overflow(view, &self.queues.doorbells[usize::from(cqid)].cq_head) {
             Ok(n) if n > 0 && cq.ien => self.signal(cq.iv),
             Ok(_) => {}

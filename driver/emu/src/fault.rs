@@ -2,11 +2,13 @@
 
 use hugepages::sync::lock;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nvme_spec::Status;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 use crate::controller::Ctrl;
 use crate::held::HeldCompletions;
@@ -104,6 +106,93 @@ struct Rule {
     matcher: CommandMatch,
     action: FaultAction,
     remaining: Option<u32>,
+    /// A random rule applies to a matching command with this chance in 1000, drawn
+    /// from its own seeded generator.
+    chance: Option<(u16, SmallRng)>,
+}
+
+impl Rule {
+    /// Whether the rule applies to this matching command (a random rule draws).
+    fn fires(&mut self) -> bool {
+        match self.chance.as_mut() {
+            None => true,
+            Some((permille, rng)) => rng.gen_range(0..1000u16) < *permille,
+        }
+    }
+}
+
+/// How many faults the controller applied, per kind, since it was created.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Commands completed with a [`FaultAction::Fail`] status without executing.
+    pub failed: u64,
+    /// Completions held by [`FaultAction::Hold`].
+    pub held: u64,
+    /// Completions delayed by [`FaultAction::Delay`].
+    pub delayed: u64,
+    /// Completions never posted ([`FaultAction::Drop`]).
+    pub dropped: u64,
+    /// Completions posted with a wrong command identifier.
+    pub wrong_cid: u64,
+    /// Completions posted with a wrong submission queue id.
+    pub wrong_sqid: u64,
+    /// Commands failed with Unrecovered Read Error by a [`FaultControl::media_error`] range.
+    pub media_errors: u64,
+    /// Reads whose data a [`FaultControl::corrupt_reads`] range corrupted.
+    pub corrupted_reads: u64,
+    /// Held or delayed completions posted later (released, or their delay ran out).
+    pub released: u64,
+    /// Held or delayed completions a controller reset discarded.
+    pub discarded: u64,
+}
+
+/// The live counters behind [`FaultCounts`].
+#[derive(Default)]
+struct FaultCounters {
+    failed: AtomicU64,
+    held: AtomicU64,
+    delayed: AtomicU64,
+    dropped: AtomicU64,
+    wrong_cid: AtomicU64,
+    wrong_sqid: AtomicU64,
+    media_errors: AtomicU64,
+    corrupted_reads: AtomicU64,
+    released: AtomicU64,
+    discarded: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+impl FaultCounters {
+    fn applied(&self, action: FaultAction) {
+        let c = match action {
+            FaultAction::Fail(_) | FaultAction::FailWith { .. } => &self.failed,
+            FaultAction::Hold => &self.held,
+            FaultAction::Delay(_) => &self.delayed,
+            FaultAction::Drop => &self.dropped,
+            FaultAction::WrongCid => &self.wrong_cid,
+            FaultAction::WrongSqid => &self.wrong_sqid,
+        };
+        bump(c, 1);
+    }
+
+    fn snapshot(&self) -> FaultCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        FaultCounts {
+            failed: get(&self.failed),
+            held: get(&self.held),
+            delayed: get(&self.delayed),
+            dropped: get(&self.dropped),
+            wrong_cid: get(&self.wrong_cid),
+            wrong_sqid: get(&self.wrong_sqid),
+            media_errors: get(&self.media_errors),
+            corrupted_reads: get(&self.corrupted_reads),
+            released: get(&self.released),
+            discarded: get(&self.discarded),
+        }
+    }
 }
 
 /// Faults injected from a [`FaultControl`]. Each list is a leaf lock.
@@ -118,6 +207,7 @@ pub(crate) struct FaultState {
     corrupt: Mutex<Vec<(u32, Range<u64>)>>,
     /// Completions held back by `Hold` and `Delay` rules.
     pub held: HeldCompletions,
+    counts: FaultCounters,
 }
 
 fn overlaps(ranges: &[(u32, Range<u64>)], nsid: u32, lbas: &Range<u64>) -> Option<Range<u64>> {
@@ -152,9 +242,10 @@ impl FaultState {
     ) -> Option<FaultAction> {
         let mut rules = lock(&self.rules);
         let i = rules
-            .iter()
-            .position(|r| r.matcher.matches(qid, opcode, nsid, lbas.clone()))?;
+            .iter_mut()
+            .position(|r| r.matcher.matches(qid, opcode, nsid, lbas.clone()) && r.fires())?;
         let action = rules[i].action;
+        self.counts.applied(action);
         if let Some(n) = rules[i].remaining.as_mut() {
             *n -= 1;
             if *n == 0 {
@@ -168,12 +259,30 @@ impl FaultState {
 
     /// The part of `lbas` with an injected media error, if any.
     pub(crate) fn media_error(&self, nsid: u32, lbas: &Range<u64>) -> Option<Range<u64>> {
-        overlaps(&lock(&self.media), nsid, lbas)
+        let r = overlaps(&lock(&self.media), nsid, lbas);
+        if r.is_some() {
+            bump(&self.counts.media_errors, 1);
+        }
+        r
     }
 
     /// The part of `lbas` whose read data is corrupted, if any.
     pub(crate) fn corrupt(&self, nsid: u32, lbas: &Range<u64>) -> Option<Range<u64>> {
-        overlaps(&lock(&self.corrupt), nsid, lbas)
+        let r = overlaps(&lock(&self.corrupt), nsid, lbas);
+        if r.is_some() {
+            bump(&self.counts.corrupted_reads, 1);
+        }
+        r
+    }
+
+    /// Counts `n` held completions posted after all.
+    pub(crate) fn count_released(&self, n: usize) {
+        bump(&self.counts.released, n as u64);
+    }
+
+    /// Counts `n` held completions a controller reset threw away.
+    pub(crate) fn count_discarded(&self, n: usize) {
+        bump(&self.counts.discarded, n as u64);
     }
 }
 
@@ -205,8 +314,37 @@ impl FaultControl {
             matcher,
             action,
             remaining: count,
+            chance: None,
         });
         self.state().armed.store(true, Ordering::Release);
+    }
+
+    /// Applies `action` to each command matching `matcher` with a chance of `permille`
+    /// in 1000 (capped at 1000), drawn from a generator seeded with `seed`, until
+    /// [`FaultControl::clear`]. The same commands in the same order draw the same faults.
+    /// A command the rule passes over is checked against the rules after it.
+    pub fn inject_random(
+        &self,
+        matcher: CommandMatch,
+        action: FaultAction,
+        permille: u16,
+        seed: u64,
+    ) {
+        if permille == 0 {
+            return;
+        }
+        lock(&self.state().rules).push(Rule {
+            matcher,
+            action,
+            remaining: None,
+            chance: Some((permille.min(1000), SmallRng::seed_from_u64(seed))),
+        });
+        self.state().armed.store(true, Ordering::Release);
+    }
+
+    /// How many faults the controller has applied so far, per kind.
+    pub fn counts(&self) -> FaultCounts {
+        self.state().counts.snapshot()
     }
 
     /// Fails the next `n` I/O commands with `status` (without executing them).

@@ -1,7 +1,7 @@
 //! Completions held back by fault injection: holding, releasing, and the timer that
 //! releases delayed ones.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ pub(crate) struct Held {
     pub cqid: u16,
     pub cqe: CompletionEntry,
     pub deadline: Option<Instant>,
+    /// [`HeldCompletions::epoch`] when it was held: posted only into the same queues.
+    pub epoch: u64,
 }
 
 /// Completions held back, and whether the timer thread that releases delayed ones runs.
@@ -24,12 +26,20 @@ pub(crate) struct HeldCompletions {
     /// A leaf lock.
     pub list: Mutex<Vec<Held>>,
     pub timer_running: AtomicBool,
+    /// Bumped by every controller reset: a completion held before it belongs to
+    /// queues that are gone, even when the host has created new ones with the same ids.
+    pub epoch: AtomicU64,
 }
 
 impl HeldCompletions {
     /// Forgets every held completion (controller reset: their queues are gone).
-    pub(crate) fn clear(&self) {
-        lock(&self.list).clear();
+    /// Returns how many there were.
+    pub(crate) fn clear(&self) -> usize {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut held = lock(&self.list);
+        let n = held.len();
+        held.clear();
+        n
     }
 
     /// Removes and returns every held completion for which `which` is true, in order.
@@ -56,6 +66,7 @@ impl Ctrl {
             cqid,
             cqe,
             deadline,
+            epoch: self.faults.held.epoch.load(Ordering::Acquire),
         });
         if delay.is_some() && !self.faults.held.timer_running.swap(true, Ordering::AcqRel) {
             let Some(weak) = self.weak.get().cloned() else {
@@ -87,10 +98,39 @@ impl Ctrl {
     /// Posts every held completion for which `which` is true; returns how many.
     pub(crate) fn release_held(&self, which: impl Fn(&Held) -> bool) -> usize {
         let released = self.faults.held.take(which);
+        let mut posted = 0;
         for h in &released {
-            self.post_async(h.cqid, h.cqe);
+            // A completion carries the SQ head as it is when posted, not when the command
+            // ran: a stale head would point behind the host's. The SQ lock is taken before
+            // the CQ's, in the order the device path takes them.
+            let sq = self
+                .queues
+                .sqs
+                .get(usize::from(h.cqe.sq_id))
+                .map(|s| lock(s));
+            let mut cqe = h.cqe;
+            if let Some(q) = sq.as_ref().and_then(|s| s.q.as_ref()) {
+                cqe.sq_head = q.head as u16;
+            }
+            let Some(cq_slot) = self.queues.cqs.get(usize::from(h.cqid)) else {
+                continue;
+            };
+            let mut slot = lock(cq_slot);
+            // A reset since it was held (checked under the CQ lock, which a reset takes
+            // to drop the queues): the queues it belonged to are gone, even if the host
+            // has created new ones with the same ids.
+            if self.faults.held.epoch.load(Ordering::Acquire) != h.epoch {
+                continue;
+            }
+            let crate::queue::CqSlot { view, q } = &mut *slot;
+            let Some(cq) = q.as_mut() else { continue };
+            cq.overflow.push_back(cqe);
+            self.drain_held(h.cqid, cq, view);
+            posted += 1;
         }
-        released.len()
+        self.faults.count_released(posted);
+        self.faults.count_discarded(released.len() - posted);
+        posted
     }
 }
 

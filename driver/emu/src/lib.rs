@@ -49,7 +49,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 pub use config::{BackendKind, EmuConfig, ExecMode, MetadataFormat, ZonedConfig};
 pub use error::EmuError;
-pub use fault::{CommandMatch, FaultAction, FaultControl};
+pub use fault::{CommandMatch, FaultAction, FaultControl, FaultCounts};
 pub use hostile::{DataAccess, HostileConfig, HostileStats};
 pub use identify::{FIRMWARE, MODEL, VENDOR_ID};
 pub use iommu::{IOMMU_PAGE, IOVA_LIMIT};

@@ -276,3 +276,79 @@ fn many_delayed_completions_are_all_released_by_one_timer() {
     assert_eq!(h.ctrl.faults().held(), 0);
     h.keep(buf);
 }
+
+#[test]
+fn counts_name_every_fault_applied_by_kind() {
+    let mut h = Harness::with_io("emu", 16);
+    let f = h.ctrl.faults();
+    assert_eq!(f.counts(), nvme_emu::FaultCounts::default());
+    f.fail_next(1, Status::generic(G::InternalError));
+    h.read_blocks(1, 0, 1);
+    f.delay_next(1, Duration::from_millis(5));
+    h.read_blocks(1, 0, 1);
+    f.hold_next(1);
+    let buf = h.alloc(PAGE);
+    h.submit(1, rw(0x02, 1, 0, 1, buf.iova, 0));
+    f.drop_next(1);
+    h.submit(1, rw(0x02, 1, 0, 1, buf.iova, 0));
+    f.media_error(1, 4..5);
+    h.read_blocks(1, 4, 1);
+    h.read_blocks(1, 5, 1);
+    let c = f.counts();
+    assert_eq!(
+        (c.failed, c.delayed, c.held, c.dropped, c.media_errors),
+        (1, 1, 1, 1, 1),
+        "{c:?}"
+    );
+    assert_eq!((c.released, c.discarded), (1, 0), "the delay ran out");
+    // A reset throws the held completion away.
+    h.disable();
+    let c = f.counts();
+    assert_eq!((c.released, c.discarded), (1, 1), "{c:?}");
+    h.keep(buf);
+}
+
+#[test]
+fn random_rules_fire_at_their_rate_and_repeat_with_their_seed() {
+    let run = |seed: u64| {
+        let mut h = Harness::with_io("emu", 16);
+        let status = Status::media(M::UnrecoveredReadError);
+        h.ctrl.faults().inject_random(
+            CommandMatch::io_opcode(0x02),
+            FaultAction::Fail(status),
+            250,
+            seed,
+        );
+        let failed: Vec<bool> = (0..400)
+            .map(|i| !h.read_blocks(1, i % 16, 1).0.status.is_success())
+            .collect();
+        // Writes do not match the rule and never draw.
+        assert!(h
+            .write_blocks(1, 0, &pattern(512, 1), false)
+            .status
+            .is_success());
+        let n = failed.iter().filter(|&&f| f).count() as u64;
+        assert_eq!(h.ctrl.faults().counts().failed, n);
+        failed
+    };
+    let a = run(7);
+    let n = a.iter().filter(|&&f| f).count();
+    assert!((60..140).contains(&n), "{n} of 400 at 25%");
+    assert_eq!(run(7), a, "the same seed draws the same faults");
+    assert_ne!(run(8), a);
+}
+
+#[test]
+fn a_delayed_completion_reports_the_sq_head_when_it_is_posted() {
+    let mut h = Harness::with_io("emu", 16);
+    h.ctrl.faults().delay_next(1, Duration::from_millis(20));
+    let buf = h.alloc(PAGE);
+    let late = h.submit(1, rw(0x02, 1, 0, 1, buf.iova, 0));
+    let on_time = h.submit(1, rw(0x02, 1, 0, 1, buf.iova, 0));
+    let c = h.wait(1);
+    assert_eq!((c.cid, c.sq_head), (on_time, 2));
+    let c = h.wait(1);
+    assert_eq!(c.cid, late);
+    assert_eq!(c.sq_head, 2, "not the head of when the command ran (1)");
+    h.keep(buf);
+}

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let mut why = Vec::new();
-    if report.errors > 0 {
+    if report.errors > 0 && report.soak.is_none() {
         why.push(format!(
             "{} I/O error{} (first: {})",
             report.errors,
@@ -43,6 +43,12 @@ fn main() -> ExitCode {
             report.verify_failures,
             if report.verify_failures == 1 { "" } else { "s" },
             report.mismatches.first().map_or("unknown", String::as_str)
+        ));
+    }
+    if let Some(soak) = report.soak.as_ref().filter(|s| !s.accounted) {
+        why.push(format!(
+            "faults not accounted for: {}",
+            soak.problems.join("; ")
         ));
     }
     eprintln!("{TOOL}: error: {}", why.join("; "));

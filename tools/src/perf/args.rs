@@ -113,6 +113,34 @@ pub struct PerfArgs {
     /// counts blocks per outcome and fails on any torn, misplaced or foreign block.
     #[arg(long = "check-pattern")]
     pub check_pattern: bool,
+
+    /// Soak under faults (emu only): the controller fails reads with Unrecovered Read
+    /// Error, drops and delays completions at the given rates per 1000 commands, and
+    /// the controller is reset every few seconds; the report matches every injected
+    /// fault with what the host saw. KIND=VALUE list, e.g.
+    /// `media=2,drop=1,delay=20:10ms,reset=2`.
+    #[arg(long = "inject-faults", value_name = "SPEC", value_parser = super::soak::parse_fault_spec)]
+    pub inject_faults: Option<super::soak::FaultSpec>,
+
+    /// Seed of the workload's and the injected faults' random choices (default: new
+    /// each run; the report names it).
+    #[arg(long = "seed", value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// I/O command deadline before the driver aborts it (default 30 s, 1 s with
+    /// `--inject-faults`).
+    #[arg(long = "io-timeout", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub io_timeout: Option<f64>,
+
+    /// How long an aborted command may take before the driver resets the controller
+    /// (default 2 s, 0.25 s with `--inject-faults`).
+    #[arg(long = "abort-timeout", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub abort_timeout: Option<f64>,
+
+    /// How many times the driver resubmits a command that a controller reset cut
+    /// short or that failed with a transient status (default 5; 0: never).
+    #[arg(long = "retries", value_name = "N")]
+    pub retries: Option<u8>,
 }
 
 /// The I/O pattern (`-w`).

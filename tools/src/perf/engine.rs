@@ -106,13 +106,27 @@ struct Inflight {
 
 /// Runs one thread's workload on `q`; publishes progress to `counter`.
 pub fn run_thread<Q: PerfQueue>(q: &mut Q, plan: &ThreadPlan, counter: &Counter) -> ThreadStats {
+    run_thread_with_log(q, plan, counter, &mut new_log(plan))
+}
+
+/// The write record `--verify` keeps for `plan` (`None` without `--verify`).
+pub fn new_log(plan: &ThreadPlan) -> Option<WriteLog> {
+    plan.verify
+        .then(|| WriteLog::new(plan.range.count as usize))
+}
+
+/// [`run_thread`] with the write record `log` (from [`new_log`]), which keeps what the
+/// run wrote for a later read-back.
+pub fn run_thread_with_log<Q: PerfQueue>(
+    q: &mut Q,
+    plan: &ThreadPlan,
+    counter: &Counter,
+    log: &mut Option<WriteLog>,
+) -> ThreadStats {
     let depth = plan.depth.max(1);
     let blocks_per_io = (plan.io_size / plan.lba_size) as u64;
     let blocks = blocks_per_io as u32;
     let mut gen = Generator::new(plan.range, plan.random, plan.read_percent, plan.seed);
-    let mut log = plan
-        .verify
-        .then(|| WriteLog::new(plan.range.count as usize));
     let mut scratch = vec![0u8; blocks_per_io as usize * plan.block_bytes];
     let mut slots = vec![Inflight::default(); depth];
     let mut free: Vec<usize> = (0..depth).rev().collect();
@@ -256,9 +270,10 @@ pub fn run_thread<Q: PerfQueue>(q: &mut Q, plan: &ThreadPlan, counter: &Counter)
                     if let Some(log) = log.as_mut() {
                         let unit = io.unit as usize;
                         if io.read {
-                            if let Expect::Generation(g) = log.expect(unit) {
+                            if log.expect(unit) != Expect::Nothing {
                                 q.fetch(slot, &mut scratch);
-                                check_blocks(&scratch, lba, plan, g, &mut stats);
+                                let blocks = (plan.block_bytes, plan.lba_size);
+                                log.check_read(unit, &scratch, lba, blocks, &mut stats);
                             }
                             log.end(unit);
                         } else {
@@ -301,23 +316,6 @@ fn pick_unit(gen: &mut Generator, log: Option<&mut WriteLog>) -> Option<u64> {
         Some(log) => (0..PICK_ATTEMPTS)
             .map(|_| gen.next_unit())
             .find(|&u| log.try_begin(u as usize)),
-    }
-}
-
-fn check_blocks(
-    data: &[u8],
-    first_lba: u64,
-    plan: &ThreadPlan,
-    generation: u32,
-    stats: &mut ThreadStats,
-) {
-    let (block_bytes, lba_size) = (plan.block_bytes, plan.lba_size);
-    for (b, block) in data.chunks_exact(block_bytes).enumerate() {
-        stats.verified_blocks += 1;
-        let lba = first_lba + b as u64;
-        if let Err(m) = pattern::check(block, lba, block_bytes, lba_size, generation) {
-            stats.record_mismatch(m);
-        }
     }
 }
 

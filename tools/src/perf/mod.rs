@@ -8,6 +8,7 @@ pub mod pattern_check;
 pub mod pi;
 pub mod progress;
 pub mod run;
+pub mod soak;
 pub mod stats;
 pub mod ticks;
 pub mod verify;

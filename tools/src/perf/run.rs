@@ -10,9 +10,10 @@ use nvme::{
 };
 
 use super::args::{CompletionMode as ModeArg, PerfArgs, PiMode};
-use super::engine::{run_thread, PerfQueue, SubmitError, ThreadPlan, WAIT_SLICE};
+use super::engine::{new_log, run_thread_with_log, PerfQueue, SubmitError, ThreadPlan, WAIT_SLICE};
 use super::pi::{PiTuples, TupleSource};
 use super::progress::{self, Progress};
+use super::soak::{self, HostCounts, Soak};
 use super::stats::{Report, RunConfig, ThreadStats};
 use super::ticks::TickClock;
 use super::workload::split_units;
@@ -49,6 +50,8 @@ pub struct NvmeQueue<T: Transport> {
     /// Protection information tuples in the buffers (`--pi host`, or `--pi pract` with
     /// metadata beside the tuple): filled before writes, checked after reads.
     pi: Option<PiTuples>,
+    /// Failed I/Os by kind (`--inject-faults` accounts for them).
+    pub(crate) error_kinds: soak::ErrorKinds,
 }
 
 impl<T: Transport> NvmeQueue<T> {
@@ -101,6 +104,7 @@ impl<T: Transport> NvmeQueue<T> {
             opts,
             layout,
             pi: None,
+            error_kinds: soak::ErrorKinds::default(),
         })
     }
 
@@ -245,8 +249,15 @@ impl<T: Transport> PerfQueue for NvmeQueue<T> {
         block: bool,
         mut done: F,
     ) -> Result<usize, String> {
+        let kinds = &mut self.error_kinds;
         let f = |ctx: u64, r: Result<(), nvme::Error>| {
-            done(ctx as usize, r.err().map(|e| e.to_string()))
+            done(
+                ctx as usize,
+                r.err().map(|e| {
+                    kinds.count(&e);
+                    e.to_string()
+                }),
+            )
         };
         if block {
             self.qp
@@ -285,12 +296,28 @@ impl<T: Transport> PerfQueue for NvmeQueue<T> {
 pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
     let device = args.device.to_string();
     let interrupt = args.mode == ModeArg::Interrupt;
+    let defaults = nvme::Options::default();
+    let soaking = args.inject_faults.is_some();
+    let timeout = |given: Option<f64>, soak: Duration, default: Duration| {
+        given.map_or(
+            if soaking { soak } else { default },
+            Duration::from_secs_f64,
+        )
+    };
     let options = nvme::Options {
         io_queues: args.qpairs,
         interrupts: interrupt,
         shadow_doorbells: !args.no_shadow_doorbells,
-        ..nvme::Options::default()
+        io_timeout: timeout(args.io_timeout, soak::SOAK_IO_TIMEOUT, defaults.io_timeout),
+        abort_timeout: timeout(
+            args.abort_timeout,
+            soak::SOAK_ABORT_TIMEOUT,
+            defaults.abort_timeout,
+        ),
+        command_retries: args.retries.unwrap_or(defaults.command_retries),
+        ..defaults
     };
+    let io_timeout = options.io_timeout;
     let ctrl = nvme::open(&device, options)?;
     let shadow_doorbells = ctrl.shadow_doorbells();
     let ns = ctrl
@@ -448,6 +475,16 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         queues.push(super::zoned::ZonedQueue::new(q, lanes));
     }
 
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x5eed, |d| d.as_nanos() as u64)
+    });
+    let soak = args
+        .inject_faults
+        .map(|spec| Soak::start(&ctrl, spec, seed, io_timeout))
+        .transpose()?;
+    let threads = queues.len();
     let clock = TickClock::calibrate();
     tracing::debug!(tsc = clock.is_tsc(), "per-I/O clock");
     let progress = Progress::new(queues.len());
@@ -462,7 +499,15 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
             (args.warmup + args.time).ceil() as u64,
         )
     });
-    let results: Vec<Result<ThreadStats, ToolError>> = std::thread::scope(|s| {
+    type Thread = Result<(ThreadStats, HostCounts), ToolError>;
+    let results = std::thread::scope(|s| -> Result<Vec<Thread>, ToolError> {
+        if let Some(soak) = &soak {
+            let ctrl = &ctrl;
+            std::thread::Builder::new()
+                .name("nvme-perf-faults".into())
+                .spawn_scoped(s, move || soak.reset_loop(ctrl, end, threads))
+                .map_err(ToolError::Spawn)?;
+        }
         let handles: Vec<_> = queues
             .into_iter()
             .zip(&ranges)
@@ -478,29 +523,41 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
                     read_percent,
                     verify: args.verify,
                     interrupt,
-                    seed: 0x5eed ^ ((i as u64) << 32) ^ start.elapsed().as_nanos() as u64,
+                    seed: seed ^ ((i as u64) << 32),
                     measure_from,
                     end,
                     max_ios: args.number_ios,
                     clock,
                 };
                 let progress = &progress;
+                let soak = soak.as_ref();
                 std::thread::Builder::new()
                     .name(format!("nvme-perf-{i}"))
                     .spawn_scoped(s, move || {
-                        let mut stats = run_thread(&mut q, &plan, progress.counter(i));
+                        let mut log = new_log(&plan);
+                        let counter = progress.counter(i);
+                        let mut stats = run_thread_with_log(&mut q, &plan, counter, &mut log);
                         q.verify_appends(&mut stats, plan.block_bytes, plan.lba_size);
+                        let mut host = HostCounts::default();
+                        if let Some(soak) = soak {
+                            soak.faults_done(threads + 1);
+                            if let Some(log) = &log {
+                                soak::read_back(&mut q, &plan, log, &mut stats, &mut host.read_back);
+                            }
+                            host.errors = q.inner.error_kinds.clone();
+                            host.pair = q.inner.qp.stats();
+                        }
                         tracing::debug!(qid = q.inner.qp.qid(), counters = ?q.inner.qp.stats(), "queue pair counters");
-                        stats
+                        (stats, host)
                     })
                     .map_err(ToolError::Spawn)
             })
             .collect();
-        handles
+        Ok(handles
             .into_iter()
             .map(|h| h.and_then(|h| h.join().map_err(|_| ToolError::Panicked)))
-            .collect()
-    });
+            .collect())
+    })?;
     let finished = Instant::now();
     if let Some(p) = printer {
         progress::stop(&progress, p);
@@ -514,8 +571,11 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         None => args.time,
     };
     let mut total = ThreadStats::new();
+    let mut host = HostCounts::default();
     for r in results {
-        total.merge(&r?);
+        let (stats, counts) = r?;
+        total.merge(&stats);
+        host.merge(&counts);
     }
     let config = RunConfig {
         device,
@@ -535,7 +595,9 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
         transfer: if args.sgl { "sgl" } else { "prp" }.to_string(),
         number_ios: args.number_ios,
     };
-    Ok(Report::new(config, &total, seconds))
+    let mut report = Report::new(config, &total, seconds);
+    report.soak = soak.map(|s| s.report(&ctrl, &host, &total));
+    Ok(report)
 }
 
 /// Entries of each queue pair: one command per I/O and `-q` I/Os in flight, or, for

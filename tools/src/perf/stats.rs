@@ -36,6 +36,11 @@ pub struct ThreadStats {
     pub mismatches: Vec<Mismatch>,
     /// The first error message, if any.
     pub first_error: Option<String>,
+    /// Blocks checked against either the last acknowledged write or a failed one
+    /// after it (a failed write leaves old or new data, never a torn block).
+    pub uncertain_blocks: u64,
+    /// Of those, blocks that held a failed write's data.
+    pub uncertain_blocks_new: u64,
 }
 
 impl Default for ThreadStats {
@@ -60,6 +65,8 @@ impl ThreadStats {
             cpu_ns: 0,
             mismatches: Vec::with_capacity(KEPT_MISMATCHES),
             first_error: None,
+            uncertain_blocks: 0,
+            uncertain_blocks_new: 0,
         }
     }
 
@@ -107,7 +114,9 @@ impl ThreadStats {
         let first_error = self.first_error.take();
         let (errors, failures, verified) =
             (self.errors, self.verify_failures, self.verified_blocks);
+        let uncertain = (self.uncertain_blocks, self.uncertain_blocks_new);
         *self = Self::new();
+        (self.uncertain_blocks, self.uncertain_blocks_new) = uncertain;
         self.mismatches = kept;
         self.first_error = first_error;
         self.errors = errors;
@@ -126,6 +135,8 @@ impl ThreadStats {
         self.verify_failures += other.verify_failures;
         self.verified_blocks += other.verified_blocks;
         self.cpu_ns += other.cpu_ns;
+        self.uncertain_blocks += other.uncertain_blocks;
+        self.uncertain_blocks_new += other.uncertain_blocks_new;
         for m in &other.mismatches {
             if self.mismatches.len() < KEPT_MISMATCHES {
                 self.mismatches.push(*m);
@@ -280,6 +291,9 @@ pub struct Report {
     /// The first error, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
+    /// The fault accounting of `--inject-faults`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak: Option<super::soak::SoakReport>,
 }
 
 impl Report {
@@ -310,12 +324,18 @@ impl Report {
             verified_blocks: stats.verified_blocks,
             mismatches: stats.mismatches.iter().map(|m| m.to_string()).collect(),
             first_error: stats.first_error.clone(),
+            soak: None,
         }
     }
 
-    /// Whether the run counts as a success (exit status 0).
+    /// Whether the run counts as a success (exit status 0). A soak expects errors from
+    /// its faults: it passes when every one is accounted for.
     pub fn passed(&self) -> bool {
-        self.errors == 0 && self.verify_failures == 0
+        let errors_ok = match &self.soak {
+            Some(s) => s.accounted,
+            None => self.errors == 0,
+        };
+        errors_ok && self.verify_failures == 0
     }
 
     /// The human-readable summary.
@@ -381,6 +401,9 @@ impl Report {
                 "\n  ... and {} more mismatching blocks",
                 self.verify_failures - SHOWN as u64
             );
+        }
+        if let Some(soak) = &self.soak {
+            let _ = write!(s, "\n{}", soak.human());
         }
         s
     }
