@@ -25,6 +25,7 @@ fn main() {
     let f = r.written_file("overwritten", OVERWRITE_BLOCKS);
     let mut it = IovIter::new(vec![r.buf(4096, 0xa5)]);
     let (mut raw, mut store) = (Vec::new(), Vec::new());
+    let commits = r.store.counters().journal_commits;
     let mut i = 0;
     for _ in 0..ROUNDS {
         let t0 = Instant::now();

@@ -19,7 +19,15 @@ fn many_dsync_overwrites_are_one_fua_write_each_and_update_mtime() {
     let commits = s.counters().journal_commits;
     for i in 0..64u64 {
         let pos = (i % 16) * 4096;
-        put(&r, &mut io, &s, &f, pos, &[i as u8 + 2; 4096], KiocbFlags::DSYNC);
+        put(
+            &r,
+            &mut io,
+            &s,
+            &f,
+            pos,
+            &[i as u8 + 2; 4096],
+            KiocbFlags::DSYNC,
+        );
     }
     assert_eq!(ops(&r.log()), vec![(WRITE, true); 64]);
     assert_eq!(s.counters().journal_commits, commits);
