@@ -2,6 +2,7 @@
 //! the completion hooks ([`DioOps`]), after XFS's `xfs_direct_write_iomap_begin`
 //! and `xfs_dio_write_end_io`.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use dio::{
@@ -29,6 +30,28 @@ impl File {
 pub(crate) struct FileOps<'a> {
     pub store: &'a Store,
     pub node: &'a FileNode,
+    /// Some mapping of the request needs work at end_io (allocation,
+    /// conversion, copy on write, a size change).
+    needs_end_io: Cell<bool>,
+    /// Some mapping was IOMAP_F_DIRTY: O_DSYNC must commit the journal.
+    dirty: Cell<bool>,
+}
+
+impl<'a> FileOps<'a> {
+    pub(crate) fn new(store: &'a Store, node: &'a FileNode) -> Self {
+        FileOps {
+            store,
+            node,
+            needs_end_io: Cell::new(false),
+            dirty: Cell::new(false),
+        }
+    }
+
+    /// Whether every mapping of the request was a pure overwrite of metadata
+    /// already durable: O_DSYNC needs nothing past the data's FUA.
+    pub(crate) fn pure_overwrite(&self) -> bool {
+        !self.needs_end_io.get() && !self.dirty.get()
+    }
 }
 
 fn gone(id: u64) -> DioError {
@@ -50,12 +73,7 @@ impl FileOps<'_> {
         flags: IomapFlags,
     ) -> Result<Mapping, DioError> {
         let b = self.block();
-        let next = f
-            .blocks
-            .range(fb..)
-            .next()
-            .map_or(end_fb, |(&k, _)| k)
-            .min(end_fb);
+        let next = f.blocks.next_mapped(fb).map_or(end_fb, |k| k.min(end_fb));
         if !flags.contains(IomapFlags::WRITE) {
             return Ok(Mapping {
                 kind: MappingKind::Hole,
@@ -70,6 +88,8 @@ impl FileOps<'_> {
                 reason: "the write needs block allocation",
             });
         }
+        self.needs_end_io.set(true);
+        self.dirty.set(true);
         let mut a = lock(&self.store.alloc);
         let Some((dev, n)) = a.pick(next - fb) else {
             return Err(DioError::NoSpace {
@@ -123,34 +143,22 @@ impl IomapOps for FileOps<'_> {
         let fb = pos / b;
         let end_fb = (pos + len).div_ceil(b);
         let write = flags.contains(IomapFlags::WRITE);
-        let Some(first) = f.blocks.get(&fb).copied() else {
+        let Some((mut start, mut ext)) = f.blocks.find(fb) else {
             return self.map_hole(&mut f, fb, end_fb, flags);
         };
         // The allocator is asked only for blocks a clone may have shared.
-        let first_shared = first.shared && {
-            let shared = lock(&self.store.alloc).shared(first.dev);
-            if !shared {
-                if let Some(x) = f.blocks.get_mut(&fb) {
-                    x.shared = false;
-                }
-            }
-            shared
-        };
-        let mut n = 1;
-        while fb + n < end_fb {
-            match f.blocks.get(&(fb + n)) {
-                Some(x)
-                    if x.dev == first.dev + n
-                        && x.unwritten == first.unwritten
-                        && x.shared == first_shared =>
-                {
-                    n += 1
-                }
-                _ => break,
+        if ext.shared && !lock(&self.store.alloc).shared(ext.dev + (fb - start)) {
+            // The block is mapped: the update cannot fail.
+            let _ = f.blocks.update(fb, 1, |x| x.shared = false);
+            if let Some(found) = f.blocks.find(fb) {
+                (start, ext) = found;
             }
         }
+        let first_shared = ext.shared;
+        let n = (start + ext.len).min(end_fb) - fb;
+        let first_dev = ext.dev + (fb - start);
         let mut map = Mapping {
-            kind: if first.unwritten {
+            kind: if ext.unwritten {
                 MappingKind::Unwritten
             } else {
                 MappingKind::Mapped
@@ -158,7 +166,7 @@ impl IomapOps for FileOps<'_> {
             flags: MappingFlags::empty(),
             offset: fb * b,
             length: n * b,
-            addr: self.store.geo.data_addr(first.dev),
+            addr: self.store.geo.data_addr(first_dev),
         };
         if !write {
             if first_shared {
@@ -166,12 +174,12 @@ impl IomapOps for FileOps<'_> {
             }
             return Ok(map);
         }
-        if flags.contains(IomapFlags::OVERWRITE_ONLY) && (first.unwritten || first_shared) {
+        if flags.contains(IomapFlags::OVERWRITE_ONLY) && (ext.unwritten || first_shared) {
             return Err(DioError::Again {
                 reason: "the write needs extent conversion or copy-on-write",
             });
         }
-        if first_shared && !first.unwritten {
+        if first_shared && !ext.unwritten {
             if (pos | len) % b != 0 {
                 return Err(DioError::InvalidRequest {
                     reason: "a write to shared blocks must cover whole store blocks",
@@ -215,8 +223,18 @@ impl IomapOps for FileOps<'_> {
         }
         // IOMAP_F_DIRTY: the size changes, or metadata that O_DSYNC must make
         // durable is still in the journal's memory.
-        if (pos + len).min(map.offset + map.length) > f.size || !self.store.is_durable(f.data_lsn) {
+        let extends = (pos + len).min(map.offset + map.length) > f.size;
+        if extends || !self.store.is_durable(f.data_lsn) {
             map.flags |= MappingFlags::DIRTY;
+            self.dirty.set(true);
+        }
+        if extends || ext.unwritten || first_shared {
+            self.needs_end_io.set(true);
+        } else {
+            // A pure overwrite: end_io has nothing to journal, so the times
+            // change here, before the data moves (as Linux's file_modified).
+            f.mtime = now();
+            f.times_dirty = true;
         }
         Ok(map)
     }
@@ -230,7 +248,11 @@ impl DioOps for FileOps<'_> {
         error: Option<&DioError>,
         flags: CompletionFlags,
     ) -> Result<(), DioError> {
-        if !flags.contains(CompletionFlags::WRITE) || error.is_some() || size == 0 {
+        if !flags.contains(CompletionFlags::WRITE)
+            || error.is_some()
+            || size == 0
+            || !self.needs_end_io.get()
+        {
             return Ok(());
         }
         let b = self.block();
@@ -255,15 +277,15 @@ impl DioOps for FileOps<'_> {
                     n: k,
                 });
                 fb += k;
-            } else if f.blocks.get(&fb).is_some_and(|x| x.unwritten) {
+            } else if let Some((s, e)) = f.blocks.find(fb) {
+                let run_end = (s + e.len).min(end);
                 let mut k = 1;
-                while fb + k < end
-                    && !f.cow.contains_key(&(fb + k))
-                    && f.blocks.get(&(fb + k)).is_some_and(|x| x.unwritten)
-                {
+                while fb + k < run_end && !f.cow.contains_key(&(fb + k)) {
                     k += 1;
                 }
-                recs.push(Record::Convert { id: f.id, fb, n: k });
+                if e.unwritten {
+                    recs.push(Record::Convert { id: f.id, fb, n: k });
+                }
                 fb += k;
             } else {
                 fb += 1;

@@ -71,17 +71,20 @@ pub(crate) fn check_image(img: &Image, transient: &HashSet<u64>, report: &mut Fs
                 f.id, img.next_id
             ));
         }
-        for (&fb, b) in &f.blocks {
-            let Some(c) = count.get_mut(b.dev as usize) else {
-                p.push(format!(
-                    "file {} block {fb} maps data block {} outside the data area",
-                    f.id, b.dev
-                ));
-                continue;
-            };
-            *c += 1;
-            if b.unwritten {
-                unwritten[b.dev as usize] = true;
+        for (start, e) in f.blocks.iter() {
+            for i in 0..e.len {
+                let (fb, dev) = (start + i, e.dev + i);
+                let Some(c) = count.get_mut(dev as usize) else {
+                    p.push(format!(
+                        "file {} block {fb} maps data block {dev} outside the data area",
+                        f.id
+                    ));
+                    break;
+                };
+                *c += 1;
+                if e.unwritten {
+                    unwritten[dev as usize] = true;
+                }
             }
         }
     }
@@ -200,7 +203,7 @@ impl Store {
                     let map = f
                         .blocks
                         .iter()
-                        .map(|(&k, b)| (k, b.dev, b.unwritten))
+                        .flat_map(|(k, e)| (0..e.len).map(move |i| (k + i, e.dev + i, e.unwritten)))
                         .collect();
                     (f.id, (f.name.clone(), f.size, map))
                 })

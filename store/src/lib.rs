@@ -116,6 +116,7 @@
 
 mod codec;
 mod error;
+mod extent;
 mod file;
 mod fsck;
 mod io;

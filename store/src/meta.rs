@@ -3,23 +3,14 @@
 //! during replay, so the image in memory and the one on disk cannot drift.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::codec::{Dec, Enc};
+use crate::extent::{Extent, ExtentMap};
 
 /// Longest file name in bytes.
 pub const MAX_NAME: usize = 255;
-
-/// One file block's backing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Blk {
-    /// Data block number.
-    pub dev: u64,
-    /// Allocated but not yet written: reads see zeros.
-    pub unwritten: bool,
-    /// Possibly shared with another file block (a hint kept in memory so the
-    /// overwrite path needs no allocator lock; the reference counts decide).
-    pub shared: bool,
-}
 
 /// One file's metadata.
 #[derive(Debug, Clone, Default)]
@@ -30,7 +21,8 @@ pub(crate) struct FileMeta {
     pub mtime: u64,
     pub ctime: u64,
     pub flags: u32,
-    pub blocks: BTreeMap<u64, Blk>,
+    /// The block map, as extents.
+    pub blocks: ExtentMap,
     /// Copy-on-write destinations staged for shared blocks (memory only: a
     /// crash leaves them free).
     pub cow: BTreeMap<u64, u64>,
@@ -62,6 +54,9 @@ pub(crate) struct Alloc {
     /// records' positions: still written by copy on write until the record is
     /// on disk, since after a crash the other file may still hold them.
     pub unsharing: Vec<(u64, u64)>,
+    /// Whether `busy` may be non-empty, readable without the allocator's lock
+    /// (shared by clones of this allocator; false only when `busy` is empty).
+    pub busy_hint: Arc<AtomicBool>,
 }
 
 /// Whether a record is applied as it happens or replayed from disk.
@@ -153,7 +148,10 @@ impl Alloc {
         }
         match mode {
             Mode::Replay => self.release(dev, 1),
-            Mode::Live(lsn) => self.busy.push((lsn, dev)),
+            Mode::Live(lsn) => {
+                self.busy.push((lsn, dev));
+                self.busy_hint.store(true, Ordering::Relaxed);
+            }
         }
     }
 
@@ -168,6 +166,8 @@ impl Alloc {
                 self.busy.push((lsn, dev));
             }
         }
+        self.busy_hint
+            .store(!self.busy.is_empty(), Ordering::Relaxed);
     }
 
     /// Whether `dev` is shared, or was until a record not yet durable.
@@ -396,9 +396,10 @@ pub(crate) fn apply_file(
             return Err("create and clone records need the file table".into())
         }
         Record::Unlink { .. } => {
-            let blocks = std::mem::take(&mut f.blocks);
-            for b in blocks.values() {
-                a.put(b.dev, mode);
+            for (_, e) in f.blocks.take() {
+                for dev in e.dev..e.dev + e.len {
+                    a.put(dev, mode);
+                }
             }
             for &dev in std::mem::take(&mut f.cow).values() {
                 a.release(dev, 1);
@@ -420,34 +421,24 @@ pub(crate) fn apply_file(
         }
         Record::Alloc { fb, dev, n, .. } => {
             check_run(a, fb, n)?;
-            if f.blocks.range(fb..fb + n).next().is_some() {
+            if f.blocks.any_in(fb, n) {
                 return Err(format!("file {} block {fb} allocated twice", f.id));
             }
             a.take(dev, n)?;
-            for i in 0..n {
-                f.blocks.insert(
-                    fb + i,
-                    Blk {
-                        dev: dev + i,
-                        unwritten: true,
-                        shared: false,
-                    },
-                );
-            }
+            f.blocks.insert(
+                fb,
+                Extent {
+                    len: n,
+                    dev,
+                    unwritten: true,
+                    shared: false,
+                },
+            );
         }
         Record::Convert { fb, n, .. } => {
             check_run(a, fb, n)?;
-            for i in 0..n {
-                match f.blocks.get_mut(&(fb + i)) {
-                    Some(b) => b.unwritten = false,
-                    None => {
-                        return Err(format!(
-                            "file {} block {} converted but unmapped",
-                            f.id,
-                            fb + i
-                        ))
-                    }
-                }
+            if let Err(hole) = f.blocks.update(fb, n, |e| e.unwritten = false) {
+                return Err(format!("file {} block {hole} converted but unmapped", f.id));
             }
         }
         Record::Remap { fb, dev, n, .. } => {
@@ -458,25 +449,27 @@ pub(crate) fn apply_file(
                 } else {
                     a.take(dev + i, 1)?;
                 }
-                let old = f.blocks.insert(
-                    fb + i,
-                    Blk {
-                        dev: dev + i,
-                        unwritten: false,
-                        shared: false,
-                    },
-                );
-                if let Some(old) = old {
-                    a.put(old.dev, mode);
+            }
+            for (_, old) in f.blocks.remove(fb, n) {
+                for d in old.dev..old.dev + old.len {
+                    a.put(d, mode);
                 }
             }
+            f.blocks.insert(
+                fb,
+                Extent {
+                    len: n,
+                    dev,
+                    unwritten: false,
+                    shared: false,
+                },
+            );
         }
         Record::Punch { fb, n, .. } => {
             check_run(a, fb, n)?;
-            let keys: Vec<u64> = f.blocks.range(fb..fb + n).map(|(&k, _)| k).collect();
-            for k in keys {
-                if let Some(b) = f.blocks.remove(&k) {
-                    a.put(b.dev, mode);
+            for (_, e) in f.blocks.remove(fb, n) {
+                for dev in e.dev..e.dev + e.len {
+                    a.put(dev, mode);
                 }
             }
             let staged: Vec<u64> = f.cow.range(fb..fb + n).map(|(&k, _)| k).collect();
@@ -494,9 +487,10 @@ pub(crate) fn apply_file(
 /// ones read as zeros, like holes, and are not shared).
 pub(crate) fn clone_sources(src: &FileMeta, sfb: u64, n: u64) -> Vec<(u64, u64)> {
     src.blocks
-        .range(sfb..sfb.saturating_add(n))
-        .filter(|(_, b)| !b.unwritten)
-        .map(|(&k, b)| (k - sfb, b.dev))
+        .range(sfb, n)
+        .into_iter()
+        .filter(|(_, e)| !e.unwritten)
+        .flat_map(|(k, e)| (0..e.len).map(move |i| (k + i - sfb, e.dev + i)))
         .collect()
 }
 
@@ -527,7 +521,8 @@ pub(crate) fn apply_clone(
         *a.refs.entry(dev).or_insert(1) += 1;
         dst.blocks.insert(
             dfb + off,
-            Blk {
+            Extent {
+                len: 1,
                 dev,
                 unwritten: false,
                 shared: true,
@@ -609,8 +604,16 @@ impl Image {
     /// Sets every block's sharing hint from the reference counts.
     pub(crate) fn mark_shared(&mut self) {
         for f in self.files.values_mut() {
-            for b in f.blocks.values_mut() {
-                b.shared = self.alloc.shared(b.dev);
+            let shared: Vec<(u64, bool)> = f
+                .blocks
+                .iter()
+                .flat_map(|(s, e)| (0..e.len).map(move |i| (s + i, e.dev + i)))
+                .map(|(fb, dev)| (fb, self.alloc.shared(dev)))
+                .filter(|&(_, shared)| shared)
+                .collect();
+            for (fb, _) in shared {
+                // Every block of the run is mapped: the update cannot fail.
+                let _ = f.blocks.update(fb, 1, |e| e.shared = true);
             }
         }
     }
@@ -706,12 +709,13 @@ pub(crate) fn encode_snapshot<'a>(
 }
 
 /// Runs of a block map: (file block, data block, count, unwritten).
-pub(crate) fn runs(blocks: &BTreeMap<u64, Blk>) -> Vec<(u64, u64, u64, bool)> {
+pub(crate) fn runs(blocks: &ExtentMap) -> Vec<(u64, u64, u64, bool)> {
     let mut out: Vec<(u64, u64, u64, bool)> = Vec::new();
-    for (&fb, b) in blocks {
+    for (fb, e) in blocks.iter() {
         match out.last_mut() {
-            Some(l) if l.0 + l.2 == fb && l.1 + l.2 == b.dev && l.3 == b.unwritten => l.2 += 1,
-            _ => out.push((fb, b.dev, 1, b.unwritten)),
+            // Extents that differ only in the sharing hint are one run on disk.
+            Some(l) if l.0 + l.2 == fb && l.1 + l.2 == e.dev && l.3 == e.unwritten => l.2 += e.len,
+            _ => out.push((fb, e.dev, e.len, e.unwritten)),
         }
     }
     out
@@ -756,21 +760,18 @@ pub(crate) fn decode_snapshot(b: &[u8], total: u64) -> Result<Image, String> {
                     "file {id} has a run of {n} blocks at data block {dev} outside the data area"
                 ));
             }
-            for i in 0..n {
-                if f.blocks
-                    .insert(
-                        fb + i,
-                        Blk {
-                            dev: dev + i,
-                            unwritten,
-                            shared: false,
-                        },
-                    )
-                    .is_some()
-                {
-                    return Err(format!("file {id} maps block {} twice", fb + i));
-                }
+            if let Some(twice) = f.blocks.next_mapped(fb).filter(|&k| k - fb < n) {
+                return Err(format!("file {id} maps block {twice} twice"));
             }
+            f.blocks.insert(
+                fb,
+                Extent {
+                    len: n,
+                    dev,
+                    unwritten,
+                    shared: false,
+                },
+            );
         }
         if img.files.insert(id, f).is_some() {
             return Err(format!("file {id} appears twice"));

@@ -92,6 +92,10 @@ impl Store {
         io: &mut StoreIo<Q, B>,
         blocks: u64,
     ) -> Result<(), StoreError> {
+        // No block waits for a commit (the usual case): nothing to lock.
+        if !self.busy_hint.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let wait = {
             let a = lock(&self.alloc);
             a.free_blocks < blocks && !a.busy.is_empty()
@@ -249,19 +253,17 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let b = u64::from(self.geo.block_size);
         self.ensure_space(io, (iter.count() as u64).div_ceil(b) + 1)?;
-        let ops = FileOps {
-            store: self,
-            node: &file.node,
-        };
+        let ops = FileOps::new(self, &file.node);
         let n = io
             .dio()
             .rw(Request::write(), iocb, iter, &ops, &ops)
             .map_err(StoreError::io("writing file data"))?;
         // The layer made the data durable (FUA or its flush); what remains is
-        // the metadata the write needs, or with SYNC all of it.
+        // the metadata the write needs (none for a pure overwrite of durable
+        // metadata), or with SYNC all of it.
         if iocb.flags.contains(KiocbFlags::SYNC) {
             self.sync_file(io, file, false, false)?;
-        } else if iocb.flags.contains(KiocbFlags::DSYNC) {
+        } else if iocb.flags.contains(KiocbFlags::DSYNC) && !ops.pure_overwrite() {
             self.sync_file(io, file, true, false)?;
         }
         Ok(n)
@@ -275,10 +277,7 @@ impl Store {
         iocb: &mut Kiocb,
         iter: &mut IovIter<B>,
     ) -> Result<usize, StoreError> {
-        let ops = FileOps {
-            store: self,
-            node: &file.node,
-        };
+        let ops = FileOps::new(self, &file.node);
         io.dio()
             .rw(Request::read(), iocb, iter, &ops, &ops)
             .map_err(StoreError::io("reading file data"))
@@ -307,16 +306,11 @@ impl Store {
             let mut a = lock(&self.alloc);
             let lsn = self.next_lsn();
             while fb < end_fb {
-                if f.blocks.contains_key(&fb) {
-                    fb += 1;
+                if let Some((s, e)) = f.blocks.find(fb) {
+                    fb = s + e.len;
                     continue;
                 }
-                let next = f
-                    .blocks
-                    .range(fb..)
-                    .next()
-                    .map_or(end_fb, |(&k, _)| k)
-                    .min(end_fb);
+                let next = f.blocks.next_mapped(fb).map_or(end_fb, |k| k.min(end_fb));
                 let Some((dev, n)) = a.pick(next - fb) else {
                     // What was allocated so far stays (journaled); report the shortfall.
                     let free = a.free_blocks;
@@ -400,7 +394,7 @@ impl Store {
         let (old, tail_written) = {
             let f = lock(&file.node.meta);
             stale(&f)?;
-            let tail = f.blocks.get(&(size / b)).is_some_and(|x| !x.unwritten);
+            let tail = f.blocks.find(size / b).is_some_and(|(_, x)| !x.unwritten);
             (f.size, tail)
         };
         if size < old && size % b != 0 && tail_written {
@@ -427,7 +421,7 @@ impl Store {
             stale(&f)?;
             let first = size.div_ceil(b);
             let mut recs = Vec::new();
-            if let Some((&last, _)) = f.blocks.iter().next_back() {
+            if let Some(last) = f.blocks.last_block() {
                 if last >= first {
                     recs.push(Record::Punch {
                         id: f.id,
@@ -522,9 +516,8 @@ impl Store {
                 d.meta_lsn = l;
             }
             for (off, _) in shared {
-                if let Some(x) = s.blocks.get_mut(&(sfb + off)) {
-                    x.shared = true;
-                }
+                // The source block is mapped (clone_sources found it).
+                let _ = s.blocks.update(sfb + off, 1, |x| x.shared = true);
             }
             Ok(())
         };
@@ -612,13 +605,17 @@ impl Store {
         stale(&f)?;
         let a = lock(&self.alloc);
         let mut out: Vec<ExtentInfo> = Vec::new();
-        for (&fb, x) in &f.blocks {
+        let blocks = f
+            .blocks
+            .iter()
+            .flat_map(|(k, e)| (0..e.len).map(move |i| (k + i, e.dev + i, e.unwritten)));
+        for (fb, dev, unwritten) in blocks {
             let info = ExtentInfo {
                 offset: fb * b,
                 length: b,
-                addr: self.geo.data_addr(x.dev),
-                unwritten: x.unwritten,
-                shared: a.shared(x.dev),
+                addr: self.geo.data_addr(dev),
+                unwritten,
+                shared: a.shared(dev),
             };
             match out.last_mut() {
                 Some(l)
@@ -644,6 +641,6 @@ fn stat_of(f: &FileMeta) -> FileStat {
         mtime: f.mtime,
         ctime: f.ctime,
         flags: f.flags,
-        blocks: f.blocks.len() as u64,
+        blocks: f.blocks.blocks(),
     }
 }

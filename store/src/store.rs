@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dio::{DioQueue, DmaBuf};
@@ -115,6 +115,8 @@ pub struct Store {
     pub(crate) jio: Mutex<JournalIo>,
     /// Position of the last record known durable.
     pub(crate) durable: AtomicU64,
+    /// The allocator's `busy_hint`: blocks may be waiting for a commit.
+    pub(crate) busy_hint: Arc<AtomicBool>,
     counters: Counters,
     /// A journal or checkpoint write failed: records applied in memory may
     /// never reach the device, so nothing is committed or acknowledged again
@@ -241,6 +243,7 @@ impl Store {
             vwc: io.dio().caps().volatile_write_cache,
             names: Mutex::new(names),
             next_id: AtomicU64::new(image.next_id),
+            busy_hint: Arc::clone(&image.alloc.busy_hint),
             alloc: Mutex::new(image.alloc),
             pending: Mutex::new(Pending::default()),
             jio: Mutex::new(JournalIo {
