@@ -11,123 +11,19 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{FLUSH, WRITE};
-use dio::nvme_qp::{IoBuffer, NvmeQueue};
-use dio::providers::RawNamespace;
-use dio::{
-    CommandStatus, DeviceCaps, Dio, DioQueue, IoCommand, IovIter, Kiocb, KiocbFlags, NoHooks,
-    QueueError,
-};
+use common::{boot, Io, FLUSH, WRITE};
+use dio::{IovIter, Kiocb, KiocbFlags};
 use nvme::spec::{Status, StatusCodeType};
 use nvme::transport::emu::EmuTransport;
-use nvme::{CompletionMode, Controller, Options, QueuePairOptions};
-use nvme_emu::{CommandMatch, EmuController, FaultAction};
-use store::{FormatOptions, Region, Store, StoreError, StoreIo};
+use nvme_emu::{CommandMatch, FaultAction};
+use store::{FormatOptions, Region, Store, StoreError};
 
 const REGION: Region = common::REGION;
 const LBA: usize = 512;
 /// Files created in the transaction that gets torn (several journal blocks).
 const TORN_FILES: usize = 400;
-
-/// The driver's queue, reporting a device whose writes ignore FUA: every
-/// durable write is a write and then a Flush.
-struct NoFua(NvmeQueue<EmuTransport>);
-
-impl DioQueue for NoFua {
-    fn caps(&self) -> DeviceCaps {
-        DeviceCaps {
-            fua: false,
-            ..self.0.caps()
-        }
-    }
-
-    fn submit(&mut self, cmd: &IoCommand<'_>, tag: u64) -> Result<(), QueueError> {
-        self.0.submit(cmd, tag)
-    }
-
-    fn poll<F: FnMut(u64, CommandStatus)>(
-        &mut self,
-        max: usize,
-        done: F,
-    ) -> Result<usize, QueueError> {
-        self.0.poll(max, done)
-    }
-
-    fn wait_interrupt(&mut self, timeout: Duration) -> Result<(), QueueError> {
-        self.0.wait_interrupt(timeout)
-    }
-
-    fn verdict_limit(&self) -> Duration {
-        self.0.verdict_limit()
-    }
-
-    fn take_cause(&mut self, tag: u64) -> Option<dio::Cause> {
-        self.0.take_cause(tag)
-    }
-}
-
-type Io = StoreIo<NoFua, IoBuffer>;
-
-struct Rig {
-    ctrl: Arc<Controller<EmuTransport>>,
-}
-
-impl Rig {
-    fn boot(emu: &EmuController) -> Rig {
-        let options = Options {
-            io_timeout: Duration::from_secs(2),
-            ..Options::default()
-        };
-        let ctrl =
-            Arc::new(Controller::new(EmuTransport::new(emu.clone()), options).expect("bring-up"));
-        Rig { ctrl }
-    }
-
-    fn io(&self) -> Io {
-        let qp = self
-            .ctrl
-            .create_io_queue_pair(QueuePairOptions {
-                depth: 64,
-                mode: CompletionMode::Polled,
-                ..QueuePairOptions::default()
-            })
-            .unwrap();
-        let q = NoFua(NvmeQueue::new(&self.ctrl, qp, 1).unwrap());
-        let zero = self.buf(4096);
-        let dio = Dio::new(q, Some(zero), 32).unwrap();
-        let ctrl = Arc::clone(&self.ctrl);
-        StoreIo::new(dio, move |len| {
-            let b = ctrl.allocator().alloc(len, 4096).ok()?;
-            Some(IoBuffer::new(b))
-        })
-    }
-
-    fn buf(&self, len: usize) -> IoBuffer {
-        let mut b = self.ctrl.allocator().alloc(len, 4096).unwrap();
-        b.fill(0, len, 0).unwrap();
-        IoBuffer::new(b)
-    }
-
-    /// `len` bytes of the namespace at byte `addr`, as a read sees them.
-    fn raw(&self, io: &mut Io, addr: u64, len: usize) -> Vec<u8> {
-        let raw = RawNamespace::new(io.dio().caps());
-        let mut it = IovIter::new(vec![self.buf(len)]);
-        io.dio()
-            .read(
-                &mut Kiocb::new(addr, KiocbFlags::empty()),
-                &mut it,
-                &raw,
-                &NoHooks,
-            )
-            .unwrap();
-        let mut out = vec![0; len];
-        it.buffers()[0].read(0, &mut out).unwrap();
-        out
-    }
-}
 
 fn name(i: usize) -> String {
     format!("torn-transaction-file-with-a-long-name-{i:04}")
@@ -153,7 +49,7 @@ fn torn_commit(seed: u64, keep_permille: u16) -> Tear {
         .unwrap()
         .emu()
         .clone();
-    let r = Rig::boot(&emu);
+    let r = boot(&emu, Duration::from_secs(2), false);
     let mut io = r.io();
     let s = Store::format(&mut io, REGION, &FormatOptions::default()).unwrap();
     let g = s.geometry();
@@ -214,7 +110,7 @@ fn torn_commit(seed: u64, keep_permille: u16) -> Tear {
     drop(r);
     emu.faults().clear();
     emu.function_reset();
-    let r = Rig::boot(&emu);
+    let r = boot(&emu, Duration::from_secs(2), false);
     let mut io = r.io();
     let after = r.raw(&mut io, journal_addr, journal_len);
     let first = (w.slba - journal_addr / LBA as u64) as usize;
