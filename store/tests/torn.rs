@@ -92,7 +92,7 @@ fn torn_commit(seed: u64, keep_permille: u16) -> Tear {
         .filter(|e| e.qid != 0 && e.opcode == WRITE)
         .collect();
     assert_eq!(writes.len(), 1, "one journal write: {writes:?}");
-    let w = writes[0].clone();
+    let w = writes[0];
     assert!(!w.fua, "no FUA on this device");
     let n = w.blocks as usize;
     assert!(n >= 4 * 8, "a multi-block transaction: {n} logical blocks");
