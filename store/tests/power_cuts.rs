@@ -8,15 +8,22 @@
 //! (`power_cut`) and is reset (`function_reset`), as a power cycle does. So the
 //! device holds exactly what the commands executed before the cut made durable,
 //! and each operation that returned success before the cut was acknowledged.
+//! Every third cut is partial (`power_cut_partial`, a random share kept): each
+//! cached logical block independently reaches the medium or is lost, as when
+//! the power goes while the drive destages. Every other fresh device runs
+//! without FUA (each durable write, journal commits and checkpoints included,
+//! is a write and a Flush), so a cut between the two, partial or not, tears
+//! journal and checkpoint writes in any subset of their logical blocks.
 //!
 //! Each thread keeps a model of its own files (a pool of names only it uses,
 //! and its own blocks of one file all threads write). After each cut the store
 //! is opened (journal replay), `fsck` must be clean, and each thread's files
 //! must equal the model after some prefix of the thread's operations that
 //! includes every operation acknowledged durable (the journal is one sequence,
-//! so what is durable is a prefix), each block holding a value the file was
-//! given since it was last made durable: every write carries unique per-block
-//! content, so another file's data, a stale block or garbage is recognised.
+//! so what is durable is a prefix), each logical block (512 bytes, the unit
+//! the device writes atomically) holding a value the file was given since it
+//! was last made durable: every write carries unique per-block content, so
+//! another file's data, a stale block or garbage is recognised.
 //!
 //! The state a cut leaves is the next round's start. `STORE_CRASH_CUTS` sets
 //! the number of cuts (default 1000), `STORE_CRASH_SEED` the seed:
@@ -34,11 +41,14 @@ use dio::nvme_qp::IoBuffer;
 use dio::{IovIter, Kiocb, KiocbFlags};
 use nvme::spec::{Status, StatusCodeType};
 use nvme::transport::emu::EmuTransport;
-use nvme::{Controller, Options};
 use nvme_emu::{CommandMatch, EmuController, FaultAction};
 use store::{FormatOptions, Region, Store};
 
 const BS: u64 = 4096;
+/// The device's logical block: the unit a power cut keeps or loses whole.
+const SECTOR: u64 = 512;
+/// Logical blocks per store block.
+const SPB: u64 = BS / SECTOR;
 /// Blocks of each file the workload touches.
 const BLOCKS: u64 = 10;
 /// Blocks of the file all threads write (thread `t` owns blocks `b % threads == t`).
@@ -51,6 +61,9 @@ const MAX_THREADS: usize = 3;
 const OPS: usize = 16;
 /// A fresh device and format every this many cuts.
 const FRESH_EVERY: u64 = 100;
+/// Every this many cuts is partial (`power_cut_partial`): each cached logical
+/// block independently reaches the medium or is lost.
+const PARTIAL_EVERY: u64 = 3;
 
 const REGION: Region = Region {
     offset: 1 << 20,
@@ -72,25 +85,19 @@ impl Rng {
     }
 }
 
-fn boot(emu: &EmuController) -> Rig {
-    let options = Options {
-        io_timeout: Duration::from_secs(5),
-        ..Options::default()
-    };
-    let ctrl =
-        Arc::new(Controller::new(EmuTransport::new(emu.clone()), options).expect("bring-up"));
-    Rig {
-        emu: emu.clone(),
-        ctrl,
-    }
+fn boot(emu: &EmuController, fua: bool) -> Rig {
+    common::boot(emu, Duration::from_secs(5), fua)
 }
 
-fn fresh() -> (Rig, Arc<Store>) {
+/// A new device and store; `fua`: whether the store's engines use FUA (else
+/// each durable write, journal commits included, is a write and a Flush, and
+/// a cut between them can tear it).
+fn fresh(fua: bool) -> (Rig, Arc<Store>) {
     let emu = EmuTransport::from_name("emu:size=4M,lba=512,vwc=on")
         .expect("emu config")
         .emu()
         .clone();
-    let r = boot(&emu);
+    let r = boot(&emu, fua);
     let mut io = r.io();
     let s = Store::format(&mut io, REGION, &FormatOptions::default()).unwrap();
     let f = s.create(&mut io, "shared").unwrap();
@@ -104,14 +111,22 @@ fn content(tag: u64) -> Vec<u8> {
     tag.to_le_bytes().repeat(BS as usize / 8)
 }
 
-/// The tag a block holds, or why it holds none.
-fn tag_of(blk: &[u8]) -> Result<u64, String> {
-    let w = &blk[..8];
-    if blk.chunks(8).all(|c| c == w) {
+/// The tag a logical block holds, or why it holds none.
+fn tag_of(sector: &[u8]) -> Result<u64, String> {
+    let w = &sector[..8];
+    if sector.chunks(8).all(|c| c == w) {
         Ok(u64::from_le_bytes(w.try_into().unwrap()))
     } else {
-        Err(format!("a torn or garbage block: {:02x?}...", &blk[..16]))
+        Err(format!(
+            "a torn or garbage sector: {:02x?}...",
+            &sector[..16]
+        ))
     }
+}
+
+/// The model's entries (logical blocks) of store block `b`.
+fn sectors(b: u64) -> std::ops::Range<usize> {
+    (b * SPB) as usize..((b + 1) * SPB) as usize
 }
 
 /// One file block in the model.
@@ -142,13 +157,15 @@ impl Blk {
 #[derive(Clone, Debug)]
 struct Obj {
     size: u64,
+    /// One entry per logical block (`SPB` per store block): a partial cut keeps
+    /// or loses each on its own.
     blocks: Vec<Blk>,
 }
 
 /// Name -> (object, size): what a prefix of the operations leaves.
 type Names = BTreeMap<String, (usize, u64)>;
 
-/// What a file read back after a cut: size and each block's tag.
+/// What a file read back after a cut: size and each logical block's tag.
 type Seen = BTreeMap<String, (u64, Vec<u64>)>;
 
 /// One thread's model of its files.
@@ -163,8 +180,9 @@ struct Model {
     acked: usize,
     /// Per object, the last step that certainly journaled a record of it.
     touched: Vec<usize>,
-    /// The shared file's blocks this thread owns, by block number.
-    shared: BTreeMap<u64, Blk>,
+    /// The shared file's blocks this thread owns, by block number (each as
+    /// its logical blocks).
+    shared: BTreeMap<u64, Vec<Blk>>,
     /// Operations that returned success, and those acknowledged durable.
     ok_ops: u64,
     durable_ops: u64,
@@ -205,7 +223,8 @@ impl Model {
             }
         }
         for b in (0..SHARED_BLOCKS).filter(|b| *b as usize % threads == t) {
-            m.shared.insert(b, Blk::durable(shared[b as usize]));
+            m.shared
+                .insert(b, sectors(b).map(|s| Blk::durable(shared[s])).collect());
         }
         m.steps.push(m.snapshot());
         m
@@ -230,13 +249,15 @@ impl Model {
     /// Checks the files of this thread's pool and its shared blocks after a cut.
     fn verify(&self, seen: &Seen) -> Result<(), String> {
         let shared = &seen["shared"].1;
-        for (b, blk) in &self.shared {
-            let v = shared[*b as usize];
-            if !blk.allowed.contains(&v) {
-                return Err(format!(
-                    "shared block {b} holds {v:#x}, allowed {:x?}",
-                    blk.allowed
-                ));
+        for (b, blks) in &self.shared {
+            for (s, blk) in sectors(*b).zip(blks) {
+                let v = shared[s];
+                if !blk.allowed.contains(&v) {
+                    return Err(format!(
+                        "shared block {b} sector {s} holds {v:#x}, allowed {:x?}",
+                        blk.allowed
+                    ));
+                }
             }
         }
         let mine: BTreeMap<&String, &(u64, Vec<u64>)> = seen
@@ -256,16 +277,16 @@ impl Model {
                     why.push(format!("step {k}: {name} size {size}, read {got_size}"));
                     continue 'steps;
                 }
-                for (b, &v) in tags.iter().enumerate() {
-                    let ok = if (b as u64) * BS < size {
-                        self.objs[o].blocks[b].allowed.contains(&v)
+                for (s, &v) in tags.iter().enumerate() {
+                    let ok = if (s as u64 / SPB) * BS < size {
+                        self.objs[o].blocks[s].allowed.contains(&v)
                     } else {
                         v == 0
                     };
                     if !ok {
                         why.push(format!(
-                            "step {k}: {name} block {b} holds {v:#x}, allowed {:x?}",
-                            self.objs[o].blocks[b].allowed
+                            "step {k}: {name} sector {s} holds {v:#x}, allowed {:x?}",
+                            self.objs[o].blocks[s].allowed
                         ));
                         continue 'steps;
                     }
@@ -353,7 +374,9 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 let tags: Vec<u64> = (0..n).map(|_| tag()).collect();
                 let obj = &mut m.objs[o];
                 for (i, &v) in tags.iter().enumerate() {
-                    obj.blocks[(blk + i as u64) as usize].set(v);
+                    obj.blocks[sectors(blk + i as u64)]
+                        .iter_mut()
+                        .for_each(|b| b.set(v));
                 }
                 if (blk + n) * BS > obj.size {
                     obj.size = (blk + n) * BS;
@@ -366,7 +389,7 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 let r = write_blocks(rd, &mut io, &name, blk, &tags, flags);
                 if r.is_ok() && flags.contains(KiocbFlags::DSYNC) {
                     for (i, &v) in tags.iter().enumerate() {
-                        m.objs[o].blocks[(blk + i as u64) as usize] = Blk::durable(v);
+                        m.objs[o].blocks[sectors(blk + i as u64)].fill(Blk::durable(v));
                     }
                     m.acked = m.acked.max(m.touched[o]);
                     m.durable_ops += 1;
@@ -378,13 +401,17 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 let blk = own[rng.below(own.len() as u64) as usize];
                 let flags = flags_of(rng);
                 let v = tag();
-                m.shared.get_mut(&blk).unwrap().set(v);
+                m.shared
+                    .get_mut(&blk)
+                    .unwrap()
+                    .iter_mut()
+                    .for_each(|b| b.set(v));
                 m.steps.push(m.snapshot());
                 m.log
                     .push(format!("{step}: write shared {blk} {flags:?} {v:x}"));
                 let r = write_blocks(rd, &mut io, "shared", blk, &[v], flags);
                 if r.is_ok() && flags.contains(KiocbFlags::DSYNC) {
-                    m.shared.insert(blk, Blk::durable(v));
+                    m.shared.get_mut(&blk).unwrap().fill(Blk::durable(v));
                     m.durable_ops += 1;
                 }
                 r
@@ -396,7 +423,7 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 }
                 m.objs.push(Obj {
                     size: 0,
-                    blocks: vec![Blk::durable(0); BLOCKS as usize],
+                    blocks: vec![Blk::durable(0); (BLOCKS * SPB) as usize],
                 });
                 m.touched.push(step);
                 m.names.insert(name.clone(), m.objs.len() - 1);
@@ -455,7 +482,9 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 let blk = rng.below(BLOCKS);
                 let n = 1 + rng.below(BLOCKS - blk);
                 for b in blk..blk + n {
-                    m.objs[o].blocks[b as usize].set(0);
+                    m.objs[o].blocks[sectors(b)]
+                        .iter_mut()
+                        .for_each(|b| b.set(0));
                 }
                 m.touched[o] = step;
                 m.steps.push(m.snapshot());
@@ -471,7 +500,9 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 let o = m.names[&name];
                 let keep = rng.below(BLOCKS + 1);
                 for b in keep..BLOCKS {
-                    m.objs[o].blocks[b as usize].set(0);
+                    m.objs[o].blocks[sectors(b)]
+                        .iter_mut()
+                        .for_each(|b| b.set(0));
                 }
                 m.objs[o].size = keep * BS;
                 m.touched[o] = step;
@@ -493,11 +524,13 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                 let dblk = rng.below(BLOCKS);
                 let n = 1 + rng.below(BLOCKS - sblk.max(dblk));
                 for i in 0..n {
-                    let from = m.objs[so].blocks[(sblk + i) as usize].clone();
-                    let to = &mut m.objs[d].blocks[(dblk + i) as usize];
-                    to.latest = from.latest;
-                    to.allowed.extend(from.allowed);
-                    to.allowed.insert(from.latest);
+                    for (fs, ts) in sectors(sblk + i).zip(sectors(dblk + i)) {
+                        let from = m.objs[so].blocks[fs].clone();
+                        let to = &mut m.objs[d].blocks[ts];
+                        to.latest = from.latest;
+                        to.allowed.extend(from.allowed);
+                        to.allowed.insert(from.latest);
+                    }
                 }
                 if (dblk + n) * BS > m.objs[d].size {
                     m.objs[d].size = (dblk + n) * BS;
@@ -522,7 +555,7 @@ fn worker(rd: &Round<'_>, m: &mut Model, rng: &mut Rng) {
                         s.fsync(&mut io, &f)
                     };
                     if r.is_ok() {
-                        m.shared.values_mut().for_each(Blk::settle);
+                        m.shared.values_mut().flatten().for_each(Blk::settle);
                         m.durable_ops += 1;
                     }
                     r.map_err(|e| e.to_string())
@@ -600,8 +633,8 @@ fn observe(r: &Rig, io: &mut Io, s: &Store) -> Result<Seen, String> {
             ));
         }
         let mut tags = Vec::new();
-        for (b, blk) in out.chunks(BS as usize).enumerate() {
-            tags.push(tag_of(blk).map_err(|e| format!("{} block {b}: {e}", st.name))?);
+        for (s, sector) in out.chunks(SECTOR as usize).enumerate() {
+            tags.push(tag_of(sector).map_err(|e| format!("{} sector {s}: {e}", st.name))?);
         }
         seen.insert(st.name.clone(), (st.size, tags));
     }
@@ -618,18 +651,24 @@ struct Figures {
     ops: u64,
     durable_ops: u64,
     commands_before_cut: u64,
+    partial_cuts: u64,
+    /// Of those, cuts on a device used without FUA.
+    partial_without_fua: u64,
+    /// Cached logical blocks the partial cuts kept.
+    kept_blocks: u64,
 }
 
 fn run(cuts: u64, seed: u64) -> Figures {
     let mut rng = Rng(seed | 1);
     let mut fig = Figures::default();
-    let (mut r, mut s) = fresh();
+    // Every other fresh device is used without FUA.
+    let (mut r, mut s) = fresh(true);
     let status = Status::from_parts(StatusCodeType::MediaAndDataIntegrity, 0x80).with_dnr(true);
     let mut seen = observe(&r, &mut r.io(), &s).unwrap();
     for cut in 0..cuts {
         if cut > 0 && cut % FRESH_EVERY == 0 {
             drop(s);
-            (r, s) = fresh();
+            (r, s) = fresh(cut / FRESH_EVERY % 2 == 0);
             seen = observe(&r, &mut r.io(), &s).unwrap();
         }
         let threads = 2 + rng.below(MAX_THREADS as u64 - 1) as usize;
@@ -672,14 +711,25 @@ fn run(cuts: u64, seed: u64) -> Figures {
         });
         fig.commands_before_cut += cmds.load(Ordering::Relaxed);
         let counters = s.counters();
-        // Every thread has stopped: the cache is lost, the controller reset.
-        r.emu.power_cut();
+        // Every thread has stopped: the cache is lost (or, on a partial cut,
+        // each cached logical block kept or lost on its own), the controller reset.
+        let partial = cut % PARTIAL_EVERY == PARTIAL_EVERY - 1;
+        if partial && !r.fua {
+            fig.partial_without_fua += 1;
+        }
+        if partial {
+            let keep_permille = rng.below(1001) as u16;
+            fig.kept_blocks += r.emu.power_cut_partial(rng.next(), keep_permille) as u64;
+            fig.partial_cuts += 1;
+        } else {
+            r.emu.power_cut();
+        }
         drop(s);
-        let emu = r.emu.clone();
+        let (emu, fua) = (r.emu.clone(), r.fua);
         drop(r);
         emu.faults().clear();
         emu.function_reset();
-        r = boot(&emu);
+        r = boot(&emu, fua);
         let mut io = r.io();
         let pre = Store::check(&mut io, REGION);
         s = Store::open(&mut io, REGION)
@@ -693,7 +743,7 @@ fn run(cuts: u64, seed: u64) -> Figures {
         seen = observe(&r, &mut io, &s).unwrap_or_else(|e| panic!("seed {seed:#x} cut {cut}: {e}"));
         for m in &models {
             if let Err(e) = m.verify(&seen) {
-                panic!("seed {seed:#x} cut {cut} ({threads} threads): {e}; before open: {pre:?}; counters before the cut: {counters:?}");
+                panic!("seed {seed:#x} cut {cut} ({threads} threads, partial {partial}): {e}; before open: {pre:?}; counters before the cut: {counters:?}");
             }
             fig.ops += m.ok_ops;
             fig.durable_ops += m.durable_ops;
@@ -728,13 +778,22 @@ fn acknowledged_operations_survive_power_cuts_taken_while_threads_run() {
     let t0 = Instant::now();
     let fig = run(cuts, seed);
     eprintln!(
-        "{} power cuts in {:.1?} (seed {seed:#x}): {} operations succeeded, {} acknowledged durable, {} commands executed before the cuts",
+        "{} power cuts ({} partial, {} of them without FUA, keeping {} cached blocks) in {:.1?} (seed {seed:#x}): {} operations succeeded, {} acknowledged durable, {} commands executed before the cuts",
         fig.cuts,
+        fig.partial_cuts,
+        fig.partial_without_fua,
+        fig.kept_blocks,
         t0.elapsed(),
         fig.ops,
         fig.durable_ops,
         fig.commands_before_cut
     );
     assert_eq!(fig.cuts, cuts);
+    assert_eq!(fig.partial_cuts, cuts / PARTIAL_EVERY);
+    assert!(
+        cuts < 30 || fig.kept_blocks > 0,
+        "the partial cuts kept nothing"
+    );
+    assert!(cuts <= FRESH_EVERY || fig.partial_without_fua > 0);
     assert!(fig.durable_ops > 0 && fig.ops > fig.durable_ops);
 }

@@ -276,6 +276,42 @@ impl WriteCache {
         out
     }
 
+    /// Power loss part-way through destaging: each cached block for which
+    /// `survives(lba)` holds is written back to `backend`, every other one is lost,
+    /// and the cache is emptied. Returns the LBAs kept and the LBAs lost (a block
+    /// whose write-back fails is lost).
+    pub(crate) fn discard_partial(
+        &self,
+        backend: &Backend,
+        mut survives: impl FnMut(u64) -> bool,
+    ) -> (Vec<u64>, Vec<u64>) {
+        let bs = self.block_size;
+        let (mut kept, mut lost) = (Vec::new(), Vec::new());
+        for shard in self.shards.iter() {
+            let mut s = lock(shard);
+            for i in 0..s.used {
+                let slot = (s.head + i) % SHARD_CAPACITY;
+                let lba = s.lbas[slot];
+                if lba == DEAD {
+                    continue;
+                }
+                if survives(lba)
+                    && backend
+                        .write_buf(lba * bs as u64, s.block(slot, bs))
+                        .is_ok()
+                {
+                    kept.push(lba);
+                } else {
+                    lost.push(lba);
+                }
+            }
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            let n = s.clear();
+            self.dirty.fetch_sub(n, Ordering::AcqRel);
+        }
+        (kept, lost)
+    }
+
     /// Discards everything (power loss); returns how many blocks were lost.
     pub(crate) fn discard(&self) -> usize {
         let mut lost = 0;

@@ -161,6 +161,17 @@ impl Ctrl {
     /// Simulated power loss: every write not yet durable is lost.
     pub(crate) fn power_cut(&self) {
         let lost = self.storage.power_cut();
+        self.count_power_cut(lost);
+    }
+
+    /// Simulated power loss while the cache destages: what `cut` keeps survives.
+    pub(crate) fn power_cut_partial(&self, cut: &crate::power::PartialCut) -> usize {
+        let (kept, lost) = self.storage.power_cut_partial(cut);
+        self.count_power_cut(lost);
+        kept
+    }
+
+    fn count_power_cut(&self, lost: usize) {
         self.counters
             .lost_blocks
             .fetch_add(lost as u64, Ordering::Relaxed);

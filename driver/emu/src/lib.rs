@@ -9,7 +9,8 @@
 //! or nothing (`null`). All DMA goes through an IOMMU model ([`EmuController::dma_mapper`]):
 //! an access outside the mapped IOVAs fails its command with Data Transfer Error, as a
 //! mapping bug would on hardware. A volatile write cache model gives FUA and Flush an
-//! observable meaning ([`EmuController::power_cut`]); [`FaultControl`] injects failures
+//! observable meaning ([`EmuController::power_cut`], and
+//! [`EmuController::power_cut_partial`] that tears what was cached); [`FaultControl`] injects failures
 //! and [`CommandLog`] records what was executed.
 //!
 //! Device strings are documented in [`config`].
@@ -34,6 +35,7 @@ mod io;
 mod iommu;
 mod namespace;
 mod pi;
+mod power;
 mod prp;
 mod queue;
 mod ranges;
@@ -145,6 +147,21 @@ impl EmuController {
     /// model the reset a real power cycle implies).
     pub fn power_cut(&self) {
         self.ctrl.power_cut()
+    }
+
+    /// Simulated power loss while the volatile write cache destages: each cached
+    /// block (not yet durable) independently reaches the medium with a chance of
+    /// `keep_permille` thousandths, or is lost, so a multi-block write not yet
+    /// durable comes back as any subset of its blocks, each block wholly old or
+    /// wholly new (the atomic write unit is one logical block). `seed` picks the
+    /// subset: the same seed keeps the same LBAs. Returns how many blocks were
+    /// kept (the lost ones count in [`EmuStats::lost_blocks`]). `keep_permille`
+    /// 0 is [`EmuController::power_cut`]; 1000 or more keeps every block.
+    pub fn power_cut_partial(&self, seed: u64, keep_permille: u16) -> usize {
+        self.ctrl.power_cut_partial(&power::PartialCut {
+            seed,
+            keep_permille,
+        })
     }
 
     /// Fault injection handle.

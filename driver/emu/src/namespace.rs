@@ -131,6 +131,15 @@ impl Storage {
     pub(crate) fn power_cut(&self) -> usize {
         self.namespaces.iter().map(|ns| ns.power_cut()).sum()
     }
+
+    /// Power loss while the cache destages: each write not yet durable is kept
+    /// or lost block by block, as `cut` decides; returns the blocks kept and lost.
+    pub(crate) fn power_cut_partial(&self, cut: &crate::power::PartialCut) -> (usize, usize) {
+        self.namespaces
+            .iter()
+            .map(|ns| ns.power_cut_partial(cut))
+            .fold((0, 0), |(k, l), (a, b)| (k + a, l + b))
+    }
 }
 
 /// Copies `src` into the scatter list `segs` starting at byte `at` of the transfer.
@@ -369,5 +378,21 @@ impl Namespace {
             let _ = self.zero(slba, nlb);
         }
         lost
+    }
+
+    /// Loses each write not yet durable or keeps it, block by block, as
+    /// `cut` decides (see [`crate::power::PartialCut`]); returns the blocks
+    /// kept and lost.
+    pub(crate) fn power_cut_partial(&self, cut: &crate::power::PartialCut) -> (usize, usize) {
+        let (kept, lost) = self
+            .cache
+            .discard_partial(&self.backend, |lba| cut.survives(self.nsid, lba));
+        if let Some(zones) = &self.zones {
+            // The write pointer keeps only durable data up to the first lost block.
+            for (slba, nlb) in zones.power_cut(&lost) {
+                let _ = self.zero(slba, nlb);
+            }
+        }
+        (kept.len(), lost.len())
     }
 }

@@ -242,3 +242,101 @@ fn a_block_superseded_by_fua_is_not_written_back_when_the_cache_wraps() {
     h.ctrl.power_cut();
     assert_eq!(h.read_blocks(1, 0, 1).1, pattern(512, 2));
 }
+
+/// Writes `n` cached blocks at 0, block `i` holding `pattern(512, seed + i)`, after a
+/// durable older copy `pattern(512, 100 + i)`; cuts with `power_cut_partial`; returns
+/// the blocks kept (each checked to hold wholly the old or wholly the new data) and
+/// the count the cut reported.
+fn torn_run(seed: u64, keep_permille: u16, n: u64) -> (Vec<u64>, usize, u64) {
+    let mut h = Harness::with_io("emu", 16);
+    for i in 0..n {
+        h.write_blocks(1, i, &pattern(512, 100 + i as u8), true);
+    }
+    for i in 0..n {
+        h.write_blocks(1, i, &pattern(512, 1 + i as u8), false);
+    }
+    assert_eq!(h.ctrl.cached_blocks(1), Some(n as usize));
+    let kept = h.ctrl.power_cut_partial(seed, keep_permille);
+    assert_eq!(h.ctrl.cached_blocks(1), Some(0));
+    let mut survivors = Vec::new();
+    for i in 0..n {
+        let got = h.read_blocks(1, i, 1).1;
+        if got == pattern(512, 1 + i as u8) {
+            survivors.push(i);
+        } else {
+            assert_eq!(got, pattern(512, 100 + i as u8), "block {i} is torn");
+        }
+    }
+    (survivors, kept, h.ctrl.stats().lost_blocks)
+}
+
+#[test]
+fn a_partial_power_cut_keeps_any_subset_of_cached_blocks_each_whole() {
+    let (kept, count, lost) = torn_run(0x5eed, 500, 64);
+    assert_eq!(kept.len(), count);
+    assert_eq!(lost, 64 - count as u64);
+    assert!(!kept.is_empty() && kept.len() < 64, "{kept:?}");
+    // Not a prefix: a later block survived where an earlier one was lost.
+    let first_lost = (0..64).find(|i| !kept.contains(i)).unwrap();
+    assert!(kept.iter().any(|&k| k > first_lost), "{kept:?}");
+}
+
+#[test]
+fn a_partial_power_cut_is_decided_by_its_seed() {
+    let a = torn_run(1, 500, 32).0;
+    assert_eq!(
+        torn_run(1, 500, 32).0,
+        a,
+        "the same seed tears the same way"
+    );
+    assert_ne!(torn_run(2, 500, 32).0, a, "another seed tears another way");
+}
+
+#[test]
+fn a_partial_power_cut_keeping_none_or_all_is_a_full_cut_or_a_flush() {
+    let (kept, count, lost) = torn_run(3, 0, 16);
+    assert!(kept.is_empty());
+    assert_eq!((count, lost), (0, 16));
+    let (kept, count, lost) = torn_run(3, 1000, 16);
+    assert_eq!(kept, (0..16).collect::<Vec<_>>());
+    assert_eq!((count, lost), (16, 0));
+}
+
+#[test]
+fn a_partial_power_cut_leaves_durable_data_alone_and_counts_as_a_power_cut() {
+    let mut h = Harness::with_io("emu", 16);
+    h.write_blocks(1, 0, &pattern(4 * 512, 20), true);
+    h.write_blocks(1, 8, &pattern(512, 21), false);
+    assert!(h.flush(1).status.is_success());
+    assert_eq!(h.ctrl.power_cut_partial(9, 500), 0, "nothing was cached");
+    assert_eq!(h.read_blocks(1, 0, 4).1, pattern(4 * 512, 20));
+    assert_eq!(h.read_blocks(1, 8, 1).1, pattern(512, 21));
+    assert_eq!(h.ctrl.stats().power_cuts, 1);
+}
+
+#[test]
+fn a_partial_power_cut_writes_the_kept_blocks_to_the_backing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.img");
+    let name = format!("emu:file={},size=1M", path.display());
+    let n = 32u64;
+    let kept = {
+        let mut h = Harness::with_io(&name, 16);
+        for i in 0..n {
+            h.write_blocks(1, i, &pattern(512, 1 + i as u8), false);
+        }
+        h.ctrl.power_cut_partial(0xfeed, 500)
+    };
+    let mut h = Harness::with_io(&name, 16);
+    let mut survivors = 0;
+    for i in 0..n {
+        let got = h.read_blocks(1, i, 1).1;
+        if got == pattern(512, 1 + i as u8) {
+            survivors += 1;
+        } else {
+            assert!(got.iter().all(|&b| b == 0), "block {i} is torn");
+        }
+    }
+    assert_eq!(survivors, kept);
+    assert!(kept > 0 && kept < n as usize);
+}

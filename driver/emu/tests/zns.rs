@@ -377,6 +377,24 @@ fn reset_deallocates_the_zone() {
 }
 
 #[test]
+fn a_partial_power_cut_keeps_the_write_pointer_before_the_first_lost_block() {
+    let mut h = zoned(DEV);
+    assert!(write(&mut h, 0, 32, 1).is_success());
+    let kept = h.ctrl.power_cut_partial(0x2b, 500);
+    assert!(kept > 0 && kept < 32, "{kept}");
+    let (_, wp) = zone(&mut h, 0);
+    assert!(wp < 32, "some block was lost: {wp}");
+    // Blocks below the pointer survived; the rest read as deallocated even
+    // where the cut kept them.
+    let data = h.read_blocks(1, 0, 32).1;
+    assert_eq!(
+        data[..wp as usize * 512],
+        pattern(32 * 512, 1)[..wp as usize * 512]
+    );
+    assert!(data[wp as usize * 512..].iter().all(|&b| b == 0));
+}
+
+#[test]
 fn power_cut_keeps_the_write_pointer_of_durable_data() {
     let mut h = zoned(DEV);
     assert!(h

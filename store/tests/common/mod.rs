@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dio::nvme_qp::{IoBuffer, NvmeQueue};
-use dio::{Dio, IovIter, Kiocb, KiocbFlags};
+use dio::{
+    Cause, CommandStatus, DeviceCaps, Dio, DioQueue, IoCommand, IovIter, Kiocb, KiocbFlags,
+    QueueError,
+};
 use nvme::transport::emu::EmuTransport;
 use nvme::{CompletionMode, Controller, Options, QueuePairOptions};
 use nvme_emu::{EmuController, LogEntry};
@@ -14,11 +17,53 @@ use store::{FormatOptions, Region, Store, StoreIo};
 pub const FLUSH: u8 = 0x00;
 pub const WRITE: u8 = 0x01;
 
-pub type Io = StoreIo<NvmeQueue<EmuTransport>, IoBuffer>;
+pub type Io = StoreIo<DevQueue, IoBuffer>;
+
+/// The driver's queue, optionally reporting a device whose writes ignore FUA
+/// (every durable write is then a write and a Flush, as on a device without it).
+pub struct DevQueue {
+    q: NvmeQueue<EmuTransport>,
+    fua: bool,
+}
+
+impl DioQueue for DevQueue {
+    fn caps(&self) -> DeviceCaps {
+        DeviceCaps {
+            fua: self.fua,
+            ..self.q.caps()
+        }
+    }
+
+    fn submit(&mut self, cmd: &IoCommand<'_>, tag: u64) -> Result<(), QueueError> {
+        self.q.submit(cmd, tag)
+    }
+
+    fn poll<F: FnMut(u64, CommandStatus)>(
+        &mut self,
+        max: usize,
+        done: F,
+    ) -> Result<usize, QueueError> {
+        self.q.poll(max, done)
+    }
+
+    fn wait_interrupt(&mut self, timeout: Duration) -> Result<(), QueueError> {
+        self.q.wait_interrupt(timeout)
+    }
+
+    fn verdict_limit(&self) -> Duration {
+        self.q.verdict_limit()
+    }
+
+    fn take_cause(&mut self, tag: u64) -> Option<Cause> {
+        self.q.take_cause(tag)
+    }
+}
 
 pub struct Rig {
     pub emu: EmuController,
     pub ctrl: Arc<Controller<EmuTransport>>,
+    /// Whether the store's engines use FUA (else a write and a Flush).
+    pub fua: bool,
 }
 
 pub const REGION: Region = Region {
@@ -35,7 +80,27 @@ pub fn rig(opts: &str) -> Rig {
     };
     let ctrl = Arc::new(Controller::new(t, options).expect("bring-up"));
     emu.command_log().enable();
-    Rig { emu, ctrl }
+    Rig {
+        emu,
+        ctrl,
+        fua: true,
+    }
+}
+
+/// A controller brought up on `emu` (after a power cut, a second boot);
+/// `fua`: see [`Rig::fua`].
+pub fn boot(emu: &EmuController, io_timeout: Duration, fua: bool) -> Rig {
+    let options = Options {
+        io_timeout,
+        ..Options::default()
+    };
+    let ctrl =
+        Arc::new(Controller::new(EmuTransport::new(emu.clone()), options).expect("bring-up"));
+    Rig {
+        emu: emu.clone(),
+        ctrl,
+        fua,
+    }
 }
 
 impl Rig {
@@ -48,7 +113,10 @@ impl Rig {
                 ..QueuePairOptions::default()
             })
             .unwrap();
-        let q = NvmeQueue::new(&self.ctrl, qp, 1).unwrap();
+        let q = DevQueue {
+            q: NvmeQueue::new(&self.ctrl, qp, 1).unwrap(),
+            fua: self.fua,
+        };
         let zero = self.buf(4096);
         let dio = Dio::new(q, Some(zero), 32).unwrap();
         let ctrl = Arc::clone(&self.ctrl);
@@ -72,6 +140,23 @@ impl Rig {
             .into_iter()
             .filter(|e| e.qid != 0)
             .collect()
+    }
+
+    /// `len` bytes of the namespace at byte `addr`, as a read sees them.
+    pub fn raw(&self, io: &mut Io, addr: u64, len: usize) -> Vec<u8> {
+        let raw = dio::providers::RawNamespace::new(io.dio().caps());
+        let mut it = IovIter::new(vec![self.buf(len)]);
+        io.dio()
+            .read(
+                &mut Kiocb::new(addr, KiocbFlags::empty()),
+                &mut it,
+                &raw,
+                &dio::NoHooks,
+            )
+            .unwrap();
+        let mut out = vec![0; len];
+        it.buffers()[0].read(0, &mut out).unwrap();
+        out
     }
 
     pub fn format(&self, io: &mut Io) -> Arc<Store> {
