@@ -235,7 +235,7 @@ proptest! {
             }
         };
         prop_assert_eq!(parsed.len(), steps.len());
-        match run::run(device, 1, &parsed) {
+        match run::run(device, 1, &parsed, false) {
             Ok(report) => {
                 prop_assert_eq!(report.steps.len(), parsed.len());
                 let bytes: u64 = report.steps.iter().map(|s| s.counters.bytes).sum();
