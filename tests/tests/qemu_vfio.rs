@@ -40,6 +40,7 @@ const CHECKS: &[(&str, &[&str])] = &[
     ("read_past_end", &[]),
     ("perf_kill_verify", &[TOOLS]),
     ("dio_kill_dsync", &[TOOLS]),
+    ("store_kill_put", &[TOOLS]),
     // The measurement last: alternating kernel and nvme-perf rounds.
     ("perf_vs_kernel", &[TOOLS]),
 ];
@@ -320,6 +321,15 @@ fn perf_killed_mid_write_leaves_whole_blocks_and_a_reusable_controller() {
 #[test]
 fn dio_dsync_writes_reported_done_before_sigkill_read_back() {
     let log = check("dio_kill_dsync");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// `nvme-store`: files put with and without `--dsync` read back byte for byte in
+/// later processes; a `put --dsync` killed with SIGKILL leaves a store fsck finds
+/// clean and a file holding a prefix of its source with every chunk reported done.
+#[test]
+fn store_files_survive_a_put_killed_mid_copy() {
+    let log = check("store_kill_put");
     eprintln!("{}", log.unwrap_or_default());
 }
 
