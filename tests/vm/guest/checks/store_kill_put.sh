@@ -20,9 +20,9 @@ huge_free() { awk '$1 == "HugePages_Free:" { print $2 }' /proc/meminfo; }
 hugepages_back() { [ "$(huge_free)" = "$free_before" ]; }
 
 mkdir -p "$dir"
-head -c $((3 * 1048576 + 123)) /dev/urandom >"$dir/a"
-head -c $((2 * 1048576)) /dev/urandom >"$dir/b"
-head -c $((16 * 1048576)) /dev/urandom >"$dir/big"
+head -c $((2 * 1048576 + 123)) /dev/urandom >"$dir/a"
+head -c $((1048576)) /dev/urandom >"$dir/b"
+head -c $((8 * 1048576)) /dev/urandom >"$dir/big"
 
 bind_vfio "$bdf" >/dev/null
 free_before=$(huge_free)
@@ -45,7 +45,7 @@ status=0
 wait $pid || status=$?
 [ $status -eq 137 ] || fail "the killed put exited with status $status, not 137 (SIGKILL): $(cat "$dir/err")"
 n=$(acked)
-log "nvme-store put killed with SIGKILL after $n of $((16 * 1048576 / chunk)) chunks reported durable"
+log "nvme-store put killed with SIGKILL after $n of $((8 * 1048576 / chunk)) chunks reported durable"
 wait_for hugepages_back || fail "HugePages_Free is $(huge_free) after the kill, $free_before before"
 
 store fsck --json >"$dir/fsck.json" || fail "fsck after the kill: $(cat "$dir/fsck.json")"
