@@ -7,6 +7,7 @@ pub mod dio_cmd;
 pub mod identify;
 pub mod perf;
 pub mod setup;
+pub mod store_cmd;
 pub mod zns;
 
 /// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default: warnings and errors),
