@@ -7,8 +7,10 @@
 //!   overwrite: one FUA write);
 //! - `append_dsync_4k/store`: 4 KiB O_DSYNC writes at end of file (allocation,
 //!   conversion and size change journaled before each returns);
-//! - `read_fragmented/store`: 128 KiB reads of a file made of 4 KiB extents
-//!   interleaved with another file's (32 extents, 32 commands per read);
+//! - `read_128k/fragmented`: 128 KiB reads of a file made of 4 KiB extents
+//!   interleaved with another file's (32 extents, 32 commands per read), and
+//!   `read_128k/contiguous`: the same reads of a file that is one extent (one
+//!   command per read);
 //! - `metadata/create_write_fsync_unlink`: one 4 KiB file's life.
 //!
 //! Before measuring, the commands each appending write and each metadata
@@ -155,7 +157,7 @@ fn appends(c: &mut Criterion) {
     g.finish();
 }
 
-fn fragmented_reads(c: &mut Criterion) {
+fn fragmented_reads(crit: &mut Criterion) {
     let mut r = Rig::new();
     let a = r.store.create(&mut r.io, "fragmented").expect("create");
     let b = r.store.create(&mut r.io, "interleaved").expect("create");
@@ -173,27 +175,45 @@ fn fragmented_reads(c: &mut Criterion) {
                 .expect("write");
         }
     }
-    r.store.fsync(&mut r.io, &a).expect("fsync");
-    r.store.fsync(&mut r.io, &b).expect("fsync");
+    // The contiguous file: written alone, so its allocations follow each other.
+    let c = r.store.create(&mut r.io, "contiguous").expect("create");
+    for i in 0..FRAGMENTED_BLOCKS {
+        it.reset();
+        r.store
+            .write(
+                &mut r.io,
+                &c,
+                &mut Kiocb::new(i * 4096, KiocbFlags::empty()),
+                &mut it,
+            )
+            .expect("write");
+    }
+    for f in [&a, &b, &c] {
+        r.store.fsync(&mut r.io, f).expect("fsync");
+    }
     let extents = r.store.extents(&a).expect("extents").len() as u64;
     assert_eq!(extents, FRAGMENTED_BLOCKS, "every block its own extent");
+    let extents = r.store.extents(&c).expect("extents").len();
+    assert_eq!(extents, 1, "the contiguous file is one extent");
     let mut rd = IovIter::new(vec![r.buf(FRAGMENTED_READ, 0)]);
     let reads = FRAGMENTED_BLOCKS * 4096 / FRAGMENTED_READ as u64;
-    let mut g = c.benchmark_group("read_fragmented");
+    let mut g = crit.benchmark_group("read_128k");
     g.throughput(Throughput::Bytes(FRAGMENTED_READ as u64));
-    let mut i = 0;
-    g.bench_function("store", |bch| {
-        bch.iter(|| {
-            rd.reset();
-            let mut iocb = Kiocb::new(i * FRAGMENTED_READ as u64, KiocbFlags::HIPRI);
-            let n = r
-                .store
-                .read(&mut r.io, &a, &mut iocb, &mut rd)
-                .expect("read");
-            assert_eq!(n, FRAGMENTED_READ);
-            i = (i + 1) % reads;
-        })
-    });
+    for (name, f) in [("fragmented", &a), ("contiguous", &c)] {
+        let mut i = 0;
+        g.bench_function(name, |bch| {
+            bch.iter(|| {
+                rd.reset();
+                let mut iocb = Kiocb::new(i * FRAGMENTED_READ as u64, KiocbFlags::HIPRI);
+                let n = r
+                    .store
+                    .read(&mut r.io, f, &mut iocb, &mut rd)
+                    .expect("read");
+                assert_eq!(n, FRAGMENTED_READ);
+                i = (i + 1) % reads;
+            })
+        });
+    }
     g.finish();
 }
 

@@ -125,9 +125,46 @@ impl FileOps<'_> {
     }
 }
 
+impl FileOps<'_> {
+    /// Stages (or reuses) copy-on-write blocks for up to `n` shared file
+    /// blocks from `fb`; returns (first data block, blocks). Out of line: an
+    /// overwrite of unshared blocks never comes here.
+    #[inline(never)]
+    fn stage_cow(&self, f: &mut FileMeta, fb: u64, n: u64) -> Result<(u64, u64), DioError> {
+        let b = self.block();
+        // Stage (or reuse) copy-on-write blocks, in memory only: end_io
+        // journals the remap; a crash before it leaves them free.
+        match f.cow.get(&fb).copied() {
+            Some(d) => {
+                let mut k = 1;
+                while k < n && f.cow.get(&(fb + k)) == Some(&(d + k)) {
+                    k += 1;
+                }
+                Ok((d, k))
+            }
+            None => {
+                let mut a = lock(&self.store.alloc);
+                let Some((d, k)) = a.pick(n) else {
+                    return Err(DioError::NoSpace {
+                        needed: n * b,
+                        free: 0,
+                    });
+                };
+                a.take(d, k).map_err(|_| DioError::Io {
+                    reason: "the store's allocator handed out a block that is not free",
+                })?;
+                for i in 0..k {
+                    f.cow.insert(fb + i, d + i);
+                }
+                Ok((d, k))
+            }
+        }
+    }
+}
+
 impl IomapOps for FileOps<'_> {
     fn size(&self) -> u64 {
-        lock(&self.node.meta).size
+        self.node.size()
     }
 
     fn block_size(&self) -> u32 {
@@ -140,6 +177,7 @@ impl IomapOps for FileOps<'_> {
         if f.gone {
             return Err(gone(f.id));
         }
+        self.node.check_size(&f);
         let fb = pos / b;
         let end_fb = (pos + len).div_ceil(b);
         let write = flags.contains(IomapFlags::WRITE);
@@ -190,33 +228,7 @@ impl IomapOps for FileOps<'_> {
                     reason: "the write needs copy-on-write allocation",
                 });
             }
-            // Stage (or reuse) copy-on-write blocks, in memory only: end_io
-            // journals the remap; a crash before it leaves them free.
-            let (dev, k) = match f.cow.get(&fb).copied() {
-                Some(d) => {
-                    let mut k = 1;
-                    while k < n && f.cow.get(&(fb + k)) == Some(&(d + k)) {
-                        k += 1;
-                    }
-                    (d, k)
-                }
-                None => {
-                    let mut a = lock(&self.store.alloc);
-                    let Some((d, k)) = a.pick(n) else {
-                        return Err(DioError::NoSpace {
-                            needed: n * b,
-                            free: 0,
-                        });
-                    };
-                    a.take(d, k).map_err(|_| DioError::Io {
-                        reason: "the store's allocator handed out a block that is not free",
-                    })?;
-                    for i in 0..k {
-                        f.cow.insert(fb + i, d + i);
-                    }
-                    (d, k)
-                }
-            };
+            let (dev, k) = self.stage_cow(&mut f, fb, n)?;
             map.flags |= MappingFlags::SHARED;
             map.addr = self.store.geo.data_addr(dev);
             map.length = k * b;
@@ -255,6 +267,21 @@ impl DioOps for FileOps<'_> {
         {
             return Ok(());
         }
+        self.complete_write(iocb, size, flags)
+    }
+}
+
+impl FileOps<'_> {
+    /// end_io's work for a write that allocated, converted, copied on write
+    /// or extended: journals it. Out of line, so a pure overwrite's end_io
+    /// stays a few tests.
+    #[inline(never)]
+    fn complete_write(
+        &self,
+        iocb: &Kiocb,
+        size: u64,
+        flags: CompletionFlags,
+    ) -> Result<(), DioError> {
         let b = self.block();
         let mut f = lock(&self.node.meta);
         if f.gone {
@@ -311,7 +338,9 @@ impl DioOps for FileOps<'_> {
         let mut a = lock(&self.store.alloc);
         let lsn = self.store.next_lsn();
         for r in &recs {
-            apply_file(r, &mut f, &mut a, Mode::Live(lsn)).map_err(|_| DioError::Io {
+            let applied = apply_file(r, &mut f, &mut a, Mode::Live(lsn));
+            self.node.publish_size(&f);
+            applied.map_err(|_| DioError::Io {
                 reason: "the store's metadata refused a completion update (run fsck)",
             })?;
         }

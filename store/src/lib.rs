@@ -101,6 +101,13 @@
 //! by a record not yet durable is still written by copy on write.
 //! Times are journaled only by fsync (and held by every checkpoint).
 //!
+//! # Times
+//! File times are the realtime clock as of the last timer tick
+//! (`CLOCK_REALTIME_COARSE`, a few milliseconds' resolution), as Linux stamps
+//! inode times: several writes within one tick get the same mtime, and times
+//! never go backwards unless the system clock does. A write's mtime is set
+//! when the write is mapped (a pure overwrite) or completes (anything else).
+//!
 //! # Crash tests
 //! `tests/power_cuts.rs` takes 1000 power cuts (the emulated controller's
 //! volatile cache lost, then a controller reset) while two or three threads run
@@ -124,7 +131,9 @@
 //! Per-file locks guard the block maps; the allocator lock guards free space
 //! and reference counts and orders the journal's records; the journal lock
 //! serialises commits (one commit carries every pending record: group commit).
-//! The pure-overwrite path takes only its file's lock.
+//! The pure-overwrite path takes only its file's lock, once: the file size
+//! the dio layer asks for is a copy published under that lock wherever the
+//! size changes, read without it.
 
 #![forbid(unsafe_code)]
 

@@ -1,7 +1,7 @@
 //! The file operations of a [`Store`].
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use dio::{DioQueue, DmaBuf, IovIter, Kiocb, KiocbFlags, Request};
 
@@ -133,10 +133,7 @@ impl Store {
             drop(a);
             meta.data_lsn = lsn;
             meta.meta_lsn = lsn;
-            let node = Arc::new(FileNode {
-                id,
-                meta: Mutex::new(meta),
-            });
+            let node = Arc::new(FileNode::new(meta));
             names.insert(name.into(), Arc::clone(&node));
             node
         };
@@ -341,6 +338,7 @@ impl Store {
                     time: now(),
                 };
                 apply_file(&rec, &mut f, &mut a, Mode::Live(lsn)).map_err(refused)?;
+                file.node.publish_size(&f);
                 recs.push(rec);
             }
             if !recs.is_empty() {
@@ -444,7 +442,10 @@ impl Store {
                 size,
                 time: now(),
             });
-            self.apply_live(&mut f, recs)?;
+            let applied = self.apply_live(&mut f, recs);
+            // apply_file may have set the size before refusing a later record.
+            file.node.publish_size(&f);
+            applied?;
         }
         self.maybe_commit(io)
     }
@@ -509,6 +510,7 @@ impl Store {
                         time: t,
                     };
                     apply_file(&r, d, &mut a, Mode::Live(lsn)).map_err(refused)?;
+                    dst.node.publish_size(d);
                     recs.push(r);
                 }
                 let l = self.append(recs, false);
@@ -589,6 +591,7 @@ impl Store {
     pub fn stat(&self, file: &File) -> Result<FileStat, StoreError> {
         let f = lock(&file.node.meta);
         stale(&f)?;
+        file.node.check_size(&f);
         Ok(stat_of(&f))
     }
 

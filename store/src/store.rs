@@ -73,6 +73,45 @@ struct Counters {
 pub(crate) struct FileNode {
     pub id: u64,
     pub meta: Mutex<FileMeta>,
+    /// `meta.size`, stored under `meta`'s lock wherever the size changes
+    /// ([`FileNode::publish_size`]), so the dio layer's size query takes no lock.
+    size: AtomicU64,
+}
+
+impl FileNode {
+    /// A node for `meta`.
+    pub(crate) fn new(meta: FileMeta) -> FileNode {
+        FileNode {
+            id: meta.id,
+            size: AtomicU64::new(meta.size),
+            meta: Mutex::new(meta),
+        }
+    }
+
+    /// The size as last published: what a reader holding no lock may see.
+    #[inline]
+    pub(crate) fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// Publishes `f.size`; the caller holds this node's lock (`f` is its guard).
+    #[inline]
+    pub(crate) fn publish_size(&self, f: &FileMeta) {
+        debug_assert_eq!(f.id, self.id, "a size published to another file's node");
+        self.size.store(f.size, Ordering::Release);
+    }
+
+    /// Checks (in debug builds) that the published size is `f.size`: every
+    /// change of the size must be published before the lock is released.
+    #[inline]
+    pub(crate) fn check_size(&self, f: &FileMeta) {
+        debug_assert_eq!(
+            self.size(),
+            f.size,
+            "file {}: a size change was not published",
+            self.id
+        );
+    }
 }
 
 /// Records appended but not yet committed.
@@ -140,11 +179,16 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
-/// Nanoseconds since the Unix epoch.
+/// Nanoseconds since the Unix epoch as of the last timer tick (a few
+/// milliseconds' resolution): the time every file time is stamped with.
 pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+    // CLOCK_REALTIME_COARSE, as Linux stamps inode times (`current_time`):
+    // the vDSO answers from memory, so the overwrite path can afford it.
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    match (u64::try_from(ts.tv_sec), u64::try_from(ts.tv_nsec)) {
+        (Ok(s), Ok(ns)) => s.saturating_mul(1_000_000_000).saturating_add(ns),
+        _ => 0,
+    }
 }
 
 /// What reading the device's metadata found.
@@ -227,15 +271,7 @@ impl Store {
         let names = image
             .files
             .values()
-            .map(|f| {
-                (
-                    f.name.clone(),
-                    Arc::new(FileNode {
-                        id: f.id,
-                        meta: Mutex::new(f.clone()),
-                    }),
-                )
-            })
+            .map(|f| (f.name.clone(), Arc::new(FileNode::new(f.clone()))))
             .collect();
         let store = Arc::new(Store {
             sb,
