@@ -112,7 +112,7 @@ impl Queues {
             .sqs
             .iter()
             .map(|s| lock(s))
-            .map(|s| (s.view.accesses, s.view.refused))
+            .map(|s| s.view.counts())
         {
             sum = (sum.0 + view.0, sum.1 + view.1);
         }
@@ -120,16 +120,20 @@ impl Queues {
             .cqs
             .iter()
             .map(|s| lock(s))
-            .map(|s| (s.view.accesses, s.view.refused))
+            .map(|s| s.view.counts())
         {
             sum = (sum.0 + view.0, sum.1 + view.1);
         }
         sum
     }
 
-    /// Makes every submission queue's view record the data segments it hands out.
+    /// Makes every submission queue's view count its translations and record the data
+    /// segments it hands out.
     pub(crate) fn record_segments(&self) {
         for slot in self.sqs.iter() {
+            lock(slot).view.record_segments();
+        }
+        for slot in self.cqs.iter() {
             lock(slot).view.record_segments();
         }
     }
