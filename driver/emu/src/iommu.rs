@@ -184,7 +184,7 @@ impl MemView {
     }
 
     /// The host memory at `iova`: at most `len` bytes, fewer where the region ends.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn translate(
         &mut self,
         iova: u64,
@@ -230,7 +230,9 @@ impl MemView {
     /// Translations asked for and refused since creation, counted only while
     /// recording ([`MemView::record_segments`]); zeros otherwise.
     pub(crate) fn counts(&self) -> (u64, u64) {
-        self.audit.as_deref().map_or((0, 0), |a| (a.accesses, a.refused))
+        self.audit
+            .as_deref()
+            .map_or((0, 0), |a| (a.accesses, a.refused))
     }
 
     /// Copies `dst.len()` bytes from device-visible memory at `iova`.
@@ -282,7 +284,7 @@ impl MemView {
     }
 
     /// Reads a 64-byte submission queue entry.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read_sqe(&mut self, iova: u64) -> Result<[u8; 64], DmaFault> {
         let mut b = [0u8; 64];
         let host = self.translate(iova, 64)?;
@@ -395,7 +397,7 @@ impl HostSlice {
 impl MemView {
     /// The contiguous mapped host memory at `iova` (at most `len` bytes; may be shorter
     /// when a region ends first).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn host_slice(&mut self, iova: u64, len: usize) -> Result<HostSlice, DmaFault> {
         let s = self.translate(iova, len)?;
         if let Some(a) = self.audit.as_deref_mut() {

@@ -108,20 +108,10 @@ impl Queues {
     /// DMA translations asked for and refused, summed over every queue's view.
     pub(crate) fn dma_counts(&self) -> (u64, u64) {
         let mut sum = (0, 0);
-        for view in self
-            .sqs
-            .iter()
-            .map(|s| lock(s))
-            .map(|s| s.view.counts())
-        {
+        for view in self.sqs.iter().map(|s| lock(s)).map(|s| s.view.counts()) {
             sum = (sum.0 + view.0, sum.1 + view.1);
         }
-        for view in self
-            .cqs
-            .iter()
-            .map(|s| lock(s))
-            .map(|s| s.view.counts())
-        {
+        for view in self.cqs.iter().map(|s| lock(s)).map(|s| s.view.counts()) {
             sum = (sum.0 + view.0, sum.1 + view.1);
         }
         sum
