@@ -142,26 +142,55 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
             Ok(st) => st,
             Err(e) => return Err(self.abandon_single(write, bytes, flags, e)),
         };
+        if ended.is_err() || !status.is_success() {
+            let done = Done {
+                tag,
+                op,
+                bytes,
+                flags,
+                partial: req.flags.contains(DioFlags::PARTIAL),
+                total: len + req.done_before,
+            };
+            return self.single_failed(iocb, dops, ended, status, done);
+        }
+        dops.end_io(iocb, bytes, None, flags)?;
+        iocb.pos += bytes;
+        self.stats.bytes += bytes;
+        Ok(len + req.done_before)
+    }
+
+    /// The end of a single-command request whose command failed or whose provider's
+    /// `end` did: out of line, so the success path carries no error to drop.
+    #[cold]
+    #[inline(never)]
+    fn single_failed<D: DioOps + ?Sized>(
+        &mut self,
+        iocb: &mut Kiocb,
+        dops: &D,
+        ended: Result<(), DioError>,
+        status: CommandStatus,
+        done: Done,
+    ) -> Result<usize, DioError> {
         let mut error = match ended {
-            Err(DioError::Fault { .. }) if req.flags.contains(DioFlags::PARTIAL) => None,
+            Err(DioError::Fault { .. }) if done.partial => None,
             Err(e) => Some(e),
             Ok(()) => None,
         };
         if !status.is_success() && error.is_none() {
             error = Some(if status == CommandStatus::QUEUE_FAILED {
-                self.driver_error(tag, None)
+                self.driver_error(done.tag, None)
             } else {
-                device_error(op, status)
+                device_error(done.op, status)
             });
         }
-        let hook = dops.end_io(iocb, bytes, error.as_ref(), flags);
+        let hook = dops.end_io(iocb, done.bytes, error.as_ref(), done.flags);
         if let Some(e) = error {
             return Err(e);
         }
         hook?;
-        iocb.pos += bytes;
-        self.stats.bytes += bytes;
-        Ok(len + req.done_before)
+        iocb.pos += done.bytes;
+        self.stats.bytes += done.bytes;
+        Ok(done.total)
     }
 
     /// The command of a single-command request: the bytes of `seg` at file
@@ -322,6 +351,20 @@ impl<Q: DioQueue, B: DmaBuf> Dio<Q, B> {
 struct Lone<'m> {
     map: &'m Mapping,
     fua: bool,
+}
+
+/// What [`Dio::single_failed`] needs of the request besides its results.
+struct Done {
+    /// The command's tag.
+    tag: u64,
+    op: Op,
+    /// Bytes the command moved.
+    bytes: u64,
+    flags: CompletionFlags,
+    /// Whether the caller accepts a short transfer (`DioFlags::PARTIAL`).
+    partial: bool,
+    /// What the request returns: its bytes and those done before it.
+    total: usize,
 }
 
 /// The error of a failed command (out of line: commands nearly always succeed).

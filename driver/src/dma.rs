@@ -115,7 +115,7 @@ impl DmaMem {
 
     /// Reads the completion entry at `offset` (16-aligned) if its phase tag equals
     /// `phase`; otherwise `None` (the slot still holds an old entry).
-    #[inline]
+    #[inline(always)]
     pub fn read_cqe(&self, offset: usize, phase: bool) -> Result<Option<CompletionEntry>, Error> {
         let mem = self.mem();
         // The second word of the entry holds the status, phase tag in bit 48.

@@ -233,7 +233,7 @@ impl<'a> VolatileSlice<'a> {
     /// The copy is made with volatile loads of the widest of 8, 4 or 1 bytes that the
     /// address and `size_of::<T>()` allow, so a 64-byte entry at an 8-aligned offset is
     /// eight 8-byte loads, and no load tears an aligned field of that width.
-    #[inline]
+    #[inline(always)]
     pub fn read_obj<T: FromBytes + IntoBytes>(&self, offset: usize) -> Result<T, AccessError> {
         let src = self.range(offset, size_of::<T>())?;
         let mut value = T::new_zeroed();

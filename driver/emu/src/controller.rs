@@ -50,7 +50,7 @@ use crate::error::EmuError;
 use crate::events::{AsyncEvents, Interrupts, AER_INVALID_DOORBELL_VALUE};
 use crate::fault::{FaultAction, FaultState};
 use crate::health::Health;
-use crate::hostile::completion::{self, CqeLie};
+use crate::hostile::completion;
 use crate::hostile::Hostile;
 use crate::iommu::{Iommu, MemView};
 use crate::log::{LogEntry, LogState};
@@ -376,11 +376,11 @@ impl Ctrl {
                     Some(FaultAction::WrongSqid) => cqe.sq_id ^= 0x8000,
                     _ => {}
                 }
-                let lie = match &self.hostile {
-                    Some(h) => h.completion(&mut cqe, sq.size),
-                    None => CqeLie::Post,
+                let written = match &self.hostile {
+                    None => cq.post(cq_view, cqe),
+                    Some(h) => completion::post_hostile(h, cq, cq_view, cq_db, cqe, sq.size),
                 };
-                if completion::post(cq, cq_view, cq_db, cqe, lie).is_err() {
+                if written.is_err() {
                     GlobalCounters::bump(&self.counters.dma_errors);
                     failed_fatally = true;
                     break;

@@ -70,9 +70,7 @@ impl Iommu {
         MemView {
             regions: self.snapshot(),
             last: 0,
-            accesses: 0,
-            refused: 0,
-            trace: None,
+            audit: None,
         }
     }
 
@@ -161,13 +159,21 @@ impl DmaMapper for IommuMapper {
 pub(crate) struct MemView {
     regions: Arc<[Region]>,
     last: usize,
+    /// The access record, kept only once asked for ([`MemView::record_segments`], a
+    /// hostile device): otherwise a translation counts and records nothing.
+    audit: Option<Box<Audit>>,
+}
+
+/// What a [`MemView`] records of its accesses when asked to.
+#[derive(Default)]
+struct Audit {
     /// Translations asked for (every DMA access goes through one or more).
-    pub accesses: u64,
+    accesses: u64,
     /// Translations refused: the IOVA was not mapped.
-    pub refused: u64,
-    /// When recording, the (IOVA, length) of every data segment handed out by
-    /// [`MemView::host_slice`] since the last [`MemView::take_trace`].
-    trace: Option<Vec<(u64, u64)>>,
+    refused: u64,
+    /// The (IOVA, length) of every data segment handed out by [`MemView::host_slice`]
+    /// since the last [`MemView::take_trace`].
+    trace: Vec<(u64, u64)>,
 }
 
 impl MemView {
@@ -178,13 +184,15 @@ impl MemView {
     }
 
     /// The host memory at `iova`: at most `len` bytes, fewer where the region ends.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn translate(
         &mut self,
         iova: u64,
         len: usize,
     ) -> Result<VolatileSlice<'static>, DmaFault> {
-        self.accesses += 1;
+        if let Some(a) = self.audit.as_deref_mut() {
+            a.accesses += 1;
+        }
         let regions = &*self.regions;
         let region = match regions.get(self.last) {
             Some(r) if iova >= r.iova && iova < r.end() => r,
@@ -195,10 +203,7 @@ impl MemView {
                         self.last = i;
                         r
                     }
-                    _ => {
-                        self.refused += 1;
-                        return Err(DmaFault { iova });
-                    }
+                    _ => return Err(self.refuse(iova)),
                 }
             }
         };
@@ -209,6 +214,25 @@ impl MemView {
             .host
             .subslice(offset, avail)
             .map_err(|_| DmaFault { iova })
+    }
+
+    /// The fault of an unmapped `iova`, counted when recording; out of line, as it is
+    /// rare.
+    #[cold]
+    #[inline(never)]
+    fn refuse(&mut self, iova: u64) -> DmaFault {
+        if let Some(a) = self.audit.as_deref_mut() {
+            a.refused += 1;
+        }
+        DmaFault { iova }
+    }
+
+    /// Translations asked for and refused since creation, counted only while
+    /// recording ([`MemView::record_segments`]); zeros otherwise.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        self.audit
+            .as_deref()
+            .map_or((0, 0), |a| (a.accesses, a.refused))
     }
 
     /// Copies `dst.len()` bytes from device-visible memory at `iova`.
@@ -260,7 +284,7 @@ impl MemView {
     }
 
     /// Reads a 64-byte submission queue entry.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read_sqe(&mut self, iova: u64) -> Result<[u8; 64], DmaFault> {
         let mut b = [0u8; 64];
         let host = self.translate(iova, 64)?;
@@ -373,22 +397,33 @@ impl HostSlice {
 impl MemView {
     /// The contiguous mapped host memory at `iova` (at most `len` bytes; may be shorter
     /// when a region ends first).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn host_slice(&mut self, iova: u64, len: usize) -> Result<HostSlice, DmaFault> {
         let s = self.translate(iova, len)?;
-        if let Some(trace) = &mut self.trace {
-            trace.push((iova, s.len() as u64));
+        if let Some(a) = self.audit.as_deref_mut() {
+            record(a, iova, s.len());
         }
         Ok(HostSlice(s))
     }
 
-    /// Starts recording the data segments handed out (see [`MemView::take_trace`]).
+    /// Starts counting translations and recording the data segments handed out (see
+    /// [`MemView::counts`] and [`MemView::take_trace`]).
     pub(crate) fn record_segments(&mut self) {
-        self.trace.get_or_insert_with(Vec::new);
+        self.audit.get_or_insert_with(Box::default);
     }
 
     /// The data segments handed out since the last call, when recording.
     pub(crate) fn take_trace(&mut self) -> Vec<(u64, u64)> {
-        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
+        self.audit
+            .as_deref_mut()
+            .map(|a| std::mem::take(&mut a.trace))
+            .unwrap_or_default()
     }
+}
+
+/// Records a data segment handed out; out of line, as only a hostile device records.
+#[cold]
+#[inline(never)]
+fn record(audit: &mut Audit, iova: u64, len: usize) {
+    audit.trace.push((iova, len as u64));
 }

@@ -230,7 +230,8 @@ impl EmuController {
     }
 
     /// DMA translations the IOMMU model was asked for and how many it refused (the
-    /// IOVA was not mapped), over every queue's accesses since creation.
+    /// IOVA was not mapped), over every queue's accesses since creation. Counted only
+    /// on a hostile device (zeros otherwise): the count costs the data path.
     pub fn dma_counts(&self) -> DmaCounts {
         let (accesses, refused) = self.ctrl.queues.dma_counts();
         DmaCounts { accesses, refused }

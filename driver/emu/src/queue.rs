@@ -108,28 +108,22 @@ impl Queues {
     /// DMA translations asked for and refused, summed over every queue's view.
     pub(crate) fn dma_counts(&self) -> (u64, u64) {
         let mut sum = (0, 0);
-        for view in self
-            .sqs
-            .iter()
-            .map(|s| lock(s))
-            .map(|s| (s.view.accesses, s.view.refused))
-        {
+        for view in self.sqs.iter().map(|s| lock(s)).map(|s| s.view.counts()) {
             sum = (sum.0 + view.0, sum.1 + view.1);
         }
-        for view in self
-            .cqs
-            .iter()
-            .map(|s| lock(s))
-            .map(|s| (s.view.accesses, s.view.refused))
-        {
+        for view in self.cqs.iter().map(|s| lock(s)).map(|s| s.view.counts()) {
             sum = (sum.0 + view.0, sum.1 + view.1);
         }
         sum
     }
 
-    /// Makes every submission queue's view record the data segments it hands out.
+    /// Makes every submission queue's view count its translations and record the data
+    /// segments it hands out.
     pub(crate) fn record_segments(&self) {
         for slot in self.sqs.iter() {
+            lock(slot).view.record_segments();
+        }
+        for slot in self.cqs.iter() {
             lock(slot).view.record_segments();
         }
     }

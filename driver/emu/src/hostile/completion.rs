@@ -66,6 +66,22 @@ impl Hostile {
     }
 }
 
+/// Posts `cqe`, a completion for a command of a queue of `sq_size` entries, with the
+/// lie `hostile` decides on; out of line, so an honest device's posting stays inline.
+#[cold]
+#[inline(never)]
+pub(crate) fn post_hostile(
+    hostile: &Hostile,
+    cq: &mut CqState,
+    view: &mut MemView,
+    db: &AtomicU32,
+    mut cqe: CompletionEntry,
+    sq_size: u32,
+) -> Result<(), DmaFault> {
+    let lie = hostile.completion(&mut cqe, sq_size);
+    post(cq, view, db, cqe, lie)
+}
+
 /// Posts `cqe` the way `lie` says. Extra entries are posted only where the queue has
 /// room; the caller checked room for the first.
 pub(crate) fn post(

@@ -96,13 +96,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 warn_bad_sq_head(self.qid, cqe.sq_head);
             }
             let status = cqe.status.without_phase();
-            let mut exhausted = None;
             if !status.is_success() {
-                match self.retry_after_status(cqe.cid, status) {
-                    Disposition::Retried => continue,
-                    Disposition::Exhausted(r) => exhausted = Some(r),
-                    Disposition::Complete => {}
-                }
+                n += self.failed_cqe(cqe.cid, status, f);
+                continue;
             }
             let Some(slot) = self.slots.release_context(cqe.cid) else {
                 self.stats.unknown_cid += 1;
@@ -110,17 +106,11 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                 continue;
             };
             self.stats.completed += 1;
-            if let Some(retries) = exhausted {
-                let e = self.completion_error(cqe.cid, slot, status);
-                let e = self.retries_exhausted(cqe.cid, retries, e);
-                n += self.report(slot.parent, slot.ctx, Err(e), &mut |c, r| f(c, r, 0));
-                continue;
-            }
             if slot.parent != NO_PARENT {
                 n += self.child_cqe(cqe.cid, slot, status, &mut |c, r| f(c, r, 0));
                 continue;
             }
-            let result = if !slot.failed && status.is_success() {
+            let result = if !slot.failed {
                 Ok(())
             } else {
                 Err(self.completion_error(cqe.cid, slot, status))
@@ -144,6 +134,36 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             }
         }
         n
+    }
+
+    /// A completion with a failure status: the command is retried when its status and
+    /// budget allow, otherwise its error is reported; returns the requests reported.
+    /// Out of line, so the reap loop keeps the shape it has for successes.
+    #[cold]
+    #[inline(never)]
+    fn failed_cqe(
+        &mut self,
+        cid: u16,
+        status: Status,
+        f: &mut impl FnMut(C, Result<(), Error>, u64),
+    ) -> usize {
+        let exhausted = match self.retry_after_status(cid, status) {
+            Disposition::Retried => return 0,
+            Disposition::Exhausted(r) => Some(r),
+            Disposition::Complete => None,
+        };
+        let Some(slot) = self.slots.release_context(cid) else {
+            self.stats.unknown_cid += 1;
+            warn_unknown_cid(self.qid, cid);
+            return 0;
+        };
+        self.stats.completed += 1;
+        let e = self.completion_error(cid, slot, status);
+        let e = match exhausted {
+            Some(retries) => self.retries_exhausted(cid, retries, e),
+            None => e,
+        };
+        self.report(slot.parent, slot.ctx, Err(e), &mut |c, r| f(c, r, 0))
     }
 
     /// Reports the completion of a child of a split request to its parent (and the

@@ -203,28 +203,26 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         };
         let sqe = sqe.map_err(|e| Error::InvalidRequest(format!("{desc}: {e}")))?;
         let (sqe, transfer) = self.data_command(sqe, at, data, opts, sizes)?;
-        if opts.flags.contains(IoFlags::NO_RETRY) {
-            return self.queue_without_retry(sqe, desc, transfer, ctx);
-        }
-        self.queue_command(sqe, desc, Some(transfer), ctx)
-    }
-
-    /// [`Self::queue_command`] for a command the caller asked not to be retried.
-    #[cold]
-    #[inline(never)]
-    fn queue_without_retry(
-        &mut self,
-        sqe: SubmissionEntry,
-        desc: CommandDesc,
-        transfer: Transfer<'_>,
-        ctx: C,
-    ) -> Result<(), Error> {
-        let cid = self.slots.next_cid();
+        // The entry goes to `queue_command` on one path only: a branch around it would
+        // copy the entry and the transfer.
+        let no_retry = match opts.flags.contains(IoFlags::NO_RETRY) {
+            true => self.slots.next_cid(),
+            false => None,
+        };
         self.queue_command(sqe, desc, Some(transfer), ctx)?;
-        if let Some(slot) = cid.and_then(|c| self.slots.get_mut(c)) {
-            slot.no_retry = true;
+        if let Some(cid) = no_retry {
+            self.mark_no_retry(cid);
         }
         Ok(())
+    }
+
+    /// Marks command `cid`, just queued, as one the caller asked not to be retried.
+    #[cold]
+    #[inline(never)]
+    fn mark_no_retry(&mut self, cid: u16) {
+        if let Some(slot) = self.slots.get_mut(cid) {
+            slot.no_retry = true;
+        }
     }
 
     /// Completes `sqe`, a data command on the blocks `at`, with `opts`: its flags, its
