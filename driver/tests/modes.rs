@@ -293,3 +293,43 @@ fn queue_pairs_beyond_the_granted_count_are_refused() {
         .create_io_queue_pair(QueuePairOptions::default())
         .unwrap();
 }
+
+/// The shadow doorbell buffers follow the doorbell stride for every queue: with the
+/// largest stride the emulated controller offers (4 << 8 bytes), the slots of the last
+/// queue pairs lie past the first page, and I/O on every pair still completes and reads
+/// back.
+#[test]
+fn shadow_doorbells_with_a_wide_doorbell_stride_cover_every_queue_pair() {
+    let t = nvme::transport::emu::EmuTransport::from_name("emu:size=1M,dstrd=8,qpairs=4").unwrap();
+    let ctrl = nvme::Controller::new(
+        t,
+        Options {
+            io_queues: 4,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert!(ctrl.shadow_doorbells());
+    let mut pairs: Vec<_> = (0..4)
+        .map(|_| {
+            ctrl.create_io_queue_pair(QueuePairOptions::default())
+                .unwrap()
+        })
+        .collect();
+    for (p, qp) in pairs.iter_mut().enumerate() {
+        for lba in 0..16u64 {
+            let seed = p as u64 * 100 + lba;
+            let src = patterned(&ctrl, 4096, seed);
+            qp.write_sync(1, lba * 8, 8, &src, IoFlags::empty())
+                .unwrap();
+            let mut dst = ctrl.allocator().alloc(4096, 4096).unwrap();
+            qp.read_sync(1, lba * 8, 8, &mut dst).unwrap();
+            let mut got = vec![0u8; 4096];
+            dst.read(0, &mut got).unwrap();
+            assert!(got
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == pattern_byte(seed, i)));
+        }
+    }
+}

@@ -28,6 +28,10 @@ use crate::Error;
 use super::zns_identify;
 use super::{AtomicState, ControllerState, CtrlInfo, DbBuf, Shared};
 
+/// Largest shadow doorbell (and EventIdx) buffer the driver allocates: with a doorbell
+/// stride that needs more, the controller's doorbells are written by MMIO only.
+const MAX_DBBUF_BYTES: usize = 1 << 20;
+
 /// Waits until CSTS.RDY equals `ready`, within `timeout`.
 fn wait_ready<T: Transport>(
     t: &T,
@@ -479,10 +483,22 @@ pub(super) fn bring_up<T: Transport>(transport: T, options: Options) -> Result<S
     let timeout = options.admin_timeout;
     let up = enable(&t, &name, cap, mps, &admin).and_then(|()| {
         let (identify, namespaces) = identify_all(&t, &name, &mut admin, &alloc, cap, timeout)?;
-        let dbbuf = if options.shadow_doorbells && identify.supports_doorbell_buffer_config()
+        // The shadow and EventIdx buffers are laid out like the doorbells, with the
+        // stride CAP.DSTRD gives (the device's word): sized as Linux sizes them
+        // (`nvme_dbbuf_size`), for every queue, in whole pages; a stride that would
+        // need more than MAX_DBBUF_BYTES means MMIO doorbells only.
+        let stride = 4usize << cap.dstrd();
+        let dbbuf_bytes = ((usize::from(options.io_queues) + 1) * 2 * stride).div_ceil(ps) * ps;
+        let dbbuf_fits = dbbuf_bytes <= MAX_DBBUF_BYTES;
+        if options.shadow_doorbells && !dbbuf_fits {
+            tracing::debug!(device = %name, dstrd = cap.dstrd(), "doorbell stride too large for shadow doorbells; using MMIO doorbells only");
+        }
+        let dbbuf = if options.shadow_doorbells
+            && dbbuf_fits
+            && identify.supports_doorbell_buffer_config()
         {
-            let shadow = DmaMem::alloc(&alloc, ps, ps, "shadow doorbells")?;
-            let eventidx = DmaMem::alloc(&alloc, ps, ps, "EventIdx buffer")?;
+            let shadow = DmaMem::alloc(&alloc, dbbuf_bytes, ps, "shadow doorbells")?;
+            let eventidx = DmaMem::alloc(&alloc, dbbuf_bytes, ps, "EventIdx buffer")?;
             let d = DbBuf {
                 shadow: SharedDmaMem::new(shadow),
                 eventidx: SharedDmaMem::new(eventidx),
