@@ -540,11 +540,12 @@ pub fn run(args: &PerfArgs) -> Result<Report, ToolError> {
                         q.verify_appends(&mut stats, plan.block_bytes, plan.lba_size);
                         let mut host = HostCounts::default();
                         if let Some(soak) = soak {
+                            // The run's errors only: the read-back counts its own.
+                            host.errors = q.inner.error_kinds.clone();
                             soak.faults_done(threads + 1);
                             if let Some(log) = &log {
                                 soak::read_back(&mut q, &plan, log, &mut stats, &mut host.read_back);
                             }
-                            host.errors = q.inner.error_kinds.clone();
                             host.pair = q.inner.qp.stats();
                         }
                         tracing::debug!(qid = q.inner.qp.qid(), counters = ?q.inner.qp.stats(), "queue pair counters");

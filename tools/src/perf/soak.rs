@@ -8,7 +8,7 @@
 //! cut short before its fault could show. Writes the host was told succeeded are read
 //! back after the faults stop.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -218,6 +218,8 @@ pub struct Soak {
     first_reset_failure: Mutex<Option<String>>,
     /// Threads (I/O and reset) done with the faulty part of the run.
     arrived: AtomicUsize,
+    /// Set once every fault rule is removed.
+    faults_off: AtomicBool,
 }
 
 impl Soak {
@@ -268,6 +270,7 @@ impl Soak {
             reset_failures: AtomicU64::new(0),
             first_reset_failure: Mutex::new(None),
             arrived: AtomicUsize::new(0),
+            faults_off: AtomicBool::new(false),
         })
     }
 
@@ -301,15 +304,20 @@ impl Soak {
             }
         }
         self.faults.clear();
+        self.faults_off.store(true, Ordering::Release);
         self.faults_done(threads + 1);
     }
 
     /// Called by each of `total` threads when its faulty part is over; returns when all
-    /// have arrived (or, if one never does, after the longest an I/O thread drains).
+    /// have arrived (or, if one never does, after the longest an I/O thread drains),
+    /// and never before the faults are off: a thread that stopped early must not read
+    /// back under faults.
     pub fn faults_done(&self, total: usize) {
         self.arrived.fetch_add(1, Ordering::AcqRel);
         let give_up = Instant::now() + DRAIN_TIMEOUT + Duration::from_secs(10);
-        while self.arrived.load(Ordering::Acquire) < total && Instant::now() < give_up {
+        while self.arrived.load(Ordering::Acquire) < total
+            && (Instant::now() < give_up || !self.faults_off.load(Ordering::Acquire))
+        {
             std::thread::sleep(Duration::from_millis(1));
         }
     }

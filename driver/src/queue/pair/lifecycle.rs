@@ -62,6 +62,36 @@ pub(super) fn create_hw_queues<T: Transport>(
     Ok(())
 }
 
+/// [`create_hw_queues`] on the controller as it is once any reset in progress is
+/// over; returns the reset epoch the queues belong to. A reset that starts during the
+/// creation (another pair timing out, a caller's [`Controller::reset`]) fails it or
+/// takes the new queues away: the creation is repeated on the controller that reset
+/// leaves, after deleting what may already exist there.
+pub(super) fn create_hw_queues_after_resets<T: Transport>(
+    shared: &Shared<T>,
+    qid: u16,
+    sq_iova: u64,
+    cq_iova: u64,
+    depths: (u16, u16),
+    vector: Option<u16>,
+) -> Result<u64, Error> {
+    loop {
+        drop(hugepages::sync::lock(&shared.reset_lock));
+        let epoch = shared.epoch.load(Ordering::Acquire);
+        let r = create_hw_queues(shared, qid, sq_iova, cq_iova, depths, vector);
+        if r.is_err() {
+            // A reset that failed it may not have moved the epoch yet: let it finish.
+            drop(hugepages::sync::lock(&shared.reset_lock));
+        }
+        if shared.epoch.load(Ordering::Acquire) == epoch {
+            return r.map(|()| epoch);
+        }
+        let timeout = shared.options.admin_timeout;
+        let _ = shared.admin_exec(delete_io_sq(qid), timeout);
+        let _ = shared.admin_exec(delete_io_cq(qid), timeout);
+    }
+}
+
 impl<T: Transport> Controller<T> {
     /// Creates an I/O queue pair with `u64` command contexts.
     pub fn create_io_queue_pair(
@@ -82,7 +112,10 @@ impl<T: Transport> Controller<T> {
 
 impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     fn new(shared: Arc<Shared<T>>, options: QueuePairOptions) -> Result<Self, Error> {
-        shared.check_live("creating an I/O queue pair")?;
+        // A reset in progress is waited for when the queues are created.
+        if shared.state.load(Ordering::Acquire) != ControllerState::Resetting {
+            shared.check_live("creating an I/O queue pair")?;
+        }
         let info = shared.info();
         let qid = {
             let mut qids = hugepages::sync::lock(&shared.qids);
@@ -170,8 +203,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             }
         };
         let iv = irq.as_ref().map(|_| vector);
-        let epoch = shared.epoch.load(Ordering::Acquire);
-        create_hw_queues(
+        let epoch = create_hw_queues_after_resets(
             &shared,
             qid,
             sq_mem.iova(),

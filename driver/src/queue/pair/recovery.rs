@@ -9,7 +9,7 @@ use crate::health::check_csts;
 use crate::transport::Transport;
 use crate::Error;
 
-use super::lifecycle::create_hw_queues;
+use super::lifecycle::create_hw_queues_after_resets;
 use super::retry::Disposition;
 use super::IoQueuePair;
 
@@ -47,7 +47,8 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
     pub(super) fn deliver_failed(&mut self, f: &mut impl FnMut(C, Result<(), Error>)) -> usize {
         let state = self.shared.state.load(Ordering::Acquire);
         let down = match state {
-            ControllerState::Live => None,
+            // Resetting: another reset began; the next catch-up re-creates the queues.
+            ControllerState::Live | ControllerState::Resetting => None,
             ControllerState::ShutDown => Some("was shut down"),
             _ => Some("failed and could not be reset"),
         };
@@ -160,11 +161,10 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
 
     /// Catches up with a controller reset or shutdown: outstanding commands are marked
     /// failed (reported by the next `process_completions`), the rings emptied and the
-    /// queues re-created.
+    /// queues re-created (again, if another reset overlaps their creation).
     pub(super) fn recover(&mut self) -> Result<(), Error> {
         // Wait for a reset in progress to finish.
         drop(hugepages::sync::lock(&self.shared.reset_lock));
-        let epoch = self.shared.epoch.load(Ordering::Acquire);
         let cids: Vec<u16> = self.slots.outstanding_cids().collect();
         for cid in cids {
             if let Some(s) = self.slots.get_mut(cid) {
@@ -175,7 +175,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             }
         }
         let state = self.shared.state.load(Ordering::Acquire);
-        if state != ControllerState::Live {
+        if !matches!(state, ControllerState::Live | ControllerState::Resetting) {
             // Shut down or failed: keep our epoch stale so every call reports it.
             return self.shared.check_live("I/O");
         }
@@ -187,7 +187,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             d.shadow.write_u32(s.cq, 0)?;
         }
         let iv = self.irq.as_ref().map(|_| self.vector);
-        let r = create_hw_queues(
+        let r = create_hw_queues_after_resets(
             &self.shared,
             self.qid,
             self.sq.iova(),
@@ -195,10 +195,9 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             (self.sq.entries(), self.cq.entries()),
             iv,
         );
-        if r.is_ok() {
-            self.epoch = epoch;
-            self.stats.resets += 1;
-        }
-        r
+        let epoch = r?;
+        self.epoch = epoch;
+        self.stats.resets += 1;
+        Ok(())
     }
 }
