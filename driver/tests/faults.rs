@@ -11,37 +11,8 @@ use nvme::spec::features::FeatureId;
 use nvme::spec::status::{GenericStatus, MediaStatus};
 use nvme::spec::Status;
 use nvme::transport::emu::EmuTransport;
-use nvme::{Error, IoFlags, IoQueuePair, QueuePairOptions};
+use nvme::{Error, IoFlags};
 use nvme_emu::{CommandMatch, FaultAction};
-
-type Qp = IoQueuePair<EmuTransport>;
-
-fn qp(r: &Rig) -> Qp {
-    r.ctrl
-        .create_io_queue_pair(QueuePairOptions {
-            depth: 16,
-            ..QueuePairOptions::default()
-        })
-        .unwrap()
-}
-
-/// Polls until `n` completions have been reported (at most 10 s) and returns them.
-fn collect(q: &mut Qp, n: usize) -> Vec<(u64, Result<(), Error>)> {
-    let mut out = Vec::new();
-    let end = Instant::now() + Duration::from_secs(10);
-    while out.len() < n {
-        assert!(
-            Instant::now() < end,
-            "completions did not arrive: got {}",
-            out.len()
-        );
-        q.wait_completions(usize::MAX, Duration::from_millis(20), |c, r| {
-            out.push((c, r))
-        })
-        .unwrap();
-    }
-    out
-}
 
 /// A rig whose driver reports the first error of every command (no retries): for the
 /// tests of the error each failure path reports.

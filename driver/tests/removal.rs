@@ -12,11 +12,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use nvme::transport::emu::EmuTransport;
-use nvme::{CompletionMode, ControllerState, Error, IoQueuePair, Options, QueuePairOptions};
+use nvme::{CompletionMode, ControllerState, Error, Options, QueuePairOptions};
 use nvme_emu::{CommandMatch, FaultAction};
-
-type Qp = IoQueuePair<EmuTransport>;
 
 const MODES: [&str; 2] = ["mode=inline", "mode=threaded"];
 /// Far below the 30 s deadlines, far above any detection.

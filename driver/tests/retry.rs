@@ -11,38 +11,8 @@ use common::*;
 use nvme::spec::status::GenericStatus;
 use nvme::spec::NvmOpcode;
 use nvme::spec::Status;
-use nvme::transport::emu::EmuTransport;
-use nvme::{Error, IoFlags, IoQueuePair, Options, QueuePairOptions};
+use nvme::{Error, IoFlags, Options};
 use nvme_emu::{CommandMatch, FaultAction};
-
-type Qp = IoQueuePair<EmuTransport>;
-
-fn qp(r: &Rig) -> Qp {
-    r.ctrl
-        .create_io_queue_pair(QueuePairOptions {
-            depth: 16,
-            ..QueuePairOptions::default()
-        })
-        .unwrap()
-}
-
-/// Polls until `n` completions have been reported (at most 10 s) and returns them.
-fn collect(q: &mut Qp, n: usize) -> Vec<(u64, Result<(), Error>)> {
-    let mut out = Vec::new();
-    let end = Instant::now() + Duration::from_secs(10);
-    while out.len() < n {
-        assert!(
-            Instant::now() < end,
-            "completions did not arrive: got {}",
-            out.len()
-        );
-        q.wait_completions(usize::MAX, Duration::from_millis(20), |c, r| {
-            out.push((c, r))
-        })
-        .unwrap();
-    }
-    out
-}
 
 /// Reads logged by the emulated controller on LBAs `lbas`.
 fn reads_logged(r: &Rig, slba: u64) -> usize {

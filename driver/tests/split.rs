@@ -9,15 +9,12 @@ use std::time::{Duration, Instant};
 use common::*;
 use nvme::spec::status::GenericStatus;
 use nvme::spec::Status;
-use nvme::transport::emu::EmuTransport;
 use nvme::{
     commands_per_request, CommandDesc, DmaBuffer, DmaSegment, Error, IoFlags, IoKind, IoOptions,
-    IoQueuePair, PrpRule, QueuePairOptions,
+    PrpRule, QueuePairOptions,
 };
 use nvme_emu::{CommandMatch, FaultAction, LogEntry};
 use proptest::prelude::*;
-
-type Qp = IoQueuePair<EmuTransport>;
 
 const MIB: usize = 1 << 20;
 

@@ -2,10 +2,10 @@
 
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nvme::transport::emu::EmuTransport;
-use nvme::{Controller, DmaBuffer, Options};
+use nvme::{Controller, DmaBuffer, Error, IoQueuePair, Options, QueuePairOptions};
 use nvme_emu::EmuController;
 
 /// A controller brought up over a fresh emulated device, plus a handle to the device.
@@ -64,4 +64,35 @@ pub fn contents(buf: &DmaBuffer) -> Vec<u8> {
     let mut v = vec![0u8; buf.len()];
     buf.read(0, &mut v).unwrap();
     v
+}
+
+/// A queue pair on the emulated controller with `u64` contexts.
+pub type Qp = IoQueuePair<EmuTransport>;
+
+/// A polled queue pair of depth 16.
+pub fn qp(r: &Rig) -> Qp {
+    r.ctrl
+        .create_io_queue_pair(QueuePairOptions {
+            depth: 16,
+            ..QueuePairOptions::default()
+        })
+        .unwrap()
+}
+
+/// Polls until `n` completions have been reported (at most 10 s) and returns them.
+pub fn collect(q: &mut Qp, n: usize) -> Vec<(u64, Result<(), Error>)> {
+    let mut out = Vec::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    while out.len() < n {
+        assert!(
+            Instant::now() < end,
+            "completions did not arrive: got {}",
+            out.len()
+        );
+        q.wait_completions(usize::MAX, Duration::from_millis(20), |c, r| {
+            out.push((c, r))
+        })
+        .unwrap();
+    }
+    out
 }
