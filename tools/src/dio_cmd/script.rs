@@ -234,8 +234,9 @@ pub struct WriteDone {
     pub crc32: u32,
 }
 
-/// CRC of the bytes each completed write request carried.
-static WRITE_CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+/// CRC of the bytes each completed write request carried, as `--report-writes`
+/// prints it (the CRC-32 Python's `zlib.crc32` gives).
+pub(crate) static WRITE_CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// Runs `steps` on `dio`; `alloc` hands out zeroed DMA buffers of at least `len` bytes.
 pub fn run<Q, B, A>(dio: &mut Dio<Q, B>, alloc: A, steps: &[Step]) -> Result<DioReport, StepError>

@@ -44,8 +44,6 @@ pub struct WriteDone {
     pub dsync: bool,
 }
 
-static WRITE_CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-
 /// Runs `args`' subcommand; `on_write` is called as each `put` write completes.
 pub fn run(
     args: &StoreArgs,
@@ -344,7 +342,7 @@ impl Op<'_> {
                     name: name.to_string(),
                     offset: off,
                     length: n,
-                    crc32: WRITE_CRC.checksum(&data),
+                    crc32: crate::dio_cmd::script::WRITE_CRC.checksum(&data),
                     dsync,
                 });
                 off += n;
