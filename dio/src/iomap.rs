@@ -101,6 +101,43 @@ impl Mapping {
     }
 }
 
+/// Checks a write of `[pos, pos + len)` that lands on an allocated extent against
+/// the layer's rules, for providers: with [`IomapFlags::OVERWRITE_ONLY`] it must be a
+/// pure overwrite (not unwritten, not shared); a write to shared, written blocks goes
+/// to copy-on-write blocks, so it must cover whole blocks of `block` bytes
+/// (`whole_blocks` is the refusal's reason) and cannot be done under
+/// [`IomapFlags::NOWAIT`]. Returns whether the write needs copy-on-write blocks.
+#[inline]
+pub fn check_extent_write(
+    flags: IomapFlags,
+    pos: u64,
+    len: u64,
+    block: u64,
+    unwritten: bool,
+    shared: bool,
+    whole_blocks: &'static str,
+) -> Result<bool, DioError> {
+    if flags.contains(IomapFlags::OVERWRITE_ONLY) && (unwritten || shared) {
+        return Err(DioError::Again {
+            reason: "the write needs extent conversion or copy-on-write",
+        });
+    }
+    if !shared || unwritten {
+        return Ok(false);
+    }
+    if (pos | len) % block != 0 {
+        return Err(DioError::InvalidRequest {
+            reason: whole_blocks,
+        });
+    }
+    if flags.contains(IomapFlags::NOWAIT) {
+        return Err(DioError::Again {
+            reason: "the write needs copy-on-write allocation",
+        });
+    }
+    Ok(true)
+}
+
 /// Maps file ranges onto device extents.
 pub trait IomapOps {
     /// The file size in bytes.

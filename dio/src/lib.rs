@@ -75,8 +75,8 @@ pub use buf::DmaBuf;
 pub use engine::{AsyncDone, Dio, DioStats, Direction, Request, Submitted};
 pub use error::{Cause, DioError};
 pub use iomap::{
-    CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps, Mapping, MappingFlags, MappingKind,
-    NoHooks,
+    check_extent_write, CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps, Mapping,
+    MappingFlags, MappingKind, NoHooks,
 };
 pub use iov::{Chunk, IovIter};
 pub use kiocb::{Kiocb, KiocbFlags};

@@ -212,22 +212,16 @@ impl IomapOps for FileOps<'_> {
             }
             return Ok(map);
         }
-        if flags.contains(IomapFlags::OVERWRITE_ONLY) && (ext.unwritten || first_shared) {
-            return Err(DioError::Again {
-                reason: "the write needs extent conversion or copy-on-write",
-            });
-        }
-        if first_shared && !ext.unwritten {
-            if (pos | len) % b != 0 {
-                return Err(DioError::InvalidRequest {
-                    reason: "a write to shared blocks must cover whole store blocks",
-                });
-            }
-            if flags.contains(IomapFlags::NOWAIT) {
-                return Err(DioError::Again {
-                    reason: "the write needs copy-on-write allocation",
-                });
-            }
+        let cow = dio::check_extent_write(
+            flags,
+            pos,
+            len,
+            b,
+            ext.unwritten,
+            first_shared,
+            "a write to shared blocks must cover whole store blocks",
+        )?;
+        if cow {
             let (dev, k) = self.stage_cow(&mut f, fb, n)?;
             map.flags |= MappingFlags::SHARED;
             map.addr = self.store.geo.data_addr(dev);

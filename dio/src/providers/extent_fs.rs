@@ -11,7 +11,8 @@ use crate::buf::DmaBuf;
 use crate::engine::{Dio, Request};
 use crate::error::DioError;
 use crate::iomap::{
-    CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps, Mapping, MappingFlags, MappingKind,
+    check_extent_write, CompletionFlags, DioFlags, DioOps, IomapFlags, IomapOps, Mapping,
+    MappingFlags, MappingKind,
 };
 use crate::iov::IovIter;
 use crate::kiocb::Kiocb;
@@ -483,22 +484,16 @@ impl IomapOps for FileHandle {
             }
             return Ok(map);
         }
-        if flags.contains(IomapFlags::OVERWRITE_ONLY) && (first.unwritten || first_shared) {
-            return Err(DioError::Again {
-                reason: "the write needs extent conversion or copy-on-write",
-            });
-        }
-        if first_shared && !first.unwritten {
-            if (pos | len) % b != 0 {
-                return Err(DioError::InvalidRequest {
-                    reason: "a write to shared blocks must cover whole file system blocks",
-                });
-            }
-            if flags.contains(IomapFlags::NOWAIT) {
-                return Err(DioError::Again {
-                    reason: "the write needs copy-on-write allocation",
-                });
-            }
+        let cow = check_extent_write(
+            flags,
+            pos,
+            len,
+            b,
+            first.unwritten,
+            first_shared,
+            "a write to shared blocks must cover whole file system blocks",
+        )?;
+        if cow {
             // Stage (or reuse) copy-on-write blocks; end_io swaps them in.
             let staged = st.file(self.id)?.cow.get(&fb).copied();
             let (dev, n) = match staged {
