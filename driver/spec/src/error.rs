@@ -160,4 +160,20 @@ pub enum Error {
         /// The ZS field.
         zs: u8,
     },
+    /// An NQN that is empty, longer than 223 bytes or holds a NUL.
+    #[error("the {what} is {len} bytes long; an NQN is 1 to 223 bytes without NUL")]
+    InvalidNqn {
+        /// Which NQN.
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// An NVMe/TCP PDU whose header breaks the transport specification.
+    #[error("malformed NVMe/TCP {pdu} PDU: {detail}")]
+    InvalidPdu {
+        /// The PDU type's name.
+        pdu: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
 }

@@ -14,6 +14,7 @@ compile_error!("nvme-spec maps little-endian wire structures onto native integer
 pub mod admin;
 pub mod command;
 mod error;
+pub mod fabrics;
 pub mod features;
 pub mod identify;
 pub mod log;
@@ -22,6 +23,7 @@ pub mod pi;
 pub mod registers;
 pub mod sgl;
 pub mod status;
+pub mod tcp;
 pub mod zns;
 
 pub use command::{AdminOpcode, CompletionEntry, NvmOpcode, SubmissionEntry};
