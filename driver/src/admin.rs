@@ -155,6 +155,7 @@ impl AdminQueue {
 
     /// Consumes every posted completion; re-arms AERs that completed.
     pub fn drain<T: Transport>(&mut self, t: &T) -> usize {
+        t.poll_queue(0);
         let mut n = 0;
         let mut rearm = 0u16;
         while let Some(cqe) = self.cq.pop() {

@@ -1,4 +1,5 @@
-//! Device names as users type them: `emu`, `emu:OPTIONS` or a PCI address.
+//! Device names as users type them: `emu`, `emu:OPTIONS`, a PCI address or a
+//! `tcp://` target.
 
 use std::fmt;
 use std::str::FromStr;
@@ -90,6 +91,9 @@ pub enum DeviceName {
     Emu(String),
     /// A PCI function bound to `vfio-pci`.
     Pci(PciAddress),
+    /// An NVMe/TCP target: the whole `tcp://...` name, parsed by
+    /// [`crate::transport::tcp::TcpName`].
+    Tcp(String),
 }
 
 impl fmt::Display for DeviceName {
@@ -97,13 +101,14 @@ impl fmt::Display for DeviceName {
         match self {
             DeviceName::Emu(spec) => f.write_str(spec),
             DeviceName::Pci(addr) => addr.fmt(f),
+            DeviceName::Tcp(name) => f.write_str(name),
         }
     }
 }
 
 /// A device name that is neither `emu[:options]` nor a PCI address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad device name '{name}': expected emu[:options] or a PCI address like 0000:01:00.0")]
+#[error("bad device name '{name}': expected emu[:options], a PCI address like 0000:01:00.0 or tcp://HOST[:PORT]/SUBSYSTEM-NQN")]
 pub struct DeviceNameError {
     /// The name as given.
     pub name: String,
@@ -115,6 +120,9 @@ impl FromStr for DeviceName {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "emu" || s.starts_with("emu:") {
             return Ok(DeviceName::Emu(s.to_string()));
+        }
+        if s.starts_with("tcp://") {
+            return Ok(DeviceName::Tcp(s.to_string()));
         }
         s.parse::<PciAddress>()
             .map(DeviceName::Pci)

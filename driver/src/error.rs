@@ -667,6 +667,50 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    // ---- NVMe/TCP ----
+    /// A `tcp://` device name could not be parsed.
+    #[error("bad NVMe/TCP device name '{name}': {reason}; expected tcp://HOST[:PORT][/SUBSYSTEM-NQN][,hostnqn=NQN][,hostid=UUID][,kato=MS][,hdgst=on][,ddgst=on]")]
+    BadTcpName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No TCP connection could be made, or the connection failed while it was being
+    /// initialised (ICReq/ICResp).
+    #[error("cannot connect to NVMe/TCP target {target} ({queue}): {reason}")]
+    TcpConnect {
+        /// The target (`tcp://HOST:PORT/NQN`).
+        target: String,
+        /// Which queue was connecting.
+        queue: String,
+        /// The socket's or the protocol's error.
+        reason: String,
+    },
+    /// The target refused a Fabrics Connect (unknown subsystem NQN, host not allowed,
+    /// bad queue size) with this status.
+    #[error("NVMe/TCP target {target} refused to connect {queue}: {reason} ({status})")]
+    ConnectRejected {
+        /// The target.
+        target: String,
+        /// Which queue was connecting.
+        queue: String,
+        /// The status explained.
+        reason: String,
+        /// The Connect command's status.
+        status: Status,
+    },
+    /// A controller that went away stays unreachable: the transport says why (a lost
+    /// connection, a refused reconnect, a keep-alive timeout).
+    #[error("controller {device} is unreachable during {during}: {reason}")]
+    Unreachable {
+        /// Device name.
+        device: String,
+        /// The step in progress.
+        during: &'static str,
+        /// What the transport saw.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -76,7 +76,8 @@ pub use queue::{commands_per_request, CompareAndWrite, IoFlags, IoOptions, IoQue
 pub use transport::{AnyTransport, Transport};
 pub use zns::ZonedInfo;
 
-/// Opens a controller by name (`emu`, `emu:OPTIONS`, or a PCI address) and brings it up.
+/// Opens a controller by name (`emu`, `emu:OPTIONS`, a PCI address, or
+/// `tcp://HOST[:PORT]/SUBSYSTEM-NQN[,options]`) and brings it up.
 ///
 /// Without the `emu` feature an `emu` name is [`Error::NoEmulatedController`].
 pub fn open(name: &str, options: Options) -> Result<Controller<AnyTransport>, Error> {
@@ -87,6 +88,19 @@ pub fn open(name: &str, options: Options) -> Result<Controller<AnyTransport>, Er
         DeviceName::Emu(spec) => return Err(Error::NoEmulatedController { name: spec }),
         DeviceName::Pci(addr) => {
             AnyTransport::Vfio(transport::vfio::VfioTransport::open(addr, &options.vfio)?)
+        }
+        DeviceName::Tcp(name) => {
+            let name = transport::tcp::TcpName::parse(&name)?;
+            if name.subnqn.is_none() {
+                return Err(Error::BadTcpName {
+                    name: name.to_string(),
+                    reason: "it names the discovery controller, which has no namespaces to open; give the subsystem NQN after the address, or list the subsystems with nvme::transport::tcp::discover".into(),
+                });
+            }
+            AnyTransport::Tcp(transport::tcp::TcpTransport::connect(
+                &name,
+                options.admin_timeout,
+            )?)
         }
     };
     Controller::new(transport, options)

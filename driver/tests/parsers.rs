@@ -58,6 +58,7 @@ proptest! {
             Ok(DeviceName::Pci(addr)) => {
                 prop_assert!(addr.device < 32 && addr.function < 8);
             }
+            Ok(DeviceName::Tcp(name)) => prop_assert_eq!(&name, &s),
             Err(e) => {
                 prop_assert_eq!(&e.name, &s);
                 let quoted = format!("'{s}'");
@@ -207,6 +208,29 @@ fn check_protection(ns: &Namespace) {
         Err(e) => {
             let msg = e.to_string();
             assert!(msg.contains("namespace 1"), "{msg}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any `tcp://` name parses or is refused with a message naming it; what parses
+    /// prints back to a name that parses to the same target.
+    #[test]
+    fn tcp_names_parse_or_say_why(rest in "[a-z0-9.:/,=\\[\\]-]{0,40}") {
+        let s = format!("tcp://{rest}");
+        match nvme::transport::tcp::TcpName::parse(&s) {
+            Ok(n) => {
+                let again = nvme::transport::tcp::TcpName::parse(&n.to_string()).unwrap();
+                prop_assert_eq!(&again.host, &n.host);
+                prop_assert_eq!(again.port, n.port);
+                prop_assert_eq!(&again.subnqn, &n.subnqn);
+            }
+            Err(e) => {
+                let quoted = format!("'{s}'");
+                prop_assert!(e.to_string().contains(&quoted), "{}", e);
+            }
         }
     }
 }

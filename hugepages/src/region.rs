@@ -26,6 +26,9 @@ pub enum Backing {
     HugePages(PageSize),
     /// Ordinary base pages (4 KiB on x86-64), locked in memory.
     SmallPages,
+    /// Ordinary base pages, not locked: memory for a transport that copies data
+    /// instead of handing addresses to a device ([`RegionOptions::pinned`] false).
+    Plain,
 }
 
 /// How to back a region.
@@ -40,6 +43,10 @@ pub struct RegionOptions {
     /// Back the region with a `memfd` (see [`DmaRegion::fd`]) so another process can map
     /// it, instead of private anonymous memory.
     pub shared: bool,
+    /// Lock the pages in memory (true by default): a device reaches them by address.
+    /// A transport that copies data (NVMe/TCP) needs no locked pages; with `false` the
+    /// region is ordinary base pages ([`Backing::Plain`]) whatever `page_size` says.
+    pub pinned: bool,
 }
 
 impl Default for RegionOptions {
@@ -48,6 +55,7 @@ impl Default for RegionOptions {
             page_size: PageSize::SIZE_2M,
             allow_fallback: true,
             shared: false,
+            pinned: true,
         }
     }
 }
@@ -87,6 +95,10 @@ impl DmaRegion {
             return Err(Error::InvalidLength { len });
         }
         let base = PageSize::base();
+        if !options.pinned {
+            let len = base.round_up(len).ok_or(Error::InvalidLength { len })?;
+            return map_small_with(len, base, options.shared, false);
+        }
         let size = options.page_size.max(base);
         if size == base {
             let len = base.round_up(len).ok_or(Error::InvalidLength { len })?;
@@ -353,6 +365,16 @@ fn dont_fork(mapping: &Mapping) {
 
 /// Maps `len` bytes of base pages at an address aligned to `align`, locked in memory.
 fn map_small(len: usize, align: PageSize, shared: bool) -> Result<DmaRegion, Error> {
+    map_small_with(len, align, shared, true)
+}
+
+/// Maps base pages aligned to `align`, locked in memory when `pinned`.
+fn map_small_with(
+    len: usize,
+    align: PageSize,
+    shared: bool,
+    pinned: bool,
+) -> Result<DmaRegion, Error> {
     let base = PageSize::base();
     let mmap_err = |op, source| Error::Mmap {
         op,
@@ -410,7 +432,7 @@ fn map_small(len: usize, align: PageSize, shared: bool) -> Result<DmaRegion, Err
         }
     }
     // SAFETY: locking our own mapping; mlock also faults every page in.
-    if unsafe { libc::mlock(mapping.ptr.as_ptr().cast(), len) } != 0 {
+    if pinned && unsafe { libc::mlock(mapping.ptr.as_ptr().cast(), len) } != 0 {
         return Err(Error::Lock {
             len,
             source: io::Error::last_os_error(),
@@ -422,7 +444,12 @@ fn map_small(len: usize, align: PageSize, shared: bool) -> Result<DmaRegion, Err
         source,
     })?;
     dont_fork(&mapping);
-    Ok(mapping.into_region(base, Backing::SmallPages, fd))
+    let backing = if pinned {
+        Backing::SmallPages
+    } else {
+        Backing::Plain
+    };
+    Ok(mapping.into_region(base, backing, fd))
 }
 
 #[cfg(test)]
@@ -435,6 +462,7 @@ mod tests {
             page_size,
             allow_fallback: false,
             shared: false,
+            pinned: true,
         }
     }
 
@@ -575,10 +603,28 @@ mod tests {
             page_size: PageSize::SIZE_4K,
             allow_fallback: false,
             shared: true,
+            pinned: true,
         };
         let region = DmaRegion::new(1, &options).unwrap();
         let file = std::fs::File::from(region.fd().unwrap().try_clone_to_owned().unwrap());
         assert_eq!(file.metadata().unwrap().len(), 4096);
         assert_eq!(region.len(), 4096);
+    }
+
+    #[test]
+    fn unpinned_region_is_plain_small_pages_whatever_the_page_size() {
+        let options = RegionOptions {
+            page_size: PageSize::SIZE_2M,
+            allow_fallback: false,
+            shared: false,
+            pinned: false,
+        };
+        let region = DmaRegion::new(5000, &options).unwrap();
+        assert_eq!(region.backing(), Backing::Plain);
+        assert_eq!(region.len(), 8192);
+        region.mem().write(8191, &[7]).unwrap();
+        let mut b = [0u8];
+        region.mem().read(8191, &mut b).unwrap();
+        assert_eq!(b, [7]);
     }
 }

@@ -391,6 +391,7 @@ mod tests {
             page_size: PageSize::SIZE_4K,
             allow_fallback: false,
             shared: false,
+            pinned: true,
         };
         DmaRegion::new(4096, &options).unwrap()
     }

@@ -513,6 +513,7 @@ fn no_memory_for_a_new_region_is_a_typed_error() {
             page_size: PageSize::SIZE_1G,
             allow_fallback: false,
             shared: false,
+            pinned: true,
         },
         ..AllocatorOptions::default()
     };

@@ -141,6 +141,7 @@ fn gigantic_pages_unavailable_fall_back_or_fail_as_the_options_choose() {
         page_size: PageSize::SIZE_1G,
         allow_fallback: false,
         shared: false,
+        pinned: true,
     };
     let err = DmaRegion::new(MIB2, &strict).unwrap_err();
     if pool.is_ok() {

@@ -135,9 +135,16 @@ fn enable<T: Transport>(
     wait_ready(t, name, true, ready_timeout(cap))
 }
 
-/// An admin command with one data page in `buf`.
-fn with_data(mut sqe: SubmissionEntry, buf: &DmaMem) -> SubmissionEntry {
-    sqe.set_prp(buf.iova(), 0);
+/// An admin command with one data page in `buf` (4 KiB at most, page aligned): PRP1,
+/// or one SGL Data Block where the transport takes only SGLs.
+fn with_data<T: Transport>(t: &T, mut sqe: SubmissionEntry, buf: &DmaMem) -> SubmissionEntry {
+    if t.sgl_only() {
+        let len = buf.len().min(4096) as u32;
+        let desc = crate::spec::sgl::SglDescriptor::data_block(buf.iova(), len);
+        sqe.set_sgl(desc, crate::spec::command::Psdt::SglMptrContiguous);
+    } else {
+        sqe.set_prp(buf.iova(), 0);
+    }
     sqe
 }
 
@@ -179,7 +186,7 @@ pub(super) fn identify_csi_page<T: Transport>(
         t,
         name,
         q,
-        with_data(identify_sqe(cns, nsid, csi), &buf),
+        with_data(t, identify_sqe(cns, nsid, csi), &buf),
         timeout,
     )?;
     let mut out = vec![0u8; 4096];
@@ -387,7 +394,7 @@ fn configure_acre<T: Transport>(
         // Page aligned, so the structure lies in one page: PRP1 alone describes it.
         let mut buf = DmaMem::alloc(alloc, HOST_BEHAVIOR_BYTES, 4096, "Host Behavior Support")?;
         buf.write_u32(0, 1)?;
-        let sqe = with_data(SetFeatures::new(HOST_BEHAVIOR_SUPPORT, 0).to_sqe(), &buf);
+        let sqe = with_data(t, SetFeatures::new(HOST_BEHAVIOR_SUPPORT, 0).to_sqe(), &buf);
         match exec_admin(t, name, q, sqe, timeout) {
             Ok(_) => Ok(()),
             Err(e) => {

@@ -138,9 +138,16 @@ impl<T: Transport> Shared<T> {
         let ps = self.page_size as usize;
         let buf = DmaMem::alloc(&self.alloc, len.max(4), ps, "admin data")?;
         let mut list = DmaMem::alloc(&self.alloc, ps, ps, "an admin PRP list")?;
-        let seg = buf.buffer().as_segment();
-        let (prp1, prp2) = crate::queue::prp::build(&[seg], ps as u64, &mut OnePage(&mut list))?;
-        sqe.set_prp(prp1, prp2);
+        if self.t.sgl_only() {
+            // One contiguous buffer: one Data Block descriptor.
+            let desc = crate::spec::sgl::SglDescriptor::data_block(buf.iova(), len as u32);
+            sqe.set_sgl(desc, crate::spec::command::Psdt::SglMptrContiguous);
+        } else {
+            let seg = buf.buffer().as_segment();
+            let (prp1, prp2) =
+                crate::queue::prp::build(&[seg], ps as u64, &mut OnePage(&mut list))?;
+            sqe.set_prp(prp1, prp2);
+        }
         let timeout = self.options.admin_timeout;
         if let Err(e) = self.admin_exec(sqe, timeout) {
             if matches!(e, crate::Error::CommandTimedOut { .. }) {

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "emu")]
 pub mod emu;
+pub mod tcp;
 pub mod vfio;
 
 use std::sync::Arc;
@@ -57,6 +58,27 @@ pub trait Transport: Send + Sync + 'static {
 
     /// A short name for messages, such as `emu` or `0000:00:04.0`.
     fn name(&self) -> String;
+
+    /// Moves queue `qid`'s pending traffic: called before its completion queue is read.
+    /// A memory-mapped controller posts completions by itself (nothing to do); a
+    /// message-based transport receives them here, in the polling thread.
+    #[inline]
+    fn poll_queue(&self, qid: u16) {
+        let _ = qid;
+    }
+
+    /// Whether every command's data must be described by SGLs (NVMe over Fabrics),
+    /// never by PRPs.
+    #[inline]
+    fn sgl_only(&self) -> bool {
+        false
+    }
+
+    /// Why the controller became unreachable, when the transport knows more than the
+    /// registers say (a lost connection, a refused reconnect).
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Either transport, chosen at run time by device name. Dispatch is a `match` per
@@ -71,6 +93,8 @@ pub enum AnyTransport {
     Emu(emu::EmuTransport),
     /// A PCI function behind VFIO.
     Vfio(vfio::VfioTransport),
+    /// A remote controller over NVMe/TCP.
+    Tcp(tcp::TcpTransport),
 }
 
 impl Transport for AnyTransport {
@@ -80,6 +104,7 @@ impl Transport for AnyTransport {
             #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.read32(offset),
             AnyTransport::Vfio(t) => t.read32(offset),
+            AnyTransport::Tcp(t) => t.read32(offset),
         }
     }
 
@@ -89,6 +114,7 @@ impl Transport for AnyTransport {
             #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.write32(offset, value),
             AnyTransport::Vfio(t) => t.write32(offset, value),
+            AnyTransport::Tcp(t) => t.write32(offset, value),
         }
     }
 
@@ -97,6 +123,7 @@ impl Transport for AnyTransport {
             #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.dma_mapper(),
             AnyTransport::Vfio(t) => t.dma_mapper(),
+            AnyTransport::Tcp(t) => t.dma_mapper(),
         }
     }
 
@@ -105,6 +132,7 @@ impl Transport for AnyTransport {
             #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.allocator_options(),
             AnyTransport::Vfio(t) => t.allocator_options(),
+            AnyTransport::Tcp(t) => t.allocator_options(),
         }
     }
 
@@ -113,6 +141,7 @@ impl Transport for AnyTransport {
             #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.max_interrupts(),
             AnyTransport::Vfio(t) => t.max_interrupts(),
+            AnyTransport::Tcp(t) => t.max_interrupts(),
         }
     }
 
@@ -121,6 +150,7 @@ impl Transport for AnyTransport {
             #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.enable_interrupts(count),
             AnyTransport::Vfio(t) => t.enable_interrupts(count),
+            AnyTransport::Tcp(t) => t.enable_interrupts(count),
         }
     }
 
@@ -129,6 +159,7 @@ impl Transport for AnyTransport {
             #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.disable_interrupts(),
             AnyTransport::Vfio(t) => t.disable_interrupts(),
+            AnyTransport::Tcp(t) => t.disable_interrupts(),
         }
     }
 
@@ -137,6 +168,26 @@ impl Transport for AnyTransport {
             #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.function_reset(),
             AnyTransport::Vfio(t) => t.function_reset(),
+            AnyTransport::Tcp(t) => t.function_reset(),
+        }
+    }
+
+    #[inline]
+    fn poll_queue(&self, qid: u16) {
+        if let AnyTransport::Tcp(t) = self {
+            t.poll_queue(qid)
+        }
+    }
+
+    #[inline]
+    fn sgl_only(&self) -> bool {
+        matches!(self, AnyTransport::Tcp(_))
+    }
+
+    fn failure(&self) -> Option<String> {
+        match self {
+            AnyTransport::Tcp(t) => t.failure(),
+            _ => None,
         }
     }
 
@@ -145,6 +196,7 @@ impl Transport for AnyTransport {
             #[cfg(feature = "emu")]
             AnyTransport::Emu(t) => t.name(),
             AnyTransport::Vfio(t) => t.name(),
+            AnyTransport::Tcp(t) => t.name(),
         }
     }
 }

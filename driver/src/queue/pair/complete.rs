@@ -32,6 +32,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             self.resubmit_due();
         }
         self.ring();
+        self.shared.t.poll_queue(self.qid);
         n += self.reap(max.saturating_sub(n), &mut f);
         self.clock.countdown -= 1;
         if self.clock.countdown == 0 {
@@ -60,6 +61,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             self.resubmit_due();
         }
         self.ring();
+        self.shared.t.poll_queue(self.qid);
         n += self.reap_with_result(max.saturating_sub(n), &mut |c, r, dw| f(c, r.map(|()| dw)));
         self.clock.countdown -= 1;
         if self.clock.countdown == 0 {

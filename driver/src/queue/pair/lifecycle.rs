@@ -10,7 +10,7 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use crate::admin::QueueStats;
 use crate::controller::{Controller, ControllerState, Shared};
 use crate::dma::DmaMem;
-use crate::options::{CompletionMode, QueuePairOptions};
+use crate::options::{CompletionMode, QueuePairOptions, SglMode};
 use crate::queue::prp;
 use crate::queue::ring::{CqRing, Doorbells, SqRing};
 use crate::queue::sgl::SglPolicy;
@@ -153,7 +153,13 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             CompletionMode::Polled => depth.saturating_add(POLLED_CQ_SLACK).min(max_entries),
             CompletionMode::Interrupt => depth,
         };
-        let Some(sgl) = SglPolicy::new(options.sgl, info.identify.sgls) else {
+        // A fabric carries SGLs only: every data command describes its buffers with one.
+        let sgl_mode = if shared.t.sgl_only() {
+            SglMode::Always
+        } else {
+            options.sgl
+        };
+        let Some(sgl) = SglPolicy::new(sgl_mode, info.identify.sgls) else {
             return Err(Error::Unsupported {
                 device: shared.name.clone(),
                 what: "SGLs (Identify SGLS is 0), which a queue pair with SglMode::Always needs"
@@ -241,7 +247,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             clock: Clock::new(now),
             removal: Default::default(),
             timeout: shared.options.io_timeout,
-            sgl_mode: options.sgl,
+            sgl_mode,
             sgl,
             _not_sync: PhantomData,
             support: super::compare::CommandSupport::of(&info.identify),

@@ -128,6 +128,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         let mut n = 0;
         let mut backoff = Backoff::new();
         while self.slots.get(cid).is_some_and(|s| s.aborted) && Instant::now() < end {
+            self.shared.t.poll_queue(self.qid);
             n += self.reap(usize::MAX, f);
             backoff.wait();
         }

@@ -459,7 +459,16 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
             self.slots.undo_take(cid);
             return Err(Error::InvalidRequest(format!("{desc}: bad range count")));
         };
-        sqe.set_prp(self.lists.iova() + base as u64, 0);
+        let ranges_iova = self.lists.iova() + base as u64;
+        if self.shared.t.sgl_only() {
+            let desc = crate::spec::sgl::SglDescriptor::data_block(
+                ranges_iova,
+                (ranges.len() * 16) as u32,
+            );
+            sqe.set_sgl(desc, crate::spec::command::Psdt::SglMptrContiguous);
+        } else {
+            sqe.set_prp(ranges_iova, 0);
+        }
         sqe.set_cid(cid);
         self.sq.push(&sqe);
         self.retry.save(cid, &sqe);
