@@ -1,14 +1,16 @@
 //! The stack against a real NVMe controller behind real VFIO: QEMU's NVMe
 //! controller in a guest with an emulated Intel IOMMU (see `tests/vm/`).
 //!
-//! The checks run in two boots (TCG emulation is slow): the general guest
-//! ([`CHECKS`]) and the formats guest ([`FORMAT_CHECKS`]: namespaces with
+//! The checks run in three boots (TCG emulation is slow): the general guest
+//! ([`CHECKS`]), the formats guest ([`FORMAT_CHECKS`]: namespaces with
 //! metadata and protection information, a small-MDTS controller and a zoned
-//! namespace). Each test
+//! namespace) and the NVMe/TCP guest ([`TCP_CHECKS`]: a Linux NVMe/TCP target
+//! in the guest's kernel). Each test
 //! function asserts the result of its own guest script,
 //! `tests/vm/guest/checks/<name>.sh`. To add a check: write the script, add its
-//! name to one of the lists and add a test function calling [`check`] or
-//! [`format_check`]. Tests run on parallel threads; the boots take turns.
+//! name to one of the lists and add a test function calling [`check`],
+//! [`format_check`] or [`tcp_check`]. Tests run on parallel threads; the boots
+//! take turns.
 //!
 //! Outside CI the tests are skipped, loudly, when the host cannot run QEMU
 //! guests (packages missing and not root); with `CI=true` that is a failure.
@@ -56,6 +58,19 @@ const FORMAT_CHECKS: &[(&str, &[&str])] = &[
     ("zns_kernel_reads_back", &[]),
     ("zns_report_matches_nvme_cli", &[TOOLS]),
     ("zns_perf_append", &[TOOLS]),
+];
+
+/// Checks run in the NVMe/TCP guest ([`tcp_guest`]), in order: each configures
+/// the Linux target (nvmet, nvmet-tcp) and the kernel's nvme-tcp initiator it
+/// needs (`tests/vm/guest/tcp.sh`), so any of them also runs alone.
+const TCP_CHECKS: &[(&str, &[&str])] = &[
+    ("tcp_identify_matches_nvme_cli", &[TOOLS]),
+    ("tcp_discovery", &[TOOLS]),
+    ("tcp_data_crosscheck", &[TOOLS]),
+    ("tcp_perf_verify", &[TOOLS]),
+    ("tcp_port_kill", &[TOOLS]),
+    // The measurement last: alternating kernel and nvme-perf rounds.
+    ("tcp_perf_vs_kernel", &[TOOLS]),
 ];
 
 /// The package of nvme-identify, nvme-perf, nvme-dio and nvme-setup.
@@ -155,6 +170,21 @@ fn formats_guest() -> Guest {
         .timeout(Duration::from_secs(480))
 }
 
+/// The NVMe/TCP guest: no NVMe controller, a Linux NVMe/TCP target on the
+/// loopback interface (set up by the checks through configfs) and the kernel's
+/// NVMe/TCP initiator beside our transport. Each check gets up to 240 s (the
+/// measurement takes about 90 s); the whole boot about 3 minutes here.
+fn tcp_guest() -> Guest {
+    let bin_dir = bin_dir();
+    Guest::new()
+        .env("NVME_E2E_BIN", &bin_dir.to_string_lossy())
+        .env("NVME_E2E_RELEASE_BIN", &release_bin_dir().to_string_lossy())
+        .env("CHECK_TIMEOUT", "240")
+        .share(&bin_dir)
+        .share(&release_bin_dir())
+        .timeout(Duration::from_secs(600))
+}
+
 /// Whether guests can run here; `false` (after a loud message) only outside CI.
 fn guests_available() -> bool {
     static UNAVAILABLE: OnceLock<Option<String>> = OnceLock::new();
@@ -221,6 +251,18 @@ fn formats_report() -> Option<&'static CheckReport> {
     }
 }
 
+/// The NVMe/TCP boot's report; `None` when guests are unavailable outside CI.
+fn tcp_report() -> Option<&'static CheckReport> {
+    static REPORT: OnceLock<Result<CheckReport, String>> = OnceLock::new();
+    if !guests_available() {
+        return None;
+    }
+    match REPORT.get_or_init(|| boot(TCP_CHECKS, tcp_guest, true)) {
+        Ok(r) => Some(r),
+        Err(e) => panic!("the QEMU NVMe/TCP guest did not run its checks: {e}"),
+    }
+}
+
 /// Asserts that guest check `name` of the general boot passed; returns its log.
 fn check(name: &str) -> Option<String> {
     assert_passed(report()?, name)
@@ -229,6 +271,11 @@ fn check(name: &str) -> Option<String> {
 /// Asserts that guest check `name` of the formats boot passed; returns its log.
 fn format_check(name: &str) -> Option<String> {
     assert_passed(formats_report()?, name)
+}
+
+/// Asserts that guest check `name` of the NVMe/TCP boot passed; returns its log.
+fn tcp_check(name: &str) -> Option<String> {
+    assert_passed(tcp_report()?, name)
 }
 
 /// Asserts that check `name` of `report` passed; returns its log.
@@ -420,4 +467,80 @@ fn zone_report_matches_nvme_cli_for_every_zone() {
 fn nvme_perf_appends_verify_and_random_writes_are_refused_on_zones() {
     let log = format_check("zns_perf_append");
     eprintln!("{}", log.unwrap_or_default());
+}
+
+/// NVMe/TCP: `nvme-identify` on the Linux target's subsystem over our transport =
+/// `nvme id-ctrl`/`id-ns` through the kernel's nvme-tcp initiator (vid, ssvid, sn,
+/// mn, fr, subnqn, nn, cntrltype, ioccsz/iorcsz; nsze, ncap, nuse, the LBA format).
+#[test]
+fn tcp_identify_matches_nvme_cli_through_the_kernel_initiator() {
+    let log = tcp_check("tcp_identify_matches_nvme_cli");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// NVMe/TCP: our discovery controller's log = `nvme discover -o json`, record for
+/// record, and it lists the target's subsystem.
+#[test]
+fn tcp_discovery_lists_what_nvme_discover_lists() {
+    let log = tcp_check("tcp_discovery");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// NVMe/TCP: bytes written by nvme-dio and nvme-perf over our transport read back
+/// identically through the kernel's initiator and the other way round, in-capsule
+/// (4 KiB) and R2T-sized (1 MiB) writes.
+#[test]
+fn tcp_bytes_written_by_either_initiator_read_back_by_the_other() {
+    let log = tcp_check("tcp_data_crosscheck");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// NVMe/TCP: `nvme-perf -w randrw --verify` on 4 queue pairs (4 KiB) and 2 queue
+/// pairs (128 KiB) is clean.
+#[test]
+fn tcp_perf_verify_on_several_queue_pairs_is_clean() {
+    let log = tcp_check("tcp_perf_verify");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// NVMe/TCP: the target's port going away mid-run ends nvme-perf with an error that
+/// names the connection, within 60 s and not by a signal; the port comes back.
+#[test]
+fn tcp_port_removed_mid_run_ends_perf_with_a_connection_error() {
+    let log = tcp_check("tcp_port_kill");
+    eprintln!("{}", log.unwrap_or_default());
+}
+
+/// NVMe/TCP measurement, printed with `--nocapture`: 4 KiB randread at QD1 and
+/// QD32 over loopback to the same nvmet subsystem, fio io_uring on the kernel's
+/// nvme-tcp initiator against our `nvme-perf` (optimised build), alternating rounds
+/// of one boot, per round and as medians, with the CPU per I/O of both. Asserted:
+/// every run finished without error and the report is complete (every round of
+/// both sides and both medians); never a speed.
+#[test]
+fn tcp_perf_randread_runs_beside_the_kernel_nvme_tcp_initiator() {
+    let Some(log) = tcp_check("tcp_perf_vs_kernel") else {
+        return;
+    };
+    eprintln!("{log}");
+    for qd in [1, 32] {
+        let rounds = log
+            .lines()
+            .filter(|l| l.starts_with("round ") && l.contains(&format!(" QD{qd}: kernel ")))
+            .filter(|l| l.contains("| ours ") && l.contains("ours/kernel"))
+            .count();
+        assert_eq!(
+            rounds, 3,
+            "QD{qd}: not 3 rounds of both sides in the report:\n{log}"
+        );
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with(&format!("median QD{qd} "))
+                    && l.contains("kernel")
+                    && l.contains("| ours ")
+                    && l.contains("IOPS ratio")
+                    && l.matches("CPU/IO").count() == 4),
+            "QD{qd}: no complete median line in the report:\n{log}"
+        );
+    }
 }
