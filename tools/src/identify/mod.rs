@@ -1,5 +1,6 @@
 //! `nvme-identify`: the controller and namespace report.
 
+pub mod discover;
 pub mod human;
 pub mod model;
 pub mod run;
@@ -17,6 +18,10 @@ Examples:
       two 4 KiB-block namespaces, as JSON with nvme-cli's field names
   nvme-identify 0000:01:00.0
       a controller bound to vfio-pci
+  nvme-identify tcp://192.0.2.7/nqn.2014-08.org.example:disk1
+      a subsystem's controller over NVMe/TCP (port 4420 unless given)
+  nvme-identify tcp://192.0.2.7:4420 --json
+      a discovery controller: its Discovery log, as `nvme discover -o json`
 
 JSON: {\"controller\": {...}, \"namespaces\": [...]}, fields named as in
 `nvme id-ctrl -o json` and `nvme id-ns -o json`, plus the decoded CAP register
@@ -33,7 +38,8 @@ decoded pi_guard_bits.";
 #[derive(Debug, Clone, Parser)]
 #[command(name = "nvme-identify", version, after_help = EXAMPLES)]
 pub struct IdentifyArgs {
-    /// Device: `emu`, `emu:OPTIONS` (e.g. `emu:ns=2,lba=4096`) or a PCI address.
+    /// Device: `emu`, `emu:OPTIONS` (e.g. `emu:ns=2,lba=4096`), a PCI address,
+    /// `tcp://HOST[:PORT]/NQN`, or `tcp://HOST[:PORT]` for a discovery controller.
     #[arg(value_parser = parse_device, value_name = "DEVICE")]
     pub device: DeviceName,
 

@@ -101,6 +101,18 @@ pub struct ControllerJson {
     pub sgls: u32,
     /// NVM Subsystem NVMe Qualified Name.
     pub subnqn: String,
+    /// I/O Queue Command Capsule Supported Size (fabrics; 0 on PCIe).
+    pub ioccsz: u32,
+    /// I/O Queue Response Capsule Supported Size (fabrics; 0 on PCIe).
+    pub iorcsz: u32,
+    /// In Capsule Data Offset (fabrics).
+    pub icdoff: u16,
+    /// Fabrics Controller Attributes.
+    pub fcatt: u8,
+    /// Maximum SGL Data Block Descriptors (fabrics).
+    pub msdbd: u8,
+    /// Optional Fabric Commands Support.
+    pub ofcs: u16,
     /// The controller's version as `major.minor.tertiary` (from the VS register).
     pub version: String,
     /// Decoded Controller Capabilities (CAP register).
@@ -388,6 +400,12 @@ impl ControllerJson {
             awupf: id.awupf,
             sgls: id.sgls.into_bits(),
             subnqn: ascii_field(&id.subnqn),
+            ioccsz: id.fabrics_fields().ioccsz,
+            iorcsz: id.fabrics_fields().iorcsz,
+            icdoff: id.fabrics_fields().icdoff,
+            fcatt: id.fabrics_fields().fcatt,
+            msdbd: id.fabrics_fields().msdbd,
+            ofcs: id.fabrics_fields().ofcs,
             version: version_string(vs),
             cap: CapJson::new(cap),
         }

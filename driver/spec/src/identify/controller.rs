@@ -422,6 +422,19 @@ impl IdentifyController {
         parse_page(bytes, "Identify Controller data")
     }
 
+    /// The NVMe over Fabrics fields (bytes 1792 to 2047; zero on PCIe).
+    pub fn fabrics_fields(&self) -> FabricsFields {
+        let f = &self.fabrics;
+        FabricsFields {
+            ioccsz: u32::from_le_bytes([f[0], f[1], f[2], f[3]]),
+            iorcsz: u32::from_le_bytes([f[4], f[5], f[6], f[7]]),
+            icdoff: u16::from_le_bytes([f[8], f[9]]),
+            fcatt: f[10],
+            msdbd: f[11],
+            ofcs: u16::from_le_bytes([f[12], f[13]]),
+        }
+    }
+
     /// The 4096-byte page.
     pub fn encode(&self) -> [u8; IDENTIFY_DATA_SIZE] {
         let mut page = [0u8; IDENTIFY_DATA_SIZE];
@@ -682,4 +695,21 @@ mod tests {
         long[0] = 0x34;
         assert_eq!(IdentifyController::parse(&long).unwrap().vid, 0x34);
     }
+}
+
+/// Identify Controller's NVMe over Fabrics fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FabricsFields {
+    /// I/O Queue Command Capsule Supported Size, in 16-byte units.
+    pub ioccsz: u32,
+    /// I/O Queue Response Capsule Supported Size, in 16-byte units.
+    pub iorcsz: u32,
+    /// In Capsule Data Offset, in 16-byte units.
+    pub icdoff: u16,
+    /// Fabrics Controller Attributes.
+    pub fcatt: u8,
+    /// Maximum SGL Data Block Descriptors.
+    pub msdbd: u8,
+    /// Optional Fabric Commands Support.
+    pub ofcs: u16,
 }

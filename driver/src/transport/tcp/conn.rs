@@ -396,11 +396,13 @@ impl Conn {
                                 t.fei
                             )));
                         }
-                        other => return Err(proto(format!(
+                        other => {
+                            return Err(proto(format!(
                             "a controller sent a {} PDU (type {:#04x}), which only a host sends",
                             other.name(),
                             other.0
-                        ))),
+                        )))
+                        }
                     }
                 }
                 RxState::Pad { left, then } => {
