@@ -67,4 +67,22 @@ pub enum EmuError {
         /// Vectors the controller offers.
         supported: u16,
     },
+    /// The NVMe/TCP target's configuration is inconsistent.
+    #[error("NVMe/TCP target configuration: {reason}")]
+    TcpConfig {
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+    /// The NVMe/TCP target could not use its socket or start a thread.
+    #[error("NVMe/TCP target: cannot {action}: {source}")]
+    TcpSocket {
+        /// What the target was doing.
+        action: &'static str,
+        /// The operating system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The NVMe/TCP target could not get DMA memory for the emulated controller.
+    #[error("NVMe/TCP target: cannot get DMA memory for the emulated controller: {0}")]
+    TcpMemory(#[source] hugepages::Error),
 }

@@ -41,6 +41,7 @@ mod queue;
 mod ranges;
 mod registers;
 mod sgl;
+pub mod tcp;
 mod worker;
 mod zns;
 
