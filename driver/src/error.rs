@@ -363,12 +363,15 @@ pub enum Error {
         during: &'static str,
     },
     /// Registers read all ones: the device is gone.
-    #[error("controller {device} is gone (registers read all ones) during {during}")]
+    #[error("controller {device} is gone ({}) during {during}", reason.as_deref().unwrap_or("registers read all ones"))]
     DeviceGone {
         /// Device name.
         device: String,
         /// The step in progress.
         during: &'static str,
+        /// What the transport knows of why (a refused reconnect, a lost connection);
+        /// `None` when only the registers tell.
+        reason: Option<String>,
     },
     /// The controller was shut down (its `Controller` dropped or `shutdown` called).
     #[error("controller {device} has been shut down; {during} needs a controller that is up")]

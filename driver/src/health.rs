@@ -16,6 +16,7 @@ pub(crate) fn check_csts<T: Transport>(
         return Err(Error::DeviceGone {
             device: name.to_string(),
             during,
+            reason: t.failure(),
         });
     }
     let csts = Csts::from_bits(raw);

@@ -52,6 +52,7 @@ fn wait_ready<T: Transport>(
             return Err(Error::DeviceGone {
                 device: name.to_string(),
                 during,
+                reason: t.failure(),
             });
         }
         let csts = Csts::from_bits(raw);
@@ -93,6 +94,7 @@ fn disable<T: Transport>(t: &T, name: &str, cap: Cap) -> Result<(), Error> {
         return Err(Error::DeviceGone {
             device: name.to_string(),
             during: "disable",
+            reason: t.failure(),
         });
     }
     let cc = Cc::from_bits(raw);
@@ -437,6 +439,7 @@ pub(super) fn bring_up<T: Transport>(transport: T, options: Options) -> Result<S
         return Err(Error::DeviceGone {
             device: name,
             during: "reading CAP",
+            reason: t.failure(),
         });
     }
     let cap = Cap::from_bits(cap_raw);

@@ -215,6 +215,7 @@ impl<T: Transport> Shared<T> {
             ControllerState::Gone => Err(Error::DeviceGone {
                 device: self.name.clone(),
                 during,
+                reason: self.t.failure(),
             }),
             _ => Err(Error::ControllerFatal {
                 device: self.name.clone(),
@@ -350,6 +351,7 @@ impl<T: Transport> Shared<T> {
             return Err(Error::DeviceGone {
                 device: self.name.clone(),
                 during: "shutdown",
+                reason: self.t.failure(),
             });
         }
         let cc = Cc::from_bits(raw);
@@ -370,6 +372,7 @@ impl<T: Transport> Shared<T> {
                     return Err(Error::DeviceGone {
                         device: self.name.clone(),
                         during: "shutdown",
+                        reason: self.t.failure(),
                     });
                 }
                 if Csts::from_bits(raw).shst() == ShutdownStatus::Complete {

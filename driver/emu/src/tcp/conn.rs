@@ -215,6 +215,15 @@ impl Conn<'_> {
                 Filled::Idle => continue,
                 Filled::Data => {}
             }
+            // A hang asked for while this thread waited for input covers that input.
+            if self
+                .shared
+                .faults
+                .hung
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                continue;
+            }
             loop {
                 let digests = self.framing.digests;
                 let limits = self.limits();

@@ -77,6 +77,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
         self.shared.note_gone(&Error::DeviceGone {
             device: self.shared.name.clone(),
             during: "I/O",
+            reason: self.shared.t.failure(),
         });
         tracing::error!(
             qid = self.qid,

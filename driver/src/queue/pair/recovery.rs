@@ -76,6 +76,7 @@ impl<T: Transport, C: Copy + Default> IoQueuePair<T, C> {
                     Some(_) if state == ControllerState::Gone => Error::DeviceGone {
                         device: self.shared.name.clone(),
                         during: "I/O",
+                        reason: self.shared.t.failure(),
                     },
                     Some(reason) => Error::ControllerDown {
                         command: slot.desc,

@@ -156,6 +156,9 @@ impl Conn {
         let mut resp = [0u8; IC_PDU_SIZE];
         stream.read_exact(&mut resp).map_err(|e| match e.kind() {
             ErrorKind::UnexpectedEof => ConnError::Closed,
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+                ConnError::Protocol(format!("no ICResp within {timeout:?}"))
+            }
             _ => ConnError::Io(e),
         })?;
         if resp[0] == PduType::C2H_TERM_REQ.0 {

@@ -94,6 +94,10 @@ struct Inner {
     fatal: AtomicBool,
     /// The controller cannot be reached again: CSTS reads all ones.
     gone: AtomicBool,
+    /// CSTS.RDY was read as 1 since CC.EN was last set: while the connections are
+    /// healthy and no shutdown is asked for, CSTS is answered without a round trip
+    /// (Keep Alive watches the target, as on every fabric).
+    ready_seen: AtomicBool,
     /// Why the last failure happened.
     failure: Mutex<Option<String>>,
     /// Keep Alive: the outstanding command and when it was sent.
@@ -152,6 +156,7 @@ impl TcpTransport {
             regs: Mutex::new(Regs::default()),
             fatal: AtomicBool::new(false),
             gone: AtomicBool::new(false),
+            ready_seen: AtomicBool::new(false),
             failure: Mutex::new(None),
             keep_alive: Mutex::new(None),
         });
@@ -222,10 +227,18 @@ impl Inner {
     }
 
     /// A connection failed: close it and make CSTS report a fatal status.
+    ///
+    /// The first failure of an incident is the one kept for [`Transport::failure`]:
+    /// what follows from it (the other connections of the association closing) is
+    /// only logged.
     fn conn_failed(&self, shim: &mut QueueShim, qid: u16, e: &ConnError) {
         shim.disconnect();
-        self.fatal.store(true, Ordering::Release);
-        self.record_failure(format!("{} of {}: {e}", queue_name(qid), self.display));
+        let what = format!("{} of {}: {e}", queue_name(qid), self.display);
+        if self.fatal.swap(true, Ordering::AcqRel) {
+            tracing::warn!(target = %self.display, "{what}");
+        } else {
+            self.record_failure(what);
+        }
     }
 
     /// Connects a TCP connection for `qid` and sends Fabrics Connect; returns the
@@ -339,6 +352,13 @@ impl Inner {
             if let Some(done) = shim.take_internal(cid) {
                 return Ok(done);
             }
+            if qid == 0 {
+                if let Err(e) = self.check_keep_alive(shim) {
+                    let what = e.to_string();
+                    self.conn_failed(shim, qid, &e);
+                    return Err(what);
+                }
+            }
             if !shim.internal_pending(cid) {
                 return Err(format!("{} was closed", queue_name(qid)));
             }
@@ -357,6 +377,25 @@ impl Inner {
             }
             backoff.wait();
         }
+    }
+
+    /// Clears an answered Keep Alive; an error once one went unanswered for KATO.
+    fn check_keep_alive(&self, admin: &mut QueueShim) -> Result<(), ConnError> {
+        let mut ka = lock(&self.keep_alive);
+        let Some((cid, sent)) = *ka else {
+            return Ok(());
+        };
+        if admin.take_internal(cid).is_some() {
+            *ka = None;
+        } else if sent.elapsed() > self.name.kato {
+            *ka = None;
+            admin.abandon_internal(cid);
+            return Err(ConnError::Protocol(format!(
+                "no answer to Keep Alive within the {:?} keep-alive timeout",
+                self.name.kato
+            )));
+        }
+        Ok(())
     }
 
     /// Runs one command of the transport's own on the admin queue.
@@ -438,8 +477,17 @@ impl Inner {
             let cfs = if enabled { 2 } else { 0 };
             return u32::from(enabled) | cfs | shst;
         }
+        if enabled && (cc >> 14) & 3 == 0 && self.ready_seen.load(Ordering::Acquire) {
+            return 1;
+        }
         match self.property_get(offset::CSTS as u32, PropertySize::Four) {
-            Some(v) => v as u32,
+            Some(v) => {
+                let v = v as u32;
+                if enabled && v & 3 == 1 {
+                    self.ready_seen.store(true, Ordering::Release);
+                }
+                v
+            }
             None => {
                 if self.gone.load(Ordering::Acquire) {
                     u32::MAX
@@ -456,6 +504,7 @@ impl Inner {
             std::mem::replace(&mut regs.cc, value)
         };
         let (was, now) = (old & 1 != 0, value & 1 != 0);
+        self.ready_seen.store(false, Ordering::Release);
         if was && !now {
             self.disable(value);
         } else if !was && now {
@@ -483,7 +532,11 @@ impl Inner {
     fn enable(&self, cc: u32) {
         if !self.admin_connected() {
             if let Err(e) = self.connect_admin() {
-                self.record_failure(format!("reconnecting: {e}"));
+                let before = lock(&self.failure).take();
+                self.record_failure(match before {
+                    Some(b) => format!("{b}; reconnecting failed: {e}"),
+                    None => format!("reconnecting failed: {e}"),
+                });
                 self.gone.store(true, Ordering::Release);
                 return;
             }
@@ -745,21 +798,11 @@ fn keep_alive_loop(inner: &Inner, stop: &(Mutex<bool>, Condvar)) {
             inner.conn_failed(&mut shim, 0, &e);
             continue;
         }
-        let mut ka = lock(&inner.keep_alive);
-        if let Some((cid, sent)) = *ka {
-            if shim.take_internal(cid).is_some() {
-                *ka = None;
-            } else if sent.elapsed() > kato {
-                *ka = None;
-                drop(ka);
-                shim.abandon_internal(cid);
-                let e = ConnError::Protocol(format!(
-                    "no answer to Keep Alive within the {kato:?} keep-alive timeout"
-                ));
-                inner.conn_failed(&mut shim, 0, &e);
-                continue;
-            }
+        if let Err(e) = inner.check_keep_alive(&mut shim) {
+            inner.conn_failed(&mut shim, 0, &e);
+            continue;
         }
+        let mut ka = lock(&inner.keep_alive);
         if ka.is_none() && last_sent.elapsed() >= period {
             if let Some(cid) = shim.send_internal(fabrics::keep_alive(), &[], 0) {
                 *ka = Some((cid, Instant::now()));
