@@ -672,7 +672,7 @@ pub enum Error {
     },
     // ---- NVMe/TCP ----
     /// A `tcp://` device name could not be parsed.
-    #[error("bad NVMe/TCP device name '{name}': {reason}; expected tcp://HOST[:PORT][/SUBSYSTEM-NQN][,hostnqn=NQN][,hostid=UUID][,kato=MS][,hdgst=on][,ddgst=on]")]
+    #[error("bad NVMe/TCP device name '{name}': {reason}; expected tcp://HOST[:PORT][/SUBSYSTEM-NQN][,hostnqn=NQN][,hostid=UUID][,kato=MS][,hdgst=on][,ddgst=on][,disable_sqflow=on]")]
     BadTcpName {
         /// The name given.
         name: String,

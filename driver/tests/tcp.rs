@@ -107,6 +107,18 @@ fn digests_on_both_ways_carry_data_intact() {
 }
 
 #[test]
+fn reads_completed_by_the_c2h_success_flag() {
+    let mut config = TcpTargetConfig::with_emu("emu:size=16M").unwrap();
+    config.c2h_success = true;
+    let t = target_with(config);
+    let ctrl = open(&t, ",disable_sqflow=on");
+    round_trip(&ctrl, 0, 4096, 21);
+    round_trip(&ctrl, 512, 512 << 10, 22);
+    // A write still ends with a Response Capsule; both paths ran on one queue.
+    round_trip(&ctrl, 64, 8192, 23);
+}
+
+#[test]
 fn queue_pairs_in_threads_each_own_a_connection() {
     let t = target("emu:size=64M");
     let ctrl = open(&t, "");

@@ -77,14 +77,24 @@ fn fabrics_sqe(fctype: FabricsType) -> SubmissionEntry {
     sqe
 }
 
-/// A Connect command for queue `qid` with `sq_entries` entries (sent 0's based) and a
-/// keep-alive timeout of `kato_ms` (admin queue only; 0 disables it). Its 1024 bytes of
-/// data ([`ConnectData`]) are described by `data`.
-pub fn connect(qid: u16, sq_entries: u16, kato_ms: u32, data: SglDescriptor) -> SubmissionEntry {
+/// Connect attribute (CATTR bit 2): SQ flow control disabled, so the controller need
+/// not report SQ head pointers and may end reads with a C2HData SUCCESS flag.
+pub const CATTR_DISABLE_SQ_FLOW_CONTROL: u8 = 1 << 2;
+
+/// A Connect command for queue `qid` with `sq_entries` entries (sent 0's based),
+/// attributes `cattr` and a keep-alive timeout of `kato_ms` (admin queue only; 0
+/// disables it). Its 1024 bytes of data ([`ConnectData`]) are described by `data`.
+pub fn connect(
+    qid: u16,
+    sq_entries: u16,
+    cattr: u8,
+    kato_ms: u32,
+    data: SglDescriptor,
+) -> SubmissionEntry {
     let mut sqe = fabrics_sqe(FabricsType::CONNECT);
     // RECFMT 0 in bits 15:0, QID in bits 31:16.
     sqe.cdw10 = u32::from(qid) << 16;
-    sqe.cdw11 = u32::from(sq_entries.saturating_sub(1));
+    sqe.cdw11 = u32::from(sq_entries.saturating_sub(1)) | (u32::from(cattr) << 16);
     sqe.cdw12 = kato_ms;
     sqe.set_sgl(data, Psdt::SglMptrContiguous);
     sqe
@@ -424,13 +434,14 @@ mod tests {
 
     #[test]
     fn connect_fields_sit_at_their_byte_offsets() {
-        let sqe = connect(3, 128, 5000, SglDescriptor::data_block(0, 1024));
+        let sqe = connect(3, 128, 4, 5000, SglDescriptor::data_block(0, 1024));
         let b = sqe.to_bytes();
         assert_eq!(b[0], 0x7f);
         assert_eq!(b[4], 0x01);
         assert_eq!(&b[40..42], &[0, 0]);
         assert_eq!(u16::from_le_bytes([b[42], b[43]]), 3);
         assert_eq!(u16::from_le_bytes([b[44], b[45]]), 127);
+        assert_eq!(b[46], 4, "CATTR");
         assert_eq!(u32::from_le_bytes(b[48..52].try_into().unwrap()), 5000);
         assert_eq!(b[1] >> 6, 1, "PSDT selects SGL");
         assert_eq!(fabrics_type(&sqe), Some(FabricsType::CONNECT));

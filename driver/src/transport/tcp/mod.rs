@@ -274,7 +274,12 @@ impl Inner {
         .to_bytes()
         .map_err(|e| Error::InvalidRequest(e.to_string()))?;
         let kato_ms = u32::try_from(kato.as_millis()).unwrap_or(u32::MAX);
-        let sqe = fabrics::connect(qid, sq_entries, kato_ms, Default::default());
+        let cattr = if qid != 0 && self.name.disable_sqflow {
+            fabrics::CATTR_DISABLE_SQ_FLOW_CONTROL
+        } else {
+            0
+        };
+        let sqe = fabrics::connect(qid, sq_entries, cattr, kato_ms, Default::default());
         let result = self.exec_on(shim, qid, sqe, &data, 0);
         let cqe = match result {
             Ok((cqe, _)) => cqe,

@@ -29,6 +29,10 @@ pub struct TcpName {
     pub header_digest: bool,
     /// `ddgst=on`: data digests.
     pub data_digest: bool,
+    /// `disable_sqflow=on`: I/O queues connect with SQ flow control disabled (CATTR
+    /// bit 2, nvme-cli's `--disable-sqflow`); the target may then complete reads with
+    /// a C2HData SUCCESS flag instead of a Response Capsule.
+    pub disable_sqflow: bool,
 }
 
 impl TcpName {
@@ -119,6 +123,7 @@ impl TcpName {
             kato: DEFAULT_KATO,
             header_digest: false,
             data_digest: false,
+            disable_sqflow: false,
         };
         for opt in options.into_iter().flat_map(|o| o.split(',')) {
             let (key, value) = opt
@@ -148,11 +153,10 @@ impl TcpName {
                 }
                 "hdgst" => out.header_digest = on_off(value)?,
                 "ddgst" => out.data_digest = on_off(value)?,
-                _ => {
-                    return Err(bad(format!(
-                        "unknown option '{key}' (hostnqn, hostid, kato, hdgst, ddgst)"
-                    )))
-                }
+                "disable_sqflow" => out.disable_sqflow = on_off(value)?,
+                _ => return Err(bad(format!(
+                    "unknown option '{key}' (hostnqn, hostid, kato, hdgst, ddgst, disable_sqflow)"
+                ))),
             }
         }
         Ok(out)

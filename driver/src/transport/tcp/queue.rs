@@ -356,7 +356,8 @@ impl QueueShim {
         };
         let c = &mut self.core;
         let max = conn.maxh2cdata.max(4096);
-        for r in std::mem::take(&mut c.r2ts) {
+        for k in 0..c.r2ts.len() {
+            let r = c.r2ts[k];
             let cmd = &c.cmds[usize::from(r.cccid)];
             let mut off = r.offset;
             let end = r.offset + r.length;
@@ -386,6 +387,7 @@ impl QueueShim {
                 off += n;
             }
         }
+        c.r2ts.clear();
         conn.flush()
     }
 }
