@@ -174,7 +174,7 @@ mod tests {
         let err = "xyz".parse::<DeviceName>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "bad device name 'xyz': expected emu[:options] or a PCI address like 0000:01:00.0"
+            "bad device name 'xyz': expected emu[:options], a PCI address like 0000:01:00.0 or tcp://HOST[:PORT]/SUBSYSTEM-NQN"
         );
     }
 

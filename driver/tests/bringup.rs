@@ -43,7 +43,7 @@ fn open_rejects_a_bad_device_name() {
     let err = nvme::open("xyz", fast_options()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "bad device name 'xyz': expected emu[:options] or a PCI address like 0000:01:00.0"
+        "bad device name 'xyz': expected emu[:options], a PCI address like 0000:01:00.0 or tcp://HOST[:PORT]/SUBSYSTEM-NQN"
     );
 }
 

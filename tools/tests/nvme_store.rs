@@ -289,11 +289,7 @@ fn errors_name_the_problem_and_leave_the_store_clean() {
 
     store_fails(&[&dev, "ls"], 1, "run 'nvme-store");
     store_fails(&[&dev, "fsck"], 1, "holds no store");
-    store_fails(
-        &["nvme0", "ls"],
-        2,
-        "expected emu[:options] or a PCI address",
-    );
+    store_fails(&["nvme0", "ls"], 2, "expected emu[:options], a PCI address");
     store_fails(&[&dev], 2, "");
     store_fails(&[&dev, "--region", "1M", "ls"], 2, "START:LEN");
 

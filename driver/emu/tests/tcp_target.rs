@@ -299,8 +299,7 @@ impl Client {
         }
         .to_bytes()
         .unwrap();
-        let mut sqe = fabrics::connect(qid, 32, kato, in_capsule(1024));
-        sqe.cdw11 |= cattr << 16;
+        let sqe = fabrics::connect(qid, 32, cattr as u8, kato, in_capsule(1024));
         self.exec(sqe, &data, true, 0).0
     }
 

@@ -311,3 +311,62 @@ proptest! {
         let _ = (cap.timeout(), cap.supports_nvm_command_set());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any 8 bytes from a target are a header that validates or is refused with a
+    /// reason; one that validates describes a PDU whose parts fit inside its length.
+    #[test]
+    fn tcp_headers_validate_or_say_why(
+        bytes: [u8; 8],
+        header in any::<bool>(),
+        data in any::<bool>(),
+        max in 0usize..(1 << 24),
+    ) {
+        use nvme_spec::tcp::{CommonHeader, Digests, DIGEST_SIZE};
+        let ch = CommonHeader::parse(&bytes);
+        prop_assert_eq!(ch.to_bytes(), bytes);
+        match ch.validate(Digests { header, data }, max) {
+            Ok(()) => {
+                let hlen = ch.pdu_type.hlen().expect("a known type");
+                prop_assert_eq!(usize::from(ch.hlen), hlen);
+                let plen = ch.plen as usize;
+                prop_assert!(plen <= max);
+                prop_assert!(ch.header_bytes() <= plen);
+                if ch.pdo != 0 {
+                    let dd = if ch.has_data_digest() { DIGEST_SIZE } else { 0 };
+                    prop_assert!(usize::from(ch.pdo) >= ch.header_bytes());
+                    prop_assert_eq!(usize::from(ch.pdo) + ch.data_len() + dd, plen);
+                }
+            }
+            Err(e) => prop_assert!(e.to_string().starts_with("malformed NVMe/TCP"), "{e}"),
+        }
+    }
+
+    /// Any 128 bytes are an ICResp the host can use or a refusal.
+    #[test]
+    fn icresp_parses_or_is_refused(bytes in proptest::collection::vec(any::<u8>(), 128)) {
+        let b: [u8; 128] = bytes.try_into().unwrap();
+        if let Ok(r) = nvme_spec::tcp::IcResp::parse(&b) {
+            prop_assert!(r.maxh2cdata >= 4096 && r.maxh2cdata % 4 == 0);
+            prop_assert!(r.cpda <= 31);
+            prop_assert_eq!(r.pfv, 0);
+        }
+    }
+
+    /// A Discovery log page of any bytes yields at most the records it holds.
+    #[test]
+    fn discovery_pages_decode_within_their_length(
+        bytes in proptest::collection::vec(any::<u8>(), 0..5000),
+    ) {
+        use nvme_spec::fabrics::{discovery_entries, DiscoveryHeader};
+        if let Some(h) = DiscoveryHeader::parse(&bytes) {
+            let entries = discovery_entries(&bytes, h.numrec);
+            prop_assert!(entries.len() <= bytes.len().saturating_sub(1024) / 1024);
+            for e in &entries {
+                let _ = (e.trtype_name(), e.adrfam_name(), e.subtype_name(), e.treq_name(), e.sectype_name());
+            }
+        }
+    }
+}

@@ -154,9 +154,11 @@ impl TcpName {
                 "hdgst" => out.header_digest = on_off(value)?,
                 "ddgst" => out.data_digest = on_off(value)?,
                 "disable_sqflow" => out.disable_sqflow = on_off(value)?,
-                _ => return Err(bad(format!(
+                _ => {
+                    return Err(bad(format!(
                     "unknown option '{key}' (hostnqn, hostid, kato, hdgst, ddgst, disable_sqflow)"
-                ))),
+                )))
+                }
             }
         }
         Ok(out)
