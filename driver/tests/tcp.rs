@@ -359,3 +359,24 @@ fn a_target_that_stops_answering_is_caught_by_keep_alive() {
         "{msg}"
     );
 }
+
+#[test]
+fn queue_commands_the_transport_answers_itself_check_their_fields() {
+    use nvme::spec::SubmissionEntry;
+    let t = target("emu:size=4M");
+    let ctrl = open(&t, "");
+    // Create I/O Completion Queue with QSIZE 65535 (65536 entries) and with QID 0.
+    for (cdw10, sc) in [(0xffff_0005u32, 0x02u8), (0x001f_0000, 0x01)] {
+        let mut sqe = SubmissionEntry::new(0x05);
+        sqe.cdw10 = cdw10;
+        sqe.prp1 = 0x1000;
+        let e = ctrl.admin_command(sqe).unwrap_err();
+        let status = e.status().expect("a status");
+        assert_eq!((status.sc(), status.dnr()), (sc, true), "{e}");
+    }
+    // Doorbell Buffer Config has no meaning on a fabric.
+    let e = ctrl.admin_command(SubmissionEntry::new(0x7c)).unwrap_err();
+    assert_eq!(e.status().unwrap().sc(), 0x01, "{e}");
+    // The controller is still usable.
+    round_trip(&ctrl, 0, 4096, 31);
+}

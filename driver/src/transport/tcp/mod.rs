@@ -606,9 +606,12 @@ impl Inner {
             // Create I/O Completion Queue.
             0x05 => {
                 let qid = sqe.cdw10 as u16;
-                let entries = (sqe.cdw10 >> 16) as u16 + 1;
-                match self.queues.get(usize::from(qid)).filter(|_| qid != 0) {
-                    Some(q) => {
+                match (
+                    self.queues.get(usize::from(qid)).filter(|_| qid != 0),
+                    queue_entries(sqe.cdw10),
+                ) {
+                    (_, None) => invalid_queue_size(),
+                    (Some(q), Some(entries)) => {
                         lock(q).set_rings(
                             None,
                             Some(Ring {
@@ -618,7 +621,7 @@ impl Inner {
                         );
                         Status::SUCCESS
                     }
-                    None => {
+                    (None, _) => {
                         Status::from_parts(StatusCodeType::CommandSpecific, 0x01).with_dnr(true)
                     }
                 }
@@ -626,8 +629,10 @@ impl Inner {
             // Create I/O Submission Queue: a new connection.
             0x01 => {
                 let qid = sqe.cdw10 as u16;
-                let entries = (sqe.cdw10 >> 16) as u16 + 1;
-                self.create_io_queue(admin, qid, entries, sqe.prp1)
+                match queue_entries(sqe.cdw10) {
+                    Some(entries) => self.create_io_queue(admin, qid, entries, sqe.prp1),
+                    None => invalid_queue_size(),
+                }
             }
             // Delete I/O Submission Queue.
             0x00 => {
@@ -635,8 +640,6 @@ impl Inner {
                 if let Some(q) = self.queues.get(usize::from(qid)).filter(|_| qid != 0) {
                     let mut shim = lock(q);
                     if shim.conn.is_some() {
-                        let saved = self.timeout;
-                        let _ = saved;
                         let _ = self.exec_short(&mut shim, qid, fabrics::disconnect());
                     }
                     shim.disconnect();
@@ -745,6 +748,16 @@ impl Inner {
         lock(&self.regs).io_in_capsule = Some(n);
         Ok(n)
     }
+}
+
+/// The entries of a Create I/O queue command (QSIZE, 0's based), when 2 to 65535.
+fn queue_entries(cdw10: u32) -> Option<u16> {
+    u16::try_from((cdw10 >> 16) + 1).ok().filter(|&n| n >= 2)
+}
+
+/// Invalid Queue Size (a command specific status of Create I/O queue commands).
+fn invalid_queue_size() -> Status {
+    Status::from_parts(StatusCodeType::CommandSpecific, 0x02).with_dnr(true)
 }
 
 /// Explains a refused Connect as nvme-cli and Linux do.
