@@ -13,7 +13,7 @@ use nvme_spec::fabrics::{
 };
 use nvme_spec::identify::IdentifyController;
 use nvme_spec::registers::offset;
-use nvme_spec::sgl::{SglDescriptor, SglIdentifier, SglSubType, SglType};
+use nvme_spec::sgl::SglDescriptor;
 use nvme_spec::tcp::{
     digest, flags, CommonHeader, Digests, FatalErrorStatus, IcReq, IcResp, PduType, TermReq,
     TransferHeader, DIGEST_SIZE, IC_PDU_SIZE,
@@ -45,28 +45,6 @@ struct Client {
     digests: Digests,
     maxh2cdata: usize,
     cid: u16,
-}
-
-fn in_capsule(len: u32) -> SglDescriptor {
-    SglDescriptor {
-        address: 0,
-        length: len,
-        reserved: [0; 3],
-        identifier: SglIdentifier::new()
-            .with_kind(SglType::DATA_BLOCK)
-            .with_sub_type(SglSubType::OFFSET),
-    }
-}
-
-fn transport(len: u32) -> SglDescriptor {
-    SglDescriptor {
-        address: 0,
-        length: len,
-        reserved: [0; 3],
-        identifier: SglIdentifier::new()
-            .with_kind(SglType::TRANSPORT_DATA_BLOCK)
-            .with_sub_type(SglSubType::TRANSPORT_SPECIFIC),
-    }
 }
 
 fn rw(opcode: u8, slba: u64, blocks: u32) -> SubmissionEntry {
@@ -213,9 +191,9 @@ impl Client {
     ) -> (CompletionEntry, Vec<u8>) {
         let len = write.len().max(read) as u32;
         let desc = if inline {
-            in_capsule(len)
+            SglDescriptor::in_capsule(len)
         } else {
-            transport(len)
+            SglDescriptor::transport(len)
         };
         sqe.set_sgl(desc, Psdt::SglMptrContiguous);
         let cid = self.capsule(sqe, if inline { write } else { &[] });
@@ -299,7 +277,7 @@ impl Client {
         }
         .to_bytes()
         .unwrap();
-        let sqe = fabrics::connect(qid, 32, cattr as u8, kato, in_capsule(1024));
+        let sqe = fabrics::connect(qid, 32, cattr as u8, kato, SglDescriptor::in_capsule(1024));
         self.exec(sqe, &data, true, 0).0
     }
 
@@ -466,7 +444,7 @@ fn digests_round_trip_and_a_bad_client_digest_is_handled() {
 
     // A bad data digest on in-capsule data fails the command, the queue lives on.
     let mut sqe = rw(0x01, 0, 1);
-    sqe.set_sgl(in_capsule(512), Psdt::SglMptrContiguous);
+    sqe.set_sgl(SglDescriptor::in_capsule(512), Psdt::SglMptrContiguous);
     sqe.set_cid(900);
     let mut b = q.pdu(PduType::CAPSULE_CMD, 0, &sqe.to_bytes(), &[7; 512]);
     let n = b.len();
@@ -484,7 +462,7 @@ fn digests_round_trip_and_a_bad_client_digest_is_handled() {
 
     // A bad header digest ends the connection with a C2HTermReq.
     let mut sqe = rw(0x02, 0, 1);
-    sqe.set_sgl(transport(512), Psdt::SglMptrContiguous);
+    sqe.set_sgl(SglDescriptor::transport(512), Psdt::SglMptrContiguous);
     let mut b = q.pdu(PduType::CAPSULE_CMD, 0, &sqe.to_bytes(), &[]);
     b[72] ^= 1;
     q.send(&b);
@@ -561,7 +539,7 @@ fn success_flag_replaces_the_response_when_sq_flow_control_is_off() {
     let data = pattern(4096, 3);
     assert!(q.exec(rw(0x01, 8, 8), &data, true, 0).0.status.is_success());
     let mut sqe = rw(0x02, 8, 8);
-    sqe.set_sgl(transport(4096), Psdt::SglMptrContiguous);
+    sqe.set_sgl(SglDescriptor::transport(4096), Psdt::SglMptrContiguous);
     q.capsule(sqe, &[]);
     let p = q.recv();
     assert_eq!(p.ch.pdu_type, PduType::C2H_DATA);
@@ -595,7 +573,7 @@ fn fault_drop_after_closes_the_queue_after_k_commands() {
             .is_success());
     }
     let mut sqe = rw(0x02, 0, 1);
-    sqe.set_sgl(transport(512), Psdt::SglMptrContiguous);
+    sqe.set_sgl(SglDescriptor::transport(512), Psdt::SglMptrContiguous);
     q.capsule(sqe, &[]);
     q.expect_closed();
     assert_eq!(t.faults().counts().dropped, 1);
@@ -641,7 +619,7 @@ fn fault_corrupted_digests_reach_the_host() {
     t.faults().corrupt_data_digest(None);
     let mut identify = SubmissionEntry::new(0x06);
     identify.cdw10 = 1;
-    identify.set_sgl(transport(4096), Psdt::SglMptrContiguous);
+    identify.set_sgl(SglDescriptor::transport(4096), Psdt::SglMptrContiguous);
     a.capsule(identify, &[]);
     let mut ch = [0u8; 8];
     a.s.read_exact(&mut ch).unwrap();

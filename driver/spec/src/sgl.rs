@@ -116,6 +116,32 @@ impl SglDescriptor {
         Self::new(SglType::DATA_BLOCK, address, length)
     }
 
+    /// A Data Block descriptor with the offset sub type for `length` bytes at offset 0:
+    /// data carried in the command capsule (NVMe over Fabrics).
+    pub const fn in_capsule(length: u32) -> Self {
+        Self {
+            address: 0,
+            length,
+            reserved: [0; 3],
+            identifier: SglIdentifier::new()
+                .with_kind(SglType::DATA_BLOCK)
+                .with_sub_type(SglSubType::OFFSET),
+        }
+    }
+
+    /// A Transport SGL Data Block descriptor (5Ah) for `length` bytes: data moved by
+    /// the transport's own data PDUs (NVMe/TCP C2HData, R2T and H2CData).
+    pub const fn transport(length: u32) -> Self {
+        Self {
+            address: 0,
+            length,
+            reserved: [0; 3],
+            identifier: SglIdentifier::new()
+                .with_kind(SglType::TRANSPORT_DATA_BLOCK)
+                .with_sub_type(SglSubType::TRANSPORT_SPECIFIC),
+        }
+    }
+
     /// A Segment descriptor for a (not last) segment of `descriptors` descriptors.
     pub const fn segment(address: u64, descriptors: u32) -> Self {
         Self::new(
@@ -194,6 +220,14 @@ mod tests {
         assert_eq!(lo, 0x2000);
         assert_eq!(hi, 32 | (0x30u64 << 56));
         assert_eq!(SglDescriptor::from_qwords([lo, hi]), l);
+    }
+
+    #[test]
+    fn fabrics_descriptors_carry_their_identifier_bytes() {
+        let c = SglDescriptor::in_capsule(4096).to_bytes();
+        assert_eq!((c[15], &c[8..12]), (0x01, &4096u32.to_le_bytes()[..]));
+        let t = SglDescriptor::transport(512).to_bytes();
+        assert_eq!((t[15], &t[0..8]), (0x5a, &[0u8; 8][..]));
     }
 
     #[test]
