@@ -11,10 +11,11 @@
 //! controller would post them. Every command ID, offset and length the target sends is
 //! checked against the command it names before a byte is copied.
 
+use std::ops::Range;
 use std::sync::atomic::{fence, Ordering};
 
 use crate::spec::command::Psdt;
-use crate::spec::sgl::{SglDescriptor, SglIdentifier, SglSubType, SglType, SGL_DESCRIPTOR_SIZE};
+use crate::spec::sgl::{SglDescriptor, SglType, SGL_DESCRIPTOR_SIZE};
 use crate::spec::status::GenericStatus;
 use crate::spec::tcp::{PduType, TransferHeader};
 use crate::spec::{CompletionEntry, Status, SubmissionEntry};
@@ -243,22 +244,14 @@ impl QueueShim {
         let mut wire = *sqe;
         wire.mptr = 0;
         let desc = if in_capsule {
-            data_block_offset(len as u32)
+            SglDescriptor::in_capsule(len as u32)
         } else {
-            transport_data_block(len as u32)
+            SglDescriptor::transport(len as u32)
         };
         wire.set_sgl(desc, Psdt::SglMptrContiguous);
         let range = conn.begin_capsule(&wire.to_bytes(), if in_capsule { len } else { 0 });
         if in_capsule {
-            let dst = conn.tx_slice(range.clone());
-            let mut at = 0;
-            for &(iova, n) in &cmd.segs {
-                let n = n as usize;
-                if !c.mem.read(iova, &mut dst[at..at + n]) {
-                    tracing::error!(qid = c.qid, cid, iova, "write data is not in mapped memory");
-                }
-                at += n;
-            }
+            copy_from_segments(&mut c.mem, &cmd.segs, 0, conn.tx_slice(range.clone()));
         }
         conn.finish_pdu(range);
         c.on_wire += 1;
@@ -287,9 +280,9 @@ impl QueueShim {
         i.data.resize(want, 0);
         sqe.set_cid(cid);
         let desc = if !out.is_empty() {
-            data_block_offset(out.len() as u32)
+            SglDescriptor::in_capsule(out.len() as u32)
         } else {
-            transport_data_block(want as u32)
+            SglDescriptor::transport(want as u32)
         };
         sqe.set_sgl(desc, Psdt::SglMptrContiguous);
         let range = conn.begin_capsule(&sqe.to_bytes(), out.len());
@@ -402,51 +395,37 @@ fn transfer_fields(th: &TransferHeader) -> [u8; 16] {
     b
 }
 
+/// Where bytes `offset..offset + len` of a transfer lie in its host segments: for each
+/// piece, its IOVA and its range in a buffer that starts at byte `offset`.
+fn pieces(
+    segs: &[(u64, u32)],
+    offset: u32,
+    len: usize,
+) -> impl Iterator<Item = (u64, Range<usize>)> + '_ {
+    let offset = u64::from(offset);
+    let mut start = 0u64;
+    let mut done = 0usize;
+    segs.iter().filter_map(move |&(iova, n)| {
+        let n = u64::from(n);
+        let seg_start = start;
+        start += n;
+        if done == len || seg_start + n <= offset {
+            return None;
+        }
+        let skip = (offset + done as u64).saturating_sub(seg_start);
+        let take = ((n - skip) as usize).min(len - done);
+        let range = done..done + take;
+        done += take;
+        Some((iova + skip, range))
+    })
+}
+
 /// Copies the command's data from byte `offset` of its transfer into `dst`.
 fn copy_from_segments(mem: &mut MemView, segs: &[(u64, u32)], offset: u32, dst: &mut [u8]) {
-    let mut pos = 0u64;
-    let mut done = 0usize;
-    let offset = u64::from(offset);
-    for &(iova, n) in segs {
-        let n = u64::from(n);
-        if done == dst.len() {
-            break;
-        }
-        if pos + n <= offset {
-            pos += n;
-            continue;
-        }
-        let skip = offset.saturating_sub(pos);
-        let take = ((n - skip) as usize).min(dst.len() - done);
-        if !mem.read(iova + skip, &mut dst[done..done + take]) {
+    for (iova, range) in pieces(segs, offset, dst.len()) {
+        if !mem.read(iova, &mut dst[range]) {
             tracing::error!(iova, "write data is not in mapped memory");
         }
-        done += take;
-        pos += n;
-    }
-}
-
-/// An SGL Data Block descriptor with the offset sub type: in-capsule data.
-fn data_block_offset(len: u32) -> SglDescriptor {
-    SglDescriptor {
-        address: 0,
-        length: len,
-        reserved: [0; 3],
-        identifier: SglIdentifier::new()
-            .with_kind(SglType::DATA_BLOCK)
-            .with_sub_type(SglSubType::OFFSET),
-    }
-}
-
-/// A Transport SGL Data Block descriptor: data moved by data PDUs.
-fn transport_data_block(len: u32) -> SglDescriptor {
-    SglDescriptor {
-        address: 0,
-        length: len,
-        reserved: [0; 3],
-        identifier: SglIdentifier::new()
-            .with_kind(SglType::TRANSPORT_DATA_BLOCK)
-            .with_sub_type(SglSubType::TRANSPORT_SPECIFIC),
     }
 }
 
@@ -646,27 +625,12 @@ impl PduSink for QueueCore {
             return Ok(());
         }
         let cmd = &mut self.cmds[usize::from(cid)];
-        let mut pos = 0u64;
-        let mut done = 0usize;
-        let offset = u64::from(offset);
-        for &(iova, n) in &cmd.segs {
-            if done == data.len() {
-                break;
-            }
-            let n = u64::from(n);
-            if pos + n <= offset + done as u64 {
-                pos += n;
-                continue;
-            }
-            let skip = offset + done as u64 - pos;
-            let take = ((n - skip) as usize).min(data.len() - done);
-            if !self.mem.write(iova + skip, &data[done..done + take]) {
+        for (iova, range) in pieces(&cmd.segs, offset, data.len()) {
+            if !self.mem.write(iova, &data[range]) {
                 return Err(format!(
                     "read data for command {cid} has no mapped buffer at {iova:#x}"
                 ));
             }
-            done += take;
-            pos += n;
         }
         cmd.received += data.len() as u32;
         Ok(())
@@ -762,5 +726,29 @@ fn walk_sgl(
             }
             _ => return Err("an SGL descriptor type this transport does not carry"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pieces;
+
+    #[test]
+    fn pieces_cover_a_range_across_segments() {
+        let segs = [(0x1000, 100), (0x5000, 50), (0x9000, 200)];
+        let got: Vec<_> = pieces(&segs, 90, 100).collect();
+        assert_eq!(
+            got,
+            vec![(0x105a, 0..10), (0x5000, 10..60), (0x9000, 60..100)]
+        );
+        let all: Vec<_> = pieces(&segs, 0, 350).collect();
+        assert_eq!(
+            all,
+            vec![(0x1000, 0..100), (0x5000, 100..150), (0x9000, 150..350)]
+        );
+        assert_eq!(
+            pieces(&segs, 150, 10).collect::<Vec<_>>(),
+            vec![(0x9000, 0..10)]
+        );
     }
 }
