@@ -330,7 +330,8 @@ impl Inner {
     }
 
     /// Sends one of the transport's own commands on `shim` and waits for it (polling
-    /// the connection, which also delivers the driver's completions).
+    /// the connection, which also delivers the driver's completions). A lost
+    /// connection or no answer within the transport's timeout is a failure of `qid`.
     fn exec_on(
         &self,
         shim: &mut QueueShim,
@@ -339,6 +340,23 @@ impl Inner {
         out: &[u8],
         want: usize,
     ) -> Result<(CompletionEntry, Vec<u8>), String> {
+        self.exec_within(shim, qid, sqe, out, want, self.timeout, true)
+    }
+
+    /// [`Inner::exec_on`] waiting at most `limit`; with `fail` false, trouble on the
+    /// connection (one that is being closed anyway) is reported but recorded as no
+    /// failure.
+    #[allow(clippy::too_many_arguments)]
+    fn exec_within(
+        &self,
+        shim: &mut QueueShim,
+        qid: u16,
+        sqe: SubmissionEntry,
+        out: &[u8],
+        want: usize,
+        limit: Duration,
+        fail: bool,
+    ) -> Result<(CompletionEntry, Vec<u8>), String> {
         let Some(cid) = shim.send_internal(sqe, out, want) else {
             return Err(if shim.conn.is_none() {
                 format!("{} is not connected", queue_name(qid))
@@ -346,39 +364,39 @@ impl Inner {
                 "too many transport commands outstanding".into()
             });
         };
+        let trouble = |shim: &mut QueueShim, e: ConnError| {
+            let what = e.to_string();
+            if fail {
+                self.conn_failed(shim, qid, &e);
+            }
+            what
+        };
         let start = Instant::now();
         let mut backoff = crate::backoff::Backoff::new();
         loop {
             if let Err(e) = shim.flush().and_then(|()| shim.pump().map(|_| ())) {
-                let what = e.to_string();
-                self.conn_failed(shim, qid, &e);
-                return Err(what);
+                return Err(trouble(shim, e));
             }
             if let Some(done) = shim.take_internal(cid) {
                 return Ok(done);
             }
             if qid == 0 {
                 if let Err(e) = self.check_keep_alive(shim) {
-                    let what = e.to_string();
-                    self.conn_failed(shim, qid, &e);
-                    return Err(what);
+                    return Err(trouble(shim, e));
                 }
             }
             if !shim.internal_pending(cid) {
                 return Err(format!("{} was closed", queue_name(qid)));
             }
-            if start.elapsed() > self.timeout {
+            if start.elapsed() > limit {
                 shim.abandon_internal(cid);
                 let e = ConnError::Protocol(format!(
-                    "no answer to a {} command within {:?}",
+                    "no answer to a {} command within {limit:?}",
                     fabrics::fabrics_type(&sqe)
                         .and_then(|t| t.name())
                         .unwrap_or("transport"),
-                    self.timeout
                 ));
-                let what = e.to_string();
-                self.conn_failed(shim, qid, &e);
-                return Err(what);
+                return Err(trouble(shim, e));
             }
             backoff.wait();
         }
@@ -640,7 +658,19 @@ impl Inner {
                 if let Some(q) = self.queues.get(usize::from(qid)).filter(|_| qid != 0) {
                     let mut shim = lock(q);
                     if shim.conn.is_some() {
-                        let _ = self.exec_short(&mut shim, qid, fabrics::disconnect());
+                        // Briefly: the connection is closed either way.
+                        let disconnect = fabrics::disconnect();
+                        if let Err(e) = self.exec_within(
+                            &mut shim,
+                            qid,
+                            disconnect,
+                            &[],
+                            0,
+                            DISCONNECT_WAIT,
+                            false,
+                        ) {
+                            tracing::debug!(qid, error = %e, "Disconnect not answered; closing the connection");
+                        }
                     }
                     shim.disconnect();
                     shim.core.sq = None;
@@ -661,23 +691,6 @@ impl Inner {
         };
         admin.core.post_local(cid, status, 0);
         true
-    }
-
-    /// A Disconnect that waits only briefly: the connection is closed either way.
-    fn exec_short(&self, shim: &mut QueueShim, qid: u16, sqe: SubmissionEntry) -> Option<()> {
-        let cid = shim.send_internal(sqe, &[], 0)?;
-        let start = Instant::now();
-        while start.elapsed() < DISCONNECT_WAIT {
-            if shim.flush().and_then(|()| shim.pump()).is_err() {
-                return None;
-            }
-            if shim.take_internal(cid).is_some() {
-                return Some(());
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        tracing::debug!(qid, "no answer to Disconnect; closing the connection");
-        None
     }
 
     fn create_io_queue(
