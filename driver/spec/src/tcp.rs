@@ -278,33 +278,23 @@ pub struct IcReq {
 impl IcReq {
     /// The 128 wire bytes.
     pub fn to_bytes(&self) -> [u8; IC_PDU_SIZE] {
-        let mut b = [0u8; IC_PDU_SIZE];
-        b[..8].copy_from_slice(
-            &CommonHeader {
-                pdu_type: PduType::IC_REQ,
-                flags: 0,
-                hlen: IC_PDU_SIZE as u8,
-                pdo: 0,
-                plen: IC_PDU_SIZE as u32,
-            }
-            .to_bytes(),
-        );
-        b[8..10].copy_from_slice(&self.pfv.to_le_bytes());
-        b[10] = self.hpda;
-        b[11] = self.digests.to_bits();
-        b[12..16].copy_from_slice(&self.maxr2t.to_le_bytes());
-        b
+        IcFields {
+            pfv: self.pfv,
+            pda: self.hpda,
+            digests: self.digests,
+            value: self.maxr2t,
+        }
+        .to_bytes(PduType::IC_REQ)
     }
 
     /// Decodes the 128 bytes of an ICReq (for a target).
     pub fn parse(b: &[u8; IC_PDU_SIZE]) -> Result<Self, Error> {
-        let ch = CommonHeader::parse(b[..8].try_into().expect("8 bytes"));
-        check_ic(ch, PduType::IC_REQ)?;
+        let f = IcFields::parse(b, PduType::IC_REQ)?;
         Ok(Self {
-            pfv: u16::from_le_bytes([b[8], b[9]]),
-            hpda: b[10],
-            digests: Digests::from_bits(b[11]),
-            maxr2t: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+            pfv: f.pfv,
+            hpda: f.pda,
+            digests: f.digests,
+            maxr2t: f.value,
         })
     }
 }
@@ -326,34 +316,24 @@ pub struct IcResp {
 impl IcResp {
     /// The 128 wire bytes (for a target).
     pub fn to_bytes(&self) -> [u8; IC_PDU_SIZE] {
-        let mut b = [0u8; IC_PDU_SIZE];
-        b[..8].copy_from_slice(
-            &CommonHeader {
-                pdu_type: PduType::IC_RESP,
-                flags: 0,
-                hlen: IC_PDU_SIZE as u8,
-                pdo: 0,
-                plen: IC_PDU_SIZE as u32,
-            }
-            .to_bytes(),
-        );
-        b[8..10].copy_from_slice(&self.pfv.to_le_bytes());
-        b[10] = self.cpda;
-        b[11] = self.digests.to_bits();
-        b[12..16].copy_from_slice(&self.maxh2cdata.to_le_bytes());
-        b
+        IcFields {
+            pfv: self.pfv,
+            pda: self.cpda,
+            digests: self.digests,
+            value: self.maxh2cdata,
+        }
+        .to_bytes(PduType::IC_RESP)
     }
 
     /// Decodes an ICResp, checking its header, version and MAXH2CDATA (at least 4 KiB
     /// and a dword multiple, as the specification requires).
     pub fn parse(b: &[u8; IC_PDU_SIZE]) -> Result<Self, Error> {
-        let ch = CommonHeader::parse(b[..8].try_into().expect("8 bytes"));
-        check_ic(ch, PduType::IC_RESP)?;
+        let f = IcFields::parse(b, PduType::IC_RESP)?;
         let r = Self {
-            pfv: u16::from_le_bytes([b[8], b[9]]),
-            cpda: b[10],
-            digests: Digests::from_bits(b[11]),
-            maxh2cdata: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+            pfv: f.pfv,
+            cpda: f.pda,
+            digests: f.digests,
+            maxh2cdata: f.value,
         };
         let bad = |detail: String| Error::InvalidPdu {
             pdu: "ICResp",
@@ -372,6 +352,47 @@ impl IcResp {
             return Err(bad(format!("CPDA {} is above 31", r.cpda)));
         }
         Ok(r)
+    }
+}
+
+/// The fields ICReq and ICResp share the layout of: PFV (bytes 8-9), a PDU data
+/// alignment (byte 10), the digests (byte 11) and MAXR2T or MAXH2CDATA (bytes 12-15).
+struct IcFields {
+    pfv: u16,
+    pda: u8,
+    digests: Digests,
+    value: u32,
+}
+
+impl IcFields {
+    fn to_bytes(&self, pdu_type: PduType) -> [u8; IC_PDU_SIZE] {
+        let mut b = [0u8; IC_PDU_SIZE];
+        b[..8].copy_from_slice(
+            &CommonHeader {
+                pdu_type,
+                flags: 0,
+                hlen: IC_PDU_SIZE as u8,
+                pdo: 0,
+                plen: IC_PDU_SIZE as u32,
+            }
+            .to_bytes(),
+        );
+        b[8..10].copy_from_slice(&self.pfv.to_le_bytes());
+        b[10] = self.pda;
+        b[11] = self.digests.to_bits();
+        b[12..16].copy_from_slice(&self.value.to_le_bytes());
+        b
+    }
+
+    fn parse(b: &[u8; IC_PDU_SIZE], want: PduType) -> Result<Self, Error> {
+        let ch = CommonHeader::parse(b[..8].try_into().expect("8 bytes"));
+        check_ic(ch, want)?;
+        Ok(Self {
+            pfv: u16::from_le_bytes([b[8], b[9]]),
+            pda: b[10],
+            digests: Digests::from_bits(b[11]),
+            value: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+        })
     }
 }
 
