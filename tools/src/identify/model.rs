@@ -358,6 +358,7 @@ impl CapJson {
 impl ControllerJson {
     /// Builds the controller part from Identify Controller and the CAP and VS registers.
     pub fn new(id: &IdentifyController, cap: Cap, vs: Version) -> Self {
+        let fabrics = id.fabrics_fields();
         Self {
             vid: id.vid,
             ssvid: id.ssvid,
@@ -400,12 +401,12 @@ impl ControllerJson {
             awupf: id.awupf,
             sgls: id.sgls.into_bits(),
             subnqn: ascii_field(&id.subnqn),
-            ioccsz: id.fabrics_fields().ioccsz,
-            iorcsz: id.fabrics_fields().iorcsz,
-            icdoff: id.fabrics_fields().icdoff,
-            fcatt: id.fabrics_fields().fcatt,
-            msdbd: id.fabrics_fields().msdbd,
-            ofcs: id.fabrics_fields().ofcs,
+            ioccsz: fabrics.ioccsz,
+            iorcsz: fabrics.iorcsz,
+            icdoff: fabrics.icdoff,
+            fcatt: fabrics.fcatt,
+            msdbd: fabrics.msdbd,
+            ofcs: fabrics.ofcs,
             version: version_string(vs),
             cap: CapJson::new(cap),
         }
