@@ -27,6 +27,23 @@ host_steal() {
 bdf_of() { printf '0000:00:%02x.0\n' $((4 + ${1:-0})); }
 
 log() { echo "$*" >&2; }
+
+# alternate_rounds N: the measurement's rounds 1..N, each running the caller's
+# `kernel R` and `ours R`: the kernel first in odd rounds, ours first in even ones,
+# so that neither side always runs second on a warmed-up system.
+alternate_rounds() {
+    local r=1
+    while [ $r -le "$1" ]; do
+        if [ $((r % 2)) -eq 1 ]; then
+            kernel $r
+            ours $r
+        else
+            ours $r
+            kernel $r
+        fi
+        r=$((r + 1))
+    done
+}
 fail() {
     echo "FAIL: $*" >&2
     exit 1

@@ -97,17 +97,7 @@ irqs() {
 c=$(bind_nvme "$bdf")
 dd if=/dev/urandom of="/dev/${c}n1" bs=1M count=64 oflag=direct status=none
 
-r=1
-while [ $r -le "$rounds" ]; do
-    if [ $((r % 2)) -eq 1 ]; then
-        kernel $r
-        ours $r
-    else
-        ours $r
-        kernel $r
-    fi
-    r=$((r + 1))
-done
+alternate_rounds "$rounds"
 # Ours at QD128 (round 0): the controller's throughput with a deeper queue.
 ours 0 128
 

@@ -91,17 +91,7 @@ ours() {
     done
 }
 
-r=1
-while [ $r -le "$rounds" ]; do
-    if [ $((r % 2)) -eq 1 ]; then
-        kernel $r
-        ours $r
-    else
-        ours $r
-        kernel $r
-    fi
-    r=$((r + 1))
-done
+alternate_rounds "$rounds"
 
 python3 - "$out" "$cpus" <<'EOF2'
 import statistics, sys
