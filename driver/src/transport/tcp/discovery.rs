@@ -11,9 +11,16 @@ use crate::spec::fabrics::{
 };
 use crate::spec::log::LogPageId;
 use crate::spec::registers::offset;
+use crate::transport::Transport;
 use crate::Error;
 
 use super::{TcpName, TcpTransport};
+
+/// What the transport saw go wrong, or that the target did not answer.
+fn unanswered(t: &TcpTransport) -> String {
+    t.failure()
+        .unwrap_or_else(|| "the target did not answer".into())
+}
 
 /// How often a log whose generation counter changes while read is read again.
 const READ_ATTEMPTS: usize = 10;
@@ -45,9 +52,9 @@ pub fn discover(name: &TcpName, timeout: Duration) -> Result<DiscoveryLog, Error
     // CC: 64-byte SQEs, 16-byte CQEs, the NVM command set, 4 KiB pages, enabled.
     let cc: u32 = 1 | (6 << 16) | (4 << 20);
     if !inner.property_set(offset::CC as u32, PropertySize::Four, u64::from(cc)) {
-        return Err(fail("enabling the discovery controller", t.failure_text()));
+        return Err(fail("enabling the discovery controller", unanswered(&t)));
     }
-    lock_cc(inner, cc);
+    hugepages::sync::lock(&inner.regs).cc = cc;
     let start = Instant::now();
     loop {
         match inner.property_get(offset::CSTS as u32, PropertySize::Four) {
@@ -66,7 +73,7 @@ pub fn discover(name: &TcpName, timeout: Duration) -> Result<DiscoveryLog, Error
                     waited: timeout,
                 })
             }
-            None => return Err(fail("enabling the discovery controller", t.failure_text())),
+            None => return Err(fail("enabling the discovery controller", unanswered(&t))),
         }
     }
     let read = |len: usize| -> Result<Vec<u8>, Error> {
@@ -119,16 +126,4 @@ pub fn discover(name: &TcpName, timeout: Duration) -> Result<DiscoveryLog, Error
             format!("its generation counter changed on each of {READ_ATTEMPTS} reads"),
         )
     })
-}
-
-fn lock_cc(inner: &super::Inner, cc: u32) {
-    hugepages::sync::lock(&inner.regs).cc = cc;
-}
-
-impl TcpTransport {
-    fn failure_text(&self) -> String {
-        hugepages::sync::lock(&self.inner.failure)
-            .clone()
-            .unwrap_or_else(|| "the target did not answer".into())
-    }
 }
