@@ -10,7 +10,8 @@ use crate::spec::fabrics::{
     DISCOVERY_HEADER_SIZE, DISCOVERY_LOG_PAGE,
 };
 use crate::spec::log::LogPageId;
-use crate::spec::registers::offset;
+use crate::spec::registers::{offset, ShutdownNotification};
+use crate::spec::Cc;
 use crate::transport::Transport;
 use crate::Error;
 
@@ -50,7 +51,11 @@ pub fn discover(name: &TcpName, timeout: Duration) -> Result<DiscoveryLog, Error
         reason,
     };
     // CC: 64-byte SQEs, 16-byte CQEs, the NVM command set, 4 KiB pages, enabled.
-    let cc: u32 = 1 | (6 << 16) | (4 << 20);
+    let cc = Cc::new()
+        .with_en(true)
+        .with_iosqes(crate::spec::command::SQE_SIZE_SHIFT)
+        .with_iocqes(crate::spec::command::CQE_SIZE_SHIFT)
+        .into_bits();
     if !inner.property_set(offset::CC as u32, PropertySize::Four, u64::from(cc)) {
         return Err(fail("enabling the discovery controller", unanswered(&t)));
     }
@@ -118,7 +123,11 @@ pub fn discover(name: &TcpName, timeout: Duration) -> Result<DiscoveryLog, Error
     inner.property_set(
         offset::CC as u32,
         PropertySize::Four,
-        u64::from(cc | (1 << 14)),
+        u64::from(
+            Cc::from_bits(cc)
+                .with_shn(ShutdownNotification::Normal)
+                .into_bits(),
+        ),
     );
     result.ok_or_else(|| {
         fail(

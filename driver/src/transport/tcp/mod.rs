@@ -44,10 +44,10 @@ use hugepages::DmaMapper;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::spec::fabrics::{self, ConnectData, FabricsStatus, InvalidParameter, PropertySize};
-use crate::spec::registers::offset;
+use crate::spec::registers::{offset, ShutdownNotification, ShutdownStatus};
 use crate::spec::status::{GenericStatus, StatusCodeType};
 use crate::spec::tcp::Digests;
-use crate::spec::{CompletionEntry, Status, SubmissionEntry};
+use crate::spec::{Cc, CompletionEntry, Csts, Status, SubmissionEntry};
 use crate::transport::Transport;
 use crate::Error;
 
@@ -491,33 +491,33 @@ impl Inner {
         if self.gone.load(Ordering::Acquire) {
             return u32::MAX;
         }
-        let cc = lock(&self.regs).cc;
-        let enabled = cc & 1 != 0;
+        let cc = Cc::from_bits(lock(&self.regs).cc);
+        let shutting_down = cc.shn() != ShutdownNotification::None;
+        // What the host knows without asking: RDY follows CC.EN, CFS while a failure
+        // awaits a reset.
+        let local = Csts::new().with_rdy(cc.en()).with_cfs(cc.en());
         if self.fatal.load(Ordering::Acquire) || !self.admin_connected() {
-            // RDY follows CC.EN; CFS while a failure awaits a reset; a shutdown of a
-            // controller that is not there is complete at once.
-            let shst = if (cc >> 14) & 3 != 0 { 2 << 2 } else { 0 };
-            let cfs = if enabled { 2 } else { 0 };
-            return u32::from(enabled) | cfs | shst;
+            // A shutdown of a controller that is not there is complete at once.
+            let shst = if shutting_down {
+                ShutdownStatus::Complete
+            } else {
+                ShutdownStatus::Normal
+            };
+            return local.with_shst(shst).into_bits();
         }
-        if enabled && (cc >> 14) & 3 == 0 && self.ready_seen.load(Ordering::Acquire) {
-            return 1;
+        if cc.en() && !shutting_down && self.ready_seen.load(Ordering::Acquire) {
+            return Csts::new().with_rdy(true).into_bits();
         }
         match self.property_get(offset::CSTS as u32, PropertySize::Four) {
             Some(v) => {
-                let v = v as u32;
-                if enabled && v & 3 == 1 {
+                let csts = Csts::from_bits(v as u32);
+                if cc.en() && csts.rdy() && !csts.cfs() {
                     self.ready_seen.store(true, Ordering::Release);
                 }
-                v
+                csts.into_bits()
             }
-            None => {
-                if self.gone.load(Ordering::Acquire) {
-                    u32::MAX
-                } else {
-                    u32::from(enabled) | if enabled { 2 } else { 0 }
-                }
-            }
+            None if self.gone.load(Ordering::Acquire) => u32::MAX,
+            None => local.into_bits(),
         }
     }
 
@@ -526,7 +526,7 @@ impl Inner {
             let mut regs = lock(&self.regs);
             std::mem::replace(&mut regs.cc, value)
         };
-        let (was, now) = (old & 1 != 0, value & 1 != 0);
+        let (was, now) = (Cc::from_bits(old).en(), Cc::from_bits(value).en());
         self.ready_seen.store(false, Ordering::Release);
         if was && !now {
             self.disable(value);
@@ -819,7 +819,7 @@ fn keep_alive_loop(inner: &Inner, stop: &(Mutex<bool>, Condvar)) {
                 return;
             }
         }
-        let enabled = lock(&inner.regs).cc & 1 != 0;
+        let enabled = Cc::from_bits(lock(&inner.regs).cc).en();
         let mut shim = lock(&inner.queues[0]);
         if shim.conn.is_none() || !enabled {
             *lock(&inner.keep_alive) = None;
