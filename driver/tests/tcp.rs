@@ -380,3 +380,24 @@ fn queue_commands_the_transport_answers_itself_check_their_fields() {
     // The controller is still usable.
     round_trip(&ctrl, 0, 4096, 31);
 }
+
+#[test]
+fn discovery_lists_the_subsystem_at_its_port() {
+    use nvme::transport::tcp::{discover, TcpName};
+    let t = target("emu:size=4M");
+    let name = TcpName::parse(&format!("tcp://127.0.0.1:{}", t.port())).unwrap();
+    let log = discover(&name, Duration::from_secs(3)).expect("the discovery log");
+    let e = log
+        .entries
+        .iter()
+        .find(|e| e.subnqn == t.subsystem_nqn())
+        .unwrap_or_else(|| panic!("the subsystem is listed: {log:?}"));
+    assert_eq!(
+        (e.trtype_name(), e.adrfam_name(), e.subtype_name()),
+        ("tcp", "ipv4", "nvme subsystem")
+    );
+    assert_eq!(
+        (e.traddr.as_str(), e.trsvcid.clone()),
+        ("127.0.0.1", t.port().to_string())
+    );
+}
